@@ -1,0 +1,51 @@
+"""datasync: a persistent SQLite database for Python in the browser and natively.
+
+Example::
+
+    import asyncio, datasync
+
+    async def main():
+        db = await datasync.open("app.dsdb")
+        await db.execute("CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY, v)")
+        await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", ("a", 1))
+        print(await db.query("SELECT * FROM kv"))
+        await db.close()
+
+    asyncio.run(main())
+"""
+from .database import Database, Result, open
+from .errors import (
+    BackendError,
+    CorruptBlockError,
+    DatabaseClosedError,
+    DatasyncError,
+    FormatVersionError,
+    InvalidOptionError,
+    NotADatasyncStoreError,
+    StorageFullError,
+    StoreBusyError,
+    StoreCreateError,
+    WrongKeyError,
+)
+from .sqlite_image import NotASQLiteImageError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "CorruptBlockError",
+    "Database",
+    "DatabaseClosedError",
+    "DatasyncError",
+    "FormatVersionError",
+    "InvalidOptionError",
+    "NotADatasyncStoreError",
+    "NotASQLiteImageError",
+    "Result",
+    "StorageFullError",
+    "StoreBusyError",
+    "StoreCreateError",
+    "WrongKeyError",
+    "open",
+    "__version__",
+]

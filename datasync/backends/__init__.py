@@ -1,0 +1,37 @@
+"""Storage backends: where a datasync database's blocks live.
+
+Example::
+
+    from datasync.backends import make_backend
+    backend = make_backend("app.dsdb")            # SqliteFileBackend natively
+    backend = make_backend("scratch", "memory")   # MemoryBackend
+
+``memory`` keeps blocks in this process; ``sqlitefile`` in one SQLite file on disk;
+``indexeddb`` (browser) in IndexedDB.
+"""
+from __future__ import annotations
+
+from ..errors import InvalidOptionError
+from .base import Backend, run_now
+from .memory import MemoryBackend
+from .sqlitefile import SqliteFileBackend
+
+__all__ = ["Backend", "MemoryBackend", "SqliteFileBackend", "make_backend", "run_now"]
+
+BACKENDS = ("memory", "sqlitefile")
+
+
+def make_backend(name: str, kind: str | Backend | None = None) -> Backend:
+    """Return the backend for database ``name``: ``kind`` is a backend name, an
+    instance (returned as is), or None for the platform default."""
+    if isinstance(kind, Backend):
+        return kind
+    if kind is None:
+        kind = "sqlitefile"
+    if kind == "memory":
+        return MemoryBackend(name)
+    if kind == "sqlitefile":
+        return SqliteFileBackend(name)
+    raise InvalidOptionError(
+        f"backend={kind!r} is not known: use one of {', '.join(BACKENDS)} or a Backend instance"
+    )

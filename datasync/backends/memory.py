@@ -1,0 +1,103 @@
+"""A backend that keeps the store in this process's memory (tests, scratch data).
+
+Example::
+
+    db = await datasync.open("scratch", backend="memory")
+
+Stores are kept by name for the life of the process, so closing and reopening
+the same name returns the data (as a persistent backend would); ``destroy()``
+drops it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import BackendError, FormatVersionError
+from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record
+from .base import Backend
+
+
+@dataclass
+class _Stored:
+    meta: Meta
+    blocks: dict[tuple[str, int], Record] = field(default_factory=dict)
+
+
+_STORES: dict[str, _Stored] = {}
+
+
+class MemoryBackend(Backend):
+    """Process-local store, atomic by swapping whole dictionaries."""
+
+    sync_io = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def key(self) -> str:
+        return f"memory:{self.name}"
+
+    @property
+    def location(self) -> str:
+        return f"memory store {self.name!r}"
+
+    async def open(self, initial: Meta, *, create: bool = True) -> Meta:
+        stored = _STORES.get(self.name)
+        if stored is None:
+            if not create:
+                raise BackendError(f"{self.location} does not exist")
+            stored = _STORES[self.name] = _Stored(initial)
+        if stored.meta.format_version != FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.location} uses stored format {stored.meta.format_version}; "
+                f"this release reads format {FORMAT_VERSION}"
+            )
+        return stored.meta
+
+    def _stored(self) -> _Stored:
+        try:
+            return _STORES[self.name]
+        except KeyError:
+            raise BackendError(f"{self.location} was destroyed") from None
+
+    def read_block(self, file: str, index: int) -> Record | None:
+        return self._stored().blocks.get((file, index))
+
+    async def read_all(self, file: str = MAIN) -> dict[int, Record]:
+        return {i: r for (f, i), r in self._stored().blocks.items() if f == file}
+
+    async def write(self, flush: Flush) -> None:
+        stored = self._stored()
+        if stored.meta.version != flush.base_version:
+            raise BackendError(
+                f"{self.location} is at version {stored.meta.version}, not "
+                f"{flush.base_version}: another writer flushed first"
+            )
+        # Build the new state aside, then swap it in: a failure midway leaves the
+        # stored state untouched.
+        keep = flush.meta.block_count
+        if flush.truncate_to is not None:
+            keep = min(keep, flush.truncate_to)
+        blocks = {
+            k: r for k, r in stored.blocks.items() if k[0] != flush.file or k[1] < keep
+        }
+        for index, record in flush.blocks.items():
+            self._fault("block", index)
+            blocks[(flush.file, index)] = record
+        limit = flush.meta.block_count
+        blocks = {k: r for k, r in blocks.items() if k[0] != flush.file or k[1] < limit}
+        self._fault("meta", flush.meta.version)
+        _STORES[self.name] = _Stored(flush.meta, blocks)
+
+    async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        stored = self._stored()
+        return stored.meta, {
+            i: r for (f, i), r in stored.blocks.items() if f == file and r.version > version
+        }
+
+    async def close(self) -> None:
+        pass
+
+    async def destroy(self) -> None:
+        _STORES.pop(self.name, None)

@@ -1,0 +1,240 @@
+"""A backend that keeps the store in one ordinary SQLite file (native default).
+
+Example::
+
+    db = await datasync.open("app.dsdb")          # uses SqliteFileBackend natively
+
+The store file is a SQLite database (``application_id`` marks it as a datasync
+store) with a ``meta`` table and a ``blocks`` table keyed ``(file, idx)``. Each
+flush is one SQLite transaction in WAL mode with ``synchronous=FULL``, so it is
+atomic and durable once ``write`` returns. The file is held with an exclusive
+lock while open, so a second process cannot write the same store at once.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from ..errors import (
+    BackendError,
+    FormatVersionError,
+    NotADatasyncStoreError,
+    StorageFullError,
+    StoreBusyError,
+    StoreCreateError,
+)
+from ..format import MAIN, Flush, Meta, Record
+from .base import Backend
+
+#: ``PRAGMA application_id`` of a datasync store file ("DSyn").
+APPLICATION_ID = 0x4453796E
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks(
+    file TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    checksum INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (file, idx)
+);
+CREATE INDEX IF NOT EXISTS blocks_by_version ON blocks(file, version);
+"""
+
+
+class SqliteFileBackend(Backend):
+    """Blocks in a SQLite file on the local file system."""
+
+    sync_io = True
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 0.5) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    @property
+    def location(self) -> str:
+        return f"store {self.path!r}"
+
+    # -- opening -----------------------------------------------------------------
+    async def open(self, initial: Meta, *, create: bool = True) -> Meta:
+        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        if not exists and not create:
+            raise StoreCreateError(f"{self.location} does not exist")
+        if not exists:
+            parent = os.path.dirname(self.path)
+            if not os.path.isdir(parent):
+                raise StoreCreateError(
+                    f"cannot create {self.location}: the directory {parent!r} does not "
+                    "exist; create it first or choose another path"
+                )
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreCreateError(f"cannot open {self.location}: {exc}") from exc
+        try:
+            meta = self._open_conn(conn, initial, exists)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return meta
+
+    def _open_conn(self, conn: sqlite3.Connection, initial: Meta, exists: bool) -> Meta:
+        try:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            if exists:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                if app_id != APPLICATION_ID:
+                    raise NotADatasyncStoreError(
+                        f"{self.path!r} is a SQLite database but not a datasync store; "
+                        "to bring it in, run: python -m datasync import "
+                        f"{self.path} NEW_STORE"
+                    )
+            else:
+                # Pages large enough that one block record needs no overflow page.
+                page = min(65536, max(8192, initial.block_size * 2))
+                conn.execute(f"PRAGMA page_size={page}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(
+                    f"{self.location} is open in another process; close it there first"
+                ) from exc
+            raise StoreCreateError(f"cannot open {self.location}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise NotADatasyncStoreError(
+                f"{self.path!r} is not a datasync store ({exc})"
+            ) from exc
+        try:
+            if not exists:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('meta', ?)", (initial.to_json(),)
+                )
+                meta = initial
+            else:
+                row = conn.execute("SELECT value FROM meta WHERE key='meta'").fetchone()
+                if row is None:
+                    raise NotADatasyncStoreError(f"{self.location} has no metadata")
+                meta = Meta.from_json(row[0], where=self.location)
+            conn.execute("COMMIT")
+            return meta
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendError(f"{self.location} is not open")
+        return self._conn
+
+    # -- reading -----------------------------------------------------------------
+    def read_block(self, file: str, index: int) -> Record | None:
+        row = self._db().execute(
+            "SELECT version, checksum, data FROM blocks WHERE file=? AND idx=?",
+            (file, index),
+        ).fetchone()
+        return None if row is None else Record(*row)
+
+    async def read_all(self, file: str = MAIN) -> dict[int, Record]:
+        rows = self._db().execute(
+            "SELECT idx, version, checksum, data FROM blocks WHERE file=?", (file,)
+        )
+        return {idx: Record(v, c, d) for idx, v, c, d in rows}
+
+    async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            meta = Meta.from_json(
+                db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
+                where=self.location,
+            )
+            rows = db.execute(
+                "SELECT idx, version, checksum, data FROM blocks WHERE file=? AND version>?",
+                (file, version),
+            )
+            return meta, {idx: Record(v, c, d) for idx, v, c, d in rows}
+        finally:
+            db.execute("COMMIT")
+
+    # -- writing -----------------------------------------------------------------
+    async def write(self, flush: Flush) -> None:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_in_transaction(db, flush)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise StorageFullError(
+                    f"{self.location}: the disk is full; the changes stay in memory and "
+                    "the next flush retries once space is freed"
+                ) from exc
+            raise BackendError(f"flush to {self.location} failed: {exc}") from exc
+
+    def _write_in_transaction(self, db: sqlite3.Connection, flush: Flush) -> None:
+        stored = Meta.from_json(
+            db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
+            where=self.location,
+        )
+        if stored.version != flush.base_version:
+            raise BackendError(
+                f"{self.location} is at version {stored.version}, not "
+                f"{flush.base_version}: another writer flushed first"
+            )
+        keep = flush.meta.block_count
+        if flush.truncate_to is not None:
+            keep = min(keep, flush.truncate_to)
+        db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, keep))
+        sql = (
+            "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        if self.fault_hook is None:
+            db.executemany(
+                sql,
+                ((flush.file, i, r.version, r.checksum, r.payload) for i, r in flush.blocks.items()),
+            )
+        else:
+            for i, r in flush.blocks.items():
+                self._fault("block", i)
+                db.execute(sql, (flush.file, i, r.version, r.checksum, r.payload))
+        db.execute(
+            "DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count)
+        )
+        self._fault("meta", flush.meta.version)
+        db.execute("UPDATE meta SET value=? WHERE key='meta'", (flush.meta.to_json(),))
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def destroy(self) -> None:
+        await self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.remove(self.path + suffix)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,410 @@
+"""Block storage under the VFS: tiers of blocks, commit points, atomic flushes.
+
+Example::
+
+    store = await BlockStore.open(MemoryBackend("demo"), cache_bytes=1 << 20)
+    store.write(0, b"hello")
+    store.commit()                 # a commit point: what is written so far is committed
+    version = await store.flush()  # one atomic backend transaction
+    assert store.read(0, 5) == b"hello"
+
+A file is a sequence of ``block_size`` blocks. Reads go through tiers, newest
+first: ``pending`` (written by the write transaction still open), ``committed``
+(committed, not yet flushed), ``inflight`` (being flushed now), then the clean
+blocks: an LRU cache bounded in bytes over a backend that reads on demand, or,
+for backends that cannot read synchronously, every block resident in memory.
+
+Each tier can also carry a truncation floor: blocks at or above it that the tier
+does not hold read as zeros, whatever the tiers below say.
+
+A *commit point* (:meth:`BlockStore.commit`, called by the VFS when the last write
+lock on the file is released) moves ``pending`` into ``committed``. A flush takes
+``committed`` as an immutable snapshot and writes it with the next metadata in one
+backend transaction; on failure the snapshot goes back under ``committed`` so
+nothing is lost and the next flush retries it.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .backends.base import Backend, run_now
+from .errors import CorruptBlockError, DatasyncError
+from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, validate_block_size
+
+DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+
+
+class _Tier:
+    """Blocks by index plus an optional truncation floor."""
+
+    __slots__ = ("blocks", "floor")
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, bytes] = {}
+        self.floor: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks) or self.floor is not None
+
+    def truncate(self, count: int) -> None:
+        for idx in [i for i in self.blocks if i >= count]:
+            del self.blocks[idx]
+        self.floor = count if self.floor is None else min(self.floor, count)
+
+    def absorb(self, newer: "_Tier") -> None:
+        """Lay ``newer`` over this tier (newer truncations and blocks win)."""
+        if newer.floor is not None:
+            self.truncate(newer.floor)
+        self.blocks.update(newer.blocks)
+
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self.blocks.values())
+
+
+class BlockStore:
+    """One file's blocks over a backend. Thread-safe; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        meta: Meta,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        dirty_limit_bytes: int | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        if cache_bytes < 0:
+            raise DatasyncError("cache_bytes must be zero or more")
+        self.backend = backend
+        self.meta = meta
+        self.block_size = meta.block_size
+        self.cache_limit = cache_bytes
+        self.dirty_limit = dirty_limit_bytes if dirty_limit_bytes is not None else max(
+            cache_bytes, 4 * meta.block_size
+        )
+        self.codec = codec or Codec()
+        self._zero = bytes(self.block_size)
+        self._lock = threading.RLock()
+        self._flush_mutex = threading.Lock()
+        self._size = meta.file_size
+        self._committed_size = meta.file_size
+        self._pending = _Tier()
+        self._committed = _Tier()
+        self._inflight = _Tier()
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_used = 0
+        self._resident: dict[int, bytes] | None = None
+        self._listeners: list[Callable[["BlockStore"], None]] = []
+        self.closed = False
+        self.counters: dict[str, Any] = {
+            "cache_hits": 0,
+            "cache_misses": 0,
+            "commits": 0,
+            "flushes": 0,
+            "blocks_flushed": 0,
+            "bytes_flushed": 0,
+            "flush_failures": 0,
+            "last_flush_at": None,
+            "last_flush_seconds": None,
+            "last_flush_error": None,
+        }
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        backend: Backend,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        dirty_limit_bytes: int | None = None,
+        create: bool = True,
+        codec: Codec | None = None,
+    ) -> "BlockStore":
+        """Open (or create) the store behind ``backend``. An existing store keeps
+        the block size it was created with."""
+        validate_block_size(block_size)
+        meta = await backend.open(Meta.new(block_size), create=create)
+        store = cls(
+            backend, meta, cache_bytes=cache_bytes,
+            dirty_limit_bytes=dirty_limit_bytes, codec=codec,
+        )
+        if not backend.sync_io:
+            records = await backend.read_all(MAIN)
+            store._resident = {
+                i: store._decode(i, r) for i, r in records.items() if i < meta.block_count
+            }
+        return store
+
+    @classmethod
+    def open_sync(cls, backend: Backend, **options: Any) -> "BlockStore":
+        """:meth:`open` for a backend with synchronous I/O."""
+        return run_now(cls.open(backend, **options))
+
+    # -- sizes and counters ------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Current size of the file, including writes not yet committed."""
+        return self._size
+
+    @property
+    def version(self) -> int:
+        """The durable version: the last one the backend acknowledged."""
+        return self.meta.version
+
+    @property
+    def has_unflushed(self) -> bool:
+        """True if committed changes wait for a flush."""
+        return bool(self._committed) or self._committed_size != self.meta.file_size
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            dirty = set(self._pending.blocks) | set(self._committed.blocks) | set(
+                self._inflight.blocks
+            )
+            return {
+                "version": self.meta.version,
+                "block_size": self.block_size,
+                "blocks": -(-self._size // self.block_size),
+                "file_size": self._size,
+                "dirty_blocks": len(dirty),
+                "cache_blocks": len(self._cache),
+                "cache_bytes": self._cache_used,
+                "cache_limit": self.cache_limit,
+                "resident_blocks": None if self._resident is None else len(self._resident),
+                **self.counters,
+            }
+
+    # -- reading -----------------------------------------------------------------
+    def read_block(self, idx: int) -> bytes:
+        """The current content of block ``idx`` (zeros if it was never written)."""
+        for tier in (self._pending, self._committed, self._inflight):
+            data = tier.blocks.get(idx)
+            if data is not None:
+                return data
+            if tier.floor is not None and idx >= tier.floor:
+                return self._zero
+        return self._clean_block(idx)
+
+    def _clean_block(self, idx: int) -> bytes:
+        if self._resident is not None:
+            return self._resident.get(idx, self._zero)
+        with self._lock:
+            data = self._cache.get(idx)
+            if data is not None:
+                self._cache.move_to_end(idx)
+                self.counters["cache_hits"] += 1
+                return data
+            self.counters["cache_misses"] += 1
+            if idx >= self.meta.block_count:
+                return self._zero
+            record = self.backend.read_block(MAIN, idx)
+            data = self._zero if record is None else self._decode(idx, record)
+            self._cache_put(idx, data)
+            return data
+
+    def _decode(self, idx: int, record: Any) -> bytes:
+        data = self.codec.decode(MAIN, idx, record, where=self.backend.location)
+        if len(data) != self.block_size:
+            raise CorruptBlockError(
+                f"block {idx} of {self.backend.location} has {len(data)} bytes, "
+                f"expected {self.block_size}: the stored data is damaged",
+                index=idx,
+            )
+        return data
+
+    def _cache_put(self, idx: int, data: bytes) -> None:
+        old = self._cache.pop(idx, None)
+        if old is not None:
+            self._cache_used -= len(old)
+        if len(data) > self.cache_limit:
+            return
+        self._cache[idx] = data
+        self._cache_used += len(data)
+        while self._cache_used > self.cache_limit:
+            _, evicted = self._cache.popitem(last=False)
+            self._cache_used -= len(evicted)
+
+    def read(self, offset: int, amount: int) -> bytes:
+        """Up to ``amount`` bytes at ``offset``; shorter at the end of the file."""
+        bs = self.block_size
+        end = min(offset + amount, self._size)
+        if end <= offset:
+            return b""
+        idx, off = divmod(offset, bs)
+        if off + (end - offset) <= bs:
+            block = self.read_block(idx)
+            if off == 0 and end - offset == bs:
+                return block
+            return block[off : off + end - offset]
+        parts = []
+        pos = offset
+        while pos < end:
+            idx, off = divmod(pos, bs)
+            n = min(bs - off, end - pos)
+            parts.append(self.read_block(idx)[off : off + n])
+            pos += n
+        return b"".join(parts)
+
+    # -- writing -----------------------------------------------------------------
+    def write(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` (into the pending tier)."""
+        bs = self.block_size
+        n_total = len(data)
+        with self._lock:
+            pending = self._pending.blocks
+            if offset % bs == 0 and n_total == bs:
+                pending[offset // bs] = bytes(data)
+            else:
+                view = memoryview(data)
+                pos = 0
+                while pos < n_total:
+                    idx, off = divmod(offset + pos, bs)
+                    n = min(bs - off, n_total - pos)
+                    if off == 0 and n == bs:
+                        pending[idx] = bytes(view[pos : pos + n])
+                    else:
+                        block = bytearray(self.read_block(idx))
+                        block[off : off + n] = view[pos : pos + n]
+                        pending[idx] = bytes(block)
+                    pos += n
+            if offset + n_total > self._size:
+                self._size = offset + n_total
+
+    def truncate(self, size: int) -> None:
+        """Set the file's size to ``size`` (smaller: drop the tail; larger: zeros)."""
+        bs = self.block_size
+        with self._lock:
+            if size < self._size:
+                count, rest = divmod(size, bs)
+                tail = None
+                if rest:
+                    tail = bytearray(self.read_block(count))
+                    tail[rest:] = bytes(bs - rest)
+                self._pending.truncate(count)
+                if tail is not None:
+                    self._pending.blocks[count] = bytes(tail)
+            self._size = size
+
+    # -- commit points and flushing ---------------------------------------------
+    def add_commit_listener(self, callback: Callable[["BlockStore"], None]) -> Callable[[], None]:
+        """Call ``callback(store)`` after every commit point; returns a remover."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def commit(self) -> None:
+        """A commit point: everything written so far is committed."""
+        with self._lock:
+            if not self._pending and self._size == self._committed_size:
+                return
+            self._committed.absorb(self._pending)
+            self._pending = _Tier()
+            self._committed_size = self._size
+            self.counters["commits"] += 1
+            over_limit = self.backend.sync_io and self._committed.nbytes() > self.dirty_limit
+        if over_limit:
+            # Keep memory bounded: flush now rather than let committed blocks pile up.
+            try:
+                self.flush_sync()
+            except DatasyncError:
+                pass  # kept dirty and recorded in counters; the next flush retries
+        for callback in list(self._listeners):
+            callback(self)
+
+    async def flush(self) -> int:
+        """Write everything committed so far in one atomic backend transaction.
+
+        Returns the durable version. Raises the backend's error (``StorageFullError``,
+        ``BackendError``...) with every block still dirty; a later flush retries.
+        """
+        while not self._flush_mutex.acquire(blocking=False):
+            await asyncio.sleep(0.001)
+        try:
+            return await self._flush_locked()
+        finally:
+            self._flush_mutex.release()
+
+    def flush_sync(self) -> int:
+        """:meth:`flush` for a backend with synchronous I/O (waits for other threads)."""
+        if not self.backend.sync_io:
+            raise DatasyncError(
+                f"{self.backend.location} cannot flush synchronously; await flush() instead"
+            )
+        with self._flush_mutex:
+            return run_now(self._flush_locked())
+
+    async def _flush_locked(self) -> int:
+        with self._lock:
+            if not self.has_unflushed:
+                return self.meta.version
+            snapshot, self._committed = self._committed, _Tier()
+            self._inflight = snapshot
+            base = self.meta
+            new_meta = base.next(self._committed_size)
+        started = time.perf_counter()
+        try:
+            records = {
+                i: self.codec.encode(MAIN, i, new_meta.version, d)
+                for i, d in snapshot.blocks.items()
+                if i < new_meta.block_count
+            }
+            await self.backend.write(
+                Flush(base.version, new_meta, records, truncate_to=snapshot.floor)
+            )
+        except BaseException as exc:
+            with self._lock:
+                # Put the snapshot back under anything committed since.
+                snapshot.absorb(self._committed)
+                self._committed = snapshot
+                self._inflight = _Tier()
+                self.counters["flush_failures"] += 1
+                self.counters["last_flush_error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        with self._lock:
+            self.meta = new_meta
+            self._settle(snapshot, new_meta.block_count)
+            self._inflight = _Tier()
+            c = self.counters
+            c["flushes"] += 1
+            c["blocks_flushed"] += len(records)
+            c["bytes_flushed"] += len(records) * self.block_size
+            c["last_flush_at"] = time.time()
+            c["last_flush_seconds"] = time.perf_counter() - started
+            c["last_flush_error"] = None
+        return new_meta.version
+
+    def _settle(self, flushed: _Tier, block_count: int) -> None:
+        """Make the clean tier agree with what the backend now stores."""
+        floor = block_count if flushed.floor is None else min(flushed.floor, block_count)
+        if self._resident is not None:
+            for idx in [i for i in self._resident if i >= floor]:
+                del self._resident[idx]
+            for idx, data in flushed.blocks.items():
+                if idx < block_count:
+                    self._resident[idx] = data
+            return
+        for idx in [i for i in self._cache if i >= floor]:
+            self._cache_used -= len(self._cache.pop(idx))
+        for idx, data in flushed.blocks.items():
+            if idx < block_count:
+                self._cache_put(idx, data)
+
+    async def close(self) -> None:
+        """Flush what is committed and release the backend. If the flush fails the
+        error is raised and the store stays open, so nothing committed is lost."""
+        if self.closed:
+            return
+        await self.flush()
+        self.closed = True
+        await self.backend.close()
+
+    def close_sync(self) -> None:
+        """:meth:`close` for a backend with synchronous I/O."""
+        with self._flush_mutex:
+            pass
+        run_now(self.close())

@@ -1,0 +1,417 @@
+"""The async database API.
+
+Example::
+
+    import datasync
+    db = await datasync.open("app.dsdb")                 # created if missing
+    await db.execute("CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT)")
+    await db.execute("INSERT INTO notes(body) VALUES (?)", ("hello",))
+    rows = await db.query("SELECT * FROM notes")         # [{'id': 1, 'body': 'hello'}]
+    async with db.transaction():
+        await db.execute("UPDATE notes SET body = upper(body)")
+    version = await db.sync()                            # durable up to here
+    await db.close()
+
+Statements run on one SQLite connection through the datasync VFS; a
+:meth:`Database.transaction` holds that connection for the task that opened it
+(other tasks wait). Durability:
+
+* ``relaxed`` (default): a commit returns at once; committed blocks are flushed
+  soon after, many commits per backend transaction (group commit). ``sync()``
+  waits until everything committed so far is durable.
+* ``strict``: an awaited write returns only once its flush is durable.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import vfs
+from .backends import Backend, make_backend
+from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
+from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError
+from .format import DEFAULT_BLOCK_SIZE
+
+DURABILITIES = ("relaxed", "strict")
+_RETRY_MIN, _RETRY_MAX = 0.05, 5.0
+
+#: The database whose transaction the current task is inside, if any.
+_in_transaction: contextvars.ContextVar["Database | None"] = contextvars.ContextVar(
+    "datasync_transaction", default=None
+)
+
+
+@dataclass
+class Result:
+    """What :meth:`Database.execute` returns."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rowcount: int = -1
+    lastrowid: int | None = None
+
+
+@dataclass
+class _Shared:
+    store: BlockStore
+    key: str
+    users: int = 0
+
+
+_shared: dict[str, _Shared] = {}
+
+
+async def open(
+    name: str,
+    *,
+    backend: str | Backend | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    durability: str = "relaxed",
+    flush_interval: float = 0.0,
+    create: bool = True,
+) -> "Database":
+    """Open (or create) the datasync database ``name``.
+
+    Example: ``db = await datasync.open("app.dsdb", durability="strict")``
+
+    ``name`` is natively the path of the store file. ``backend`` is ``"sqlitefile"``
+    (native default), ``"memory"`` or a :class:`~datasync.backends.Backend`.
+    ``block_size`` applies when the store is created (a power of two, 512..65536);
+    ``cache_bytes`` bounds the clean-block cache; ``durability`` is ``"relaxed"`` or
+    ``"strict"``; ``flush_interval`` (seconds) delays relaxed flushes to batch more
+    commits. Opening the same store twice in one process shares it.
+    """
+    if durability not in DURABILITIES:
+        raise InvalidOptionError(
+            f"durability={durability!r} is not known: use 'relaxed' or 'strict'"
+        )
+    if flush_interval < 0:
+        raise InvalidOptionError("flush_interval must be zero or more seconds")
+    be = make_backend(name, backend)
+    key = be.key
+    shared = _shared.get(key)
+    if shared is None:
+        if vfs.attached(key) is not None:
+            raise DatasyncError(
+                f"{be.location} is already open through a plain sqlite3 connection; "
+                "close it, or open it with datasync.open() first"
+            )
+        store = await BlockStore.open(
+            be, block_size=block_size, cache_bytes=cache_bytes, create=create
+        )
+        vfs.register()
+        vfs.attach(key, store)
+        shared = _shared[key] = _Shared(store, key)
+    shared.users += 1
+    try:
+        return Database(name, shared, durability=durability, flush_interval=flush_interval)
+    except BaseException:
+        await _release(shared)
+        raise
+
+
+async def _release(shared: _Shared) -> None:
+    shared.users -= 1
+    if shared.users > 0:
+        return
+    await shared.store.flush()  # raises before anything is released: nothing lost
+    _shared.pop(shared.key, None)
+    vfs.detach(shared.key)
+    await shared.store.close()
+
+
+class Database:
+    """An open datasync database. Create it with :func:`datasync.open`."""
+
+    def __init__(
+        self, name: str, shared: _Shared, *, durability: str, flush_interval: float
+    ) -> None:
+        self.name = name
+        self.durability = durability
+        self.flush_interval = flush_interval
+        self._shared = shared
+        self._store = shared.store
+        self._conn = self._new_connection(check_same_thread=False)
+        self._handed_out: list[sqlite3.Connection] = []
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._retry_delay = _RETRY_MIN
+        self._remove_listener = self._store.add_commit_listener(self._on_commit)
+
+    def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("isolation_level", None)
+        kwargs.setdefault("factory", vfs.Connection)
+        return sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def version(self) -> int:
+        """The durable version of the store."""
+        return self._store.version
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError(f"database {self.name!r} is closed; open it again")
+
+    # -- statements ------------------------------------------------------------
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Hold the connection, unless this task's transaction already holds it."""
+        self._check_open()
+        if _in_transaction.get() is self:
+            yield
+            return
+        async with self._lock:
+            self._check_open()
+            yield
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
+        vfs.take_last_error()
+        try:
+            cur = self._conn.execute(sql, params)
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:
+            _raise_translated(exc)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        return Result(columns, rows, cur.rowcount, cur.lastrowid)
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
+        """Run one statement; returns its columns, rows, rowcount and lastrowid.
+
+        Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``
+        """
+        async with self._turn():
+            result = self._run(sql, params)
+        await self._after_write()
+        return result
+
+    async def executemany(
+        self, sql: str, seq_of_params: Iterable[Sequence[Any] | dict[str, Any]]
+    ) -> Result:
+        """Run ``sql`` once per parameter set, atomically (in one transaction).
+
+        Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``
+        """
+        async with self._turn():
+            own_tx = not self._conn.in_transaction
+            vfs.take_last_error()
+            try:
+                if own_tx:
+                    self._conn.execute("BEGIN")
+                cur = self._conn.executemany(sql, seq_of_params)
+                if own_tx:
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if own_tx and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                _raise_translated(exc)
+            except BaseException:
+                if own_tx and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            result = Result([], [], cur.rowcount, cur.lastrowid)
+        await self._after_write()
+        return result
+
+    async def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Run a statement and return its rows as dictionaries.
+
+        Example: ``[{'id': 1}] == await db.query("SELECT 1 AS id")``
+        """
+        res = await self.execute(sql, params)
+        return [dict(zip(res.columns, row)) for row in res.rows]
+
+    @asynccontextmanager
+    async def transaction(self, mode: str = "DEFERRED") -> AsyncIterator["Database"]:
+        """A transaction: committed when the block ends, rolled back on an exception.
+
+        Example::
+
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+                await db.execute("INSERT INTO t VALUES (2)")
+
+        ``mode`` is DEFERRED, IMMEDIATE or EXCLUSIVE. Nested, it is a savepoint.
+        """
+        mode = mode.upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise InvalidOptionError("mode must be DEFERRED, IMMEDIATE or EXCLUSIVE")
+        if _in_transaction.get() is self:
+            async with self._savepoint():
+                yield self
+            return
+        async with self._turn():
+            token = _in_transaction.set(self)
+            try:
+                self._run(f"BEGIN {mode}", ())
+                try:
+                    yield self
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._run("COMMIT", ())
+            finally:
+                _in_transaction.reset(token)
+        await self._after_write()
+
+    @asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        name = f"datasync_sp_{id(asyncio.current_task())}"
+        self._run(f"SAVEPOINT {name}", ())
+        try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        self._run(f"RELEASE {name}", ())
+
+    # -- durability --------------------------------------------------------------
+    async def _after_write(self) -> None:
+        if self.durability == "strict" and _in_transaction.get() is not self:
+            await self._store.flush()
+
+    def _on_commit(self, store: BlockStore) -> None:
+        """Commit-point listener (runs inside SQLite's unlock, maybe in any thread)."""
+        if self.durability == "strict" and store.backend.sync_io:
+            try:
+                store.flush_sync()  # commits from plain connections are durable too
+                return
+            except DatasyncError:
+                pass  # kept dirty; the background flusher retries
+        try:
+            self._loop.call_soon_threadsafe(self._ensure_flusher)
+        except RuntimeError:
+            pass  # the loop is closed: close() or the exit hook flushes
+
+    def _ensure_flusher(self) -> None:
+        if self._closed or (self._flush_task and not self._flush_task.done()):
+            return
+        self._flush_task = self._loop.create_task(self._flusher())
+
+    async def _flusher(self) -> None:
+        if self.flush_interval:
+            await asyncio.sleep(self.flush_interval)
+        while not self._closed and self._store.has_unflushed:
+            try:
+                await self._store.flush()
+                self._retry_delay = _RETRY_MIN
+            except DatasyncError:
+                # Kept dirty; stats() shows the error. Retry with backoff.
+                await asyncio.sleep(self._retry_delay)
+                self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
+
+    async def sync(self) -> int:
+        """Flush everything committed so far; returns the durable version.
+
+        Example: ``version = await db.sync()``
+        """
+        self._check_open()
+        return await self._store.flush()
+
+    # -- import / export -----------------------------------------------------------
+    async def export(self) -> bytes:
+        """The database as a standard SQLite file image (any sqlite3 opens it).
+
+        Example: ``open("copy.sqlite", "wb").write(await db.export())``
+        """
+        async with self._turn():
+            return self._conn.serialize()
+
+    async def import_(self, data: bytes) -> None:
+        """Replace the whole database with a standard SQLite file image, atomically.
+
+        Example: ``await db.import_(open("app.sqlite", "rb").read())``
+        """
+        from .sqlite_image import as_rollback_image
+
+        image = as_rollback_image(data)
+        async with self._turn():
+            if self._conn.in_transaction:
+                raise DatasyncError("import_() cannot run inside a transaction")
+            source = sqlite3.connect(":memory:")
+            try:
+                source.deserialize(image)
+                vfs.take_last_error()
+                try:
+                    source.backup(self._conn)
+                except sqlite3.Error as exc:
+                    _raise_translated(exc)
+            finally:
+                source.close()
+        await self._after_write()
+
+    # -- other connections, stats, closing -----------------------------------------
+    def connect(self, **kwargs: Any) -> sqlite3.Connection:
+        """A plain ``sqlite3.Connection`` on the same store, for synchronous code.
+
+        Example: ``pandas.read_sql("SELECT * FROM t", db.connect())``
+
+        Its commits reach the same store (flushed like the database's own). It is
+        closed by :meth:`close` if still open.
+        """
+        self._check_open()
+        conn = self._new_connection(**kwargs)
+        self._handed_out.append(conn)
+        return conn
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: version, blocks, dirty blocks, cache hits/misses, flushes..."""
+        s = self._store.stats()
+        s.update(
+            name=self.name,
+            backend=type(self._store.backend).__name__,
+            location=self._store.backend.location,
+            durability=self.durability,
+        )
+        return s
+
+    async def close(self) -> None:
+        """Flush and close. If the final flush fails the error is raised and the
+        database stays open (nothing committed is lost); call close() again."""
+        if self._closed:
+            return
+        async with self._lock:
+            await self._store.flush()
+            self._closed = True
+            self._remove_listener()
+            if self._flush_task and not self._flush_task.done():
+                self._flush_task.cancel()
+            for conn in self._handed_out:
+                conn.close()
+            self._conn.close()
+            await _release(self._shared)
+
+    async def __aenter__(self) -> "Database":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"version {self.version}"
+        return f"<datasync.Database {self.name!r} {state}>"
+
+
+def _raise_translated(exc: sqlite3.Error) -> None:
+    """The error boundary of this layer: prefer the named error the VFS caught
+    (``CorruptBlockError``, ``StorageFullError``...) over SQLite's generic message."""
+    cause = vfs.take_last_error()
+    if isinstance(cause, DatasyncError):
+        raise cause from exc
+    raise exc

@@ -1,0 +1,69 @@
+"""Named exceptions users can act on.
+
+Example::
+
+    try:
+        db = await datasync.open("app.dsdb", block_size=1000)
+    except datasync.InvalidOptionError as exc:
+        print(exc)   # says which values are allowed
+
+Every exception raised on purpose by datasync derives from :class:`DatasyncError`;
+each message says what happened and what to do about it.
+"""
+from __future__ import annotations
+
+
+class DatasyncError(Exception):
+    """Base class of every error datasync raises on purpose."""
+
+
+class InvalidOptionError(DatasyncError, ValueError):
+    """An option has a value datasync cannot use (for example a block size that is
+    not a power of two between 512 and 65536)."""
+
+
+class FormatVersionError(DatasyncError):
+    """The store was written in a stored format this version of datasync does not
+    read (usually a newer one). Nothing was changed; upgrade datasync to open it."""
+
+
+class NotADatasyncStoreError(DatasyncError):
+    """The path holds something that is not a datasync store (for example an ordinary
+    SQLite database: use ``python -m datasync import`` to bring it in)."""
+
+
+class CorruptBlockError(DatasyncError):
+    """A stored block failed its checksum (or could not be decoded). The message
+    names the store, the file and the block index."""
+
+    def __init__(self, message: str, *, file: str = "main", index: int = -1) -> None:
+        super().__init__(message)
+        self.file = file
+        self.index = index
+
+
+class StoreCreateError(DatasyncError):
+    """The store could not be created or opened at the given location (missing
+    directory, no permission, read-only file system)."""
+
+
+class StoreBusyError(DatasyncError):
+    """Another process has the store open for writing; close it there first."""
+
+
+class StorageFullError(DatasyncError):
+    """The backend ran out of space while flushing. Nothing was lost: the changed
+    blocks stay in memory and the next flush retries once space is available."""
+
+
+class BackendError(DatasyncError):
+    """The storage backend failed for another reason; the message carries its error.
+    Blocks that were being flushed stay dirty and are retried by the next flush."""
+
+
+class DatabaseClosedError(DatasyncError):
+    """The database was used after ``close()``; open it again."""
+
+
+class WrongKeyError(DatasyncError):
+    """The encryption key does not open this store."""

@@ -1,0 +1,173 @@
+"""The stored format: metadata, block records and the flush a backend applies.
+
+Example::
+
+    from datasync.format import Meta, Codec, validate_block_size
+    meta = Meta.new(block_size=validate_block_size(4096))
+    rec = Codec().encode("main", 0, version=1, data=b"\\0" * 4096)
+    assert Codec().decode("main", 0, rec) == b"\\0" * 4096
+
+Every block record carries the version that wrote it and a CRC-32 checksum that
+also binds its file name, index and version, so a record read back at the wrong
+place or from the wrong version fails the check. The metadata carries the format
+version; a store of another format is refused before anything is written.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+from .errors import CorruptBlockError, FormatVersionError, InvalidOptionError
+
+#: Version of the stored format written by this release.
+FORMAT_VERSION = 1
+#: The one persisted file of a datasync database: the SQLite main database file.
+MAIN = "main"
+MIN_BLOCK_SIZE = 512
+MAX_BLOCK_SIZE = 65536
+DEFAULT_BLOCK_SIZE = 4096
+
+
+def validate_block_size(block_size: int) -> int:
+    """Return ``block_size`` if it is a power of two in 512..65536, else raise."""
+    if (
+        not isinstance(block_size, int)
+        or isinstance(block_size, bool)
+        or block_size < MIN_BLOCK_SIZE
+        or block_size > MAX_BLOCK_SIZE
+        or block_size & (block_size - 1)
+    ):
+        raise InvalidOptionError(
+            f"block_size={block_size!r} is not allowed: use a power of two from "
+            f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE} (the default, {DEFAULT_BLOCK_SIZE}, "
+            "matches SQLite's page size)"
+        )
+    return block_size
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Metadata of a store: what a backend writes atomically with every flush."""
+
+    format_version: int
+    block_size: int
+    version: int
+    file_size: int
+    db_id: str
+    created: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, block_size: int = DEFAULT_BLOCK_SIZE) -> "Meta":
+        return cls(FORMAT_VERSION, block_size, 0, 0, uuid.uuid4().hex, time.time())
+
+    def next(self, file_size: int) -> "Meta":
+        """The metadata of the flush that follows this version."""
+        return replace(self, version=self.version + 1, file_size=file_size)
+
+    @property
+    def block_count(self) -> int:
+        return -(-self.file_size // self.block_size)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format_version": self.format_version,
+                "block_size": self.block_size,
+                "version": self.version,
+                "file_size": self.file_size,
+                "db_id": self.db_id,
+                "created": self.created,
+                "extra": self.extra,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, where: str = "store") -> "Meta":
+        try:
+            raw = json.loads(text)
+            fmt = int(raw["format_version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptBlockError(
+                f"the metadata of {where} cannot be read ({exc}); restore it from a backup",
+                file="meta",
+            ) from exc
+        if fmt != FORMAT_VERSION:
+            newer = "a newer" if fmt > FORMAT_VERSION else "an older"
+            raise FormatVersionError(
+                f"{where} uses stored format {fmt}, written by {newer} datasync; this "
+                f"release reads format {FORMAT_VERSION}. Nothing was changed: open it "
+                "with a datasync release that reads that format."
+            )
+        return cls(
+            fmt,
+            int(raw["block_size"]),
+            int(raw["version"]),
+            int(raw["file_size"]),
+            str(raw["db_id"]),
+            float(raw["created"]),
+            dict(raw.get("extra") or {}),
+        )
+
+
+class Record(NamedTuple):
+    """One stored block: the version that wrote it, its checksum, its payload."""
+
+    version: int
+    checksum: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What one atomic backend transaction writes.
+
+    ``base_version`` is the version the writer believes is stored; a backend whose
+    stored version differs refuses the flush (another writer got there first).
+    ``blocks`` are the new records. Stored records at index ``>= truncate_to`` (the
+    smallest block count the file had since the last flush, if it shrank) that are
+    not in ``blocks`` are deleted, and so is every record at ``>= meta.block_count``.
+    """
+
+    base_version: int
+    meta: Meta
+    blocks: dict[int, Record]
+    truncate_to: int | None = None
+    file: str = MAIN
+
+
+_HEADER = struct.Struct("<qq")
+
+
+class Codec:
+    """Turns block bytes into stored records and back, checking integrity.
+
+    The checksum covers the file name, block index, version and data, so a record
+    that is moved, replayed from another version or altered fails to decode.
+    """
+
+    def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
+        return Record(version, self._checksum(file, index, version, data), bytes(data))
+
+    def decode(self, file: str, index: int, record: Record, *, where: str = "store") -> bytes:
+        version, checksum, payload = record
+        if self._checksum(file, index, version, payload) != checksum:
+            raise CorruptBlockError(
+                f"block {index} of file {file!r} in {where} (written at version "
+                f"{version}) failed its checksum: the stored data is damaged. Restore "
+                "the store from a backup or export what is still readable.",
+                file=file,
+                index=index,
+            )
+        return payload
+
+    @staticmethod
+    def _checksum(file: str, index: int, version: int, data: bytes) -> int:
+        head = zlib.crc32(file.encode(), zlib.crc32(_HEADER.pack(index, version)))
+        return zlib.crc32(data, head)

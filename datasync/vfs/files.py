@@ -1,0 +1,163 @@
+"""The files SQLite opens through the datasync VFS, as plain Python objects.
+
+Example::
+
+    locks = LockManager(store)
+    a, b = StoreFile(store, locks), StoreFile(store, locks)
+    assert a.lock(SHARED) and b.lock(SHARED)
+    assert a.lock(RESERVED) and not b.lock(RESERVED)    # one writer at a time
+
+:class:`StoreFile` is the main database file over a :class:`BlockStore`; its
+:class:`LockManager` implements SQLite's lock states (SHARED, RESERVED, PENDING,
+EXCLUSIVE) across every connection of this process, and turns the release of
+the last write lock into the store's commit point. :class:`MemoryFile` holds
+journals and temporary files, which live in memory only.
+"""
+from __future__ import annotations
+
+from ..blockstore import BlockStore
+from .capi import (
+    SQLITE_LOCK_EXCLUSIVE as EXCLUSIVE,
+    SQLITE_LOCK_NONE as NONE,
+    SQLITE_LOCK_PENDING as PENDING,
+    SQLITE_LOCK_RESERVED as RESERVED,
+    SQLITE_LOCK_SHARED as SHARED,
+)
+
+__all__ = ["LockManager", "MemoryFile", "StoreFile", "NONE", "SHARED", "RESERVED",
+           "PENDING", "EXCLUSIVE"]
+
+
+class LockManager:
+    """SQLite's file locks for one store, shared by every connection in-process."""
+
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+        self.shared = 0
+        self.reserved: object | None = None
+        self.pending: object | None = None
+        self.exclusive: object | None = None
+
+    def lock(self, f: "StoreFile", level: int) -> bool:
+        """Raise ``f`` to ``level``; False means SQLITE_BUSY (state unchanged, except
+        that a writer waiting for readers to leave keeps PENDING, as SQLite expects)."""
+        with self.store._lock:
+            if f.level >= level:
+                return True
+            if level == SHARED:
+                if self.pending is not None or self.exclusive is not None:
+                    return False
+                self.shared += 1
+                f.level = SHARED
+                return True
+            if level == RESERVED:
+                if self.reserved is not None or self.pending is not None or self.exclusive:
+                    return False
+                self.reserved = f
+                f.level = RESERVED
+                return True
+            # EXCLUSIVE (SQLite never asks for PENDING itself)
+            if self.pending not in (None, f) or self.reserved not in (None, f):
+                return False
+            self.pending = f
+            f.level = PENDING
+            if self.shared > 1:
+                return False
+            self.exclusive = f
+            f.level = EXCLUSIVE
+            return True
+
+    def unlock(self, f: "StoreFile", level: int) -> None:
+        """Lower ``f`` to ``level``; dropping a write lock is a commit point."""
+        with self.store._lock:
+            if f.level <= level:
+                return
+            was_writer = f.level >= RESERVED
+            if self.reserved is f:
+                self.reserved = None
+            if self.pending is f:
+                self.pending = None
+            if self.exclusive is f:
+                self.exclusive = None
+            if level == NONE:
+                self.shared -= 1
+            f.level = level
+        if was_writer:
+            self.store.commit()
+
+    def reserved_held(self) -> bool:
+        return self.reserved is not None or self.pending is not None or self.exclusive is not None
+
+
+class StoreFile:
+    """The main database file, backed by a :class:`BlockStore`."""
+
+    __slots__ = ("store", "locks", "level", "read", "write", "truncate", "name")
+
+    def __init__(self, store: BlockStore, locks: LockManager, name: str = "") -> None:
+        self.store = store
+        self.locks = locks
+        self.level = NONE
+        self.name = name
+        # Bound once: the VFS calls these on its hot path.
+        self.read = store.read
+        self.write = store.write
+        self.truncate = store.truncate
+
+    def size(self) -> int:
+        return self.store.size
+
+    def lock(self, level: int) -> bool:
+        return self.locks.lock(self, level)
+
+    def unlock(self, level: int) -> None:
+        self.locks.unlock(self, level)
+
+    def check_reserved(self) -> bool:
+        return self.locks.reserved_held()
+
+    def close(self) -> None:
+        if self.level != NONE:
+            self.locks.unlock(self, NONE)
+
+
+class MemoryFile:
+    """A journal or temporary file: a growable byte array, never persisted."""
+
+    __slots__ = ("data", "name", "level")
+
+    def __init__(self, name: str, data: bytearray | None = None) -> None:
+        self.name = name
+        self.data = bytearray() if data is None else data
+        self.level = NONE
+
+    def read(self, offset: int, amount: int) -> bytes:
+        return bytes(self.data[offset : offset + amount])
+
+    def write(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if offset > len(self.data):
+            self.data.extend(bytes(offset - len(self.data)))
+        self.data[offset:end] = data
+
+    def truncate(self, size: int) -> None:
+        if size < len(self.data):
+            del self.data[size:]
+        else:
+            self.data.extend(bytes(size - len(self.data)))
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def lock(self, level: int) -> bool:
+        self.level = level
+        return True
+
+    def unlock(self, level: int) -> None:
+        self.level = level
+
+    def check_reserved(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
