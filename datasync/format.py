@@ -156,8 +156,12 @@ class Codec:
         return Record(version, self._checksum(file, index, version, data), bytes(data))
 
     def decode(self, file: str, index: int, record: Record, *, where: str = "store") -> bytes:
-        version, checksum, payload = record
-        if self._checksum(file, index, version, payload) != checksum:
+        try:
+            version, checksum, payload = record
+            valid = self._checksum(file, index, version, payload) == checksum
+        except (TypeError, ValueError, struct.error):
+            version, valid = "?", False  # wrong types: damaged beyond reading
+        if not valid:
             raise CorruptBlockError(
                 f"block {index} of file {file!r} in {where} (written at version "
                 f"{version}) failed its checksum: the stored data is damaged. Restore "

@@ -1,0 +1,220 @@
+"""The block store: tiers, commit points, atomic flushes, the LRU bound."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run
+from datasync.blockstore import BlockStore
+from datasync.errors import BackendError, CorruptBlockError, StorageFullError
+from datasync.format import MAIN
+
+BLOCK_SIZES = [512, 4096]
+_counter = itertools.count()
+
+
+def open_store(backend, **options):  # type: ignore[no-untyped-def]
+    return run(BlockStore.open(backend, **options))
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("write"),
+            st.integers(0, 40_000),
+            st.binary(min_size=1, max_size=9000),
+        ),
+        st.tuples(st.just("truncate"), st.integers(0, 45_000)),
+        st.tuples(st.just("commit")),
+        st.tuples(st.just("flush")),
+        st.tuples(st.just("reopen")),
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize("block_size", BLOCK_SIZES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=ops)
+def test_random_writes_truncates_and_reopens_match_a_byte_array(
+    make_backend, block_size: int, script  # type: ignore[no-untyped-def]
+) -> None:
+    """Committed data survives flush + reopen; uncommitted data is dropped by reopen."""
+    name = f"h{next(_counter)}"
+    store = open_store(make_backend(name), block_size=block_size, cache_bytes=3 * block_size)
+    model = bytearray()  # what the file holds now
+    committed = bytearray()
+    for op in script:
+        if op[0] == "write":
+            _, offset, data = op
+            store.write(offset, data)
+            if offset > len(model):
+                model.extend(bytes(offset - len(model)))
+            model[offset : offset + len(data)] = data
+        elif op[0] == "truncate":
+            store.truncate(op[1])
+            if op[1] < len(model):
+                del model[op[1] :]
+            else:
+                model.extend(bytes(op[1] - len(model)))
+        elif op[0] == "commit":
+            store.commit()
+            committed = bytearray(model)
+        elif op[0] == "flush":
+            run(store.flush())
+            pass
+        else:
+            store.commit()
+            run(store.close())
+            committed = bytearray(model)
+            store = open_store(make_backend(name), cache_bytes=3 * block_size)
+        assert store.size == len(model)
+        assert store.read(0, len(model) + 10) == bytes(model)
+    run(store.close())  # flushes what is committed; pending writes are dropped
+    reopened = open_store(make_backend(name))
+    assert reopened.read(0, reopened.size + 1) == bytes(committed)
+    run(reopened.close())
+
+
+def test_reads_at_random_offsets_and_lengths_span_blocks(make_backend) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(make_backend(), block_size=512)
+    data = bytes(range(256)) * 20
+    store.write(100, data)
+    assert store.read(0, 100) == bytes(100)
+    assert store.read(100, len(data)) == data
+    assert store.read(611, 1500) == data[511:2011]
+    assert store.read(len(data) + 90, 50) == data[-10:]  # short at end of file
+    assert store.read(len(data) + 200, 10) == b""
+
+
+def test_open_transaction_blocks_are_never_flushed(make_backend) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(make_backend())
+    store.write(0, b"a" * 4096)
+    store.commit()
+    store.write(4096, b"b" * 4096)  # still pending: no commit point yet
+    version = run(store.flush())
+    assert version == 1
+    assert store.stats()["dirty_blocks"] == 1
+    reopened_meta = run(store.backend.changed_since(MAIN, 0))[0]
+    assert reopened_meta.file_size == 4096
+
+
+def test_flush_is_atomic_when_backend_fails_midway(make_backend) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(make_backend())
+    for i in range(4):
+        store.write(i * 4096, bytes([i + 1]) * 4096)
+    store.commit()
+    assert run(store.flush()) == 1
+
+    for i in range(6):
+        store.write(i * 4096, bytes([i + 10]) * 4096)
+    store.commit()
+    seen: list[int] = []
+
+    def fail_on_third(stage: str, detail: int) -> None:
+        seen.append(detail)
+        if len(seen) == 3:
+            raise StorageFullError("injected: disk full after two blocks")
+
+    store.backend.fault_hook = fail_on_third
+    with pytest.raises(StorageFullError):
+        run(store.flush())
+    assert store.version == 1
+    assert store.stats()["dirty_blocks"] == 6  # none lost
+    assert store.stats()["last_flush_error"].startswith("StorageFullError")
+    meta, records = run(store.backend.changed_since(MAIN, 0))
+    assert meta.version == 1 and meta.file_size == 4 * 4096  # previous version intact
+    assert all(r.payload[0] == i + 1 for i, r in records.items())
+
+    store.backend.fault_hook = None
+    assert run(store.flush()) == 2
+    assert store.stats()["dirty_blocks"] == 0
+    run(store.close())
+    again = open_store(store.backend.__class__(*_reopen_args(store.backend)))
+    assert [again.read(i * 4096, 1)[0] for i in range(6)] == [10, 11, 12, 13, 14, 15]
+
+
+def _reopen_args(backend):  # type: ignore[no-untyped-def]
+    return (backend.name,) if hasattr(backend, "name") else (backend.path,)
+
+
+def test_commits_made_during_a_failed_flush_are_kept_over_it(make_backend) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(make_backend(), block_size=512)
+    store.write(0, b"a" * 1024)
+    store.commit()
+
+    def commit_more_then_fail(stage: str, detail: int) -> None:
+        store.write(0, b"z" * 512)
+        store.truncate(512)
+        store.commit()
+        raise BackendError("injected")
+
+    store.backend.fault_hook = commit_more_then_fail
+    with pytest.raises(BackendError):
+        run(store.flush())
+    store.backend.fault_hook = None
+    assert store.read(0, 2048) == b"z" * 512
+    run(store.flush())
+    assert store.read(0, 2048) == b"z" * 512
+
+
+def test_a_stale_writer_is_refused(make_backend) -> None:  # type: ignore[no-untyped-def]
+    a = open_store(make_backend())
+    a.write(0, b"x" * 4096)
+    a.commit()
+    run(a.flush())
+    a.meta = a.meta.__class__(**{**a.meta.__dict__, "version": 0})  # pretend it missed v1
+    a.write(0, b"y" * 4096)
+    a.commit()
+    with pytest.raises(BackendError, match="another writer"):
+        run(a.flush())
+
+
+def test_lru_cache_never_exceeds_its_bound(make_backend) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(make_backend(), block_size=512, cache_bytes=8 * 512)
+    for i in range(100):
+        store.write(i * 512, bytes([i]) * 512)
+    store.commit()
+    run(store.flush())
+    for _ in range(3):
+        for i in range(100):
+            assert store.read(i * 512, 512) == bytes([i]) * 512
+            assert store.stats()["cache_bytes"] <= 8 * 512
+    if store.backend.sync_io:
+        assert store.stats()["cache_misses"] >= 200
+
+
+def test_corrupt_stored_block_raises_naming_it(make_backend, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    backend = make_backend()
+    store = open_store(backend, cache_bytes=0)
+    store.write(0, b"a" * 8192)
+    store.commit()
+    run(store.flush())
+    run(store.close())
+    _damage_block(backend, backend_kind, 1)
+    store = open_store(make_backend(), cache_bytes=0)
+    assert store.read(0, 10) == b"a" * 10
+    with pytest.raises(CorruptBlockError, match="block 1 ") as info:
+        store.read(4096, 10)
+    assert info.value.index == 1
+
+
+def _damage_block(backend, kind: str, index: int) -> None:  # type: ignore[no-untyped-def]
+    if kind == "memory":
+        from datasync.backends.memory import _STORES
+
+        blocks = _STORES[backend.name].blocks
+        rec = blocks[(MAIN, index)]
+        blocks[(MAIN, index)] = rec._replace(payload=b"X" + rec.payload[1:])
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(backend.path)
+        conn.execute(
+            "UPDATE blocks SET data = X'58' || substr(data, 2) WHERE idx = ?", (index,)
+        )
+        conn.commit()
+        conn.close()
