@@ -43,14 +43,28 @@ CREATE INDEX IF NOT EXISTS blocks_by_version ON blocks(file, version);
 """
 
 
+def _page_size_for(block_size: int) -> int:
+    """Store pages that hold several block records each, without overflow pages."""
+    return min(65536, max(8192, block_size * 4))
+
+
 class SqliteFileBackend(Backend):
     """Blocks in a SQLite file on the local file system."""
 
     sync_io = True
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 0.5,
+        page_size: int | None = None,
+        wal_autocheckpoint: int = 1000,
+    ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.busy_timeout = busy_timeout
+        self.page_size = page_size
+        self.wal_autocheckpoint = wal_autocheckpoint
         self._conn: sqlite3.Connection | None = None
 
     @property
@@ -100,11 +114,10 @@ class SqliteFileBackend(Backend):
                         f"{self.path} NEW_STORE"
                     )
             else:
-                # Pages large enough that one block record needs no overflow page.
-                page = min(65536, max(8192, initial.block_size * 2))
-                conn.execute(f"PRAGMA page_size={page}")
+                conn.execute(f"PRAGMA page_size={self.page_size or _page_size_for(initial.block_size)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
             conn.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
