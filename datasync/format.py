@@ -141,6 +141,12 @@ class Flush:
     truncate_to: int | None = None
     file: str = MAIN
 
+    @property
+    def keep_below(self) -> int:
+        """Stored records at this index or above, and not in ``blocks``, are deleted."""
+        count = self.meta.block_count
+        return count if self.truncate_to is None else min(count, self.truncate_to)
+
 
 _HEADER = struct.Struct("<qq")
 

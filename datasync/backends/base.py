@@ -19,6 +19,7 @@ import abc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ..errors import BackendError
 from ..format import MAIN, Flush, Meta, Record
 
 T = TypeVar("T")
@@ -88,6 +89,14 @@ class Backend(abc.ABC):
     async def destroy(self) -> None:
         """Delete the store and everything in it (closing it first)."""
         raise NotImplementedError
+
+    def _check_base_version(self, stored_version: int, flush: Flush) -> None:
+        """Refuse a flush built on a version that is no longer the stored one."""
+        if stored_version != flush.base_version:
+            raise BackendError(
+                f"{self.location} is at version {stored_version}, not "
+                f"{flush.base_version}: another writer flushed first"
+            )
 
     def _fault(self, stage: str, detail: int) -> None:
         if self.fault_hook is not None:

@@ -69,16 +69,10 @@ class MemoryBackend(Backend):
 
     async def write(self, flush: Flush) -> None:
         stored = self._stored()
-        if stored.meta.version != flush.base_version:
-            raise BackendError(
-                f"{self.location} is at version {stored.meta.version}, not "
-                f"{flush.base_version}: another writer flushed first"
-            )
+        self._check_base_version(stored.meta.version, flush)
         # Build the new state aside, then swap it in: a failure midway leaves the
         # stored state untouched.
-        keep = flush.meta.block_count
-        if flush.truncate_to is not None:
-            keep = min(keep, flush.truncate_to)
+        keep = flush.keep_below
         blocks = {
             k: r for k, r in stored.blocks.items() if k[0] != flush.file or k[1] < keep
         }

@@ -210,15 +210,8 @@ class SqliteFileBackend(Backend):
             db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
             where=self.location,
         )
-        if stored.version != flush.base_version:
-            raise BackendError(
-                f"{self.location} is at version {stored.version}, not "
-                f"{flush.base_version}: another writer flushed first"
-            )
-        keep = flush.meta.block_count
-        if flush.truncate_to is not None:
-            keep = min(keep, flush.truncate_to)
-        db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, keep))
+        self._check_base_version(stored.version, flush)
+        db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.keep_below))
         sql = (
             "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
             "VALUES (?, ?, ?, ?, ?)"
