@@ -17,7 +17,6 @@ import sqlite3
 
 from ..errors import (
     BackendError,
-    FormatVersionError,
     NotADatasyncStoreError,
     StorageFullError,
     StoreBusyError,
