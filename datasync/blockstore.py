@@ -348,14 +348,17 @@ class BlockStore:
             new_meta = base.next(self._committed_size)
         started = time.perf_counter()
         try:
+            blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}
+            # Blocks the file lost (truncation) or gained (growth) without a write
+            # read as zeros: store them as zeros, so no stale record can return.
+            start = base.block_count if snapshot.floor is None else min(
+                snapshot.floor, base.block_count)
+            for i in range(start, new_meta.block_count):
+                blocks.setdefault(i, self._zero)
             records = {
-                i: self.codec.encode(MAIN, i, new_meta.version, d)
-                for i, d in snapshot.blocks.items()
-                if i < new_meta.block_count
+                i: self.codec.encode(MAIN, i, new_meta.version, d) for i, d in blocks.items()
             }
-            await self.backend.write(
-                Flush(base.version, new_meta, records, truncate_to=snapshot.floor)
-            )
+            await self.backend.write(Flush(base.version, new_meta, records))
         except BaseException as exc:
             with self._lock:
                 # Put the snapshot back under anything committed since.

@@ -130,22 +130,16 @@ class Flush:
 
     ``base_version`` is the version the writer believes is stored; a backend whose
     stored version differs refuses the flush (another writer got there first).
-    ``blocks`` are the new records. Stored records at index ``>= truncate_to`` (the
-    smallest block count the file had since the last flush, if it shrank) that are
-    not in ``blocks`` are deleted, and so is every record at ``>= meta.block_count``.
+    ``blocks`` are the new records; every stored record at index
+    ``>= meta.block_count`` is deleted. A block below ``meta.block_count`` that the
+    file lost to a truncation (or gained by growing) without being written is sent
+    explicitly as zeros, so a backend never has to reason about truncation.
     """
 
     base_version: int
     meta: Meta
     blocks: dict[int, Record]
-    truncate_to: int | None = None
     file: str = MAIN
-
-    @property
-    def keep_below(self) -> int:
-        """Stored records at this index or above, and not in ``blocks``, are deleted."""
-        count = self.meta.block_count
-        return count if self.truncate_to is None else min(count, self.truncate_to)
 
 
 _HEADER = struct.Struct("<qq")

@@ -71,8 +71,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def write(self, flush: Flush) -> None:
         """Apply ``flush`` in ONE atomic transaction: delete the records at index
-        ``>= flush.truncate_to`` (if set) and ``>= flush.meta.block_count``, store
-        ``flush.blocks`` and the new metadata. Either all of it is stored or none.
+        ``>= flush.meta.block_count``, store ``flush.blocks`` and the new metadata.
+        Either all of it is stored or none.
 
         Raises ``BackendError`` if the stored version is not ``flush.base_version``
         (another writer moved it), ``StorageFullError`` when out of space.

@@ -72,7 +72,7 @@ class MemoryBackend(Backend):
         self._check_base_version(stored.meta.version, flush)
         # Build the new state aside, then swap it in: a failure midway leaves the
         # stored state untouched.
-        keep = flush.keep_below
+        keep = flush.meta.block_count
         blocks = {
             k: r for k, r in stored.blocks.items() if k[0] != flush.file or k[1] < keep
         }

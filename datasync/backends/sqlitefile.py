@@ -210,7 +210,7 @@ class SqliteFileBackend(Backend):
             where=self.location,
         )
         self._check_base_version(stored.version, flush)
-        db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.keep_below))
+        db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count))
         sql = (
             "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
             "VALUES (?, ?, ?, ?, ?)"
