@@ -56,6 +56,16 @@ class StorageFullError(DatasyncError):
     blocks stay in memory and the next flush retries once space is available."""
 
 
+class StorageUnavailableError(DatasyncError):
+    """The browser storage (IndexedDB) cannot be used here: not available in this
+    context, refused by the browser, or closed under us."""
+
+
+class StorageBlockedError(StorageUnavailableError):
+    """Another tab holds the IndexedDB database open with an older schema; close or
+    reload the app's other tabs, then open again."""
+
+
 class BackendError(DatasyncError):
     """The storage backend failed for another reason; the message carries its error.
     Blocks that were being flushed stay dirty and are retried by the next flush."""

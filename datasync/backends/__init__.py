@@ -12,13 +12,14 @@ Example::
 from __future__ import annotations
 
 from ..errors import InvalidOptionError
+from ..platform import IN_PYODIDE
 from .base import Backend, run_now
 from .memory import MemoryBackend
 from .sqlitefile import SqliteFileBackend
 
 __all__ = ["Backend", "MemoryBackend", "SqliteFileBackend", "make_backend", "run_now"]
 
-BACKENDS = ("memory", "sqlitefile")
+BACKENDS = ("memory", "sqlitefile", "indexeddb")
 
 
 def make_backend(name: str, kind: str | Backend | None = None) -> Backend:
@@ -27,7 +28,11 @@ def make_backend(name: str, kind: str | Backend | None = None) -> Backend:
     if isinstance(kind, Backend):
         return kind
     if kind is None:
-        kind = "sqlitefile"
+        kind = "indexeddb" if IN_PYODIDE else "sqlitefile"
+    if kind == "indexeddb":
+        from .indexeddb import IndexedDBBackend  # imports `js`: browser only
+
+        return IndexedDBBackend(name)
     if kind == "memory":
         return MemoryBackend(name)
     if kind == "sqlitefile":

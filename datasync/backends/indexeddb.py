@@ -1,0 +1,521 @@
+"""A backend that keeps the store in the browser's IndexedDB (Pyodide only).
+
+Example::
+
+    db = await datasync.open("app")               # in Pyodide: IndexedDBBackend("app")
+
+One IDB database per datasync database, named ``datasync:<name>``, with three
+object stores:
+
+* ``meta``: key ``"meta"`` -> the metadata JSON; key ``"layout"`` -> the layout.
+* ``blocks``: key ``[file, index]`` -> ``{v, c, d}`` (version, checksum, bytes), with
+  an index ``version`` on ``v``. Every flush writes its blocks here, so a one-row
+  commit writes two small records.
+* ``segments``: key ``[file, n]`` -> ``{v, vs, cs, d}``: blocks ``n*S .. n*S+S-1``
+  packed in one record (``vs``/``cs``: per-block versions and checksums, version 0 =
+  absent), index ``version`` on ``v`` (the newest block in it). A *compaction*
+  folds block records into their segment, in its own transaction, so opening a
+  database reads a few large records instead of thousands of small ones.
+
+For each block the record with the higher version wins. A flush is ONE readwrite
+transaction (metadata checked and written in it), so it commits whole or not at
+all. All I/O goes through ``js`` proxies; every callback runs inside the IDB
+event that fired it, so the transaction is still active when it issues requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import (
+    BackendError,
+    DatasyncError,
+    StorageBlockedError,
+    StorageFullError,
+    StorageUnavailableError,
+)
+from ..format import MAIN, Flush, Meta, Record
+from .base import Backend
+
+IDB_PREFIX = "datasync:"
+IDB_SCHEMA_VERSION = 1
+SEGMENT_BYTES = 256 * 1024
+
+
+def _js() -> Any:
+    import js  # only in Pyodide
+
+    return js
+
+
+class _Proxies:
+    """Owns the JS proxies of one operation and destroys them together."""
+
+    def __init__(self) -> None:
+        from pyodide.ffi import create_proxy
+
+        self._create = create_proxy
+        self._made: list[Any] = []
+
+    def __call__(self, fn: Callable[..., Any]) -> Any:
+        proxy = self._create(fn)
+        self._made.append(proxy)
+        return proxy
+
+    def destroy(self) -> None:
+        for proxy in self._made:
+            proxy.destroy()
+        self._made.clear()
+
+
+def _error_name(err: Any) -> str:
+    return str(getattr(err, "name", "") or type(err).__name__)
+
+
+def _map_error(err: Any, location: str, doing: str) -> DatasyncError:
+    """IDB/DOM errors -> datasync errors (the error boundary of this backend)."""
+    if isinstance(err, DatasyncError):
+        return err
+    name = _error_name(err)
+    message = str(getattr(err, "message", "") or err)
+    if name == "QuotaExceededError" or "QuotaExceeded" in message:
+        return StorageFullError(
+            f"{location}: the browser's storage quota is exhausted while {doing}; the "
+            "changes stay in memory and the next flush retries once space is freed "
+            "(delete data or ask for persistent storage)"
+        )
+    if name in ("InvalidStateError", "UnknownError") and "closed" in message.lower():
+        return StorageUnavailableError(f"{location} was closed while {doing}: {message}")
+    return BackendError(f"{location}: IndexedDB failed while {doing}: {name}: {message}")
+
+
+class IndexedDBBackend(Backend):
+    """Blocks and metadata in IndexedDB; see the module docstring for the layout."""
+
+    sync_io = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        segment_bytes: int = SEGMENT_BYTES,
+        compact_min: int = 8,
+        compact_max_records: int = 256,
+        durability: str = "default",
+        factory: Any = None,
+    ) -> None:
+        self.name = name
+        self.db_name = IDB_PREFIX + name
+        self._segment_bytes = segment_bytes
+        self.compact_min = compact_min
+        self.compact_max_records = compact_max_records
+        self.idb_durability = durability
+        self._factory = factory
+        self._db: Any = None
+        self._seg = 0  # blocks per segment (from the stored layout)
+        self._block_size = 0
+        self._deltas: dict[int, int] = {}  # segment -> number of block records in it
+        self._compaction: asyncio.Task[None] | None = None
+        self.counters = {"compactions": 0, "compacted_records": 0}
+
+    @property
+    def key(self) -> str:
+        return f"indexeddb:{self.name}"
+
+    @property
+    def location(self) -> str:
+        return f"IndexedDB database {self.db_name!r}"
+
+    # -- small async helpers over IDB requests and transactions --------------------
+    @staticmethod
+    def _request(req: Any, px: _Proxies) -> "asyncio.Future[Any]":
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def ok(event: Any) -> None:
+            if not fut.done():
+                fut.set_result(req.result)
+
+        def bad(event: Any) -> None:
+            event.preventDefault()  # handled here: do not abort the whole page
+            if not fut.done():
+                fut.set_exception(_IdbFailure(req.error))
+
+        req.onsuccess = px(ok)
+        req.onerror = px(bad)
+        return fut
+
+    @staticmethod
+    def _transaction_done(tx: Any, px: _Proxies, state: dict[str, Any]) -> "asyncio.Future[None]":
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def complete(event: Any) -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def failed(event: Any) -> None:
+            if not fut.done():
+                fut.set_exception(_IdbFailure(state.get("error") or tx.error))
+
+        tx.oncomplete = px(complete)
+        tx.onabort = px(failed)
+        tx.onerror = px(lambda event: None)  # the abort event follows and reports it
+        return fut
+
+    def _transaction(self, stores: list[str], mode: str) -> Any:
+        from pyodide.ffi import to_js
+
+        if self._db is None:
+            raise StorageUnavailableError(
+                f"{self.location} is not open (closed, or deleted by another tab)"
+            )
+        names = to_js(stores)
+        if mode == "readwrite" and self.idb_durability != "default":
+            opts = to_js({"durability": self.idb_durability}, dict_converter=_js().Object.fromEntries)
+            return self._db.transaction(names, mode, opts)
+        return self._db.transaction(names, mode)
+
+    def _range(self, file: str, lo: float, hi: float | None = None) -> Any:
+        from pyodide.ffi import to_js
+
+        js = _js()
+        upper = js.Infinity if hi is None else hi
+        return js.IDBKeyRange.bound(to_js([file, lo]), to_js([file, upper]))
+
+    # -- opening ---------------------------------------------------------------
+    async def open(self, initial: Meta, *, create: bool = True) -> Meta:
+        js = _js()
+        factory = self._factory or getattr(js, "indexedDB", None)
+        if factory is None:
+            raise StorageUnavailableError(
+                "IndexedDB is not available in this context (a sandboxed frame, a "
+                "browser setting, or a non-browser runtime); datasync cannot persist here"
+            )
+        px = _Proxies()
+        try:
+            try:
+                req = factory.open(self.db_name, IDB_SCHEMA_VERSION)
+            except Exception as exc:  # SecurityError in opaque origins, etc.
+                raise StorageUnavailableError(
+                    f"IndexedDB refused to open {self.db_name!r}: {exc}"
+                ) from exc
+            blocked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def upgrade(event: Any) -> None:
+                db = req.result
+                names = db.objectStoreNames
+                if not names.contains("meta"):
+                    db.createObjectStore("meta")
+                for store in ("blocks", "segments"):
+                    if not names.contains(store):
+                        s = db.createObjectStore(store)
+                        s.createIndex("version", "v")
+
+            def on_blocked(event: Any) -> None:
+                if not blocked.done():
+                    blocked.set_result(None)
+
+            req.onupgradeneeded = px(upgrade)
+            req.onblocked = px(on_blocked)
+            opened = self._request(req, px)
+            done, _ = await asyncio.wait([opened, blocked], return_when=asyncio.FIRST_COMPLETED)
+            if blocked in done and not opened.done():
+                raise StorageBlockedError(
+                    f"{self.location} is held open with an older schema by another tab; "
+                    "close or reload the other tabs of this app, then try again"
+                )
+            try:
+                self._db = opened.result()
+            except _IdbFailure as exc:
+                raise StorageUnavailableError(
+                    f"IndexedDB could not open {self.db_name!r}: {_error_name(exc.error)}: "
+                    f"{getattr(exc.error, 'message', exc.error)}"
+                ) from None
+        finally:
+            px.destroy()
+        self._on_version_change = _make_proxy(self._close_for_version_change)
+        self._db.onversionchange = self._on_version_change
+        return await self._load_or_create_meta(initial, create)
+
+    def _close_for_version_change(self, event: Any) -> None:
+        """Another tab upgrades or deletes the database: let it, and stop using it."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _load_or_create_meta(self, initial: Meta, create: bool) -> Meta:
+        px = _Proxies()
+        state: dict[str, Any] = {}
+        try:
+            tx = self._transaction(["meta"], "readwrite")
+            done = self._transaction_done(tx, px, state)
+            store = tx.objectStore("meta")
+            meta_req, layout_req = store.get("meta"), store.get("layout")
+
+            def on_layout(event: Any) -> None:
+                try:
+                    raw_meta = meta_req.result
+                    if raw_meta is None:
+                        if not create:
+                            raise BackendError(f"{self.location} does not exist")
+                        seg = max(1, self._segment_bytes // initial.block_size)
+                        store.put(initial.to_json(), "meta")
+                        store.put(json.dumps({"segment_blocks": seg}), "layout")
+                        state["meta"], state["seg"] = initial, seg
+                    else:
+                        meta = Meta.from_json(str(raw_meta), where=self.location)
+                        layout = json.loads(str(layout_req.result or "{}"))
+                        state["meta"] = meta
+                        state["seg"] = int(layout.get("segment_blocks") or 1)
+                except BaseException as exc:
+                    state["error"] = exc
+                    tx.abort()
+
+            layout_req.onsuccess = px(on_layout)
+            try:
+                await done
+            except _IdbFailure as exc:
+                raise _map_error(exc.error, self.location, "opening") from None
+        finally:
+            px.destroy()
+        self._seg = state["seg"]
+        self._block_size = state["meta"].block_size
+        return state["meta"]  # type: ignore[no-any-return]
+
+    # -- reading ---------------------------------------------------------------
+    async def read_all(self, file: str = MAIN) -> dict[int, Record]:
+        _, records, delta_indices = await self._read(file, None)
+        self._deltas = {}
+        for idx in delta_indices:
+            seg = idx // self._seg
+            self._deltas[seg] = self._deltas.get(seg, 0) + 1
+        return records
+
+    async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        meta, records, _ = await self._read(file, version)
+        return meta, records
+
+    async def _read(
+        self, file: str, since: int | None
+    ) -> tuple[Meta, dict[int, Record], list[int]]:
+        """Metadata plus the winning record of every block (of those written after
+        ``since``, if given), and the indices that have block records."""
+        js = _js()
+        px = _Proxies()
+        try:
+            tx = self._transaction(["meta", "blocks", "segments"], "readonly")
+            segs, blocks = tx.objectStore("segments"), tx.objectStore("blocks")
+            if since is None:
+                query = self._range(file, 0)
+            else:
+                query = js.IDBKeyRange.lowerBound(since, True)
+                segs, blocks = segs.index("version"), blocks.index("version")
+            reqs = (
+                tx.objectStore("meta").get("meta"),
+                segs.getAllKeys(query),
+                segs.getAll(query),
+                blocks.getAllKeys(query),
+                blocks.getAll(query),
+            )
+            results = await asyncio.gather(*(self._request(r, px) for r in reqs))
+        except _IdbFailure as exc:
+            raise _map_error(exc.error, self.location, "reading") from None
+        finally:
+            px.destroy()
+        raw_meta, seg_keys, seg_vals, block_keys, block_vals = results
+        meta = Meta.from_json(str(raw_meta), where=self.location)
+        floor = -1 if since is None else since
+        records: dict[int, Record] = {}
+        seg_size, bs = self._seg, self._block_size
+        for key, seg in zip(seg_keys, seg_vals):
+            if key[0] != file:
+                continue
+            base = int(key[1]) * seg_size
+            checksums = seg.cs.to_py()
+            data = seg.d.to_bytes()
+            for slot, v in enumerate(seg.vs.to_py()):
+                if v > floor:
+                    records[base + slot] = Record(
+                        int(v), int(checksums[slot]), data[slot * bs : (slot + 1) * bs]
+                    )
+        delta_indices = []
+        for key, rec in zip(block_keys, block_vals):
+            if key[0] != file:
+                continue
+            idx, v = int(key[1]), int(rec.v)
+            delta_indices.append(idx)
+            have = records.get(idx)
+            if v > floor and (have is None or have.version < v):
+                records[idx] = Record(v, int(rec.c), rec.d.to_bytes())
+        return meta, records, delta_indices
+
+    # -- writing ---------------------------------------------------------------
+    async def write(self, flush: Flush) -> None:
+        from pyodide.ffi import to_js
+
+        js = _js()
+        px = _Proxies()
+        state: dict[str, Any] = {}
+        count = flush.meta.block_count
+        try:
+            tx = self._transaction(["meta", "blocks", "segments"], "readwrite")
+            done = self._transaction_done(tx, px, state)
+            meta_store = tx.objectStore("meta")
+            blocks = tx.objectStore("blocks")
+            segments = tx.objectStore("segments")
+            meta_req = meta_store.get("meta")
+
+            def on_meta(event: Any) -> None:
+                try:
+                    stored = Meta.from_json(str(meta_req.result), where=self.location)
+                    self._check_base_version(stored.version, flush)
+                    blocks.delete(self._range(flush.file, count))
+                    segments.delete(self._range(flush.file, -(-count // self._seg)))
+                    for idx, rec in flush.blocks.items():
+                        self._fault("block", idx)
+                        value = js.Object.new()
+                        value.v, value.c = rec.version, rec.checksum
+                        value.d = to_js(rec.payload)
+                        blocks.put(value, to_js([flush.file, idx]))
+                    self._fault("meta", flush.meta.version)
+                    meta_store.put(flush.meta.to_json(), "meta")
+                    tx.commit()  # nothing more to ask: commit without waiting a turn
+                except BaseException as exc:
+                    state["error"] = exc
+                    tx.abort()
+
+            meta_req.onsuccess = px(on_meta)
+            try:
+                await done
+            except _IdbFailure as exc:
+                raise _map_error(exc.error, self.location, "flushing") from None
+        finally:
+            px.destroy()
+        for seg in list(self._deltas):
+            if seg * self._seg >= count:
+                del self._deltas[seg]
+        for idx in flush.blocks:
+            seg = idx // self._seg
+            self._deltas[seg] = self._deltas.get(seg, 0) + 1  # upper bound: may repeat
+        self._schedule_compaction()
+
+    # -- compaction --------------------------------------------------------------
+    def _schedule_compaction(self) -> None:
+        if self._compaction is not None and not self._compaction.done():
+            return
+        if not self._compaction_targets():
+            return
+        self._compaction = asyncio.ensure_future(self.compact())
+
+    def _compaction_targets(self) -> list[int]:
+        heavy = [s for s, n in self._deltas.items() if n >= self.compact_min]
+        total = sum(self._deltas.values())
+        if total > self.compact_max_records:
+            ranked = sorted(self._deltas, key=self._deltas.__getitem__, reverse=True)
+            while total > self.compact_max_records // 2 and ranked:
+                seg = ranked.pop(0)
+                if seg not in heavy:
+                    heavy.append(seg)
+                total -= self._deltas[seg]
+        return heavy
+
+    async def compact(self, segments: list[int] | None = None, file: str = MAIN) -> int:
+        """Fold block records into their segments (one transaction); returns how
+        many block records were folded. The stored content does not change."""
+        from pyodide.ffi import to_js
+
+        js = _js()
+        targets = self._compaction_targets() if segments is None else segments
+        if not targets:
+            return 0
+        px = _Proxies()
+        state: dict[str, Any] = {"folded": 0}
+        seg_size, bs = self._seg, self._block_size
+        try:
+            tx = self._transaction(["blocks", "segments"], "readwrite")
+            done = self._transaction_done(tx, px, state)
+            blocks, segs = tx.objectStore("blocks"), tx.objectStore("segments")
+
+            def fold(seg: int) -> None:
+                lo, hi = seg * seg_size, seg * seg_size + seg_size - 1
+                seg_req = segs.get(to_js([file, seg]))
+                rng = self._range(file, lo, hi)
+                keys_req, vals_req = blocks.getAllKeys(rng), blocks.getAll(rng)
+
+                def merge(event: Any) -> None:
+                    try:
+                        old = seg_req.result
+                        if old is None:
+                            versions, checks = [0] * seg_size, [0] * seg_size
+                            data = bytearray(seg_size * bs)
+                        else:
+                            versions, checks = old.vs.to_py(), old.cs.to_py()
+                            data = bytearray(old.d.to_bytes())
+                        for key, rec in zip(keys_req.result, vals_req.result):
+                            slot, v = int(key[1]) - lo, int(rec.v)
+                            if v > versions[slot]:
+                                versions[slot], checks[slot] = v, int(rec.c)
+                                data[slot * bs : (slot + 1) * bs] = rec.d.to_bytes()
+                            state["folded"] += 1
+                        value = js.Object.new()
+                        value.v = max(versions)
+                        value.vs, value.cs = to_js(versions), to_js(checks)
+                        value.d = to_js(bytes(data))
+                        segs.put(value, to_js([file, seg]))
+                        blocks.delete(rng)
+                    except BaseException as exc:
+                        state["error"] = exc
+                        tx.abort()
+
+                vals_req.onsuccess = px(merge)
+
+            for seg in targets:
+                fold(seg)
+            try:
+                await done
+            except _IdbFailure as exc:
+                raise _map_error(exc.error, self.location, "compacting") from None
+        finally:
+            px.destroy()
+        for seg in targets:
+            self._deltas.pop(seg, None)
+        self.counters["compactions"] += 1
+        self.counters["compacted_records"] += state["folded"]
+        return int(state["folded"])
+
+    # -- lifecycle -------------------------------------------------------------
+    async def close(self) -> None:
+        if self._compaction is not None and not self._compaction.done():
+            try:
+                await self._compaction
+            except DatasyncError:
+                pass  # block records stay as they are: nothing lost
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def destroy(self) -> None:
+        await self.close()
+        px = _Proxies()
+        try:
+            req = _js().indexedDB.deleteDatabase(self.db_name)
+            await self._request(req, px)
+        except _IdbFailure as exc:
+            raise _map_error(exc.error, self.location, "deleting") from None
+        finally:
+            px.destroy()
+
+
+class _IdbFailure(Exception):
+    """Carries a DOM error (or a Python one raised inside an IDB callback)."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _make_proxy(fn: Callable[..., Any]) -> Any:
+    from pyodide.ffi import create_proxy
+
+    return create_proxy(fn)

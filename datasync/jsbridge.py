@@ -1,0 +1,175 @@
+"""The Python side of ``js/datasync.js``: value conversion and error records.
+
+Example (what ``js/datasync.js`` does through Pyodide)::
+
+    bridge = pyodide.pyimport("datasync.jsbridge")
+    handle = await bridge.open("app", '{"durability": "strict"}')
+    reply = await handle.execute("SELECT ?", [1])   # {ok: {columns, rows, ...}}
+
+Every call returns a JS object ``{ok: value}`` or ``{error: {name, message}}`` so
+that the JS module can throw an ``Error`` whose ``name`` is the Python exception's
+class name (``StorageFullError``, ``IntegrityError``...). Values: SQL NULL <->
+``null``, BLOB <-> ``Uint8Array``, integers beyond 2**53 <-> ``BigInt``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .database import Database
+from .database import open as open_database
+
+_OPEN_OPTIONS = {
+    "backend": "backend",
+    "blockSize": "block_size",
+    "cacheBytes": "cache_bytes",
+    "durability": "durability",
+    "flushInterval": "flush_interval",
+    "create": "create",
+}
+
+
+def _to_py_param(value: Any) -> Any:
+    """A parameter arriving from JS -> a value sqlite3 binds."""
+    from pyodide.ffi import JsNull
+
+    if isinstance(value, JsNull):
+        return None
+    if hasattr(value, "to_py"):  # a JsProxy: typed array, ArrayBuffer, object
+        converted = value.to_py()
+        if isinstance(converted, memoryview):
+            return converted.tobytes()
+        return converted
+    return value
+
+
+def _params(params: Any) -> Any:
+    if params is None:
+        return ()
+    if hasattr(params, "to_py") and not hasattr(params, "length"):
+        return {k: _to_py_param(v) for k, v in params.object_entries()}
+    return [_to_py_param(v) for v in params]
+
+
+def _js_value(value: Any) -> Any:
+    """A SQLite value -> what to_js should see (None -> null, bytes -> Uint8Array)."""
+    from pyodide.ffi import jsnull, to_js
+
+    if value is None:
+        return jsnull
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return to_js(bytes(value))
+    return value
+
+
+def _reply(value: Any = None, error: BaseException | None = None) -> Any:
+    import js
+    from pyodide.ffi import to_js
+
+    out = js.Object.new()
+    if error is not None:
+        err = js.Object.new()
+        err.name = type(error).__name__
+        err.message = str(error)
+        out.error = err
+    else:
+        out.ok = value
+    return out
+
+
+def _rows_to_js(rows: list[tuple[Any, ...]]) -> Any:
+    import js
+    from pyodide.ffi import to_js
+
+    arr = js.Array.new()
+    for row in rows:
+        arr.push(to_js([_js_value(v) for v in row]))
+    return arr
+
+
+async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return _reply(await call())
+    except Exception as exc:  # the error boundary between Python and JS
+        return _reply(error=exc)
+
+
+class JsDatabase:
+    """A :class:`Database` seen from JavaScript."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, params: Any = None) -> Any:
+        async def call() -> Any:
+            import js
+            from pyodide.ffi import to_js
+
+            res = await self.db.execute(str(sql), _params(params))
+            out = js.Object.new()
+            out.columns = to_js(res.columns)
+            out.rows = _rows_to_js(res.rows)
+            out.rowsAffected = res.rowcount
+            out.lastInsertRowid = res.lastrowid
+            return out
+
+        return await _guard(call)
+
+    async def query(self, sql: str, params: Any = None) -> Any:
+        async def call() -> Any:
+            import js
+
+            res = await self.db.execute(str(sql), _params(params))
+            arr = js.Array.new()
+            for row in res.rows:
+                obj = js.Object.new()
+                for col, value in zip(res.columns, row):
+                    setattr(obj, col, _js_value(value))
+                arr.push(obj)
+            return arr
+
+        return await _guard(call)
+
+    async def sync(self) -> Any:
+        return await _guard(self.db.sync)
+
+    async def close(self) -> Any:
+        return await _guard(self.db.close)
+
+    def stats(self) -> str:
+        return json.dumps(self.db.stats(), default=str)
+
+    async def export_database(self) -> Any:
+        async def call() -> Any:
+            from pyodide.ffi import to_js
+
+            return to_js(await self.db.export())
+
+        return await _guard(call)
+
+    async def import_database(self, data: Any) -> Any:
+        async def call() -> Any:
+            raw = data.to_bytes() if hasattr(data, "to_bytes") else bytes(data)
+            await self.db.import_(raw)
+            return None
+
+        return await _guard(call)
+
+
+async def open(name: str, options_json: str = "{}") -> Any:
+    """Open a database for JS; ``options_json`` uses the JS option names."""
+
+    async def call() -> Any:
+        options = json.loads(options_json or "{}")
+        unknown = sorted(set(options) - set(_OPEN_OPTIONS))
+        if unknown:
+            from .errors import InvalidOptionError
+
+            raise InvalidOptionError(
+                f"unknown option(s) {', '.join(unknown)}: use {', '.join(_OPEN_OPTIONS)}"
+            )
+        kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
+        return JsDatabase(await open_database(str(name), **kwargs))
+
+    return await _guard(call)

@@ -1,0 +1,142 @@
+/**
+ * datasync.js: a persistent SQLite database for web pages, backed by IndexedDB.
+ *
+ * Usage:
+ *   import { DataSync } from "/js/datasync.js";
+ *   const db = await DataSync.open("app");                 // boots Pyodide once per page
+ *   await db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v)");
+ *   const r = await db.execute("INSERT INTO t(v) VALUES (?)", ["hello"]);
+ *   // r = {columns: [], rows: [], rowsAffected: 1, lastInsertRowid: 1}
+ *   const rows = await db.query("SELECT * FROM t");         // [{id: 1, v: "hello"}]
+ *   await db.sync();                                        // durable up to here
+ *
+ * Options of DataSync.open(name, options):
+ *   webURL     where `python -m datasync build` put the web folder (default: ../web/
+ *              next to this module); its manifest.json names the wheels.
+ *   indexURL   the Pyodide runtime (default: webURL + "pyodide/").
+ *   pyodide    an already loaded Pyodide instance to use instead of booting one.
+ *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval.
+ * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
+ * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...
+ * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
+ */
+
+const DEFAULT_WEB_URL = new URL("../web/", import.meta.url);
+const runtimes = new Map(); // webURL -> Promise<{pyodide, bridge}>
+
+/** An Error named after the Python exception it stands for. */
+export class DataSyncError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name;
+  }
+}
+
+function unwrap(reply) {
+  try {
+    if (reply.error) {
+      throw new DataSyncError(String(reply.error.name), String(reply.error.message));
+    }
+    const value = reply.ok;
+    return value;
+  } finally {
+    if (reply && typeof reply.destroy === "function") reply.destroy();
+  }
+}
+
+async function boot(options) {
+  const webURL = new URL(options.webURL ?? DEFAULT_WEB_URL, location.href);
+  const key = String(webURL) + "|" + (options.pyodide ? "given" : "own");
+  if (!runtimes.has(key)) {
+    runtimes.set(key, (async () => {
+      const manifest = await (await fetch(new URL("manifest.json", webURL))).json();
+      let pyodide = options.pyodide;
+      if (!pyodide) {
+        const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
+        const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
+        pyodide = await loadPyodide({ indexURL });
+      }
+      const wheel = (name) => String(new URL(manifest.wheels[name], webURL));
+      await pyodide.loadPackage([wheel("packaging"), wheel("micropip")]);
+      const micropip = pyodide.pyimport("micropip");
+      await micropip.install(wheel("datasync"), { deps: false });
+      micropip.destroy();
+      return { pyodide, bridge: pyodide.pyimport("datasync.jsbridge") };
+    })());
+    runtimes.get(key).catch(() => runtimes.delete(key));
+  }
+  return runtimes.get(key);
+}
+
+/** One open database. Create it with DataSync.open(). */
+export class Database {
+  #handle;
+  #closed = false;
+  constructor(name, handle, pyodide) {
+    this.name = name;
+    this.#handle = handle;
+    this.pyodide = pyodide;
+  }
+
+  #check() {
+    if (this.#closed) throw new DataSyncError("DatabaseClosedError", `database '${this.name}' is closed; open it again`);
+  }
+
+  /** Run one statement: {columns, rows (arrays), rowsAffected, lastInsertRowid}. */
+  async execute(sql, params = []) {
+    this.#check();
+    return unwrap(await this.#handle.execute(sql, params));
+  }
+
+  /** Run one statement and return its rows as objects keyed by column name. */
+  async query(sql, params = []) {
+    this.#check();
+    return unwrap(await this.#handle.query(sql, params));
+  }
+
+  /** Flush everything committed so far; resolves with the durable version. */
+  async sync() {
+    this.#check();
+    return unwrap(await this.#handle.sync());
+  }
+
+  /** Counters: version, blocks, dirtyBlocks..., as a plain object (snake_case keys). */
+  stats() {
+    this.#check();
+    return JSON.parse(this.#handle.stats());
+  }
+
+  /** The database as a standard SQLite file (Uint8Array). */
+  async exportDatabase() {
+    this.#check();
+    return unwrap(await this.#handle.export_database());
+  }
+
+  /** Replace the whole database with a standard SQLite file, atomically. */
+  async importDatabase(bytes) {
+    this.#check();
+    if (!(bytes instanceof Uint8Array)) bytes = new Uint8Array(bytes);
+    return unwrap(await this.#handle.import_database(bytes));
+  }
+
+  /** Flush and close. */
+  async close() {
+    if (this.#closed) return;
+    unwrap(await this.#handle.close());
+    this.#closed = true;
+    this.#handle.destroy();
+  }
+}
+
+export const DataSync = {
+  /** Open (or create) the database `name`; see the module comment for options. */
+  async open(name, options = {}) {
+    const { webURL, indexURL, pyodide: given, ...dbOptions } = options;
+    const runtime = await boot({ webURL, indexURL, pyodide: given });
+    const handle = unwrap(await runtime.bridge.open(name, JSON.stringify(dbOptions)));
+    return new Database(name, handle, runtime.pyodide);
+  },
+  DataSyncError,
+};
+
+export default DataSync;
