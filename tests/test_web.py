@@ -1,0 +1,323 @@
+"""datasync.web: the browser bundle (web/) and the local static server. Native, no browser.
+
+The bundle needs ``node_modules/pyodide`` (``npm ci``, run by ``make install``) and, on a
+first run, the package index for the micropip and packaging wheels (then cached in
+``build/wheels/``).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datasync import web
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "wheels"
+
+
+def _pyproject_version() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of the checkout's package sources (with its node_modules linked in),
+    so the bundle's tests hold while someone edits datasync/ during the run."""
+    if not (ROOT / "node_modules" / "pyodide" / "package.json").is_file():
+        pytest.fail("node_modules/pyodide is missing: run `npm ci` (make install does)")
+    copy = tmp_path_factory.mktemp("checkout")
+    for rel, data in web._snapshot(ROOT).items():
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (copy / rel).write_bytes(data)
+    (copy / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def built(checkout: Path) -> tuple[Path, dict[str, Any]]:
+    """One bundle built into a temporary directory for the whole module; the wheel cache
+    is the checkout's build/wheels/, so wheels are downloaded at most once."""
+    out = checkout / "web"
+    started = time.perf_counter()
+    manifest = web.build_web(out, root=checkout, cache=CACHE)
+    # A fresh checkout builds the wheel and downloads two small wheels once; after
+    # that only the ~14 MB Pyodide copy remains. Either way it is a matter of seconds.
+    assert time.perf_counter() - started < 120
+    return out, manifest
+
+
+def get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+# --------------------------------------------------------------------------- build
+
+def test_build_writes_a_manifest_naming_pyodide_and_every_wheel(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["pyodide"] == "pyodide/"
+    assert manifest["version"] == _pyproject_version()
+    assert manifest["pyodide_version"] == "314.0.7"
+    wheels = manifest["wheels"]
+    assert set(wheels) == {"datasync", "micropip", "packaging"}
+    assert wheels["datasync"] == f"wheels/datasync-{manifest['version']}-py3-none-any.whl"
+    assert wheels["micropip"] == f"wheels/micropip-{web.MICROPIP_VERSION}-py3-none-any.whl"
+    assert wheels["packaging"].startswith("wheels/packaging-")
+    for rel in wheels.values():
+        assert zipfile.is_zipfile(out / rel), rel
+    assert sorted(p.name for p in (out / "wheels").iterdir()) == sorted(
+        Path(rel).name for rel in wheels.values())
+
+
+def test_build_copies_every_file_load_pyodide_fetches(built) -> None:  # type: ignore[no-untyped-def]
+    out, _ = built
+    src = ROOT / "node_modules" / "pyodide"
+    for name in web.PYODIDE_REQUIRED:
+        copy = out / "pyodide" / name
+        assert copy.is_file(), name
+        assert copy.stat().st_size == (src / name).stat().st_size, name
+    assert (out / "pyodide" / "pyodide.asm.wasm").read_bytes()[:4] == b"\0asm"
+    lock = json.loads((out / "pyodide" / "pyodide-lock.json").read_text())
+    assert lock["info"]["python"].startswith(web.PYODIDE_PYTHON)
+
+
+def test_datasync_wheel_is_pure_python_and_holds_the_package(built, checkout) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    with zipfile.ZipFile(out / manifest["wheels"]["datasync"]) as z:
+        names = set(z.namelist())
+        wheel_meta = z.read(f"datasync-{manifest['version']}.dist-info/WHEEL").decode()
+    assert {"datasync/__init__.py", "datasync/vfs/shim.py", "datasync/blockstore.py",
+            "datasync/backends/sqlitefile.py"} <= names
+    assert "Root-Is-Purelib: true" in wheel_meta and "Tag: py3-none-any" in wheel_meta
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # every module of the checkout is in the wheel (nothing stale, nothing missing)
+    here = {p.relative_to(checkout).as_posix() for p in (checkout / "datasync").rglob("*.py")
+            if "__pycache__" not in p.parts}
+    assert here == {n for n in names if n.startswith("datasync/") and n.endswith(".py")}
+
+
+def test_datasync_wheel_installs_and_imports_outside_the_checkout(built, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-index", "--disable-pip-version-check", "--target", str(target),
+                    str(out / manifest["wheels"]["datasync"])], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    code = ("import datasync, asyncio\n"
+            "async def main():\n"
+            "    db = await datasync.open('w', backend='memory')\n"
+            "    await db.execute('CREATE TABLE t(x)')\n"
+            "    await db.execute('INSERT INTO t VALUES (7)')\n"
+            "    print(datasync.__file__, (await db.query('SELECT x FROM t'))[0]['x'])\n"
+            "    await db.close()\n"
+            "asyncio.run(main())\n")
+    # -I is not used (it drops PYTHONPATH); -s keeps the editable install out, and the
+    # working directory is not the checkout
+    res = subprocess.run([sys.executable, "-s", "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    path, value = res.stdout.split()
+    assert Path(path).is_relative_to(target) and value == "7"
+
+
+def test_rebuild_reuses_the_cache_and_reports_up_to_date(built, checkout) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    assert web.web_is_stale(out, root=checkout) is None
+    started = time.perf_counter()
+    again = web.build_web(out, root=checkout, cache=CACHE)
+    assert time.perf_counter() - started < 10  # no wheel build, no download
+    assert again == manifest
+    (out / "pyodide" / "pyodide.asm.wasm").unlink()
+    assert "pyodide.asm.wasm" in (web.web_is_stale(out, root=checkout) or "")
+    assert web.ensure_web(out, root=checkout, cache=CACHE) == manifest
+    assert web.web_is_stale(out, root=checkout) is None
+    init = checkout / "datasync" / "__init__.py"
+    original = init.read_bytes()
+    try:
+        init.write_bytes(original + b"# changed\n")
+        assert web.web_is_stale(out, root=checkout) == "the datasync sources changed"
+    finally:
+        init.write_bytes(original)
+    assert web.web_is_stale(out, root=checkout) is None
+
+
+def test_build_without_node_modules_says_to_run_npm_ci(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(web.WebBuildError, match="npm ci"):
+        web.build_web(tmp_path / "web", root=tmp_path)
+    assert not (tmp_path / "web").exists()
+
+
+def test_source_digest_changes_with_the_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "datasync").mkdir()
+    (tmp_path / "datasync" / "__init__.py").write_text("x = 1\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='datasync'\n")
+    first = web.source_digest(tmp_path)
+    (tmp_path / "datasync" / "__pycache__").mkdir()
+    (tmp_path / "datasync" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert web.source_digest(tmp_path) == first
+    (tmp_path / "datasync" / "__init__.py").write_text("x = 2\n")
+    assert web.source_digest(tmp_path) != first
+
+
+# --------------------------------------------------------------------------- serve
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    for name, data in {"a.wasm": b"\0asm\1\0\0\0", "m.mjs": b"export const x = 1;\n",
+                       "c.js": b"var x;\n", "w.whl": b"PK\5\6" + bytes(18),
+                       "d.json": b"{}", "s.zip": b"PK\5\6" + bytes(18),
+                       "index.html": b"<!doctype html><title>t</title>",
+                       "style.css": b"p{}", "i.svg": b"<svg/>"}.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[core]\n")
+    return tmp_path
+
+
+def test_server_sends_the_mime_types_browsers_require(site) -> None:  # type: ignore[no-untyped-def]
+    expected = {"a.wasm": "application/wasm", "m.mjs": "text/javascript",
+                "c.js": "text/javascript", "d.json": "application/json",
+                "s.zip": "application/zip", "index.html": "text/html", "style.css": "text/css",
+                "i.svg": "image/svg+xml"}
+    with web.serving(root=site) as server:
+        for name, mime in expected.items():
+            status, headers, body = get(server.url + name)
+            assert status == 200 and body == (site / name).read_bytes(), name
+            assert headers["content-type"].split(";")[0] == mime, name
+            assert headers["cache-control"] == "no-cache"
+        status, headers, _ = get(server.url + "w.whl")
+        assert headers["content-type"] in ("application/zip", "application/octet-stream")
+        status, headers, body = get(server.url + "a.wasm", method="HEAD")
+        assert status == 200 and body == b"" and headers["content-type"] == "application/wasm"
+
+
+def test_server_answers_404_for_missing_and_hidden_files(site) -> None:  # type: ignore[no-untyped-def]
+    with web.serving(root=site) as server:
+        assert get(server.url + "missing.wasm")[0] == 404
+        assert get(server.url + "nope/deeper.mjs")[0] == 404
+        assert get(server.url + ".git/config")[0] == 404
+        assert get(server.url + "%2egit/config")[0] == 404
+        assert get(server.url + "index.html?v=1")[0] == 200
+
+
+def test_coop_coep_headers_only_with_the_option(site) -> None:  # type: ignore[no-untyped-def]
+    isolation = ("cross-origin-opener-policy", "cross-origin-embedder-policy",
+                 "cross-origin-resource-policy")
+    with web.serving(root=site) as server:
+        _, headers, _ = get(server.url + "index.html")
+        assert not [h for h in isolation if h in headers]
+    with web.serving(root=site, coop_coep=True) as server:
+        _, headers, _ = get(server.url + "index.html")
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["cross-origin-embedder-policy"] == "require-corp"
+        assert headers["cross-origin-resource-policy"] == "same-origin"
+        status, headers, _ = get(server.url + "missing.js")
+        assert status == 404 and headers["cross-origin-embedder-policy"] == "require-corp"
+
+
+def test_port_zero_binds_a_free_port_and_reports_its_url(site) -> None:  # type: ignore[no-untyped-def]
+    with web.serving(root=site, port=0) as one, web.serving(root=site, port=0) as two:
+        assert one.port != two.port and one.port > 0
+        assert one.url == f"http://127.0.0.1:{one.port}/"
+        assert get(two.url + "d.json")[0] == 200
+    with pytest.raises(OSError):  # stopped: nothing listens any more
+        conn = http.client.HTTPConnection("127.0.0.1", one.port, timeout=2)
+        conn.request("GET", "/d.json")
+        conn.getresponse()
+
+
+def test_server_keeps_a_connection_alive_across_requests(site) -> None:  # type: ignore[no-untyped-def]
+    with web.serving(root=site) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for name in ("m.mjs", "a.wasm", "missing", "d.json"):
+            conn.request("GET", "/" + name)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == (404 if name == "missing" else 200)
+        conn.close()
+
+
+def test_served_bundle_has_wasm_and_module_types(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    with web.serving(root=out.parent) as server:
+        base = server.url + "web/"
+        status, headers, body = get(base + "manifest.json")
+        assert status == 200 and body == (out / "manifest.json").read_bytes()
+        assert get(base + "pyodide/pyodide.asm.wasm", "HEAD")[1]["content-type"] == "application/wasm"
+        assert get(base + "pyodide/pyodide.mjs", "HEAD")[1]["content-type"].startswith("text/javascript")
+        assert get(base + "pyodide/pyodide.asm.mjs", "HEAD")[1]["content-type"].startswith("text/javascript")
+        status, _, body = get(base + manifest["wheels"]["datasync"])
+        assert status == 200 and body == (out / manifest["wheels"]["datasync"]).read_bytes()
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    web.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_subcommands_parse_their_options() -> None:
+    args = _parse("serve", "--port", "0", "--coop-coep", "--no-build", "--host", "::1")
+    assert (args.port, args.coop_coep, args.no_build, args.host) == (0, True, True, "::1")
+    args = _parse("serve")
+    assert (args.port, args.host, args.coop_coep, args.no_build) == (8000, "127.0.0.1", False, False)
+    assert _parse("build").out == "web" and _parse("build", "--out", "x").out == "x"
+    assert web.run_subcommand(argparse.Namespace(command="inspect")) is None
+
+
+def test_build_command_builds_the_checkout_and_prints_the_wheels(built, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert web.main(["build", "--out", str(tmp_path / "w")]) == 0
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    printed = capsys.readouterr().out
+    assert str(tmp_path / "w") in printed and manifest["wheels"]["datasync"] in printed
+
+
+def test_serve_command_refuses_a_busy_port_with_status_2(site, capsys) -> None:  # type: ignore[no-untyped-def]
+    with web.serving(root=site) as busy:
+        status = web.run_subcommand(_parse("serve", "--no-build", "--port", str(busy.port)))
+    assert status == 2 and capsys.readouterr().err.startswith("error: ")
+
+
+def test_serve_command_prints_the_demo_url_and_stops_on_ctrl_c(built) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "datasync.web", "serve", "--port", "0",
+                             "--no-build"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        demo = lines[1].split()[1]
+        assert demo.startswith("http://127.0.0.1:") and demo.endswith("/demo/")
+        base = demo[: -len("demo/")]
+        assert get(base + "datasync/__init__.py")[0] == 200  # the repository root
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
