@@ -34,6 +34,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,15 +175,24 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     return final, digest
 
 
+def _wheel_name_matches(filename: str, name: str, version: str) -> bool:
+    """Whether ``filename`` is a pure-Python wheel (``...-none-any.whl``) of
+    ``name==version``; names compare normalised (``Foo.Bar`` = ``foo_bar``)."""
+    parts = filename[:-4].split("-") if filename.endswith(".whl") else []
+    return (len(parts) in (5, 6) and parts[-2:] == ["none", "any"]
+            and re.sub(r"[-_.]+", "_", parts[0]).lower() == re.sub(r"[-_.]+", "_", name).lower()
+            and parts[1] == version)
+
+
 def fetch_wheel(name: str, version: str, *, cache: Path | str | None = None,
                 quiet: bool = True) -> Path:
     """Return a pure-Python wheel of ``name==version`` for Pyodide's Python, from the
     cache ``build/wheels/`` or else downloaded once from the package index by pip."""
     cache = Path(cache) if cache else REPO_ROOT / "build" / "wheels"
-    pattern = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
-    hit = cache / pattern
-    if hit.is_file():
-        return hit
+    hits = sorted(p for p in cache.glob("*.whl") if _wheel_name_matches(p.name, name, version)) \
+        if cache.is_dir() else []
+    if hits:
+        return hits[0]
     _log(quiet, f"downloading {name}=={version} (wheel for Python {PYODIDE_PYTHON})...")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="datasync-dl-", dir=cache) as tmp:
@@ -191,14 +201,15 @@ def fetch_wheel(name: str, version: str, *, cache: Path | str | None = None,
               "--only-binary=:all:", "--implementation", "py", "--abi", "none",
               "--platform", "any", "-d", tmp, f"{name}=={version}"],
              f"downloading the {name} {version} wheel (needs the package index)")
-        got = Path(tmp) / pattern
-        if not got.is_file():
-            raise WebBuildError(f"pip did not produce {pattern}; got "
-                                f"{sorted(p.name for p in Path(tmp).iterdir())}")
-        with zipfile.ZipFile(got) as z:  # a truncated download must not enter the cache
+        got = [p for p in Path(tmp).iterdir() if _wheel_name_matches(p.name, name, version)]
+        if len(got) != 1:
+            raise WebBuildError(f"pip did not produce one pure-Python wheel of {name} "
+                                f"{version}; got {sorted(p.name for p in Path(tmp).iterdir())}")
+        with zipfile.ZipFile(got[0]) as z:  # a truncated download must not enter the cache
             if z.testzip() is not None:
-                raise WebBuildError(f"downloaded {pattern} is corrupt")
-        os.replace(got, hit)
+                raise WebBuildError(f"downloaded {got[0].name} is corrupt")
+        hit = cache / got[0].name
+        os.replace(got[0], hit)
     return hit
 
 

@@ -180,6 +180,15 @@ def test_source_digest_changes_with_the_sources(tmp_path) -> None:  # type: igno
     assert web.source_digest(tmp_path) != first
 
 
+def test_fetch_wheel_serves_the_cache_without_the_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cached = tmp_path / "sortedcontainers-2.4.0-py2.py3-none-any.whl"
+    cached.write_bytes(b"PK\5\6" + bytes(18))
+    (tmp_path / "sortedcontainers-2.4.1-py3-none-any.whl").write_bytes(b"")
+    assert web.fetch_wheel("SortedContainers", "2.4.0", cache=tmp_path) == cached
+    assert web._wheel_name_matches("pytest_timeout-2.4.0-py3-none-any.whl", "pytest-timeout", "2.4.0")
+    assert not web._wheel_name_matches("numpy-2.0-cp314-cp314-pyodide_2026_0_wasm32.whl", "numpy", "2.0")
+
+
 # --------------------------------------------------------------------------- serve
 
 @pytest.fixture
