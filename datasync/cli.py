@@ -6,6 +6,8 @@ Example::
     python -m datasync inspect app.dsdb
     python -m datasync export app.dsdb copy.sqlite     # a standard SQLite file
     python -m datasync import copy.sqlite other.dsdb
+    python -m datasync build                           # the web folder (Pyodide + wheels)
+    python -m datasync serve [--coop-coep]             # serve js/, demo/, web/ locally
 
 Errors users can act on print one line (``error: ...``) and exit with status 2.
 """
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import open as open_database
+from . import web
 from .backends.sqlitefile import SqliteFileBackend
 from .errors import CorruptBlockError, DatasyncError
 from .format import MAIN, Codec, Meta
@@ -132,6 +135,7 @@ async def run_sql(path: str, statements: Sequence[str]) -> list[dict[str, Any]]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m datasync", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    web.add_subcommands(sub)
     s = sub.add_parser("inspect", help="show a store's format, block size, version and size")
     s.add_argument("store")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -152,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datasync``; returns the exit status."""
     args = _parser().parse_args(argv)
+    status = web.run_subcommand(args)
+    if status is not None:
+        return status
     try:
         if args.command == "inspect":
             info = asyncio.run(inspect_store(args.store, verify=args.verify))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ from .backends import Backend, make_backend
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
 from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError
 from .format import DEFAULT_BLOCK_SIZE
+from .platform import IN_PYODIDE
 
 DURABILITIES = ("relaxed", "strict")
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
@@ -93,7 +94,7 @@ async def open(
         )
     if flush_interval < 0:
         raise InvalidOptionError("flush_interval must be zero or more seconds")
-    be = make_backend(name, backend)
+    be = make_backend(name, backend, strict=durability == "strict")
     key = be.key
     shared = _shared.get(key)
     if shared is None:
@@ -145,6 +146,11 @@ class Database:
         self._flush_task: asyncio.Task[None] | None = None
         self._retry_delay = _RETRY_MIN
         self._remove_listener = self._store.add_commit_listener(self._on_commit)
+        self._remove_lifecycle: Callable[[], None] = lambda: None
+        if IN_PYODIDE:
+            from .browser import install_lifecycle_flush
+
+            self._remove_lifecycle = install_lifecycle_flush(self._store.flush)
 
     def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
         kwargs.setdefault("isolation_level", None)
@@ -390,6 +396,7 @@ class Database:
             await self._store.flush()
             self._closed = True
             self._remove_listener()
+            self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()
             for conn in self._handed_out:

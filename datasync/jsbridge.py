@@ -65,7 +65,6 @@ def _js_value(value: Any) -> Any:
 
 def _reply(value: Any = None, error: BaseException | None = None) -> Any:
     import js
-    from pyodide.ffi import to_js
 
     out = js.Object.new()
     if error is not None:

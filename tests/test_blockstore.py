@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run
+from helpers import run
 from datasync.blockstore import BlockStore
 from datasync.errors import BackendError, CorruptBlockError, StorageFullError
 from datasync.format import MAIN

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datasync
-from conftest import run
+from helpers import run
 from datasync.blockstore import BlockStore
 
 CACHE = 64 * 1024

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import datasync
-from conftest import run
+from helpers import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = textwrap.dedent(

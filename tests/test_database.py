@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 import datasync
-from conftest import run
+from helpers import run
 from datasync.backends.sqlitefile import SqliteFileBackend
 from datasync.format import FORMAT_VERSION, Meta
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import datasync
-from conftest import run
+from helpers import run
 
 _ids = itertools.count()
 values = st.one_of(

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import run
+from helpers import run
 from datasync import vfs
 from datasync.blockstore import BlockStore
 from datasync.errors import CorruptBlockError

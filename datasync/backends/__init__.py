@@ -22,9 +22,10 @@ __all__ = ["Backend", "MemoryBackend", "SqliteFileBackend", "make_backend", "run
 BACKENDS = ("memory", "sqlitefile", "indexeddb")
 
 
-def make_backend(name: str, kind: str | Backend | None = None) -> Backend:
+def make_backend(name: str, kind: str | Backend | None = None, *, strict: bool = False) -> Backend:
     """Return the backend for database ``name``: ``kind`` is a backend name, an
-    instance (returned as is), or None for the platform default."""
+    instance (returned as is), or None for the platform default. ``strict`` asks
+    IndexedDB for strict (flushed to disk) transactions."""
     if isinstance(kind, Backend):
         return kind
     if kind is None:
@@ -32,7 +33,7 @@ def make_backend(name: str, kind: str | Backend | None = None) -> Backend:
     if kind == "indexeddb":
         from .indexeddb import IndexedDBBackend  # imports `js`: browser only
 
-        return IndexedDBBackend(name)
+        return IndexedDBBackend(name, durability="strict" if strict else "default")
     if kind == "memory":
         return MemoryBackend(name)
     if kind == "sqlitefile":

@@ -1,0 +1,53 @@
+"""Helpers and fixtures of the native suites: every storage suite runs over every backend."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasync.backends import Backend, MemoryBackend, SqliteFileBackend  # noqa: E402
+from datasync.backends.memory import _STORES  # noqa: E402
+
+T = TypeVar("T")
+BACKENDS = ["memory", "sqlitefile"]
+_names = itertools.count()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion (the suites avoid an asyncio plugin)."""
+    return asyncio.run(coro)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_backend(backend_kind: str, tmp_path) -> Callable[[str], Backend]:  # type: ignore[no-untyped-def]
+    """A factory of backends of the current kind; the same name reopens the same store."""
+    prefix = f"t{next(_names)}"
+
+    def factory(name: str = "db") -> Backend:
+        if backend_kind == "memory":
+            return MemoryBackend(f"{prefix}-{name}")
+        return SqliteFileBackend(tmp_path / f"{name}.dsdb")
+
+    yield factory
+    for key in [k for k in _STORES if k.startswith(prefix + "-")]:
+        del _STORES[key]
+
+
+@pytest.fixture
+def db_name(backend_kind: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A database name for ``datasync.open(name, backend=backend_kind)``."""
+    if backend_kind == "memory":
+        return f"mem-{next(_names)}"
+    return str(tmp_path / "app.dsdb")
