@@ -14,10 +14,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasync.backends import Backend, MemoryBackend, SqliteFileBackend  # noqa: E402
 from datasync.backends.memory import _STORES  # noqa: E402
+from datasync.platform import IN_PYODIDE  # noqa: E402
 
 T = TypeVar("T")
-BACKENDS = ["memory", "sqlitefile"]
+#: Inside Pyodide (tests/browser/test_suites_in_pyodide.py) IndexedDB joins in.
+BACKENDS = ["memory", "sqlitefile"] + (["indexeddb"] if IN_PYODIDE else [])
+#: Hypothesis examples per test: fewer in the browser, where everything is slower.
+EXAMPLES = 8 if IN_PYODIDE else 60
 _names = itertools.count()
+
+#: For tests that start processes or open stores by file path with plain sqlite3.
+native_only = pytest.mark.skipif(
+    IN_PYODIDE, reason="needs subprocesses or native file paths, which Pyodide has not")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -35,19 +43,28 @@ def make_backend(backend_kind: str, tmp_path) -> Callable[[str], Backend]:  # ty
     """A factory of backends of the current kind; the same name reopens the same store."""
     prefix = f"t{next(_names)}"
 
+    made: list[Backend] = []
+
     def factory(name: str = "db") -> Backend:
         if backend_kind == "memory":
             return MemoryBackend(f"{prefix}-{name}")
+        if backend_kind == "indexeddb":
+            from datasync.backends.indexeddb import IndexedDBBackend
+
+            made.append(IndexedDBBackend(f"{prefix}-{name}"))
+            return made[-1]
         return SqliteFileBackend(tmp_path / f"{name}.dsdb")
 
     yield factory
     for key in [k for k in _STORES if k.startswith(prefix + "-")]:
         del _STORES[key]
+    for backend in made:
+        run(backend.destroy())
 
 
 @pytest.fixture
 def db_name(backend_kind: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """A database name for ``datasync.open(name, backend=backend_kind)``."""
-    if backend_kind == "memory":
-        return f"mem-{next(_names)}"
+    if backend_kind in ("memory", "indexeddb"):
+        return f"{backend_kind}-{next(_names)}"
     return str(tmp_path / "app.dsdb")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import run
+from helpers import EXAMPLES, run
 from datasync.blockstore import BlockStore
 from datasync.errors import BackendError, CorruptBlockError, StorageFullError
 from datasync.format import MAIN
@@ -37,7 +37,7 @@ ops = st.lists(
 
 
 @pytest.mark.parametrize("block_size", BLOCK_SIZES)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
 def test_random_writes_truncates_and_reopens_match_a_byte_array(
     make_backend, block_size: int, script  # type: ignore[no-untyped-def]
@@ -188,6 +188,8 @@ def test_lru_cache_never_exceeds_its_bound(make_backend) -> None:  # type: ignor
 
 
 def test_corrupt_stored_block_raises_naming_it(make_backend, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    if backend_kind == "indexeddb":
+        pytest.skip("damaged IndexedDB records are tested in tests/browser")
     backend = make_backend()
     store = open_store(backend, cache_bytes=0)
     store.write(0, b"a" * 8192)

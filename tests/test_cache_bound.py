@@ -23,7 +23,7 @@ def test_database_ten_times_the_cache_is_scanned_and_updated_within_the_bound(
 
     async def go() -> None:
         path = str(tmp_path / "big.dsdb")
-        db = await datasync.open(path, cache_bytes=CACHE)
+        db = await datasync.open(path, backend="sqlitefile", cache_bytes=CACHE)
         conn = db.connect()
         conn.execute("PRAGMA cache_size=-16")  # keep SQLite's own page cache small too
         conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, pad TEXT)")
@@ -43,7 +43,7 @@ def test_database_ten_times_the_cache_is_scanned_and_updated_within_the_bound(
         stats = db.stats()
         assert stats["cache_misses"] > 0 and stats["cache_bytes"] <= CACHE
         await db.close()
-        db = await datasync.open(path, cache_bytes=CACHE)
+        db = await datasync.open(path, backend="sqlitefile", cache_bytes=CACHE)
         assert await db.query("SELECT sum(n) AS s FROM t") == [{"s": 4000 * 4001}]
         await db.close()
 

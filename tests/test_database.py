@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 import datasync
-from helpers import run
+from helpers import native_only, run
 from datasync.backends.sqlitefile import SqliteFileBackend
 from datasync.format import FORMAT_VERSION, Meta
 
@@ -226,6 +226,7 @@ def test_invalid_options_raise_named_errors() -> None:
     run(go())
 
 
+@native_only
 def test_a_path_that_cannot_be_created_raises_store_create_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     async def go() -> None:
         with pytest.raises(datasync.StoreCreateError, match="does not exist"):
@@ -239,7 +240,7 @@ def test_a_store_of_another_format_is_refused_and_left_untouched(tmp_path) -> No
     path = str(tmp_path / "future.dsdb")
 
     async def go() -> None:
-        db = await datasync.open(path)
+        db = await datasync.open(path, backend="sqlitefile")
         await db.execute("CREATE TABLE t(x)")
         await db.close()
 
@@ -254,7 +255,7 @@ def test_a_store_of_another_format_is_refused_and_left_untouched(tmp_path) -> No
     before = raw.execute("SELECT * FROM blocks ORDER BY idx").fetchall()
     raw.close()
     with pytest.raises(datasync.FormatVersionError, match="newer datasync"):
-        run(datasync.open(path))
+        run(datasync.open(path, backend="sqlitefile"))
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT * FROM blocks ORDER BY idx").fetchall() == before
     assert raw.execute("SELECT value FROM meta").fetchone()[0] == future
@@ -268,10 +269,10 @@ def test_a_plain_sqlite_file_is_not_mistaken_for_a_store(tmp_path) -> None:  # t
     plain.commit()
     plain.close()
     with pytest.raises(datasync.NotADatasyncStoreError, match="python -m datasync import"):
-        run(datasync.open(str(path)))
+        run(datasync.open(str(path), backend="sqlitefile"))
     (tmp_path / "junk.dsdb").write_bytes(b"hello world" * 100)
     with pytest.raises(datasync.NotADatasyncStoreError):
-        run(datasync.open(str(tmp_path / "junk.dsdb")))
+        run(datasync.open(str(tmp_path / "junk.dsdb"), backend="sqlitefile"))
     assert (tmp_path / "junk.dsdb").read_bytes() == b"hello world" * 100
 
 
@@ -279,7 +280,7 @@ def test_a_corrupt_block_raises_corrupt_block_error_from_the_api(tmp_path) -> No
     path = str(tmp_path / "c.dsdb")
 
     async def go() -> None:
-        db = await datasync.open(path)
+        db = await datasync.open(path, backend="sqlitefile")
         await db.execute("CREATE TABLE t(x)")
         await db.executemany("INSERT INTO t VALUES (?)", [("y" * 900,)] * 40)
         await db.close()
@@ -287,7 +288,7 @@ def test_a_corrupt_block_raises_corrupt_block_error_from_the_api(tmp_path) -> No
         raw.execute("UPDATE blocks SET checksum = checksum + 1 WHERE idx = 4")
         raw.commit()
         raw.close()
-        db = await datasync.open(path, cache_bytes=0)
+        db = await datasync.open(path, backend="sqlitefile", cache_bytes=0)
         with pytest.raises(datasync.CorruptBlockError, match="block 4 "):
             await db.query("SELECT sum(length(x)) FROM t")
         await db.close()
@@ -306,6 +307,7 @@ def test_using_a_closed_database_raises_database_closed_error(db_name, backend_k
     run(go())
 
 
+@native_only
 def test_a_second_process_cannot_open_a_store_in_use(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
     import sys
@@ -314,7 +316,7 @@ def test_a_second_process_cannot_open_a_store_in_use(tmp_path) -> None:  # type:
     path = str(tmp_path / "busy.dsdb")
 
     async def go() -> None:
-        db = await datasync.open(path)
+        db = await datasync.open(path, backend="sqlitefile")
         await db.execute("CREATE TABLE t(x)")
         await db.sync()
         code = textwrap.dedent(f"""
@@ -336,7 +338,7 @@ def test_a_second_process_cannot_open_a_store_in_use(tmp_path) -> None:  # type:
 
 def test_close_keeps_the_database_open_when_the_final_flush_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
     async def go() -> None:
-        db = await datasync.open(str(tmp_path / "f.dsdb"), flush_interval=60)
+        db = await datasync.open(str(tmp_path / "f.dsdb"), backend="sqlitefile", flush_interval=60)
         await db.execute("CREATE TABLE t(x)")
 
         def full(stage: str, detail: int) -> None:
@@ -348,7 +350,7 @@ def test_close_keeps_the_database_open_when_the_final_flush_fails(tmp_path) -> N
         assert not db.closed
         db._store.backend.fault_hook = None
         await db.close()
-        db = await datasync.open(str(tmp_path / "f.dsdb"))
+        db = await datasync.open(str(tmp_path / "f.dsdb"), backend="sqlitefile")
         assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 0}]
         await db.close()
 
@@ -359,7 +361,7 @@ def test_store_metadata_records_the_flushed_size_and_version(tmp_path) -> None: 
     path = str(tmp_path / "s.dsdb")
 
     async def go() -> None:
-        db = await datasync.open(path)
+        db = await datasync.open(path, backend="sqlitefile")
         await db.execute("CREATE TABLE t(x)")
         await db.close()
 

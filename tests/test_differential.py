@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import datasync
-from helpers import run
+from helpers import EXAMPLES, run
 
 _ids = itertools.count()
 values = st.one_of(
@@ -82,7 +82,7 @@ def _apply(conn: sqlite3.Connection, script) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("block_size", [512, 4096, 65536])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=max(EXAMPLES // 2, 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=workload)
 def test_random_workload_dump_matches_plain_sqlite(
     script, block_size: int, backend_kind: str, tmp_path_factory  # type: ignore[no-untyped-def]
@@ -92,7 +92,7 @@ def test_random_workload_dump_matches_plain_sqlite(
     _apply(reference, script)
     expected = list(reference.iterdump())
     reference.close()
-    name = (f"diff-{next(_ids)}" if backend_kind == "memory" else str(folder / "d.dsdb"))
+    name = (f"diff-{next(_ids)}" if backend_kind != "sqlitefile" else str(folder / "d.dsdb"))
 
     async def go() -> list[str]:
         db = await datasync.open(name, backend=backend_kind, block_size=block_size,

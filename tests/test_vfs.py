@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from helpers import run
+from helpers import native_only, run
 from datasync import vfs
 from datasync.blockstore import BlockStore
 from datasync.errors import CorruptBlockError
@@ -48,6 +48,7 @@ def test_sqlite3_connect_by_uri_reads_and_writes(served: str) -> None:
     again.close()
 
 
+@native_only
 def test_journals_and_temp_files_never_touch_the_disk(tmp_path) -> None:  # type: ignore[no-untyped-def]
     vfs.register()
     path = str(tmp_path / "raw.dsdb")
@@ -91,6 +92,7 @@ def test_a_second_writer_gets_busy_and_nothing_is_corrupted(served: str) -> None
     a.close(), b.close()
 
 
+@native_only
 def test_two_threads_writing_at_once_wait_for_each_other(served: str) -> None:
     setup = connect(served)
     setup.execute("CREATE TABLE t(who TEXT, i INTEGER)")
@@ -151,6 +153,7 @@ def test_releasing_the_write_lock_is_a_commit_point(make_backend) -> None:  # ty
     assert store.stats()["commits"] == 1 and store.has_unflushed
 
 
+@native_only
 def test_a_corrupt_block_surfaces_as_an_io_error_with_the_named_cause(tmp_path) -> None:  # type: ignore[no-untyped-def]
     vfs.register()
     path = str(tmp_path / "c.dsdb")
@@ -172,6 +175,7 @@ def test_a_corrupt_block_surfaces_as_an_io_error_with_the_named_cause(tmp_path) 
     conn.close()
 
 
+@native_only
 def test_process_using_the_vfs_exits_cleanly_even_with_connections_left_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
     script = textwrap.dedent(
         f"""

@@ -23,8 +23,9 @@ _spec.loader.exec_module(config)
 
 #: Pure-Python wheels the in-browser test run installs with micropip.
 TEST_WHEELS = {
-    "pytest": "9.0.3", "pluggy": "1.6.0", "iniconfig": "2.3.0",
-    "hypothesis": "6.155.2", "attrs": "25.4.0", "sortedcontainers": "2.4.0",
+    "pytest": "9.0.3", "pluggy": "1.6.0", "iniconfig": "2.3.0", "packaging": "26.1",
+    "hypothesis": "6.155.2", "attrs": "26.1.0", "sortedcontainers": "2.4.0",
+    "pygments": "2.20.0",
 }
 
 BOOT = """async ({manifest}) => {
