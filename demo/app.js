@@ -1,0 +1,155 @@
+// The datasync demo: a task list on a real SQLite database saved to IndexedDB.
+import { DataSync } from "../js/datasync.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { db: null, filter: "all" };
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS tasks(
+  id INTEGER PRIMARY KEY,
+  title TEXT NOT NULL CHECK (length(trim(title)) > 0),
+  done INTEGER NOT NULL DEFAULT 0,
+  created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+)`;
+
+function setBadge(kind, text) {
+  const badge = $("badge");
+  badge.className = `badge badge-${kind}`;
+  badge.textContent = text;
+}
+
+function say(text, isError = false) {
+  const el = $("message");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+function ago(seconds) {
+  const s = Math.max(0, Date.now() / 1000 - seconds);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(seconds * 1000).toLocaleDateString();
+}
+
+async function render() {
+  const where = { all: "", active: "WHERE done = 0", done: "WHERE done = 1" }[state.filter];
+  const rows = await state.db.query(`SELECT id, title, done, created_at FROM tasks ${where} ORDER BY done, id DESC`);
+  const [{ total, open }] = await state.db.query("SELECT count(*) AS total, coalesce(sum(done = 0), 0) AS open FROM tasks");
+  const list = $("list");
+  list.replaceChildren(...rows.map((task) => {
+    const li = document.createElement("li");
+    li.className = "item" + (task.done ? " done" : "");
+    li.dataset.id = task.id;
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = !!task.done;
+    box.setAttribute("aria-label", `Mark “${task.title}” ${task.done ? "not done" : "done"}`);
+    box.addEventListener("change", () => act(() => state.db.execute("UPDATE tasks SET done = ? WHERE id = ?", [box.checked ? 1 : 0, task.id])));
+    const title = document.createElement("span");
+    title.className = "title";
+    title.textContent = task.title;
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = ago(task.created_at);
+    const del = document.createElement("button");
+    del.className = "delete";
+    del.title = "Delete";
+    del.setAttribute("aria-label", `Delete “${task.title}”`);
+    del.textContent = "×";
+    del.addEventListener("click", () => act(() => state.db.execute("DELETE FROM tasks WHERE id = ?", [task.id])));
+    li.append(box, title, when, del);
+    return li;
+  }));
+  $("empty").hidden = rows.length > 0;
+  $("counts").textContent = total ? `${open} open · ${total - open} done` : "";
+  $("clear-done").disabled = total - open === 0;
+}
+
+function renderStats() {
+  if (!state.db) return;
+  const s = state.db.stats();
+  const lookups = s.cache_hits + s.cache_misses;
+  $("st-version").textContent = s.version;
+  $("st-blocks").textContent = `${s.blocks} × ${s.block_size / 1024} KiB`;
+  $("st-dirty").textContent = s.dirty_blocks;
+  $("st-hits").textContent = s.resident_blocks !== null
+    ? "all in memory" : lookups ? `${Math.round((100 * s.cache_hits) / lookups)}%` : "–";
+  $("st-flushes").textContent = s.flushes;
+  $("st-last").textContent = s.last_flush_at
+    ? `${new Date(s.last_flush_at * 1000).toLocaleTimeString()} (${(s.last_flush_seconds * 1000).toFixed(1)} ms)`
+    : "–";
+}
+
+async function act(change) {
+  try {
+    await change();
+    await render();
+    say("");
+  } catch (err) {
+    say(`${err.name}: ${err.message}`, true);
+  } finally {
+    renderStats();
+  }
+}
+
+async function exportDatabase() {
+  const bytes = await state.db.exportDatabase();
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/x-sqlite3" }));
+  const a = Object.assign(document.createElement("a"), { href: url, download: "tasks.sqlite" });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  say(`Exported ${(bytes.length / 1024).toFixed(0)} KiB as a standard SQLite file.`);
+}
+
+async function importDatabase(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  await act(async () => {
+    await state.db.importDatabase(bytes);
+    await state.db.execute(SCHEMA);
+  });
+  say(`Imported ${file.name}.`);
+}
+
+async function main() {
+  try {
+    state.db = await DataSync.open("tasks-demo");
+    await state.db.execute(SCHEMA);
+  } catch (err) {
+    setBadge("error", "Unavailable");
+    $("loading").hidden = true;
+    say(`${err.name}: ${err.message}`, true);
+    return;
+  }
+  setBadge("leader", "Saved locally");
+  for (const id of ["new-title", "add-btn", "export", "import"]) $(id).disabled = false;
+  $("loading").hidden = true;
+  $("add-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("new-title");
+    const title = input.value.trim();
+    if (!title) return;
+    input.value = "";
+    act(() => state.db.execute("INSERT INTO tasks(title) VALUES (?)", [title]));
+  });
+  $("clear-done").addEventListener("click", () => act(() => state.db.execute("DELETE FROM tasks WHERE done = 1")));
+  for (const chip of document.querySelectorAll("[data-filter]")) {
+    chip.addEventListener("click", () => {
+      state.filter = chip.dataset.filter;
+      document.querySelectorAll("[data-filter]").forEach((c) => c.classList.toggle("active", c === chip));
+      render();
+    });
+  }
+  $("export").addEventListener("click", () => exportDatabase().catch((e) => say(`${e.name}: ${e.message}`, true)));
+  $("import").addEventListener("change", (event) => {
+    const [file] = event.target.files;
+    if (file) importDatabase(file);
+    event.target.value = "";
+  });
+  await render();
+  renderStats();
+  setInterval(renderStats, 1000);
+  $("new-title").focus();
+  window.datasyncDemo = state; // for tests and the curious
+}
+
+main();
