@@ -31,7 +31,7 @@ from .errors import (
 )
 from .sqlite_image import NotASQLiteImageError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BackendError",
