@@ -4,12 +4,17 @@ Usage::
 
     python benchmarks/browser.py            # W1 median of 3, W2 50 commits, W3 3 cold opens
     python benchmarks/browser.py --quick    # W1 once, W3 one cold open per system
+    python benchmarks/browser.py --profile  # + cProfile of A's point reads inside Pyodide
+    python benchmarks/browser.py --json raw.json   # + every raw measurement
 
 Headless Chromium (``playwright.config.py``: ``launch_persistent`` on a fresh temporary
 profile, so IndexedDB is on disk) loads ``benchmarks/browser.html`` from the local
-server (``config.server()``; ``web/`` is built by ``datasync.web.ensure_web``, nothing
-comes from a CDN). Every time is taken inside the page: ``time.perf_counter()`` in
-Pyodide or ``performance.now()`` in JS, never around Playwright calls. Systems:
+server (``config.server(coop_coep=True)``: a cross-origin-isolated page has a 5 µs
+clock instead of 100 µs; ``web/`` is built from this checkout by
+``datasync.web.ensure_web``, nothing comes from a CDN). Every time is taken inside the
+page: ``time.perf_counter()`` in Pyodide or ``performance.now()`` in JS, never around
+Playwright calls. The page also counts the asyncio callbacks Pyodide schedules (through
+a MessageChannel), which exposes a task that polls the event loop. Systems:
 
 * **A** datasync: ``db = await datasync.open(name)`` (IndexedDB backend), the async API;
   ``A conn`` runs the same SQL as D through ``db.connect()`` (a plain sqlite3
@@ -26,7 +31,8 @@ B after ``syncfs`` completes, C after ``oncomplete``):
 
 * W1 ``users(id, name, email)``: insert 1000 rows (1 transaction); 1000 point SELECTs;
   update 100 rows (1 transaction); delete 100 rows (1 transaction). Fresh databases
-  each repeat, after one untimed small warm-up round.
+  each repeat, after one untimed warm-up round (the WebAssembly JIT tiers up over the
+  first seconds; the first round after boot is 2-5x slower).
 * W2 a ~20 MB database (20k rows of 1000 random bytes), then 50 single-row UPDATE
   transactions, each durable; A opens it with ``durability="strict"`` (strict IDB
   transactions). Then 20 more A commits instrumented to split the latency.
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -111,29 +118,29 @@ async def w1_api(name, work):
     await db.execute(USERS)
     await db.sync()
     out, blocks = {}, {}
-    async def durable(phase, t0):
+    async def durable(phase, t0, cb0):
         t1 = perf()
         before = db.stats()["blocks_flushed"]
         await db.sync()
-        out[phase] = [(t1 - t0) * MS, (perf() - t0) * MS]
+        out[phase] = [(t1 - t0) * MS, (perf() - t0) * MS, js.benchCallbacks - cb0]
         blocks[phase] = db.stats()["blocks_flushed"] - before
-    t0 = perf()
+    cb0, t0 = js.benchCallbacks, perf()
     await db.executemany(INSERT, rows)
-    await durable("insert", t0)
-    t0 = perf()
+    await durable("insert", t0, cb0)
+    cb0, t0 = js.benchCallbacks, perf()
     for k in reads:
         (await db.execute(POINT, (k,))).rows
-    out["reads"] = [(perf() - t0) * MS] * 2
-    t0 = perf()
+    out["reads"] = [(perf() - t0) * MS] * 2 + [js.benchCallbacks - cb0]
+    cb0, t0 = js.benchCallbacks, perf()
     async with db.transaction():
         for j, k in enumerate(updates):
             await db.execute(UPDATE, (f"changed{j}@example.org", k))
-    await durable("update", t0)
-    t0 = perf()
+    await durable("update", t0, cb0)
+    cb0, t0 = js.benchCallbacks, perf()
     async with db.transaction():
         for k in deletes:
             await db.execute(DELETE, (k,))
-    await durable("delete", t0)
+    await durable("delete", t0, cb0)
     await db.close()
     return {"times": out, "blocks": blocks}
 
@@ -142,12 +149,12 @@ async def w1_conn(conn, work, durable=None):
     rows, reads, updates, deletes = work
     out = {}
     async def phase(name, fn, write=True):
-        t0 = perf()
+        cb0, t0 = js.benchCallbacks, perf()
         fn()
         t1 = perf()
         if durable is not None and write:
             await durable()
-        out[name] = [(t1 - t0) * MS, (perf() - t0) * MS]
+        out[name] = [(t1 - t0) * MS, (perf() - t0) * MS, js.benchCallbacks - cb0]
     def insert():
         conn.execute("BEGIN")
         conn.executemany(INSERT, rows)
@@ -251,12 +258,15 @@ def update_work(n, seed):
 async def w2_commits_a(n, seed):
     db = STATE["w2"]
     lat = []
+    cb0 = js.benchCallbacks
     for params in update_work(n, seed):
         t0 = perf()
         await db.execute(BIG_UPDATE, params)
         lat.append((perf() - t0) * MS)
     stats = db.stats()
-    return {"lat": lat, "stats": {k: v for k, v in stats.items() if v is None or isinstance(v, (int, float, str))}}
+    return {"lat": lat, "callbacks": js.benchCallbacks - cb0,
+            "stats": {k: v for k, v in stats.items()
+                      if v is None or isinstance(v, (int, float, str))}}
 
 async def w2_profile_a(n, seed):
     """More strict commits, split by wrappers on the store and backend instance:
@@ -292,11 +302,14 @@ async def w2_profile_a(n, seed):
     try:
         for params in update_work(n, seed):
             cur.clear()
+            busy = be._compaction is not None and not be._compaction.done()
             t0 = perf()
             await db.execute(BIG_UPDATE, params)
             t1 = perf()
             c = cur
-            rows.append({"total": (t1 - t0) * MS, "sql": (c["flush0"] - t0) * MS,
+            busy = busy or (be._compaction is not None and not be._compaction.done())
+            rows.append({"compacting": busy, "total": (t1 - t0) * MS,
+                         "sql": (c["flush0"] - t0) * MS,
                          "encode": (c["write0"] - c["flush0"]) * MS,
                          "js_prep": (c["tx0"] - c["write0"]) * MS,
                          "idb": (c["tx1"] - c["tx0"]) * MS,
@@ -306,6 +319,42 @@ async def w2_profile_a(n, seed):
     finally:
         del store.flush, be.write, be._transaction
     return rows
+
+async def profile_reads(sizes, seed, top):
+    """cProfile of the A point reads (async API, then db.connect()), by own time."""
+    import cProfile, io, pstats
+    rows, reads, _, _ = users_work(*sizes, seed)
+    db = await datasync.open("profile-reads")
+    await db.execute(USERS)
+    await db.executemany(INSERT, rows)
+    await db.sync()
+    conn = db.connect()
+    text = []
+    for label, loop in (("async API: await db.execute(POINT, (k,))", None),
+                        ("db.connect(): conn.execute(POINT, (k,)).fetchall()", conn)):
+        for k in reads:  # warm
+            if loop is None:
+                (await db.execute(POINT, (k,))).rows
+            else:
+                loop.execute(POINT, (k,)).fetchall()
+        prof = cProfile.Profile()
+        prof.enable()
+        if loop is None:
+            for k in reads:
+                (await db.execute(POINT, (k,))).rows
+        else:
+            for k in reads:
+                loop.execute(POINT, (k,)).fetchall()
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+        body = out.getvalue()
+        for prefix in ("/lib/python3.14/site-packages/", "/lib/python314.zip/"):
+            body = body.replace(prefix, "")
+        text.append(f"{label} ({len(reads)} reads)\n" + body.strip())
+    conn.close()
+    await db.close()
+    return "\n\n".join(text)
 
 async def w2_close_a():
     db = STATE.pop("w2")
@@ -326,26 +375,39 @@ async def w2_commits_b(n, seed):
     return {"lat": lat, "sql": sql}
 
 async def w3_cold_a():
-    """From datasync.open() to the first count(*) result; the backend's open and
-    read_all are timed by wrappers on the class (this page is fresh)."""
+    """From datasync.open() to the first count(*) result; BlockStore.open and the
+    backend's open and read_all are timed by wrappers on the classes (a fresh page)."""
     from datasync.backends.indexeddb import IndexedDBBackend
+    from datasync.blockstore import BlockStore
     parts = {}
     def timed(name, fn):
-        async def wrapper(self, *args, **kwargs):
+        async def wrapper(*args, **kwargs):
             t = perf()
             try:
-                return await fn(self, *args, **kwargs)
+                return await fn(*args, **kwargs)
             finally:
                 parts[name] = (perf() - t) * MS
         return wrapper
     IndexedDBBackend.open = timed("idb_open_meta", IndexedDBBackend.open)
-    IndexedDBBackend.read_all = timed("read_all", IndexedDBBackend.read_all)
+    BlockStore.open = classmethod(timed("store_open", BlockStore.open.__func__))
+    request = IndexedDBBackend._request
+    def traced_request(req, px):
+        fut = request(req, px)  # resolved inside the IDB success event
+        fut.add_done_callback(lambda f: parts.__setitem__("last_request", perf()))
+        return fut
+    IndexedDBBackend._request = staticmethod(traced_request)
+    read_all = IndexedDBBackend.read_all
+    async def traced_read_all(self, *args, **kwargs):
+        parts["read_all_start"] = perf()
+        return await read_all(self, *args, **kwargs)
+    IndexedDBBackend.read_all = timed("read_all", traced_read_all)
     t0 = perf()
     db = await datasync.open("w2")
     t1 = perf()
     count = (await db.execute(COUNT)).rows[0][0]
     t2 = perf()
     be = db._store.backend
+    parts["read_requests"] = (parts.pop("last_request") - parts.pop("read_all_start")) * MS
     return {"ms": (t2 - t0) * MS, "open": (t1 - t0) * MS, "query": (t2 - t1) * MS, **parts,
             "count": count, "block_records": sum(getattr(be, "_deltas", {}).values()),
             "bytes": db.stats()["file_size"]}
@@ -452,7 +514,9 @@ def run(args: argparse.Namespace) -> None:
     sizes = [W1_ROWS, W1_READS, W1_UPDATES, W1_DELETES]
     boots: list[dict[str, Any]] = []
     started = time.perf_counter()
-    with sync_playwright() as pw, config.server() as srv, \
+    load_before = os.getloadavg()
+    # COOP/COEP: a cross-origin-isolated page gets 5 µs performance.now() instead of 100 µs.
+    with sync_playwright() as pw, config.server(coop_coep=True) as srv, \
             tempfile.TemporaryDirectory(prefix="datasync-browser-bench-") as tmp:
         profile = Path(tmp) / "profile"
         profile.mkdir()
@@ -465,8 +529,8 @@ def run(args: argparse.Namespace) -> None:
         page = BenchPage(ctx, url_main, manifest)
         boots.append(page.boot(consts))
         env = page.py("import sys, sqlite3\n[datasync.__version__, sqlite3.sqlite_version, "
-                      "sys.version.split()[0]]")
-        page.py(f"await w1_main('warmup', [100, 100, 10, 10], 1)")
+                      "sys.version.split()[0], bool(js.crossOriginIsolated)]")
+        page.py(f"await w1_main('warmup', {sizes}, 1)")  # untimed: JIT tier-up, caches
         w1_main = [page.py(f"await w1_main({rep}, {sizes}, {42 + rep})")
                    for rep in range(args.repeat)]
         w2a_build = page.py("await w2_build_a(7)")
@@ -478,13 +542,15 @@ def run(args: argparse.Namespace) -> None:
                              args.commits),
         }
         w2a_prof = page.py(f"await w2_profile_a({W2_PROFILED}, 9)")
+        read_profile = (page.py(f"await profile_reads({sizes}, 42, {args.profile})")
+                        if args.profile else None)
         counters = page.py("await w2_close_a()")
         page.page.close()
         # ---- W1 + W2 for B on its own origin ----------------------------------------
         page = BenchPage(ctx, url_b, manifest)
         boots.append(page.boot(consts))
         page.py("mount_idbfs()\nawait syncfs(True)")
-        page.py(f"await w1_idbfs([100, 100, 10, 10], 1)")
+        page.py(f"await w1_idbfs({sizes}, 1)")  # untimed warm-up
         w1_b = [page.py(f"await w1_idbfs({sizes}, {42 + rep})") for rep in range(args.repeat)]
         w2b_build = page.py("await w2_build_b(7)")
         w2b = page.py(f"await w2_commits_b({args.commits}, 8)")
@@ -508,14 +574,24 @@ def run(args: argparse.Namespace) -> None:
                 finally:
                     ctx.close()
     elapsed = time.perf_counter() - started
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "w1_main": w1_main, "w1_b": w1_b, "w2a_build": w2a_build, "w2b_build": w2b_build,
+            "w2a": w2a, "w2b": w2b, "w2c": w2c, "w2a_profile": w2a_prof, "counters": counters,
+            "cold": cold, "boots": boots}, indent=1, default=str))
 
     # ---- report --------------------------------------------------------------------
-    ds_version, sqlite_version, py_version = env
-    print(f"Chromium {browser_version} (headless, {config.chromium_executable() or 'Playwright'}) | "
+    ds_version, sqlite_version, py_version, isolated = env
+    load_after = os.getloadavg()
+    exe = config.chromium_executable() or "Playwright's"
+    print(f"Chromium {browser_version} (headless, {exe}) | "
           f"Pyodide {boots[0]['pyodide']} (Python {py_version}, SQLite {sqlite_version}) | "
           f"datasync {ds_version} (checkout {git_state()}, wheel sources "
           f"{manifest.get('source_digest', '?')[:12]}) | {platform.system()} "
-          f"{platform.machine()}, {__import__('os').cpu_count()} CPUs | "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{load_before[0]:.1f} before / {load_after[0]:.1f} after | "
+          f"crossOriginIsolated={isolated} (performance.now() resolution "
+          f"{'5 µs' if isolated else '100 µs'}) | "
           f"{'--quick' if args.quick else 'full'}: W1 x{args.repeat}, W2 {args.commits} "
           f"commits, W3 x{args.cold} | run took {elapsed:.0f} s\n")
     print(f"Pyodide boot per page (median of {len(boots)}, not in any timing below): "
@@ -543,18 +619,22 @@ def run(args: argparse.Namespace) -> None:
         a, ac, b = w1("A", key, True), w1("Aconn", key, True), w1("B", key, True)
         c = w1("C", key, True) if key != "reads" else None
         blocks = median([r["A"]["blocks"][key] for r in w1_main]) if c is not None else None
+        callbacks = median([r["A"]["times"][key][2] for r in w1_main])
         rows.append([label, fmt(a), fmt(ac), fmt(b),
                      f"{fmt(c)} ({blocks:.0f} rec)" if c is not None else "—",
-                     ratio(a, b), ratio(a, c) if c else "—"])
+                     ratio(a, b), ratio(a, c) if c else "—", f"{callbacks:,.0f}"])
     table(["phase", "A datasync API + sync()", "A conn + sync()", "B IDBFS + syncfs",
-           "C floor: A's blocks, 1 tx", "A/B", "A/C"], rows)
+           "C floor: A's blocks, 1 tx", "A/B", "A/C", "A loop callbacks"], rows)
     print("Notes: each cell is one phase, from its first statement until its writes are "
           "durable: A `await db.execute/executemany` (updates and deletes inside `async with "
           "db.transaction()`) then `await db.sync()` (relaxed database, default-durability "
           "IDB transaction); A conn the same SQL on `db.connect()` then `await db.sync()`; B "
           "sqlite3 on `/idb/app.db` then `FS.syncfs(false)`; C puts as many fresh 4 KiB records "
           "as A flushed for that phase in one default-durability transaction (performance.now() "
-          "to oncomplete). Reads write nothing, so nothing is flushed after them.\n")
+          "to oncomplete). Reads write nothing, so nothing is flushed after them. "
+          "A loop callbacks: "
+          "asyncio callbacks Pyodide ran through its MessageChannel during A's phase (a healthy "
+          "flush needs a handful; thousands mean a task is polling).\n")
 
     print(f"### W1 users, before the flush (median of {args.repeat}; target A ≤ 1.3x D)\n")
     rows = []
@@ -591,7 +671,8 @@ def run(args: argparse.Namespace) -> None:
           "UPDATE ...)` (autocommit) + `await FS.syncfs(false)` (median statement alone "
           f"{fmt(median(w2b['sql']))}; syncfs rewrites the whole {w2a_build['bytes'] / 1e6:.0f} MB "
           "file record, IDBFS's default durability); C times transaction() to oncomplete in JS "
-          "with 4 KiB random values. p95 = 95th percentile.\n")
+          "with 4 KiB random values. p95 = 95th percentile. Event-loop callbacks during A's "
+          f"{args.commits} commits: {w2a['callbacks']:,}.\n")
 
     prof = w2a_prof
     parts = [("sql", "SQLite statement + commit (execute() until store.flush())"),
@@ -601,8 +682,10 @@ def run(args: argparse.Namespace) -> None:
              ("resume", "'complete' event → write() returns (event loop, proxies)"),
              ("settle", "rest of flush() (bookkeeping)"),
              ("after", "rest of execute() after flush()")]
+    busy = sum(1 for r in prof if r["compacting"])
     print(f"A's commit latency split ({W2_PROFILED} further strict commits, wrappers on the "
-          f"store/backend instance; median total {fmt(median([r['total'] for r in prof]))})\n")
+          f"store/backend instance; median total {fmt(median([r['total'] for r in prof]))}; "
+          f"{busy} of them overlapped a background compaction)\n")
     table(["part", "median", "p95"],
           [[label, fmt(median([r[k] for r in prof])), fmt(p95([r[k] for r in prof]))]
            for k, label in parts])
@@ -619,6 +702,9 @@ def run(args: argparse.Namespace) -> None:
          "A's exported image"],
         ["C one record of the image, 1 strict tx", fmt(floor["single_ms"]), ""],
     ])
+    if read_profile:
+        print(f"cProfile of A's {W1_READS:,} point reads in Pyodide (after the timed runs; "
+              f"top {args.profile} by own time):\n```\n{read_profile}\n```\n")
     stats = w2a["stats"]
     print(f"A `db.stats()` after W2's {args.commits} timed commits: "
           + ", ".join(f"{k}={stats.get(k)}" for k in (
@@ -631,6 +717,7 @@ def run(args: argparse.Namespace) -> None:
         return [r[key] for r in cold[system]]
 
     floor4k = median(col("C4k"))
+    decode = median([r["store_open"] - r["idb_open_meta"] - r["read_all"] for r in cold["A"]])
     a_cold = cold["A"][0]
     print(f"### W3 cold open of the W2 database to the first `SELECT count(*)` "
           f"(browser relaunched per measurement, median of {args.cold}; target A < C 4 KiB)\n")
@@ -647,11 +734,14 @@ def run(args: argparse.Namespace) -> None:
     print(f"Notes: each measurement closes the browser, relaunches it on the same profile, "
           f"loads the page and boots Pyodide (untimed, also for C), then times in the page. A: "
           f"`await datasync.open('w2')` + `await db.execute('SELECT count(*) FROM big')` "
-          f"(median split: IDB open + meta {fmt(median(col('A', 'idb_open_meta')))}, read_all "
-          f"{fmt(median(col('A', 'read_all')))} (getAll of segments + "
-          f"{a_cold['block_records']} block records, to Records), rest of open (CRC decode, "
-          f"VFS, connection) {fmt(median([r['open'] - r['idb_open_meta'] - r['read_all'] for r in cold['A']]))}, "
-          f"first query {fmt(median(col('A', 'query')))}); B: FS.mkdir + FS.mount(IDBFS) + "
+          f"(median split: IDB open + meta {fmt(median(col('A', 'idb_open_meta')))}; read_all "
+          f"{fmt(median(col('A', 'read_all')))} (its IDB requests, getAll of the segments + "
+          f"{a_cold['block_records']} block records: {fmt(median(col('A', 'read_requests')))}; "
+          f"the rest is turning them into Records); CRC-checked decode of every "
+          f"block {fmt(decode)}; "
+          f"rest of open (VFS attach, connection) "
+          f"{fmt(median([r['open'] - r['store_open'] for r in cold['A']]))}; first query "
+          f"{fmt(median(col('A', 'query')))}); B: FS.mkdir + FS.mount(IDBFS) + "
           f"syncfs(true) {fmt(median(col('B', 'mount_sync')))}, then sqlite3.connect + count(*) "
           f"{fmt(median(col('B', 'query')))}; C: indexedDB.open + one readonly request, in JS. "
           f"Counts: A {a_cold['count']:,}, B {cold['B'][0]['count']:,}; sizes A "
@@ -666,6 +756,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, help="W1 repeats (default 3, --quick 1)")
     ap.add_argument("--commits", type=int, default=50, help="W2 durable commits per system")
     ap.add_argument("--cold", type=int, help="W3 cold opens per system (default 3, --quick 1)")
+    ap.add_argument("--json", metavar="PATH", help="also write every raw measurement here")
+    ap.add_argument("--profile", type=int, nargs="?", const=15, default=0, metavar="TOP",
+                    help="also cProfile A's W1 point reads inside Pyodide (top TOP functions)")
     args = ap.parse_args()
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.cold = args.cold or (1 if args.quick else 3)
