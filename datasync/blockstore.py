@@ -91,6 +91,7 @@ class BlockStore:
         self._zero = bytes(self.block_size)
         self._lock = threading.RLock()
         self._flush_mutex = threading.Lock()
+        self._flush_done: asyncio.Future[None] | None = None  # set while a flush runs
         self._size = meta.file_size
         self._committed_size = meta.file_size
         self._pending = _Tier()
@@ -100,6 +101,8 @@ class BlockStore:
         self._cache_used = 0
         self._resident: dict[int, bytes] | None = None
         self._listeners: list[Callable[["BlockStore"], None]] = []
+        #: Leadership epoch written with every flush (multi-tab fencing).
+        self.epoch = meta.epoch
         self.closed = False
         self.counters: dict[str, Any] = {
             "cache_hits": 0,
@@ -316,17 +319,34 @@ class BlockStore:
         for callback in list(self._listeners):
             callback(self)
 
-    async def flush(self) -> int:
+    async def flush(self, *, force: bool = False) -> int:
         """Write everything committed so far in one atomic backend transaction.
 
         Returns the durable version. Raises the backend's error (``StorageFullError``,
         ``BackendError``...) with every block still dirty; a later flush retries.
+        ``force`` writes the metadata (a new version, the current epoch) even when
+        nothing changed: how a new leader stakes its epoch.
         """
-        while not self._flush_mutex.acquire(blocking=False):
-            await asyncio.sleep(0.001)
+        while True:
+            running = self._flush_done
+            if running is not None:
+                # Wait for the flush in flight (never poll: in Pyodide a short sleep
+                # is an immediate callback, and polling starves IndexedDB's events).
+                await asyncio.wait([running])
+                continue
+            if self._flush_mutex.acquire(blocking=False):
+                break
+            await asyncio.sleep(0.01)  # a synchronous flush in another thread
+        try:  # driven by run_now() (sync backends) there is no loop, and no waiter
+            self._flush_done = asyncio.get_running_loop().create_future()
+        except RuntimeError:
+            self._flush_done = None
         try:
-            return await self._flush_locked()
+            return await self._flush_locked(force=force)
         finally:
+            done, self._flush_done = self._flush_done, None
+            if done is not None:
+                done.set_result(None)
             self._flush_mutex.release()
 
     def flush_sync(self) -> int:
@@ -338,14 +358,14 @@ class BlockStore:
         with self._flush_mutex:
             return run_now(self._flush_locked())
 
-    async def _flush_locked(self) -> int:
+    async def _flush_locked(self, force: bool = False) -> int:
         with self._lock:
-            if not self.has_unflushed:
+            if not self.has_unflushed and not force:
                 return self.meta.version
             snapshot, self._committed = self._committed, _Tier()
             self._inflight = snapshot
             base = self.meta
-            new_meta = base.next(self._committed_size)
+            new_meta = base.next(self._committed_size, epoch=self.epoch)
         started = time.perf_counter()
         try:
             blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}
@@ -370,7 +390,7 @@ class BlockStore:
             raise
         with self._lock:
             self.meta = new_meta
-            self._settle(snapshot, new_meta.block_count)
+            self._settle(snapshot, new_meta.block_count, base.block_count)
             self._inflight = _Tier()
             c = self.counters
             c["flushes"] += 1
@@ -381,21 +401,56 @@ class BlockStore:
             c["last_flush_error"] = None
         return new_meta.version
 
-    def _settle(self, flushed: _Tier, block_count: int) -> None:
+    def _settle(self, flushed: _Tier, block_count: int, old_count: int) -> None:
         """Make the clean tier agree with what the backend now stores."""
         floor = block_count if flushed.floor is None else min(flushed.floor, block_count)
+        shrank = floor < old_count  # else no clean block can lie at or past the floor
         if self._resident is not None:
-            for idx in [i for i in self._resident if i >= floor]:
-                del self._resident[idx]
+            if shrank:
+                for idx in [i for i in self._resident if i >= floor]:
+                    del self._resident[idx]
             for idx, data in flushed.blocks.items():
                 if idx < block_count:
                     self._resident[idx] = data
             return
-        for idx in [i for i in self._cache if i >= floor]:
-            self._cache_used -= len(self._cache.pop(idx))
+        if shrank:
+            for idx in [i for i in self._cache if i >= floor]:
+                self._cache_used -= len(self._cache.pop(idx))
         for idx, data in flushed.blocks.items():
             if idx < block_count:
                 self._cache_put(idx, data)
+
+    # -- following another writer ----------------------------------------------
+    async def catch_up(self) -> int:
+        """Load what another writer (the leader tab) flushed since our version.
+
+        Only for a store that does not write itself (a follower): it must hold no
+        unflushed blocks, and no connection may be inside a read transaction (the
+        caller checks the VFS locks). Returns the version now held.
+        """
+        meta, records = await self.backend.changed_since(MAIN, self.meta.version)
+        with self._lock:
+            if meta.version <= self.meta.version:
+                return self.meta.version
+            if self._pending or self._committed or self._inflight or self.has_unflushed:
+                raise DatasyncError(
+                    "catch_up() on a store with unflushed writes: only followers catch up"
+                )
+            decoded = {i: self._decode(i, r) for i, r in records.items() if i < meta.block_count}
+            count = meta.block_count
+            if self._resident is not None:
+                for idx in [i for i in self._resident if i >= count]:
+                    del self._resident[idx]
+                self._resident.update(decoded)
+            else:
+                for idx in [i for i in self._cache if i >= count or i in records]:
+                    self._cache_used -= len(self._cache.pop(idx))
+                for idx, data in decoded.items():
+                    self._cache_put(idx, data)
+            self.meta = meta
+            self.epoch = max(self.epoch, meta.epoch)
+            self._size = self._committed_size = meta.file_size
+            return meta.version
 
     async def close(self) -> None:
         """Flush what is committed and release the backend. If the flush fails the

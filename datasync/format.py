@@ -61,14 +61,18 @@ class Meta:
     db_id: str
     created: float
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Leadership epoch of the writer (multi-tab): a flush from a lower epoch than
+    #: the stored one comes from a deposed leader and is refused.
+    epoch: int = 0
 
     @classmethod
     def new(cls, block_size: int = DEFAULT_BLOCK_SIZE) -> "Meta":
         return cls(FORMAT_VERSION, block_size, 0, 0, uuid.uuid4().hex, time.time())
 
-    def next(self, file_size: int) -> "Meta":
+    def next(self, file_size: int, epoch: int | None = None) -> "Meta":
         """The metadata of the flush that follows this version."""
-        return replace(self, version=self.version + 1, file_size=file_size)
+        return replace(self, version=self.version + 1, file_size=file_size,
+                       epoch=self.epoch if epoch is None else epoch)
 
     @property
     def block_count(self) -> int:
@@ -84,6 +88,7 @@ class Meta:
                 "db_id": self.db_id,
                 "created": self.created,
                 "extra": self.extra,
+                "epoch": self.epoch,
             },
             sort_keys=True,
         )
@@ -113,6 +118,7 @@ class Meta:
             str(raw["db_id"]),
             float(raw["created"]),
             dict(raw.get("extra") or {}),
+            int(raw.get("epoch") or 0),
         )
 
 

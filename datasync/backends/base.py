@@ -19,7 +19,7 @@ import abc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..errors import BackendError
+from ..errors import BackendError, DeposedLeaderError
 from ..format import MAIN, Flush, Meta, Record
 
 T = TypeVar("T")
@@ -90,8 +90,15 @@ class Backend(abc.ABC):
         """Delete the store and everything in it (closing it first)."""
         raise NotImplementedError
 
-    def _check_base_version(self, stored_version: int, flush: Flush) -> None:
-        """Refuse a flush built on a version that is no longer the stored one."""
+    def _check_base_version(self, stored: Meta, flush: Flush) -> None:
+        """Refuse a flush from a deposed leader (lower epoch) or built on a version
+        that is no longer the stored one."""
+        if stored.epoch > flush.meta.epoch:
+            raise DeposedLeaderError(
+                f"{self.location} belongs to leadership epoch {stored.epoch}; this "
+                f"writer's epoch {flush.meta.epoch} was deposed, so its flush is refused"
+            )
+        stored_version = stored.version
         if stored_version != flush.base_version:
             raise BackendError(
                 f"{self.location} is at version {stored_version}, not "

@@ -127,6 +127,7 @@ class IndexedDBBackend(Backend):
         self._seg = 0  # blocks per segment (from the stored layout)
         self._block_size = 0
         self._deltas: dict[int, int] = {}  # segment -> number of block records in it
+        self._stored_count = 0  # block count of the stored metadata, as last seen
         self._compaction: asyncio.Task[None] | None = None
         self.counters = {"compactions": 0, "compacted_records": 0}
 
@@ -291,6 +292,7 @@ class IndexedDBBackend(Backend):
             px.destroy()
         self._seg = state["seg"]
         self._block_size = state["meta"].block_size
+        self._stored_count = state["meta"].block_count
         return state["meta"]  # type: ignore[no-any-return]
 
     # -- reading ---------------------------------------------------------------
@@ -335,6 +337,7 @@ class IndexedDBBackend(Backend):
             px.destroy()
         raw_meta, seg_keys, seg_vals, block_keys, block_vals = results
         meta = Meta.from_json(str(raw_meta), where=self.location)
+        self._stored_count = meta.block_count
         floor = -1 if since is None else since
         records: dict[int, Record] = {}
         seg_size, bs = self._seg, self._block_size
@@ -364,44 +367,59 @@ class IndexedDBBackend(Backend):
     async def write(self, flush: Flush) -> None:
         from pyodide.ffi import to_js
 
-        js = _js()
         px = _Proxies()
         state: dict[str, Any] = {}
         count = flush.meta.block_count
+        idxs = list(flush.blocks)
+        records = [flush.blocks[i] for i in idxs]
         try:
             tx = self._transaction(["meta", "blocks", "segments"], "readwrite")
             done = self._transaction_done(tx, px, state)
             meta_store = tx.objectStore("meta")
             blocks = tx.objectStore("blocks")
             segments = tx.objectStore("segments")
-            meta_req = meta_store.get("meta")
+
+            def drop_past_end() -> None:
+                blocks.delete(self._range(flush.file, count))
+                segments.delete(self._range(flush.file, -(-count // self._seg)))
 
             def on_meta(event: Any) -> None:
+                # Requests run in order: this is the metadata before our writes, which
+                # are issued already; committing or aborting decides them all.
                 try:
                     stored = Meta.from_json(str(meta_req.result), where=self.location)
-                    self._check_base_version(stored.version, flush)
-                    blocks.delete(self._range(flush.file, count))
-                    segments.delete(self._range(flush.file, -(-count // self._seg)))
-                    for idx, rec in flush.blocks.items():
+                    self._check_base_version(stored, flush)
+                    if stored.block_count > count and not shrinking:
+                        drop_past_end()
+                    for idx in idxs:  # tests inject failures here, mid-transaction
                         self._fault("block", idx)
-                        value = js.Object.new()
-                        value.v, value.c = rec.version, rec.checksum
-                        value.d = to_js(rec.payload)
-                        blocks.put(value, to_js([flush.file, idx]))
                     self._fault("meta", flush.meta.version)
-                    meta_store.put(flush.meta.to_json(), "meta")
                     tx.commit()  # nothing more to ask: commit without waiting a turn
                 except BaseException as exc:
                     state["error"] = exc
                     tx.abort()
 
+            meta_req = meta_store.get("meta")
             meta_req.onsuccess = px(on_meta)
+            shrinking = count < self._stored_count
+            try:
+                if shrinking:
+                    drop_past_end()
+                _put_blocks()(blocks, flush.file, to_js(idxs),
+                              to_js([r.version for r in records]),
+                              to_js([r.checksum for r in records]),
+                              to_js([r.payload for r in records]))
+                meta_store.put(flush.meta.to_json(), "meta")
+            except Exception as exc:  # a put refused at once (quota, clone error)
+                state["error"] = exc
+                tx.abort()
             try:
                 await done
             except _IdbFailure as exc:
                 raise _map_error(exc.error, self.location, "flushing") from None
         finally:
             px.destroy()
+        self._stored_count = count
         for seg in list(self._deltas):
             if seg * self._seg >= count:
                 del self._deltas[seg]
@@ -521,6 +539,21 @@ class IndexedDBBackend(Backend):
             raise _map_error(exc.error, self.location, "deleting") from None
         finally:
             px.destroy()
+
+
+_PUT_BLOCKS: Any = None
+
+
+def _put_blocks() -> Any:
+    """A JS function putting block records in one call (one proxy call, not four
+    per record): ``(store, file, idx[], v[], c[], d[])``."""
+    global _PUT_BLOCKS
+    if _PUT_BLOCKS is None:
+        _PUT_BLOCKS = _js().Function.new(
+            "store", "file", "idx", "v", "c", "d",
+            "for (let i = 0; i < idx.length; i++) store.put({v: v[i], c: c[i], d: d[i]}, [file, idx[i]]);",
+        )
+    return _PUT_BLOCKS
 
 
 class _IdbFailure(Exception):

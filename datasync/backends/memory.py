@@ -31,12 +31,13 @@ class MemoryBackend(Backend):
 
     sync_io = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, instance: str = "") -> None:
         self.name = name
+        self.instance = instance  # simulated tabs: one store view per tab, same data
 
     @property
     def key(self) -> str:
-        return f"memory:{self.name}"
+        return f"memory:{self.name}" + (f"@{self.instance}" if self.instance else "")
 
     @property
     def location(self) -> str:
@@ -69,7 +70,7 @@ class MemoryBackend(Backend):
 
     async def write(self, flush: Flush) -> None:
         stored = self._stored()
-        self._check_base_version(stored.meta.version, flush)
+        self._check_base_version(stored.meta, flush)
         # Build the new state aside, then swap it in: a failure midway leaves the
         # stored state untouched.
         keep = flush.meta.block_count

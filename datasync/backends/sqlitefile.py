@@ -209,7 +209,7 @@ class SqliteFileBackend(Backend):
             db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
             where=self.location,
         )
-        self._check_base_version(stored.version, flush)
+        self._check_base_version(stored, flush)
         db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count))
         sql = (
             "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
