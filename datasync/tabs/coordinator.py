@@ -1,0 +1,542 @@
+"""Many tabs, one database: leader election, forwarded writes, catch-up, changes.
+
+Example (native simulation; in the browser the services are Web Locks and
+BroadcastChannel)::
+
+    locks, hub = FakeLocks(), FakeBroadcast()
+    a = await SharedDatabase.open("app", backend="memory", tab_id="a",
+                                  locks=locks.for_tab("a"), channel=hub.channel("a"))
+    b = await SharedDatabase.open("app", backend="memory", tab_id="b",
+                                  locks=locks.for_tab("b"), channel=hub.channel("b"))
+    await a.wait_for_leadership()
+    await b.execute("INSERT INTO t VALUES (1)")     # forwarded to a, applied once
+    await b.query("SELECT * FROM t")                # b sees its own write
+
+Protocol (messages are dicts with a type ``t``):
+
+* ``leader {tab, epoch}``: the leader announces itself (at takeover and on ``who``).
+* ``write {id, tab, to, stmts}`` -> ``result {id, to, ok | error, version}``: a
+  follower's write. The leader runs the statements in one transaction together
+  with an insert of ``id`` into ``_datasync_applied``, so a retry of the same id
+  (after a lost reply or a failover) returns the stored result instead of applying
+  twice. The follower resolves once its own copy reached ``version``.
+* ``changed {version, epoch, tables}``: after each leader flush. Followers then
+  read the blocks written after their version from the shared backend; they also
+  poll, never trusting that they saw every message.
+
+Leadership: a lock held for the tab's life. A new leader catches up, then writes
+its epoch (stored epoch + 1) with a metadata flush; backends refuse flushes from a
+lower epoch, so a deposed leader can never overwrite newer data. It discards what
+it had not flushed and becomes a follower; its unacknowledged writes are retried
+on the new leader under the same ids.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from .. import vfs
+from ..database import Database, Result
+from ..database import open as open_database
+from ..errors import BackendError, DatabaseClosedError, DatasyncError, DeposedLeaderError
+from .services import Channel, Lease, LockService, Message
+
+APPLIED_TABLE = "_datasync_applied"
+Statement = tuple[str, Sequence[Any]]
+ChangeCallback = Callable[[dict[str, Any]], Any]
+
+
+class LeaderUnavailableError(DatasyncError):
+    """No leader answered in time; the write was not applied (safe to retry)."""
+
+
+class RemoteError(DatasyncError):
+    """A forwarded statement failed on the leader; ``name`` is the error's class."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$b": base64.b64encode(bytes(value)).decode()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "$b" in value:
+        return base64.b64decode(value["$b"])
+    return value
+
+
+def result_to_wire(res: Result) -> dict[str, Any]:
+    return {"columns": res.columns, "rows": [[_encode(v) for v in row] for row in res.rows],
+            "rowcount": res.rowcount, "lastrowid": res.lastrowid}
+
+
+def result_from_wire(raw: dict[str, Any]) -> Result:
+    return Result(list(raw["columns"]), [tuple(_decode(v) for v in row) for row in raw["rows"]],
+                  raw["rowcount"], raw["lastrowid"])
+
+
+class SharedDatabase:
+    """One tab's view of a database shared by every tab; see the module docstring."""
+
+    poll_interval = 0.5
+    resend_interval = 1.0
+
+    def __init__(self, db: Database, *, name: str, tab_id: str, locks: LockService,
+                 channel: Channel, write_timeout: float) -> None:
+        self.db = db
+        self.name = name
+        self.tab_id = tab_id
+        self.write_timeout = write_timeout
+        self._locks = locks
+        self._channel = channel
+        self._store = db._store
+        self._lock_name = f"datasync-leader:{name}"
+        self.is_leader = False
+        self.leader_id: str | None = None
+        self.epoch = self._store.meta.epoch
+        self._lease: Lease | None = None
+        self._closed = False
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._leader_changed = asyncio.Event()
+        self._became_leader = asyncio.Event()
+        self._caught_up = asyncio.Condition()
+        self._callbacks: list[ChangeCallback] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._catchup_wanted = asyncio.Event()
+        self._notice_tables: dict[int, list[str]] = {}
+        self._unsubscribe = channel.subscribe(self._on_message)
+        #: Every version this tab has seen, in order (tests check it only grows).
+        self.versions_seen: list[int] = [self._store.version]
+        #: The epochs of this tab's leaderships.
+        self.leaderships: list[int] = []
+
+    # -- opening and closing ---------------------------------------------------------
+    @classmethod
+    async def open(cls, name: str, *, locks: LockService, channel: Channel,
+                   tab_id: str | None = None, write_timeout: float = 30.0,
+                   **options: Any) -> "SharedDatabase":
+        """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`."""
+        db = await open_database(name, **options)
+        tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
+                  channel=channel, write_timeout=write_timeout)
+        await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
+        tab._tasks = [asyncio.ensure_future(tab._campaign()),
+                      asyncio.ensure_future(tab._follow())]
+        tab._post({"t": "who", "tab": tab.tab_id})
+        return tab
+
+    async def close(self) -> None:
+        """Leave: give up leadership (the next tab takes over) and close."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        self._unsubscribe()
+        if self._lease is not None:
+            self._locks.release(self._lease)
+        self._channel.close()
+        try:
+            await self.db.close()
+        except DeposedLeaderError:
+            # Deposed with writes nobody acknowledged: they are not ours to store.
+            with self._store._lock:
+                self._store._committed = type(self._store._committed)()
+                self._store._committed_size = self._store.meta.file_size
+            await self.db.close()
+
+    def crash(self) -> None:
+        """Simulate the tab dying (tests): stop at once and write nothing more. The
+        lock service and channel hub must drop the tab too (``kill``)."""
+        from .. import database
+
+        self._closed = True
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        self._unsubscribe()
+        db = self.db
+        db._closed = True
+        db._remove_listener()
+        for conn in [*db._handed_out, db._conn]:
+            conn.close()
+        database._shared.pop(db._shared.key, None)
+        vfs.detach(db._shared.key)
+
+    # -- leadership ------------------------------------------------------------------
+    def leader_info(self) -> dict[str, Any]:
+        return {"is_leader": self.is_leader, "leader_id": self.leader_id, "epoch": self.epoch,
+                "tab_id": self.tab_id}
+
+    async def wait_for_leadership(self) -> None:
+        """Wait until this tab is the leader."""
+        await self._became_leader.wait()
+
+    async def request_leadership(self) -> None:
+        """Take leadership now (the current leader steps down cleanly)."""
+        if self.is_leader:
+            return
+        lease = await self._locks.acquire(self._lock_name, steal=True)
+        self._tasks.append(asyncio.ensure_future(self._hold(lease)))
+        await self._became_leader.wait()
+
+    async def _campaign(self) -> None:
+        while not self._closed:
+            await self._hold(await self._locks.acquire(self._lock_name))
+
+    async def _hold(self, lease: Lease) -> None:
+        """Lead while ``lease`` is held, then step down."""
+        if self._closed:
+            self._locks.release(lease)
+            return
+        await self._lead(lease)
+        await lease.lost.wait()
+        if self._lease is lease:
+            await self._step_down()
+
+    async def _lead(self, lease: Lease) -> None:
+        self._lease = lease
+        while not lease.lost.is_set():
+            await self._catch_up_when_idle()
+            self._store.epoch = self._store.meta.epoch + 1
+            try:
+                await self._store.flush(force=True)  # stakes the epoch
+                break
+            except BackendError:
+                continue  # someone flushed meanwhile: catch up and try again
+        if lease.lost.is_set():
+            return
+        self.leaderships.append(self._store.epoch)
+        self._post({"t": "changed", "version": self._store.version, "epoch": self._store.epoch,
+                    "tables": [], "tab": self.tab_id})
+        self.epoch = self._store.epoch
+        self.is_leader = True
+        self.leader_id = self.tab_id
+        async with self._writable():
+            await self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
+                "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
+            await self.db.execute(f"DELETE FROM {APPLIED_TABLE} WHERE at < ?",
+                                  (time.time() - 3600,))
+        await self._flush_and_announce(set())
+        self._became_leader.set()
+        self._leader_changed.set()
+        self._post({"t": "leader", "tab": self.tab_id, "epoch": self.epoch})
+
+    async def _step_down(self) -> None:
+        self.is_leader = False
+        self._became_leader.clear()
+        self._lease = None
+        if self.leader_id == self.tab_id:
+            self.leader_id = None
+        # Whatever we committed but did not flush was never acknowledged: drop it.
+        await self._discard_unflushed()
+
+    async def _discard_unflushed(self) -> None:
+        store = self._store
+        async with self.db._lock:
+            with store._lock:
+                empty = type(store._pending)
+                store._pending, store._committed = empty(), empty()
+                store._size = store._committed_size = store.meta.file_size
+                if store._resident is None:
+                    store._cache.clear()
+                    store._cache_used = 0
+        if store._resident is not None:
+            # Resident stores hold blocks written since the last flush: reload them.
+            fresh = await store.backend.read_all()
+            store._resident = {i: store._decode(i, r) for i, r in fresh.items()
+                               if i < store.meta.block_count}
+        await self._catch_up_when_idle()
+
+    # -- following -------------------------------------------------------------------
+    async def _follow(self) -> None:
+        """Catch up on notices, and poll (messages can be missed)."""
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._catchup_wanted.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._catchup_wanted.clear()
+            if not self.is_leader:
+                try:
+                    await self._catch_up_when_idle()
+                except DatasyncError:
+                    pass  # storage trouble: try again at the next poll
+
+    async def _catch_up_when_idle(self) -> int:
+        before = self._store.version
+        async with self.db._lock:  # not between a BEGIN and its COMMIT of ours
+            entry = vfs.shim._attached.get(self._store.backend.key)
+            if self._closed or entry is None:
+                return before
+            while entry.locks.shared or entry.locks.reserved_held():  # a reader is busy
+                await asyncio.sleep(0.005)
+            version = await self._store.catch_up()
+        if version > before:
+            self._saw(version)
+            self.epoch = max(self.epoch, self._store.meta.epoch)
+            self._notify({"version": version, "tables": self._tables_between(before, version),
+                          "by": "remote"})
+        async with self._caught_up:
+            self._caught_up.notify_all()
+        return version
+
+    async def _reach(self, version: int) -> None:
+        """Wait until this tab's copy holds ``version`` (read-your-writes)."""
+        while self._store.version < version and not self._closed:
+            await self._catch_up_when_idle()
+            if self._store.version < version:
+                await asyncio.sleep(0.002)
+
+    def _saw(self, version: int) -> None:
+        self.versions_seen.append(version)
+
+    def _tables_between(self, before: int, after: int) -> list[str] | None:
+        """Tables the notices say versions (before, after] wrote; None if a notice
+        is missing (the change may touch any table)."""
+        tables: set[str] = set()
+        for v in range(before + 1, after + 1):
+            known = self._notice_tables.pop(v, None)
+            if known is None:
+                return None
+            tables.update(known)
+        return sorted(tables)
+
+    # -- changes -----------------------------------------------------------------------
+    def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
+        """Call ``callback({version, tables, by})`` after every change from any tab;
+        returns an unsubscriber."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def _notify(self, change: dict[str, Any]) -> None:
+        for cb in list(self._callbacks):
+            out = cb(change)
+            if asyncio.iscoroutine(out):
+                asyncio.ensure_future(out)
+
+    # -- statements ------------------------------------------------------------------
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        res = await self.execute(sql, params)
+        return [dict(zip(res.columns, row)) for row in res.rows]
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run a statement: reads run locally; writes (whatever SQLite refuses to run
+        read-only) go to the leader, exactly once, in any tab including the leader."""
+        self._check_open()
+        try:
+            return await self.db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+        results = await self.batch([(sql, params)])
+        return results[0]
+
+    async def batch(self, statements: Sequence[Statement]) -> list[Result]:
+        """Run statements atomically (one transaction) on the leader, exactly once."""
+        self._check_open()
+        stmts = [(str(sql), list(params)) for sql, params in statements]
+        return await self._write(uuid.uuid4().hex, stmts)
+
+    async def _write(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> list[Result]:
+        deadline = time.monotonic() + self.write_timeout
+        while True:
+            self._check_open()
+            if self.is_leader:
+                try:
+                    reply = await self._apply(req_id, stmts)
+                except DeposedLeaderError:
+                    continue  # now a follower: send it to the new leader, same id
+            else:
+                reply = await self._forward(req_id, stmts, deadline)
+                if reply is None:
+                    continue  # leadership moved while waiting: try again
+            if "error" in reply:
+                name, message = reply["error"]
+                raise _rebuild_error(name, message)
+            await self._reach(reply["version"])
+            return [result_from_wire(r) for r in reply["ok"]]
+
+    async def _forward(self, req_id: str, stmts: list[tuple[str, list[Any]]],
+                       deadline: float) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        fut = self._pending.get(req_id) or loop.create_future()
+        self._pending[req_id] = fut
+        try:
+            while not fut.done():
+                if self.is_leader:
+                    return None
+                if time.monotonic() > deadline:
+                    raise LeaderUnavailableError(
+                        f"no leader of {self.name!r} answered within {self.write_timeout} s; "
+                        "the write was not applied (it is safe to retry)")
+                if self.leader_id is None:
+                    self._post({"t": "who", "tab": self.tab_id})
+                else:
+                    self._post({"t": "write", "id": req_id, "tab": self.tab_id,
+                                "to": self.leader_id, "stmts": [[s, [_encode(v) for v in p]]
+                                                                for s, p in stmts]})
+                self._leader_changed.clear()
+                waiters = [fut, asyncio.ensure_future(self._leader_changed.wait())]
+                await asyncio.wait(waiters, timeout=self.resend_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiters[1].cancel()
+            return fut.result()
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> dict[str, Any]:
+        """As the leader: apply once, durably; returns the reply."""
+        task = self._inflight.get(req_id)
+        if task is None:
+            task = asyncio.ensure_future(self._apply_once(req_id, stmts))
+            self._inflight[req_id] = task
+            task.add_done_callback(lambda _: self._inflight.pop(req_id, None))
+        return await asyncio.shield(task)
+
+    @contextlib.asynccontextmanager
+    async def _writable(self) -> AsyncIterator[None]:
+        """A leader transaction in which writes are allowed (query_only is lifted
+        only here, so SQLite itself tells every other statement it may not write)."""
+        async with self.db.transaction():  # IMMEDIATE would count as a write
+            await self.db.execute("PRAGMA query_only = OFF")
+            try:
+                yield
+            finally:
+                await self.db.execute("PRAGMA query_only = ON")
+
+    async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> dict[str, Any]:
+        tables: set[str] = set()
+        try:
+            async with self._writable():
+                done = await self.db.execute(
+                    f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?", (req_id,))
+                if done.rows:
+                    reply = json.loads(done.rows[0][0])
+                else:
+                    self.db._conn.set_authorizer(_table_recorder(tables))
+                    try:
+                        results = [await self.db.execute(sql, [_decode(v) for v in params])
+                                   for sql, params in stmts]
+                    finally:
+                        self.db._conn.set_authorizer(None)
+                    reply = {"ok": [result_to_wire(r) for r in results]}
+                    await self.db.execute(
+                        f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
+                        (req_id, json.dumps(reply), time.time()))
+        except (sqlite3.Error, DatasyncError) as exc:
+            if isinstance(exc, DeposedLeaderError):
+                raise
+            return {"error": [type(exc).__name__, str(exc)], "version": self._store.version}
+        version = await self._flush_and_announce(tables)
+        return {**reply, "version": version}
+
+    async def _flush_and_announce(self, tables: set[str]) -> int:
+        try:
+            version = await self.db.sync()
+        except DeposedLeaderError:
+            if self._lease is not None:
+                self._locks.release(self._lease)  # it was stolen; make sure we let go
+            await self._step_down()
+            raise
+        self._saw(version)
+        self._post({"t": "changed", "version": version, "epoch": self.epoch,
+                    "tables": sorted(tables), "tab": self.tab_id})
+        if tables:
+            self._notify({"version": version, "tables": sorted(tables), "by": "local"})
+        return version
+
+    # -- messages ----------------------------------------------------------------------
+    def _post(self, message: Message) -> None:
+        if not self._closed:
+            self._channel.post(message)
+
+    def _spawn(self, coro: Any) -> None:
+        """A background task that dies with this tab."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_message(self, msg: Message) -> None:
+        if self._closed:
+            return
+        kind = msg.get("t")
+        if kind == "leader":
+            if msg["epoch"] >= self.epoch and msg["tab"] != self.tab_id:
+                self.epoch = msg["epoch"]
+                self.leader_id = msg["tab"]
+                self._leader_changed.set()
+                self._catchup_wanted.set()
+        elif kind == "who" and self.is_leader:
+            self._post({"t": "leader", "tab": self.tab_id, "epoch": self.epoch})
+        elif kind == "changed":
+            self._notice_tables[int(msg["version"])] = list(msg.get("tables") or [])
+            if msg["version"] > self._store.version and not self.is_leader:
+                self._spawn(self._catch_up_for_notice())
+        elif kind == "write" and self.is_leader and msg.get("to") == self.tab_id:
+            self._spawn(self._serve_write(msg))
+        elif kind == "result" and msg.get("to") == self.tab_id:
+            fut = self._pending.get(msg["id"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    async def _catch_up_for_notice(self) -> None:
+        try:
+            await self._catch_up_when_idle()
+        except DatasyncError:
+            pass  # the poller retries
+
+    async def _serve_write(self, msg: Message) -> None:
+        stmts = [(s, list(p)) for s, p in msg["stmts"]]
+        try:
+            reply = await self._apply(msg["id"], stmts)
+        except DeposedLeaderError:
+            return  # the sender resends to the new leader
+        self._post({"t": "result", "id": msg["id"], "to": msg["tab"], **reply})
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError(f"database {self.name!r} is closed in this tab")
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.db.stats(), **self.leader_info()}
+
+
+_SQLITE_WRITES = {9: "delete", 18: "insert", 23: "update"}  # SQLITE_DELETE/INSERT/UPDATE
+
+
+def _table_recorder(tables: set[str]) -> Callable[..., int]:
+    def authorizer(action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
+        if action in _SQLITE_WRITES and arg1 and not str(arg1).startswith(("sqlite_", "_datasync")):
+            tables.add(str(arg1))
+        return sqlite3.SQLITE_OK
+
+    return authorizer
+
+
+def _rebuild_error(name: str, message: str) -> BaseException:
+    """The leader's error, as the same class here when it is a known one."""
+    import datasync
+
+    cls = getattr(sqlite3, name, None) or getattr(datasync, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return RemoteError(name, message)
+

@@ -1,0 +1,285 @@
+"""Many tabs, one database, simulated natively: in-process Web Locks and
+BroadcastChannel fakes with message delays and tab kills."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import sqlite3
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import datasync
+from datasync.backends import MemoryBackend
+from datasync.backends.memory import _STORES
+from datasync.tabs import FakeBroadcast, FakeLocks, SharedDatabase
+from helpers import EXAMPLES, run
+
+_names = itertools.count()
+
+
+class Browser:
+    """Simulated tabs of one browser sharing one database."""
+
+    def __init__(self, max_delay: float = 0.002, seed: int = 0) -> None:
+        self.name = f"tabs-{next(_names)}"
+        self.locks = FakeLocks()
+        self.hub = FakeBroadcast(max_delay=max_delay, seed=seed)
+        self.tabs: dict[str, SharedDatabase] = {}
+        self.dead: list[SharedDatabase] = []
+
+    async def open(self, tab: str) -> SharedDatabase:
+        db = await SharedDatabase.open(
+            self.name, backend=MemoryBackend(self.name, instance=tab), tab_id=tab,
+            locks=self.locks.for_tab(tab), channel=self.hub.channel(tab), write_timeout=20)
+        self.tabs[tab] = db
+        return db
+
+    def kill(self, tab: str) -> None:
+        db = self.tabs.pop(tab)
+        db.crash()
+        self.locks.kill(tab)
+        self.hub.kill(tab)
+        self.dead.append(db)
+
+    async def leader(self) -> SharedDatabase:
+        for _ in range(2000):
+            leaders = [t for t in self.tabs.values() if t.is_leader]
+            if leaders:
+                return leaders[0]
+            await asyncio.sleep(0.002)
+        raise AssertionError("no leader was elected")
+
+    async def close(self) -> None:
+        for db in list(self.tabs.values()):
+            await db.close()
+        _STORES.pop(self.name, None)
+
+    def all_tabs(self) -> list[SharedDatabase]:
+        return [*self.tabs.values(), *self.dead]
+
+
+def test_one_leader_is_elected_and_every_tab_learns_who() -> None:
+    async def go() -> None:
+        b = Browser()
+        tabs = [await b.open(t) for t in "abc"]
+        leader = await b.leader()
+        await asyncio.sleep(0.05)
+        assert [t.is_leader for t in tabs].count(True) == 1
+        assert {t.leader_info()["leader_id"] for t in tabs} == {leader.tab_id}
+        assert {t.leader_info()["epoch"] for t in tabs} == {leader.epoch}
+        await b.close()
+
+    run(go())
+
+
+def test_follower_writes_are_forwarded_and_read_back_at_once() -> None:
+    async def go() -> None:
+        b = Browser()
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        f = await b.open("f")
+        await f.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")  # DDL is a write
+        res = await f.execute("INSERT INTO t(v) VALUES (?)", (b"\x00blob",))
+        assert res.rowcount == 1 and res.lastrowid == 1
+        assert await f.query("SELECT v FROM t") == [{"v": b"\x00blob"}]  # read-your-writes
+        await f.execute("WITH x(n) AS (VALUES (2), (3)) INSERT INTO t(v) SELECT n FROM x")
+        assert (await f.query("SELECT count(*) AS n FROM t")) == [{"n": 3}]
+        assert (await a.query("SELECT count(*) AS n FROM t")) == [{"n": 3}]
+        assert not f.is_leader and f.leader_info()["leader_id"] == "a"
+        await b.close()
+
+    run(go())
+
+
+def test_errors_on_the_leader_reach_the_caller_with_their_class() -> None:
+    async def go() -> None:
+        b = Browser()
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        f = await b.open("f")
+        await f.execute("CREATE TABLE t(x UNIQUE)")
+        await f.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            await f.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(sqlite3.IntegrityError):
+            await f.batch([("INSERT INTO t VALUES (2)", []), ("INSERT INTO t VALUES (1)", [])])
+        assert await f.query("SELECT x FROM t") == [{"x": 1}]  # the batch was atomic
+        await b.close()
+
+    run(go())
+
+
+def test_on_change_fires_in_followers_with_the_tables_written() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0)
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        f = await b.open("f")
+        await a.execute("CREATE TABLE notes(x)")
+        await asyncio.sleep(0.02)
+        seen: list[dict[str, Any]] = []
+        f.on_change(seen.append)
+        await a.execute("INSERT INTO notes VALUES (1)")
+        for _ in range(500):
+            if seen:
+                break
+            await asyncio.sleep(0.002)
+        assert seen and seen[-1]["tables"] == ["notes"] and seen[-1]["by"] == "remote"
+        assert await f.query("SELECT x FROM notes") == [{"x": 1}]
+        await b.close()
+
+    run(go())
+
+
+def test_leader_crash_mid_stream_loses_no_acknowledged_write_and_applies_none_twice() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.003, seed=7)
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        tabs = [a, await b.open("b"), await b.open("c"), await b.open("d")]
+        await tabs[1].execute("CREATE TABLE t(k TEXT)")
+
+        async def writer(tab: SharedDatabase) -> list[str]:
+            done = []
+            for i in range(40):
+                key = f"{tab.tab_id}-{i}"
+                try:
+                    await tab.execute("INSERT INTO t VALUES (?)", (key,))
+                    done.append(key)
+                except datasync.DatabaseClosedError:
+                    break
+            return done
+
+        tasks = [asyncio.ensure_future(writer(t)) for t in tabs[1:]]
+        await asyncio.sleep(0.03)
+        b.kill("a")
+        acked = [k for t in tasks for k in await t]
+        survivor = await b.leader()
+        rows = [r["k"] for r in await survivor.query("SELECT k FROM t")]
+        assert len(acked) == 120
+        assert sorted(rows) == sorted(set(rows)), "a write was applied twice"
+        assert set(acked) <= set(rows), "an acknowledged write was lost"
+        assert survivor.epoch > 1
+        await b.close()
+
+    run(go())
+
+
+def test_request_leadership_takes_over_and_the_old_leader_steps_down() -> None:
+    async def go() -> None:
+        b = Browser()
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        f = await b.open("f")
+        await a.execute("CREATE TABLE t(x)")
+        await f.request_leadership()
+        assert f.is_leader and f.epoch == a.leaderships[-1] + 1
+        for _ in range(500):
+            if not a.is_leader:
+                break
+            await asyncio.sleep(0.002)
+        assert not a.is_leader
+        await a.execute("INSERT INTO t VALUES ('from the old leader')")  # now forwarded
+        assert await f.query("SELECT x FROM t") == [{"x": "from the old leader"}]
+        await b.close()
+
+    run(go())
+
+
+def test_a_deposed_leader_cannot_overwrite_newer_data() -> None:
+    async def go() -> None:
+        b = Browser()
+        a = await b.open("a")
+        await a.wait_for_leadership()
+        f = await b.open("f")
+        await a.execute("CREATE TABLE t(x)")
+        # a is cut off (it does not learn that it lost the lock) while f takes over
+        a._unsubscribe()
+        b.locks._held.clear()
+        await f.request_leadership()
+        await f.execute("INSERT INTO t VALUES ('new leader')")
+        a.db._store.epoch = a.epoch  # a still believes in its old epoch
+        async with a._writable():
+            await a.db.execute("INSERT INTO t VALUES ('stale')")
+        with pytest.raises(datasync.DeposedLeaderError):
+            await a.db.sync()
+        assert await f.query("SELECT x FROM t") == [{"x": "new leader"}]
+        a.crash()
+        b.tabs.pop("a")
+        await b.close()
+
+    run(go())
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 7)),
+        st.tuples(st.just("kill"), st.integers(0, 7)),
+        st.tuples(st.just("restart"), st.integers(0, 7)),
+        st.tuples(st.just("steal"), st.integers(0, 7)),
+        st.tuples(st.just("sleep"), st.integers(0, 10)),
+    ),
+    min_size=5,
+    max_size=40,
+)
+
+
+@settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 4, 4))), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(script=ops, seed=st.integers(0, 2**16))
+def test_eight_tabs_with_random_kills_restarts_and_delays_keep_the_invariants(script, seed) -> None:  # type: ignore[no-untyped-def]
+    """Never two leaders with one epoch; every acknowledged write applied exactly
+    once; the versions each tab sees only grow."""
+
+    async def go() -> None:
+        b = Browser(max_delay=0.003, seed=seed)
+        rng = random.Random(seed)
+        first = await b.open("t0")
+        await first.wait_for_leadership()
+        await first.execute("CREATE TABLE w(k TEXT)")
+        for i in range(1, 8):
+            await b.open(f"t{i}")
+        acked: list[str] = []
+        writes: list[asyncio.Task[None]] = []
+        serial = itertools.count()
+
+        async def write(tab: SharedDatabase) -> None:
+            key = f"{tab.tab_id}-{next(serial)}"
+            try:
+                await tab.execute("INSERT INTO w VALUES (?)", (key,))
+                acked.append(key)
+            except (datasync.DatabaseClosedError, datasync.DatasyncError):
+                pass  # its tab died: not acknowledged
+
+        for op, arg in script:
+            tab_id = f"t{arg}"
+            if op == "write" and tab_id in b.tabs:
+                writes.append(asyncio.ensure_future(write(b.tabs[tab_id])))
+            elif op == "kill" and tab_id in b.tabs and len(b.tabs) > 1:
+                b.kill(tab_id)
+            elif op == "restart" and tab_id not in b.tabs:
+                await b.open(tab_id)
+            elif op == "steal" and tab_id in b.tabs:
+                await asyncio.wait_for(b.tabs[tab_id].request_leadership(), 10)
+            elif op == "sleep":
+                await asyncio.sleep(arg / 1000)
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*writes), 30)
+        leader = await b.leader()
+        rows = [r["k"] for r in await leader.query("SELECT k FROM w")]
+        epochs = [e for t in b.all_tabs() for e in t.leaderships]
+        assert len(epochs) == len(set(epochs)), f"two leaderships shared an epoch: {epochs}"
+        assert len(rows) == len(set(rows)), "a write was applied twice"
+        assert set(acked) <= set(rows), f"acknowledged writes lost: {set(acked) - set(rows)}"
+        for t in b.all_tabs():
+            seen = t.versions_seen
+            assert all(x <= y for x, y in zip(seen, seen[1:])), f"{t.tab_id} went back: {seen}"
+        await b.close()
+
+    run(go())
