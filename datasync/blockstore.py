@@ -103,6 +103,7 @@ class BlockStore:
         self._listeners: list[Callable[["BlockStore"], None]] = []
         #: Leadership epoch written with every flush (multi-tab fencing).
         self.epoch = meta.epoch
+        self._generation = 0  # bumped by discard_unflushed()
         self.closed = False
         self.counters: dict[str, Any] = {
             "cache_hits": 0,
@@ -314,7 +315,7 @@ class BlockStore:
             # Keep memory bounded: flush now rather than let committed blocks pile up.
             try:
                 self.flush_sync()
-            except DatasyncError:
+            except Exception:
                 pass  # kept dirty and recorded in counters; the next flush retries
         for callback in list(self._listeners):
             callback(self)
@@ -364,6 +365,7 @@ class BlockStore:
                 return self.meta.version
             snapshot, self._committed = self._committed, _Tier()
             self._inflight = snapshot
+            generation = self._generation
             base = self.meta
             new_meta = base.next(self._committed_size, epoch=self.epoch)
         started = time.perf_counter()
@@ -381,9 +383,10 @@ class BlockStore:
             await self.backend.write(Flush(base.version, new_meta, records))
         except BaseException as exc:
             with self._lock:
-                # Put the snapshot back under anything committed since.
-                snapshot.absorb(self._committed)
-                self._committed = snapshot
+                if generation == self._generation:
+                    # Put the snapshot back under anything committed since.
+                    snapshot.absorb(self._committed)
+                    self._committed = snapshot
                 self._inflight = _Tier()
                 self.counters["flush_failures"] += 1
                 self.counters["last_flush_error"] = f"{type(exc).__name__}: {exc}"
@@ -421,6 +424,24 @@ class BlockStore:
                 self._cache_put(idx, data)
 
     # -- following another writer ----------------------------------------------
+    async def discard_unflushed(self) -> None:
+        """Forget every write not yet durable (a deposed leader's: nobody was told
+        they were stored). Waits for a flush in flight first, so its failure cannot
+        put the discarded blocks back."""
+        while self._flush_done is not None:
+            await asyncio.wait([self._flush_done])
+        with self._flush_mutex, self._lock:
+            self._generation += 1
+            self._pending, self._committed, self._inflight = _Tier(), _Tier(), _Tier()
+            self._size = self._committed_size = self.meta.file_size
+            self._cache.clear()
+            self._cache_used = 0
+        if self._resident is not None:
+            fresh = await self.backend.read_all(MAIN)
+            with self._lock:
+                self._resident = {i: self._decode(i, r) for i, r in fresh.items()
+                                  if i < self.meta.block_count}
+
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
 

@@ -41,8 +41,10 @@ from .platform import IN_PYODIDE
 DURABILITIES = ("relaxed", "strict")
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 
-#: The database whose transaction the current task is inside, if any.
-_in_transaction: contextvars.ContextVar["Database | None"] = contextvars.ContextVar(
+#: (database, task) of the transaction the current context is inside, if any. The
+#: task is part of it: a task created inside a transaction inherits the context,
+#: but not the transaction.
+_in_transaction: contextvars.ContextVar[tuple["Database", Any] | None] = contextvars.ContextVar(
     "datasync_transaction", default=None
 )
 
@@ -177,11 +179,14 @@ class Database:
             raise DatabaseClosedError(f"database {self.name!r} is closed; open it again")
 
     # -- statements ------------------------------------------------------------
+    def _owns_transaction(self) -> bool:
+        return _in_transaction.get() == (self, asyncio.current_task())
+
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
         """Hold the connection, unless this task's transaction already holds it."""
         self._check_open()
-        if _in_transaction.get() is self:
+        if self._owns_transaction():
             yield
             return
         async with self._lock:
@@ -261,21 +266,23 @@ class Database:
         mode = mode.upper()
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise InvalidOptionError("mode must be DEFERRED, IMMEDIATE or EXCLUSIVE")
-        if _in_transaction.get() is self:
+        if self._owns_transaction():
             async with self._savepoint():
                 yield self
             return
         async with self._turn():
-            token = _in_transaction.set(self)
+            token = _in_transaction.set((self, asyncio.current_task()))
             try:
                 self._run(f"BEGIN {mode}", ())
                 try:
                     yield self
+                    self._run("COMMIT", ())
                 except BaseException:
+                    # Also when COMMIT itself failed (busy, full): never leave the
+                    # connection inside a transaction others would silently join.
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
-                self._run("COMMIT", ())
             finally:
                 _in_transaction.reset(token)
         await self._after_write()
@@ -294,7 +301,7 @@ class Database:
 
     # -- durability --------------------------------------------------------------
     async def _after_write(self) -> None:
-        if self.durability == "strict" and _in_transaction.get() is not self:
+        if self.durability == "strict" and not self._owns_transaction():
             await self._store.flush()
 
     def _on_commit(self, store: BlockStore) -> None:
@@ -303,7 +310,7 @@ class Database:
             try:
                 store.flush_sync()  # commits from plain connections are durable too
                 return
-            except DatasyncError:
+            except Exception:
                 pass  # kept dirty; the background flusher retries
         try:
             self._loop.call_soon_threadsafe(self._ensure_flusher)
@@ -397,6 +404,8 @@ class Database:
         database stays open (nothing committed is lost); call close() again."""
         if self._closed:
             return
+        if self._owns_transaction():
+            raise DatasyncError("close() inside transaction(): end the transaction first")
         async with self._lock:
             await self._store.flush()
             self._closed = True

@@ -42,6 +42,11 @@ CREATE INDEX IF NOT EXISTS blocks_by_version ON blocks(file, version);
 """
 
 
+class StoreConnection(sqlite3.Connection):
+    """The backend's own connection to its store file (the VFS's exit hook leaves
+    these open until the stores are flushed and closed)."""
+
+
 def _page_size_for(block_size: int) -> int:
     """Store pages that hold several block records each, without overflow pages."""
     return min(65536, max(8192, block_size * 4))
@@ -89,7 +94,7 @@ class SqliteFileBackend(Backend):
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None,
-                check_same_thread=False,
+                check_same_thread=False, factory=StoreConnection,
             )
         except sqlite3.Error as exc:
             raise StoreCreateError(f"cannot open {self.location}: {exc}") from exc
@@ -192,10 +197,14 @@ class SqliteFileBackend(Backend):
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._write_in_transaction(db, flush)
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL has already rolled back
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
-            db.execute("COMMIT")
         except sqlite3.Error as exc:
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 raise StorageFullError(

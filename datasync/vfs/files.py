@@ -15,6 +15,8 @@ journals and temporary files, which live in memory only.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..blockstore import BlockStore
 from .capi import (
     SQLITE_LOCK_EXCLUSIVE as EXCLUSIVE,
@@ -68,7 +70,10 @@ class LockManager:
             return True
 
     def unlock(self, f: "StoreFile", level: int) -> None:
-        """Lower ``f`` to ``level``; dropping a write lock is a commit point."""
+        """Lower ``f`` to ``level``; dropping a write lock is a commit point, unless
+        SQLite left a hot journal behind (a commit that failed half-way and could
+        not roll back): then the file is torn until the next connection rolls it
+        back, and committing it would make the torn state durable."""
         with self.store._lock:
             if f.level <= level:
                 return
@@ -82,8 +87,12 @@ class LockManager:
             if level == NONE:
                 self.shared -= 1
             f.level = level
-        if was_writer:
-            self.store.commit()
+            if was_writer and not self.hot_journal(f.name):
+                # Still under the lock: no other writer can slip in before this.
+                self.store.commit()
+
+    #: Set by the VFS: tells whether a journal file of that name is hot.
+    hot_journal: Callable[[str], bool] = staticmethod(lambda name: False)
 
     def reserved_held(self) -> bool:
         return self.reserved is not None or self.pending is not None or self.exclusive is not None
@@ -124,12 +133,14 @@ class StoreFile:
 class MemoryFile:
     """A journal or temporary file: a growable byte array, never persisted."""
 
-    __slots__ = ("data", "name", "level")
+    __slots__ = ("data", "name", "level", "on_close")
 
-    def __init__(self, name: str, data: bytearray | None = None) -> None:
+    def __init__(self, name: str, data: bytearray | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.name = name
         self.data = bytearray() if data is None else data
         self.level = NONE
+        self.on_close = on_close  # e.g. forget a delete-on-close file
 
     def read(self, offset: int, amount: int) -> bytes:
         return bytes(self.data[offset : offset + amount])
@@ -160,4 +171,5 @@ class MemoryFile:
         return False
 
     def close(self) -> None:
-        pass
+        if self.on_close is not None:
+            self.on_close()

@@ -271,8 +271,21 @@ def _acquire_store(name: str, zname: int) -> _Attached:
 def _flush_owned(store: BlockStore) -> None:
     try:
         store.flush_sync()
-    except DatasyncError:
+    except Exception:
         pass  # stays dirty (see store.stats()["last_flush_error"]); retried next commit
+
+
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+
+
+def _hot_journal(db_name: str) -> bool:
+    """True if the in-memory rollback journal of ``db_name`` holds a valid header:
+    SQLite left it to roll a torn commit back."""
+    data = _memfiles.get(db_name + "-journal")
+    return bool(data) and bytes(data[:8]) == _JOURNAL_MAGIC
+
+
+LockManager.hot_journal = staticmethod(_hot_journal)
 
 
 def _release_store(name: str) -> None:
@@ -282,8 +295,10 @@ def _release_store(name: str) -> None:
             return
         entry.open_files -= 1
         if entry.owned and entry.open_files <= 0:
-            del _attached[name]
+            # Forget the store only once its last flush worked: if it fails, the
+            # entry (and its committed blocks) stay for the next connection.
             entry.store.close_sync()
+            del _attached[name]
 
 
 def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  # type: ignore[no-untyped-def]
@@ -304,9 +319,9 @@ def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  #
                 data = _memfiles.get(name)
                 if data is None:
                     data = _memfiles[name] = bytearray()
-            f = MemoryFile(name, data)
-            if flags & capi.SQLITE_OPEN_DELETEONCLOSE or not zname:
-                f.close = lambda: _memfiles.pop(name, None)  # type: ignore[method-assign]
+            forget = (lambda: _memfiles.pop(name, None)) if (
+                flags & capi.SQLITE_OPEN_DELETEONCLOSE or not zname) else None
+            f = MemoryFile(name, data, on_close=forget)
         _files[pfile] = f
         c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS)
         if out_flags:
@@ -481,13 +496,22 @@ def _shutdown() -> None:
             conn.close()  # type: ignore[attr-defined]
         except Exception:
             pass
+    # Flush committed data first, while every store's backend is still open.
+    for entry in list(_attached.values()):
+        try:
+            if entry.store.backend.sync_io and not entry.store.closed:
+                entry.store.flush_sync()
+        except Exception:
+            pass
     if _files:
         # Connections the application left open: close them now, while the
-        # interpreter (and our callbacks) still work.
+        # interpreter (and our callbacks) still work; never a backend's own.
         import gc
 
+        from ..backends.sqlitefile import StoreConnection
+
         for obj in gc.get_objects():
-            if isinstance(obj, sqlite3.Connection):
+            if isinstance(obj, sqlite3.Connection) and not isinstance(obj, StoreConnection):
                 try:
                     obj.close()
                 except Exception:
