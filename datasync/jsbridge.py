@@ -27,6 +27,7 @@ _OPEN_OPTIONS = {
     "durability": "durability",
     "flushInterval": "flush_interval",
     "create": "create",
+    "tabs": None,  # True: share the database with the app's other tabs
 }
 
 
@@ -95,10 +96,46 @@ async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
 
 
 class JsDatabase:
-    """A :class:`Database` seen from JavaScript."""
+    """A :class:`Database` (or a multi-tab ``SharedDatabase``) seen from JavaScript."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Any) -> None:
         self.db = db
+        self.shared = not isinstance(db, Database)
+
+    def leader_info(self) -> str:
+        if not self.shared:
+            return json.dumps({"is_leader": True, "leader_id": None, "epoch": 0,
+                               "tab_id": None})
+        return json.dumps(self.db.leader_info())
+
+    async def wait_for_leadership(self) -> Any:
+        async def call() -> None:
+            if self.shared:
+                await self.db.wait_for_leadership()
+
+        return await _guard(call)
+
+    async def request_leadership(self) -> Any:
+        async def call() -> None:
+            if self.shared:
+                await self.db.request_leadership()
+
+        return await _guard(call)
+
+    def on_change(self, callback: Any) -> Any:
+        """Call the JS ``callback({version, tables, by})``; returns an unsubscriber."""
+        import js
+        from pyodide.ffi import create_proxy, to_js
+
+        def forward(change: dict[str, Any]) -> None:
+            callback(to_js(change, dict_converter=js.Object.fromEntries))
+
+        if not self.shared:
+            remove = self.db._store.add_commit_listener(
+                lambda store: forward({"version": store.version, "tables": None, "by": "local"}))
+        else:
+            remove = self.db.on_change(forward)
+        return create_proxy(remove)
 
     async def execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
@@ -168,7 +205,12 @@ async def open(name: str, options_json: str = "{}") -> Any:
             raise InvalidOptionError(
                 f"unknown option(s) {', '.join(unknown)}: use {', '.join(_OPEN_OPTIONS)}"
             )
+        tabs = bool(options.pop("tabs", False))
         kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
+        if tabs:
+            from .tabs.web import open_shared
+
+            return JsDatabase(await open_shared(str(name), **kwargs))
         return JsDatabase(await open_database(str(name), **kwargs))
 
     return await _guard(call)

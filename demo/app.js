@@ -76,8 +76,8 @@ function renderStats() {
     ? "all in memory" : lookups ? `${Math.round((100 * s.cache_hits) / lookups)}%` : "–";
   $("st-flushes").textContent = s.flushes;
   $("st-last").textContent = s.last_flush_at
-    ? `${new Date(s.last_flush_at * 1000).toLocaleTimeString()} (${(s.last_flush_seconds * 1000).toFixed(1)} ms)`
-    : "–";
+    ? new Date(s.last_flush_at * 1000).toLocaleTimeString([], { hour12: false }) : "–";
+  $("st-last").title = s.last_flush_at ? `took ${(s.last_flush_seconds * 1000).toFixed(1)} ms` : "";
 }
 
 async function act(change) {
@@ -110,9 +110,17 @@ async function importDatabase(file) {
   say(`Imported ${file.name}.`);
 }
 
+function showRole() {
+  const info = state.db.getLeaderInfo();
+  if (info.isLeader) setBadge("leader", "Leader · writes for all tabs");
+  else setBadge("follower", info.leaderId ? "Follower · live" : "Follower · finding leader…");
+  $("lead").hidden = info.isLeader;
+  $("st-epoch").textContent = info.epoch;
+}
+
 async function main() {
   try {
-    state.db = await DataSync.open("tasks-demo");
+    state.db = await DataSync.open("tasks-demo", { tabs: true });
     await state.db.execute(SCHEMA);
   } catch (err) {
     setBadge("error", "Unavailable");
@@ -120,7 +128,10 @@ async function main() {
     say(`${err.name}: ${err.message}`, true);
     return;
   }
-  setBadge("leader", "Saved locally");
+  showRole();
+  setInterval(showRole, 1000);
+  state.db.onChange(() => { render(); renderStats(); showRole(); });
+  $("lead").addEventListener("click", () => act(async () => { await state.db.requestLeadership(); showRole(); }));
   for (const id of ["new-title", "add-btn", "export", "import"]) $(id).disabled = false;
   $("loading").hidden = true;
   $("add-form").addEventListener("submit", (event) => {

@@ -16,6 +16,9 @@
  *   indexURL   the Pyodide runtime (default: webURL + "pyodide/").
  *   pyodide    an already loaded Pyodide instance to use instead of booting one.
  *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval.
+ *   tabs       true: share the database with the app's other tabs (one leader tab
+ *              writes, elected with Web Locks; the others forward their writes and
+ *              follow its changes). See isLeader(), onChange(), requestLeadership().
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
  * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
@@ -117,6 +120,37 @@ export class Database {
     this.#check();
     if (!(bytes instanceof Uint8Array)) bytes = new Uint8Array(bytes);
     return unwrap(await this.#handle.import_database(bytes));
+  }
+
+  /** True if this tab writes the database (always true without {tabs: true}). */
+  isLeader() {
+    return this.getLeaderInfo().isLeader;
+  }
+
+  /** {isLeader, leaderId, epoch, tabId} */
+  getLeaderInfo() {
+    this.#check();
+    const info = JSON.parse(this.#handle.leader_info());
+    return { isLeader: info.is_leader, leaderId: info.leader_id, epoch: info.epoch, tabId: info.tab_id };
+  }
+
+  /** Resolves once this tab is the leader. */
+  async waitForLeadership() {
+    this.#check();
+    return unwrap(await this.#handle.wait_for_leadership());
+  }
+
+  /** Take leadership now; the current leader steps down cleanly. */
+  async requestLeadership() {
+    this.#check();
+    return unwrap(await this.#handle.request_leadership());
+  }
+
+  /** Call `callback({version, tables, by})` after every change from any tab; returns an unsubscribe function. */
+  onChange(callback) {
+    this.#check();
+    const remove = this.#handle.on_change((change) => callback(change));
+    return () => { remove(); remove.destroy(); };
   }
 
   /** Flush and close. */

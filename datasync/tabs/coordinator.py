@@ -154,9 +154,7 @@ class SharedDatabase:
             await self.db.close()
         except DeposedLeaderError:
             # Deposed with writes nobody acknowledged: they are not ours to store.
-            with self._store._lock:
-                self._store._committed = type(self._store._committed)()
-                self._store._committed_size = self._store.meta.file_size
+            await self._store.discard_unflushed()
             await self.db.close()
 
     def crash(self) -> None:
@@ -246,20 +244,8 @@ class SharedDatabase:
         await self._discard_unflushed()
 
     async def _discard_unflushed(self) -> None:
-        store = self._store
-        async with self.db._lock:
-            with store._lock:
-                empty = type(store._pending)
-                store._pending, store._committed = empty(), empty()
-                store._size = store._committed_size = store.meta.file_size
-                if store._resident is None:
-                    store._cache.clear()
-                    store._cache_used = 0
-        if store._resident is not None:
-            # Resident stores hold blocks written since the last flush: reload them.
-            fresh = await store.backend.read_all()
-            store._resident = {i: store._decode(i, r) for i, r in fresh.items()
-                               if i < store.meta.block_count}
+        async with self.db._lock:  # not in the middle of one of our statements
+            await self._store.discard_unflushed()
         await self._catch_up_when_idle()
 
     # -- following -------------------------------------------------------------------
@@ -514,6 +500,32 @@ class SharedDatabase:
 
     def stats(self) -> dict[str, Any]:
         return {**self.db.stats(), **self.leader_info()}
+
+    async def sync(self) -> int:
+        """The leader flushes; a follower has nothing of its own to flush (its
+        writes are durable when they resolve). Returns the version this tab holds."""
+        self._check_open()
+        if self.is_leader:
+            return await self.db.sync()
+        return self._store.version
+
+    async def export(self) -> bytes:
+        """This tab's copy as a standard SQLite file."""
+        self._check_open()
+        return await self.db.export()
+
+    async def import_(self, data: bytes) -> None:
+        """Replace the database (leader tab only; other tabs follow)."""
+        self._check_open()
+        if not self.is_leader:
+            raise DatasyncError(
+                "import_() runs in the leader tab: call request_leadership() first")
+        await self.db.execute("PRAGMA query_only = OFF")
+        try:
+            await self.db.import_(data)
+        finally:
+            await self.db.execute("PRAGMA query_only = ON")
+        await self._flush_and_announce({"*"})
 
 
 _SQLITE_WRITES = {9: "delete", 18: "insert", 23: "update"}  # SQLITE_DELETE/INSERT/UPDATE

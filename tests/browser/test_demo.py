@@ -26,7 +26,7 @@ def test_demo_tasks_are_added_completed_deleted_and_survive_a_reload(context: An
     page.locator(".item", has_text="Call the plumber").locator(".delete").click()
     page.wait_for_function("document.querySelectorAll('.item').length === 2")
     assert page.inner_text("#counts") == "1 open · 1 done"
-    assert page.inner_text("#badge") == "Saved locally"
+    assert page.inner_text("#badge").startswith("Leader")
     page.reload()
     _ready(page)
     page.wait_for_function("document.querySelectorAll('.item').length === 2")
@@ -39,3 +39,27 @@ def test_demo_tasks_are_added_completed_deleted_and_survive_a_reload(context: An
     Path(ROOT / "build").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "build" / "demo.png"))
     assert errors == []
+
+
+def test_demo_a_task_added_in_one_tab_shows_up_in_the_other(context: Any, server: Any) -> None:
+    first, second = context.new_page(), context.new_page()
+    for page in (first, second):
+        page.set_viewport_size({"width": 1100, "height": 720})
+        page.goto(server.url + "demo/")
+        _ready(page)
+    first.fill("#new-title", "Added in the first tab")
+    first.press("#new-title", "Enter")
+    second.wait_for_function(
+        "[...document.querySelectorAll('.item .title')].some(e => e.textContent === 'Added in the first tab')",
+        timeout=15_000)
+    second.fill("#new-title", "Added in the second tab")
+    second.press("#new-title", "Enter")
+    first.wait_for_function(
+        "[...document.querySelectorAll('.item .title')].some(e => e.textContent === 'Added in the second tab')",
+        timeout=15_000)
+    badges = sorted(p.inner_text("#badge").split(" ")[0] for p in (first, second))
+    assert badges == ["Follower", "Leader"]
+    first.wait_for_timeout(1100)
+    Path(ROOT / "build").mkdir(exist_ok=True)
+    first.screenshot(path=str(ROOT / "build" / "demo-tab1.png"))
+    second.screenshot(path=str(ROOT / "build" / "demo-tab2.png"))
