@@ -484,6 +484,5 @@ class BlockStore:
 
     def close_sync(self) -> None:
         """:meth:`close` for a backend with synchronous I/O."""
-        with self._flush_mutex:
-            pass
+        self.flush_sync()  # waits for another thread's flush; close() then has none
         run_now(self.close())

@@ -39,6 +39,12 @@ class Browser:
         self.tabs[tab] = db
         return db
 
+    async def leader_and_follower(self) -> tuple[SharedDatabase, SharedDatabase]:
+        """Tab "a", once it leads, and tab "f" following it."""
+        a = await self.open("a")
+        await a.wait_for_leadership()
+        return a, await self.open("f")
+
     def kill(self, tab: str) -> None:
         db = self.tabs.pop(tab)
         db.crash()
@@ -80,9 +86,7 @@ def test_one_leader_is_elected_and_every_tab_learns_who() -> None:
 def test_follower_writes_are_forwarded_and_read_back_at_once() -> None:
     async def go() -> None:
         b = Browser()
-        a = await b.open("a")
-        await a.wait_for_leadership()
-        f = await b.open("f")
+        a, f = await b.leader_and_follower()
         await f.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")  # DDL is a write
         res = await f.execute("INSERT INTO t(v) VALUES (?)", (b"\x00blob",))
         assert res.rowcount == 1 and res.lastrowid == 1
@@ -99,9 +103,7 @@ def test_follower_writes_are_forwarded_and_read_back_at_once() -> None:
 def test_errors_on_the_leader_reach_the_caller_with_their_class() -> None:
     async def go() -> None:
         b = Browser()
-        a = await b.open("a")
-        await a.wait_for_leadership()
-        f = await b.open("f")
+        a, f = await b.leader_and_follower()
         await f.execute("CREATE TABLE t(x UNIQUE)")
         await f.execute("INSERT INTO t VALUES (1)")
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
@@ -117,9 +119,7 @@ def test_errors_on_the_leader_reach_the_caller_with_their_class() -> None:
 def test_on_change_fires_in_followers_with_the_tables_written() -> None:
     async def go() -> None:
         b = Browser(max_delay=0)
-        a = await b.open("a")
-        await a.wait_for_leadership()
-        f = await b.open("f")
+        a, f = await b.leader_and_follower()
         await a.execute("CREATE TABLE notes(x)")
         await asyncio.sleep(0.02)
         seen: list[dict[str, Any]] = []
@@ -173,9 +173,7 @@ def test_leader_crash_mid_stream_loses_no_acknowledged_write_and_applies_none_tw
 def test_request_leadership_takes_over_and_the_old_leader_steps_down() -> None:
     async def go() -> None:
         b = Browser()
-        a = await b.open("a")
-        await a.wait_for_leadership()
-        f = await b.open("f")
+        a, f = await b.leader_and_follower()
         await a.execute("CREATE TABLE t(x)")
         await f.request_leadership()
         assert f.is_leader and f.epoch == a.leaderships[-1] + 1
@@ -194,9 +192,7 @@ def test_request_leadership_takes_over_and_the_old_leader_steps_down() -> None:
 def test_a_deposed_leader_cannot_overwrite_newer_data() -> None:
     async def go() -> None:
         b = Browser()
-        a = await b.open("a")
-        await a.wait_for_leadership()
-        f = await b.open("f")
+        a, f = await b.leader_and_follower()
         await a.execute("CREATE TABLE t(x)")
         # a is cut off (it does not learn that it lost the lock) while f takes over
         a._unsubscribe()
