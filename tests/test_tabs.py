@@ -100,6 +100,31 @@ def test_follower_writes_are_forwarded_and_read_back_at_once() -> None:
     run(go())
 
 
+def test_a_follower_behind_the_leader_still_writes_to_a_table_another_tab_created() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0)
+        a, f = await b.leader_and_follower()
+        g = await b.open("g")
+        f._catchup_wanted.set = lambda: None  # f misses every notice...
+        f._catch_up_for_notice = _idle  # type: ignore[method-assign]
+        f.poll_interval = 3600  # ...and does not poll
+        await asyncio.sleep(0.01)
+        await g.execute("CREATE TABLE t(x)")
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await f.db.execute("SELECT x FROM t")  # f's own copy is behind
+        await f.execute("INSERT INTO t VALUES (1)")
+        assert await f.query("SELECT x FROM t") == [{"x": 1}]
+        with pytest.raises(sqlite3.OperationalError, match="no such table: nope"):
+            await f.execute("INSERT INTO nope VALUES (1)")  # the leader's error
+        await b.close()
+
+    run(go())
+
+
+async def _idle() -> None:
+    return None
+
+
 def test_errors_on_the_leader_reach_the_caller_with_their_class() -> None:
     async def go() -> None:
         b = Browser()

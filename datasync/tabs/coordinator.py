@@ -322,12 +322,17 @@ class SharedDatabase:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         """Run a statement: reads run locally; writes (whatever SQLite refuses to run
-        read-only) go to the leader, exactly once, in any tab including the leader."""
+        read-only) go to the leader, exactly once, in any tab including the leader.
+
+        A follower's copy can lag the leader's by a notice, so a statement that
+        fails here for another reason (``no such table`` for a table another tab
+        just created) is run by the leader, whose copy is the latest; its result
+        or error is the answer."""
         self._check_open()
         try:
             return await self.db.execute(sql, params)
         except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc):
+            if "readonly" not in str(exc) and self.is_leader:
                 raise
         results = await self.batch([(sql, params)])
         return results[0]
