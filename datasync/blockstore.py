@@ -162,6 +162,12 @@ class BlockStore:
         return self.meta.version
 
     @property
+    def generation(self) -> int:
+        """Bumped by :meth:`discard_unflushed`: a write committed under one
+        generation is durable only if a flush completed before it changed."""
+        return self._generation
+
+    @property
     def has_unflushed(self) -> bool:
         """True if committed changes wait for a flush."""
         return bool(self._committed) or self._committed_size != self.meta.file_size
@@ -469,7 +475,8 @@ class BlockStore:
                 for idx, data in decoded.items():
                     self._cache_put(idx, data)
             self.meta = meta
-            self.epoch = max(self.epoch, meta.epoch)
+            # self.epoch (what our flushes claim) stays: only a new leadership
+            # raises it, so a deposed writer that caught up is still refused.
             self._size = self._committed_size = meta.file_size
             return meta.version
 

@@ -95,6 +95,18 @@ async def _guard(call: Callable[[], Awaitable[Any]]) -> Any:
         return _reply(error=exc)
 
 
+def _result_to_js(res: Any) -> Any:
+    import js
+    from pyodide.ffi import to_js
+
+    out = js.Object.new()
+    out.columns = to_js(res.columns)
+    out.rows = _rows_to_js(res.rows)
+    out.rowsAffected = res.rowcount
+    out.lastInsertRowid = res.lastrowid
+    return out
+
+
 class JsDatabase:
     """A :class:`Database` (or a multi-tab ``SharedDatabase``) seen from JavaScript."""
 
@@ -139,16 +151,22 @@ class JsDatabase:
 
     async def execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
-            import js
-            from pyodide.ffi import to_js
+            return _result_to_js(await self.db.execute(str(sql), _params(params)))
 
-            res = await self.db.execute(str(sql), _params(params))
-            out = js.Object.new()
-            out.columns = to_js(res.columns)
-            out.rows = _rows_to_js(res.rows)
-            out.rowsAffected = res.rowcount
-            out.lastInsertRowid = res.lastrowid
-            return out
+        return await _guard(call)
+
+    async def queue_write(self, sql: str, params: Any = None, timeout_ms: Any = None) -> Any:
+        """Queue a write (durable outbox with tabs; a plain database applies and
+        flushes it at once), resolving like :meth:`execute`."""
+        async def call() -> Any:
+            limit = _to_py_param(timeout_ms)
+            timeout = None if limit is None else float(limit) / 1000
+            if self.shared:
+                res = await self.db.queue_write(str(sql), _params(params), timeout=timeout)
+            else:
+                res = await self.db.execute(str(sql), _params(params))
+                await self.db.sync()
+            return _result_to_js(res)
 
         return await _guard(call)
 

@@ -91,6 +91,18 @@ export class Database {
     return unwrap(await this.#handle.execute(sql, params));
   }
 
+  /**
+   * Queue a write in a durable outbox (IndexedDB) and resolve like execute() once
+   * applied. Once queued it is applied exactly once by whichever tab leads, even if
+   * this tab closes first. After `timeoutMs` (default 30000; null: no limit) it
+   * rejects with QueuedWriteTimeoutError: the write is STILL queued and will be
+   * applied, so do not queue it again. Without {tabs: true}: executes and flushes.
+   */
+  async queueWrite(sql, params = [], { timeoutMs = 30000 } = {}) {
+    this.#check();
+    return unwrap(await this.#handle.queue_write(sql, params, timeoutMs));
+  }
+
   /** Run one statement and return its rows as objects keyed by column name. */
   async query(sql, params = []) {
     this.#check();

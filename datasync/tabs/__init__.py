@@ -4,8 +4,9 @@ Example::
 
     from datasync.tabs import SharedDatabase, FakeLocks, FakeBroadcast
 """
-from .coordinator import LeaderUnavailableError, RemoteError, SharedDatabase
-from .services import Channel, FakeBroadcast, FakeLocks, Lease, LockService
+from .coordinator import LeaderUnavailableError, QueuedWriteTimeoutError, RemoteError, SharedDatabase
+from .services import Channel, FakeBroadcast, FakeLocks, Lease, LockService, MemoryOutbox, Outbox
 
 __all__ = ["Channel", "FakeBroadcast", "FakeLocks", "Lease", "LeaderUnavailableError",
-           "LockService", "RemoteError", "SharedDatabase"]
+           "LockService", "MemoryOutbox", "Outbox", "QueuedWriteTimeoutError", "RemoteError",
+           "SharedDatabase"]

@@ -23,6 +23,10 @@ Protocol (messages are dicts with a type ``t``):
 * ``changed {version, epoch, tables}``: after each leader flush. Followers then
   read the blocks written after their version from the shared backend; they also
   poll, never trusting that they saw every message.
+* ``queued {id}``: a write was put in the durable outbox (:meth:`queue_write`). The
+  leader drains the outbox (also when it takes over, and at every poll): applies
+  each entry under its id as above, recording a failure too, and then deletes it,
+  so a queued write is applied exactly once even if its tab closed long before.
 
 Leadership: a lock held for the tab's life. A new leader catches up, then writes
 its epoch (stored epoch + 1) with a metadata flush; backends refuse flushes from a
@@ -46,15 +50,26 @@ from .. import vfs
 from ..database import Database, Result
 from ..database import open as open_database
 from ..errors import BackendError, DatabaseClosedError, DatasyncError, DeposedLeaderError
-from .services import Channel, Lease, LockService, Message
+from .services import Channel, Lease, LockService, MemoryOutbox, Message, Outbox
 
 APPLIED_TABLE = "_datasync_applied"
+#: How long the leader remembers a request id (a retry after that applies again).
+APPLIED_RETENTION = 3600.0
 Statement = tuple[str, Sequence[Any]]
 ChangeCallback = Callable[[dict[str, Any]], Any]
 
 
 class LeaderUnavailableError(DatasyncError):
     """No leader answered in time; the write was not applied (safe to retry)."""
+
+
+class QueuedWriteTimeoutError(DatasyncError):
+    """A queued write was not applied in time. It stays queued, durably, and a
+    leader applies it later: do **not** queue it again. ``id`` names it."""
+
+    def __init__(self, message: str, entry_id: str = "") -> None:
+        super().__init__(message)
+        self.id = entry_id
 
 
 class RemoteError(DatasyncError):
@@ -94,13 +109,16 @@ class SharedDatabase:
     resend_interval = 1.0
 
     def __init__(self, db: Database, *, name: str, tab_id: str, locks: LockService,
-                 channel: Channel, write_timeout: float) -> None:
+                 channel: Channel, write_timeout: float, outbox: Outbox | None = None) -> None:
         self.db = db
         self.name = name
         self.tab_id = tab_id
         self.write_timeout = write_timeout
         self._locks = locks
         self._channel = channel
+        self._outbox: Outbox = outbox if outbox is not None else MemoryOutbox(name)
+        self._drain_task: asyncio.Task[None] | None = None
+        self._drain_again = False
         self._store = db._store
         self._lock_name = f"datasync-leader:{name}"
         self.is_leader = False
@@ -128,11 +146,12 @@ class SharedDatabase:
     @classmethod
     async def open(cls, name: str, *, locks: LockService, channel: Channel,
                    tab_id: str | None = None, write_timeout: float = 30.0,
-                   **options: Any) -> "SharedDatabase":
-        """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`."""
+                   outbox: Outbox | None = None, **options: Any) -> "SharedDatabase":
+        """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`.
+        ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
-                  channel=channel, write_timeout=write_timeout)
+                  channel=channel, write_timeout=write_timeout, outbox=outbox)
         await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
         tab._tasks = [asyncio.ensure_future(tab._campaign()),
                       asyncio.ensure_future(tab._follow())]
@@ -150,6 +169,7 @@ class SharedDatabase:
         if self._lease is not None:
             self._locks.release(self._lease)
         self._channel.close()
+        self._outbox.close()
         try:
             await self.db.close()
         except DeposedLeaderError:
@@ -166,6 +186,7 @@ class SharedDatabase:
         for task in [*self._tasks, *self._background]:
             task.cancel()
         self._unsubscribe()
+        self._outbox.close()
         db = self.db
         db._closed = True
         db._remove_listener()
@@ -223,16 +244,24 @@ class SharedDatabase:
         self.epoch = self._store.epoch
         self.is_leader = True
         self.leader_id = self.tab_id
+        try:  # ids still queued keep their record, however old, so none applies twice
+            queued: list[str] | None = [str(e["id"]) for e in await self._outbox.entries()]
+        except DatasyncError:
+            queued = None  # the outbox is unreadable now: prune nothing this time
         async with self._writable():
             await self.db.execute(
                 f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
                 "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
-            await self.db.execute(f"DELETE FROM {APPLIED_TABLE} WHERE at < ?",
-                                  (time.time() - 3600,))
+            if queued is not None:
+                await self.db.execute(
+                    f"DELETE FROM {APPLIED_TABLE} WHERE at < ? AND id NOT IN "
+                    "(SELECT value FROM json_each(?))",
+                    (time.time() - APPLIED_RETENTION, json.dumps(queued)))
         await self._flush_and_announce(set())
         self._became_leader.set()
         self._leader_changed.set()
         self._post({"t": "leader", "tab": self.tab_id, "epoch": self.epoch})
+        self._kick_drain()
 
     async def _step_down(self) -> None:
         self.is_leader = False
@@ -257,7 +286,9 @@ class SharedDatabase:
             except asyncio.TimeoutError:
                 pass
             self._catchup_wanted.clear()
-            if not self.is_leader:
+            if self.is_leader:
+                self._kick_drain()  # a "queued" notice may have been missed
+            else:
                 try:
                     await self._catch_up_when_idle()
                 except DatasyncError:
@@ -390,13 +421,16 @@ class SharedDatabase:
         finally:
             self._pending.pop(req_id, None)
 
-    async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> dict[str, Any]:
-        """As the leader: apply once, durably; returns the reply."""
+    async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]], *,
+                     record_errors: bool = False) -> dict[str, Any]:
+        """As the leader: apply once, durably; returns the reply. ``record_errors``:
+        a failure is recorded under the id too (a queued write is then done)."""
         task = self._inflight.get(req_id)
         if task is None:
-            task = asyncio.ensure_future(self._apply_once(req_id, stmts))
+            task = asyncio.ensure_future(self._apply_once(req_id, stmts, record_errors))
             self._inflight[req_id] = task
-            task.add_done_callback(lambda _: self._inflight.pop(req_id, None))
+            task.add_done_callback(lambda t: self._inflight.pop(req_id, None) and (
+                t.cancelled() or t.exception()))  # retrieved: a dead caller may not
         return await asyncio.shield(task)
 
     @contextlib.asynccontextmanager
@@ -404,14 +438,19 @@ class SharedDatabase:
         """A leader transaction in which writes are allowed (query_only is lifted
         only here, so SQLite itself tells every other statement it may not write)."""
         async with self.db.transaction():  # IMMEDIATE would count as a write
+            if not self.is_leader:  # stepped down while waiting for our turn
+                raise DeposedLeaderError(f"this tab no longer leads {self.name!r}")
             await self.db.execute("PRAGMA query_only = OFF")
             try:
                 yield
             finally:
                 await self.db.execute("PRAGMA query_only = ON")
 
-    async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> dict[str, Any]:
+    async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]],
+                          record_errors: bool = False) -> dict[str, Any]:
         tables: set[str] = set()
+        generation = self._store.generation
+        failure: dict[str, Any] | None = None
         try:
             async with self._writable():
                 done = await self.db.execute(
@@ -432,8 +471,23 @@ class SharedDatabase:
         except (sqlite3.Error, DatasyncError) as exc:
             if isinstance(exc, DeposedLeaderError):
                 raise
-            return {"error": [type(exc).__name__, str(exc)], "version": self._store.version}
+            failure = {"error": [type(exc).__name__, str(exc)]}
+            if not record_errors:
+                return {**failure, "version": self._store.version}
+        if failure is not None:  # the statements rolled back; record only the outcome
+            reply = failure
+            async with self._writable():
+                await self.db.execute(
+                    f"INSERT OR IGNORE INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
+                    (req_id, json.dumps(failure), time.time()))
         version = await self._flush_and_announce(tables)
+        if self._store.generation != generation:
+            # We stepped down between our commit and the flush, and stepping down
+            # dropped the write (or it reached storage first: the new leader's
+            # applied table then says so). Either way the sender must ask the new
+            # leader, with the same id.
+            raise DeposedLeaderError(
+                f"leadership of {self.name!r} moved before write {req_id} was durable")
         return {**reply, "version": version}
 
     async def _flush_and_announce(self, tables: set[str]) -> int:
@@ -450,6 +504,108 @@ class SharedDatabase:
         if tables:
             self._notify({"version": version, "tables": sorted(tables), "by": "local"})
         return version
+
+    # -- the durable outbox ------------------------------------------------------------
+    async def queue_write(self, sql: str, params: Sequence[Any] = (), *,
+                          timeout: float | None = 30.0) -> Result:
+        """Queue a write in the durable outbox, then wait for its result.
+
+        Example::
+
+            res = await tab.queue_write("INSERT INTO log VALUES (?)", ["bye"])
+
+        Once queued (before anything else happens) the write is applied exactly once
+        by whichever tab leads, even if this tab closes or crashes first. The call
+        resolves like :meth:`execute` (read-your-writes included), or raises the
+        statement's error, or after ``timeout`` seconds (``None``: no limit) raises
+        :class:`QueuedWriteTimeoutError`: the write is still queued and will be
+        applied later, so do not queue it again.
+        """
+        self._check_open()
+        entry_id = uuid.uuid4().hex
+        await self._outbox.put({"id": entry_id, "tab": self.tab_id, "at": time.time(),
+                                "stmts": [[str(sql), [_encode(v) for v in params]]]})
+        self._post({"t": "queued", "id": entry_id})
+        if self.is_leader:
+            self._kick_drain()
+        reply = await self._await_queued(entry_id, timeout)
+        if "error" in reply:
+            name, message = reply["error"]
+            raise _rebuild_error(name, message)
+        return result_from_wire(reply["ok"][0])
+
+    async def _await_queued(self, entry_id: str, timeout: float | None) -> dict[str, Any]:
+        """The reply to queued write ``entry_id``: from the leader's ``result``
+        message, or (should that be lost) from our own copy of the applied table."""
+        loop = asyncio.get_running_loop()
+        fut = self._pending.setdefault(entry_id, loop.create_future())
+        deadline = None if timeout is None else loop.time() + timeout
+        nudge_at = loop.time() + self.resend_interval
+        try:
+            while True:
+                self._check_open()
+                if fut.done():
+                    reply = fut.result()
+                    await self._reach(int(reply.get("version", 0)))
+                    return reply
+                stored = await self._applied_reply(entry_id)
+                if stored is not None:
+                    return stored
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    raise QueuedWriteTimeoutError(
+                        f"queued write {entry_id} was not applied within {timeout} s; it "
+                        "stays queued and a leader will apply it (do not queue it again)",
+                        entry_id)
+                if now >= nudge_at:
+                    self._post({"t": "queued", "id": entry_id})
+                    nudge_at = now + self.resend_interval
+                wait = self.resend_interval / 4
+                if deadline is not None:
+                    wait = min(wait, max(deadline - now, 0.001))
+                await asyncio.wait([fut], timeout=wait)
+        finally:
+            self._pending.pop(entry_id, None)
+
+    async def _applied_reply(self, req_id: str) -> dict[str, Any] | None:
+        try:
+            res = await self.db.execute(
+                f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?", (req_id,))
+        except sqlite3.OperationalError:
+            return None  # no leader has created the table in our copy yet
+        return json.loads(res.rows[0][0]) if res.rows else None
+
+    def _kick_drain(self) -> None:
+        """Drain the outbox (leader only); a drain already running goes round again."""
+        if not self.is_leader or self._closed:
+            return
+        if self._drain_task is not None and not self._drain_task.done():
+            self._drain_again = True
+            return
+        self._drain_task = asyncio.ensure_future(self._drain())
+        self._background.add(self._drain_task)
+        self._drain_task.add_done_callback(self._background.discard)
+
+    async def _drain(self) -> None:
+        while self.is_leader and not self._closed:
+            self._drain_again = False
+            try:
+                entries = await self._outbox.entries()
+                for entry in entries:
+                    if not self.is_leader or self._closed:
+                        return
+                    entry_id = str(entry["id"])
+                    stmts = [(str(sql), list(params)) for sql, params in entry["stmts"]]
+                    reply = await self._apply(entry_id, stmts, record_errors=True)
+                    self._post({"t": "result", "id": entry_id, "to": entry.get("tab"), **reply})
+                    fut = self._pending.get(entry_id)  # queued by this very tab
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply)
+                    await self._outbox.delete(entry_id)
+            except DatasyncError:
+                return  # deposed, or storage trouble: the next leader or poll retries
+            if not self._drain_again:
+                return
 
     # -- messages ----------------------------------------------------------------------
     def _post(self, message: Message) -> None:
@@ -478,6 +634,8 @@ class SharedDatabase:
             self._notice_tables[int(msg["version"])] = list(msg.get("tables") or [])
             if msg["version"] > self._store.version and not self.is_leader:
                 self._spawn(self._catch_up_for_notice())
+        elif kind == "queued" and self.is_leader:
+            self._kick_drain()
         elif kind == "write" and self.is_leader and msg.get("to") == self.tab_id:
             self._spawn(self._serve_write(msg))
         elif kind == "result" and msg.get("to") == self.tab_id:

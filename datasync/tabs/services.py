@@ -52,6 +52,54 @@ class Channel(Protocol):
         """Stop sending and receiving."""
 
 
+class Outbox(Protocol):
+    async def put(self, entry: Message) -> None:
+        """Store ``entry`` (it has an ``id``) durably before returning."""
+
+    async def entries(self) -> list[Message]:
+        """Every stored entry, oldest first."""
+
+    async def delete(self, entry_id: str) -> None:
+        """Remove an entry (no error if it is gone)."""
+
+    def close(self) -> None:
+        """Release the outbox's resources (the entries stay)."""
+
+
+class MemoryOutbox:
+    """An :class:`Outbox` kept in this process (native use and tests): every
+    ``MemoryOutbox`` of one name shares the entries, like the tabs of a browser."""
+
+    _shared: dict[str, dict[str, Message]] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def _entries(self) -> dict[str, Message]:
+        return self._shared.setdefault(self.name, {})
+
+    async def put(self, entry: Message) -> None:
+        await asyncio.sleep(0)  # I/O suspends in a real outbox
+        self._entries[str(entry["id"])] = dict(entry)
+
+    async def entries(self) -> list[Message]:
+        await asyncio.sleep(0)
+        return sorted((dict(e) for e in self._entries.values()), key=lambda e: e.get("at", 0))
+
+    async def delete(self, entry_id: str) -> None:
+        await asyncio.sleep(0)
+        self._entries.pop(entry_id, None)
+
+    def close(self) -> None:
+        pass
+
+    @classmethod
+    def drop(cls, name: str) -> None:
+        """Forget every entry of ``name`` (tests)."""
+        cls._shared.pop(name, None)
+
+
 # -- fakes -------------------------------------------------------------------------
 class FakeLocks:
     """Web Locks for simulated tabs of one browser (one asyncio loop)."""

@@ -90,3 +90,70 @@ def test_leader_crash_mid_stream_elects_a_new_leader_and_loses_nothing(context: 
     assert len(acked) + len(failed) == 120
     assert all(name for _, name in failed)  # failures are named errors, never silence
     assert infos[0]["epoch"] >= 2
+
+
+def test_a_follower_sees_the_leaders_commit_in_on_change_and_reads_its_own_writes(
+        context: Any, server: Any) -> None:
+    leader, follower = _pages(context, server, 2)
+    leader.evaluate(OPEN, "live")
+    leader.evaluate("() => window.db.waitForLeadership()")
+    follower.evaluate(OPEN, "live")
+    assert not follower.evaluate("() => window.db.isLeader()")
+    leader.evaluate("() => window.db.execute('CREATE TABLE notes(x TEXT)')")
+    follower.evaluate("""() => { window.seen = [];
+        window.db.onChange((c) => window.seen.push({tables: c.tables, by: c.by})); }""")
+    leader.evaluate("() => window.db.execute(\"INSERT INTO notes VALUES ('from the leader')\")")
+    follower.wait_for_function(
+        "() => window.seen.some((c) => c.tables && c.tables.includes('notes'))", timeout=10_000)
+    assert follower.evaluate("() => window.seen[window.seen.length - 1].by") == "remote"
+    assert follower.evaluate("() => window.db.query('SELECT x FROM notes')") == [
+        {"x": "from the leader"}]
+    # read-your-writes: the forwarded write is visible the moment its call resolves
+    rows = follower.evaluate("""async () => {
+        await window.db.execute("INSERT INTO notes VALUES ('from the follower')");
+        return window.db.query('SELECT x FROM notes ORDER BY rowid');
+    }""")
+    assert rows == [{"x": "from the leader"}, {"x": "from the follower"}]
+
+
+def test_a_write_queued_by_a_page_closed_right_after_is_applied(context: Any, server: Any) -> None:
+    # A plain page holds the leader lock, so no datasync tab can lead for now.
+    ghost, writer = _pages(context, server, 2)
+    ghost.evaluate("""() => new Promise((granted) => {
+        navigator.locks.request('datasync-leader:outboxed', () => {
+            granted();
+            return new Promise((release) => { window.releaseLock = release; });
+        });
+    })""")
+    writer.evaluate(OPEN, "outboxed")
+    writer.evaluate("""() => { window.db.queueWrite(
+        "CREATE TABLE IF NOT EXISTS q(x TEXT); ", [], {timeoutMs: null}).catch(() => {}); }""")
+    writer.evaluate("""async () => {
+        const count = async () => {
+            const names = (await indexedDB.databases()).map((d) => d.name);
+            if (!names.includes('datasync-outbox:outboxed')) return 0;
+            const db = await new Promise((ok) => { const r = indexedDB.open('datasync-outbox:outboxed');
+                                                   r.onsuccess = () => ok(r.result); });
+            const n = await new Promise((ok) => {
+                const r = db.transaction('outbox').objectStore('outbox').count();
+                r.onsuccess = () => ok(r.result); });
+            db.close();
+            return n;
+        };
+        while ((await count()) < 1) await new Promise((r) => setTimeout(r, 20));
+    }""")
+    writer.close()  # the issuing page is gone before any leader ran its write
+    ghost.evaluate("() => window.releaseLock()")
+    (reader,) = _pages(context, server, 1)
+    reader.evaluate(OPEN, "outboxed")
+    reader.evaluate("() => window.db.waitForLeadership()")
+    reader.wait_for_function("""async () => {
+        try { return (await window.db.query(
+            "SELECT count(*) AS n FROM sqlite_master WHERE name = 'q'"))[0].n === 1; }
+        catch (e) { return false; } }""", timeout=20_000, polling=200)
+    # and it is applied exactly once: queue a second write and count both effects
+    rows = reader.evaluate("""async () => {
+        await window.db.queueWrite("INSERT INTO q VALUES ('after')");
+        return window.db.query('SELECT x FROM q');
+    }""")
+    assert rows == [{"x": "after"}]
