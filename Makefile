@@ -7,7 +7,7 @@ PLAYWRIGHT ?= playwright==1.65.2
 PORT ?= 8000
 NPM_FLAGS = --no-audit --no-fund --loglevel=error
 
-.PHONY: install test test-fast example bench clean npm web demo
+.PHONY: install test test-fast example bench bench-browser clean npm web demo
 
 install:            ## install datasync with its test dependencies, Playwright and Pyodide
 	$(PYTHON) -m pip install -q -e ".[test,crypto]"
@@ -25,6 +25,10 @@ example:            ## the main job, natively: a persistent database in a file
 
 bench:              ## native benchmark (prints a markdown table)
 	$(PYTHON) benchmarks/native.py
+
+bench-browser:      ## browser benchmarks: one tab vs IDBFS vs raw IndexedDB, then multi-tab
+	$(PYTHON) benchmarks/browser.py
+	$(PYTHON) benchmarks/tabs.py
 
 npm:                ## node_modules/ from package-lock.json (the pinned Pyodide runtime)
 	@if [ -f package-lock.json ]; then $(NPM) ci $(NPM_FLAGS); else $(NPM) install $(NPM_FLAGS); fi
