@@ -28,6 +28,7 @@ from .errors import (
     StorageUnavailableError,
     StoreBusyError,
     StoreCreateError,
+    VersionNotRetainedError,
     WrongKeyError,
 )
 from .sqlite_image import NotASQLiteImageError
@@ -51,6 +52,7 @@ __all__ = [
     "StorageUnavailableError",
     "StoreBusyError",
     "StoreCreateError",
+    "VersionNotRetainedError",
     "WrongKeyError",
     "open",
     "__version__",

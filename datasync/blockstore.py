@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backends.base import Backend, run_now
-from .errors import CorruptBlockError, DatasyncError
+from .errors import CorruptBlockError, DatasyncError, VersionNotRetainedError
 from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, validate_block_size
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
@@ -104,6 +104,8 @@ class BlockStore:
         #: Leadership epoch written with every flush (multi-tab fencing).
         self.epoch = meta.epoch
         self._generation = 0  # bumped by discard_unflushed()
+        #: Keep the last N versions restorable (the backend keeps what flushes replace).
+        self.retain_versions = 0
         self.closed = False
         self.counters: dict[str, Any] = {
             "cache_hits": 0,
@@ -386,7 +388,8 @@ class BlockStore:
             records = {
                 i: self.codec.encode(MAIN, i, new_meta.version, d) for i, d in blocks.items()
             }
-            await self.backend.write(Flush(base.version, new_meta, records))
+            await self.backend.write(
+                Flush(base.version, new_meta, records, retain=self.retain_versions))
         except BaseException as exc:
             with self._lock:
                 if generation == self._generation:
@@ -479,6 +482,23 @@ class BlockStore:
             # raises it, so a deposed writer that caught up is still refused.
             self._size = self._committed_size = meta.file_size
             return meta.version
+
+    # -- point-in-time restore ---------------------------------------------------
+    async def retained(self) -> list[Meta]:
+        """The metadata of every version that can be restored, oldest first."""
+        return await self.backend.retained(MAIN)
+
+    async def image_at(self, version: int) -> bytes:
+        """The file's bytes as they were at a retained ``version`` (checked records)."""
+        if version < 0 or version > self.meta.version:
+            raise VersionNotRetainedError(
+                f"version {version} of {self.backend.location} does not exist (the durable "
+                f"version is {self.meta.version})")
+        meta, records = await self.backend.read_as_of(MAIN, version)
+        where = f"{self.backend.location} at version {version}"
+        data = b"".join(self.codec.decode(MAIN, i, records[i], where=where)
+                        for i in range(meta.block_count))
+        return data[:meta.file_size]
 
     async def close(self) -> None:
         """Flush what is committed and release the backend. If the flush fails the

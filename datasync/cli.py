@@ -50,6 +50,8 @@ async def inspect_store(path: str, *, verify: bool = False) -> dict[str, Any]:
             "stored_blocks": len(records),
             "db_id": meta.db_id,
             "store_bytes": os.path.getsize(backend.path),
+            # the versions Database.restore() can return to (retain_versions=N)
+            "restorable_versions": [m.version for m in await backend.retained(MAIN)],
         }
         if verify:
             codec, bad = Codec(), []
@@ -167,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 width = max(len(k) for k in info)
                 for k, v in info.items():
+                    if isinstance(v, list):
+                        v = ", ".join(map(str, v)) or "none"
                     print(f"{k:<{width}}  {v}")
             if info.get("corrupt_blocks"):
                 return 1

@@ -78,6 +78,7 @@ async def open(
     durability: str = "relaxed",
     flush_interval: float = 0.0,
     create: bool = True,
+    retain_versions: int = 0,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
 
@@ -88,7 +89,9 @@ async def open(
     ``block_size`` applies when the store is created (a power of two, 512..65536);
     ``cache_bytes`` bounds the clean-block cache; ``durability`` is ``"relaxed"`` or
     ``"strict"``; ``flush_interval`` (seconds) delays relaxed flushes to batch more
-    commits. Opening the same store twice in one process shares it.
+    commits. ``retain_versions=N`` keeps the last N versions restorable
+    (:meth:`Database.restore`; memory and sqlitefile backends). Opening the same
+    store twice in one process shares it.
     """
     if durability not in DURABILITIES:
         raise InvalidOptionError(
@@ -96,7 +99,12 @@ async def open(
         )
     if flush_interval < 0:
         raise InvalidOptionError("flush_interval must be zero or more seconds")
+    if not isinstance(retain_versions, int) or isinstance(retain_versions, bool) \
+            or retain_versions < 0:
+        raise InvalidOptionError("retain_versions must be a whole number, 0 or more")
     be = make_backend(name, backend, strict=durability == "strict")
+    if retain_versions and not be.keeps_history:
+        raise be._no_history()
     key = be.key
     shared = _shared.get(key)
     if shared is None:
@@ -111,6 +119,7 @@ async def open(
         vfs.register()
         vfs.attach(key, store)
         shared = _shared[key] = _Shared(store, key)
+    shared.store.retain_versions = max(shared.store.retain_versions, retain_versions)
     shared.users += 1
     try:
         return Database(name, shared, durability=durability, flush_interval=flush_interval)
@@ -373,6 +382,65 @@ class Database:
             finally:
                 source.close()
         await self._after_write()
+
+    async def backup(self, target: str, **options: Any) -> dict[str, Any]:
+        """Copy this database into a new datasync database ``target`` while it stays
+        in use: a consistent snapshot is taken in one turn (writes wait only for
+        that in-memory copy), then written to ``target`` and flushed.
+
+        Example: ``await db.backup("nightly.dsdb")``  (``options`` go to :func:`open`)
+
+        Refuses a ``target`` that already holds a database. Returns ``{"target",
+        "bytes", "source_version", "target_version"}``; ``source_version`` is the
+        durable version when the snapshot was taken (it also holds any commits made
+        before the snapshot and not flushed yet).
+        """
+        self._check_open()
+        async with self._turn():
+            if self._conn.in_transaction:
+                raise DatasyncError("backup() cannot run inside a transaction")
+            image = self._conn.serialize()
+            source_version = self._store.version
+        dest = await open(target, **options)
+        try:
+            if dest._store is self._store:
+                raise DatasyncError(f"cannot back {self.name!r} up into itself")
+            if dest._store.meta.file_size or dest._store.size:
+                raise DatasyncError(
+                    f"{target!r} already holds a database: back up into a new one")
+            await dest.import_(image)
+            target_version = await dest.sync()
+        finally:
+            await dest.close()
+        return {"target": target, "bytes": len(image), "source_version": source_version,
+                "target_version": target_version}
+
+    # -- point-in-time restore -------------------------------------------------------
+    async def versions(self) -> list[dict[str, Any]]:
+        """The versions :meth:`restore` can return to, oldest first (the durable
+        current one last): ``{"version", "file_size", "epoch"}`` each.
+
+        Example: ``[v["version"] for v in await db.versions()]``
+        """
+        self._check_open()
+        return [{"version": m.version, "file_size": m.file_size, "epoch": m.epoch}
+                for m in await self._store.retained()]
+
+    async def restore(self, version: int) -> int:
+        """Return the database to a retained ``version``, atomically: the restored
+        content becomes a new version (so the restore itself can be undone while it
+        is retained). Returns that new durable version.
+
+        Example: ``await db.restore((await db.versions())[0]["version"])``
+
+        Raises :class:`~datasync.VersionNotRetainedError` for a version no longer
+        (or never) kept; the database is then unchanged.
+        """
+        self._check_open()
+        await self.sync()  # so the durable version is the current one
+        image = await self._store.image_at(int(version))
+        await self.import_(image)
+        return await self.sync()
 
     # -- other connections, stats, closing -----------------------------------------
     def connect(self, **kwargs: Any) -> sqlite3.Connection:

@@ -82,3 +82,8 @@ class DatabaseClosedError(DatasyncError):
 
 class WrongKeyError(DatasyncError):
     """The encryption key does not open this store."""
+
+
+class VersionNotRetainedError(DatasyncError):
+    """``restore(version)`` for a version the store no longer keeps (or never kept:
+    open it with ``retain_versions=N``). ``versions()`` lists the restorable ones."""

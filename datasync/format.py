@@ -137,7 +137,8 @@ class Flush:
     ``base_version`` is the version the writer believes is stored; a backend whose
     stored version differs refuses the flush (another writer got there first).
     ``blocks`` are the new records; every stored record at index
-    ``>= meta.block_count`` is deleted. A block below ``meta.block_count`` that the
+    ``>= meta.block_count`` is deleted. With ``retain > 0`` the records it replaces
+    or deletes go to the store's history (see :func:`records_as_of`). A block below ``meta.block_count`` that the
     file lost to a truncation (or gained by growing) without being written is sent
     explicitly as zeros, so a backend never has to reason about truncation.
     """
@@ -146,6 +147,9 @@ class Flush:
     meta: Meta
     blocks: dict[int, Record]
     file: str = MAIN
+    #: Point-in-time restore: keep what this flush supersedes (records and the base
+    #: metadata) so the last ``retain`` versions stay restorable; 0 keeps nothing.
+    retain: int = 0
 
 
 _HEADER = struct.Struct("<qq")
@@ -181,3 +185,33 @@ class Codec:
     def _checksum(file: str, index: int, version: int, data: bytes) -> int:
         head = zlib.crc32(file.encode(), zlib.crc32(_HEADER.pack(index, version)))
         return zlib.crc32(data, head)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A record kept for point-in-time restore: it held block ``index`` from its own
+    version up to (not including) version ``superseded``."""
+
+    index: int
+    superseded: int
+    record: Record
+
+
+def records_as_of(meta: Meta, current: dict[int, Record], history: list[Superseded],
+                  *, where: str = "store") -> dict[int, Record]:
+    """The records of every block as they were at ``meta.version``, from the current
+    records and the kept history. Raises ``CorruptBlockError`` if one is missing."""
+    version = meta.version
+    out: dict[int, Record] = {}
+    for idx, rec in current.items():
+        if idx < meta.block_count and rec.version <= version:
+            out[idx] = rec
+    for old in history:
+        if old.index < meta.block_count and old.record.version <= version < old.superseded:
+            out[old.index] = old.record
+    missing = [i for i in range(meta.block_count) if i not in out]
+    if missing:
+        raise CorruptBlockError(
+            f"version {version} of {where} cannot be rebuilt: block {missing[0]} of it was "
+            "not kept", file=MAIN, index=missing[0])
+    return out

@@ -27,6 +27,7 @@ _OPEN_OPTIONS = {
     "durability": "durability",
     "flushInterval": "flush_interval",
     "create": "create",
+    "retainVersions": "retain_versions",
     "tabs": None,  # True: share the database with the app's other tabs
 }
 
@@ -193,6 +194,38 @@ class JsDatabase:
 
     def stats(self) -> str:
         return json.dumps(self.db.stats(), default=str)
+
+    async def versions(self) -> Any:
+        async def call() -> Any:
+            import js
+            from pyodide.ffi import to_js
+
+            return to_js(await self.db.versions(), dict_converter=js.Object.fromEntries)
+
+        return await _guard(call)
+
+    async def restore(self, version: Any) -> Any:
+        async def call() -> Any:
+            return await self.db.restore(int(version))
+
+        return await _guard(call)
+
+    async def backup(self, target: str, options_json: str = "{}") -> Any:
+        async def call() -> Any:
+            import js
+            from pyodide.ffi import to_js
+
+            options = json.loads(options_json or "{}")
+            unknown = sorted(k for k in options if not _OPEN_OPTIONS.get(k))
+            if unknown:
+                from .errors import InvalidOptionError
+
+                raise InvalidOptionError(f"unknown backup option(s) {', '.join(unknown)}")
+            kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
+            info = await self.db.backup(str(target), **kwargs)
+            return to_js(info, dict_converter=js.Object.fromEntries)
+
+        return await _guard(call)
 
     async def export_database(self) -> Any:
         async def call() -> Any:

@@ -134,6 +134,29 @@ export class Database {
     return unwrap(await this.#handle.import_database(bytes));
   }
 
+  /**
+   * Copy the database into a new database `target` while it stays in use (a
+   * consistent snapshot); resolves with {target, bytes, sourceVersion, targetVersion}.
+   */
+  async backup(target, options = {}) {
+    this.#check();
+    const info = unwrap(await this.#handle.backup(target, JSON.stringify(options)));
+    return { target: info.target, bytes: info.bytes, sourceVersion: info.source_version,
+             targetVersion: info.target_version };
+  }
+
+  /** The versions restore() can return to: [{version, file_size, epoch}], oldest first. */
+  async versions() {
+    this.#check();
+    return unwrap(await this.#handle.versions());
+  }
+
+  /** Return the database to a retained version (needs retainVersions; see README). */
+  async restore(version) {
+    this.#check();
+    return unwrap(await this.#handle.restore(version));
+  }
+
   /** True if this tab writes the database (always true without {tabs: true}). */
   isLeader() {
     return this.getLeaderInfo().isLeader;

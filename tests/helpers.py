@@ -28,6 +28,17 @@ native_only = pytest.mark.skipif(
     IN_PYODIDE, reason="needs subprocesses or native file paths, which Pyodide has not")
 
 
+async def pause(seconds: float) -> None:
+    """Really wait (a macrotask in Pyodide, whose asyncio.sleep() of a few ms comes
+    back at once: a loop of them would starve IndexedDB's events)."""
+    if IN_PYODIDE:
+        import js
+
+        await js.Promise.new(lambda resolve, reject: js.setTimeout(resolve, seconds * 1000))
+    else:
+        await asyncio.sleep(seconds)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion (the suites avoid an asyncio plugin)."""
     return asyncio.run(coro)

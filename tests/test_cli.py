@@ -1,11 +1,14 @@
 """python -m datasync: inspect, export, import, sql."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+
+import datasync
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,3 +66,25 @@ def test_errors_are_one_line_with_status_2(tmp_path) -> None:  # type: ignore[no
     out = cli("import", str(tmp_path / "missing.sqlite"), str(tmp_path / "x.dsdb"))
     assert out.returncode == 2 and "no file" in out.stderr
     assert not (tmp_path / "x.dsdb").exists()
+
+
+def test_inspect_lists_the_versions_a_store_can_be_restored_to(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = str(tmp_path / "r.dsdb")
+
+    async def make() -> list[int]:
+        db = await datasync.open(store, retain_versions=3)
+        await db.execute("CREATE TABLE t(x)")
+        for i in range(5):
+            await db.execute("INSERT INTO t VALUES (?)", (i,))
+            await db.sync()
+        versions = [v["version"] for v in await db.versions()]
+        await db.close()
+        return versions
+
+    versions = asyncio.run(make())
+    info = cli("inspect", store, "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["restorable_versions"] == versions
+    assert len(versions) == 4
+    human = cli("inspect", store)
+    assert ", ".join(map(str, versions)) in human.stdout

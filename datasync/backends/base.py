@@ -19,7 +19,7 @@ import abc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..errors import BackendError, DeposedLeaderError
+from ..errors import BackendError, DeposedLeaderError, InvalidOptionError
 from ..format import MAIN, Flush, Meta, Record
 
 T = TypeVar("T")
@@ -89,6 +89,23 @@ class Backend(abc.ABC):
     async def destroy(self) -> None:
         """Delete the store and everything in it (closing it first)."""
         raise NotImplementedError
+
+    #: True when the backend keeps superseded records for point-in-time restore.
+    keeps_history: bool = False
+
+    async def retained(self, file: str = MAIN) -> list[Meta]:
+        """The metadata of every version that can be restored, oldest first (the
+        current one last). Only for backends with ``keeps_history``."""
+        raise self._no_history()
+
+    async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        """The metadata and every block record of ``version`` (one it retained)."""
+        raise self._no_history()
+
+    def _no_history(self) -> InvalidOptionError:
+        return InvalidOptionError(
+            f"{type(self).__name__} does not keep old versions (retain_versions); "
+            "point-in-time restore needs the memory or sqlitefile backend in this release")
 
     def _check_base_version(self, stored: Meta, flush: Flush) -> None:
         """Refuse a flush from a deposed leader (lower epoch) or built on a version

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import BackendError, FormatVersionError
-from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record
+from ..errors import BackendError, FormatVersionError, VersionNotRetainedError
+from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record, Superseded, records_as_of
 from .base import Backend
 
 
@@ -21,6 +21,9 @@ from .base import Backend
 class _Stored:
     meta: Meta
     blocks: dict[tuple[str, int], Record] = field(default_factory=dict)
+    #: (file, index, version) -> the record and the version that superseded it
+    history: dict[tuple[str, int, int], Superseded] = field(default_factory=dict)
+    metas: dict[int, Meta] = field(default_factory=dict)  # retained old versions
 
 
 _STORES: dict[str, _Stored] = {}
@@ -30,6 +33,7 @@ class MemoryBackend(Backend):
     """Process-local store, atomic by swapping whole dictionaries."""
 
     sync_io = True
+    keeps_history = True
 
     def __init__(self, name: str, *, instance: str = "") -> None:
         self.name = name
@@ -82,8 +86,38 @@ class MemoryBackend(Backend):
             blocks[(flush.file, index)] = record
         limit = flush.meta.block_count
         blocks = {k: r for k, r in blocks.items() if k[0] != flush.file or k[1] < limit}
+        history, metas = self._history_after(stored, flush)
         self._fault("meta", flush.meta.version)
-        _STORES[self.name] = _Stored(flush.meta, blocks)
+        _STORES[self.name] = _Stored(flush.meta, blocks, history, metas)
+
+    @staticmethod
+    def _history_after(stored: _Stored, flush: Flush) -> tuple[
+            dict[tuple[str, int, int], Superseded], dict[int, Meta]]:
+        if flush.retain <= 0:
+            return {}, {}
+        new = flush.meta.version
+        history = dict(stored.history)
+        for (file, idx), rec in stored.blocks.items():
+            if file == flush.file and (idx in flush.blocks or idx >= flush.meta.block_count):
+                history[(file, idx, rec.version)] = Superseded(idx, new, rec)
+        metas = {**stored.metas, stored.meta.version: stored.meta}
+        oldest = new - flush.retain
+        return ({k: h for k, h in history.items() if h.superseded > oldest},
+                {v: m for v, m in metas.items() if v >= oldest})
+
+    async def retained(self, file: str = MAIN) -> list[Meta]:
+        stored = self._stored()
+        return [*sorted(stored.metas.values(), key=lambda m: m.version), stored.meta]
+
+    async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        stored = self._stored()
+        meta = stored.meta if version == stored.meta.version else stored.metas.get(version)
+        if meta is None:
+            raise VersionNotRetainedError(
+                f"version {version} of {self.location} is not retained")
+        current = {i: r for (f, i), r in stored.blocks.items() if f == file}
+        history = [h for (f, _, _), h in stored.history.items() if f == file]
+        return meta, records_as_of(meta, current, history, where=self.location)
 
     async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         stored = self._stored()

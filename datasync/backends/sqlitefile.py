@@ -19,10 +19,11 @@ from ..errors import (
     BackendError,
     NotADatasyncStoreError,
     StorageFullError,
+    VersionNotRetainedError,
     StoreBusyError,
     StoreCreateError,
 )
-from ..format import MAIN, Flush, Meta, Record
+from ..format import MAIN, Flush, Meta, Record, Superseded, records_as_of
 from .base import Backend
 
 #: ``PRAGMA application_id`` of a datasync store file ("DSyn").
@@ -39,6 +40,16 @@ CREATE TABLE IF NOT EXISTS blocks(
     PRIMARY KEY (file, idx)
 );
 CREATE INDEX IF NOT EXISTS blocks_by_version ON blocks(file, version);
+CREATE TABLE IF NOT EXISTS history(
+    file TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    superseded INTEGER NOT NULL,
+    checksum INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (file, idx, version)
+);
+CREATE TABLE IF NOT EXISTS versions(version INTEGER PRIMARY KEY, meta TEXT NOT NULL);
 """
 
 
@@ -56,6 +67,7 @@ class SqliteFileBackend(Backend):
     """Blocks in a SQLite file on the local file system."""
 
     sync_io = True
+    keeps_history = True
 
     def __init__(
         self,
@@ -148,6 +160,9 @@ class SqliteFileBackend(Backend):
                 if row is None:
                     raise NotADatasyncStoreError(f"{self.location} has no metadata")
                 meta = Meta.from_json(row[0], where=self.location)
+                for stmt in _SCHEMA.split(";"):  # stores made before history existed
+                    if "history" in stmt or "versions" in stmt:
+                        conn.execute(stmt)
             conn.execute("COMMIT")
             return meta
         except BaseException:
@@ -219,6 +234,7 @@ class SqliteFileBackend(Backend):
             where=self.location,
         )
         self._check_base_version(stored, flush)
+        self._keep_history(db, stored, flush)
         db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count))
         sql = (
             "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
@@ -238,6 +254,52 @@ class SqliteFileBackend(Backend):
         )
         self._fault("meta", flush.meta.version)
         db.execute("UPDATE meta SET value=? WHERE key='meta'", (flush.meta.to_json(),))
+
+    def _keep_history(self, db: sqlite3.Connection, stored: Meta, flush: Flush) -> None:
+        """Move what ``flush`` replaces or deletes into ``history`` (retain > 0)."""
+        if flush.retain <= 0:
+            db.execute("DELETE FROM history")
+            db.execute("DELETE FROM versions")
+            return
+        new = flush.meta.version
+        keep = ("INSERT OR REPLACE INTO history(file, idx, version, superseded, checksum, data) "
+                "SELECT file, idx, version, ?, checksum, data FROM blocks WHERE file=? AND ")
+        db.executemany(keep + "idx=?", ((new, flush.file, i) for i in flush.blocks))
+        db.execute(keep + "idx>=?", (new, flush.file, flush.meta.block_count))
+        db.execute("INSERT OR REPLACE INTO versions(version, meta) VALUES (?, ?)",
+                   (stored.version, stored.to_json()))
+        db.execute("DELETE FROM history WHERE superseded <= ?", (new - flush.retain,))
+        db.execute("DELETE FROM versions WHERE version < ?", (new - flush.retain,))
+
+    async def retained(self, file: str = MAIN) -> list[Meta]:
+        rows = self._db().execute("SELECT meta FROM versions ORDER BY version").fetchall()
+        current = self._db().execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0]
+        return [Meta.from_json(text, where=self.location) for (text,) in [*rows, (current,)]]
+
+    async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            current_meta = Meta.from_json(
+                db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
+                where=self.location)
+            if version == current_meta.version:
+                meta = current_meta
+            else:
+                row = db.execute("SELECT meta FROM versions WHERE version=?", (version,)).fetchone()
+                if row is None:
+                    raise VersionNotRetainedError(
+                        f"version {version} of {self.location} is not retained")
+                meta = Meta.from_json(row[0], where=self.location)
+            current = {idx: Record(v, c, d) for idx, v, c, d in db.execute(
+                "SELECT idx, version, checksum, data FROM blocks WHERE file=? AND version<=?",
+                (file, version))}
+            history = [Superseded(idx, s, Record(v, c, d)) for idx, v, s, c, d in db.execute(
+                "SELECT idx, version, superseded, checksum, data FROM history "
+                "WHERE file=? AND version<=? AND superseded>?", (file, version, version))]
+        finally:
+            db.execute("COMMIT")
+        return meta, records_as_of(meta, current, history, where=self.location)
 
     # -- lifecycle ---------------------------------------------------------------
     async def close(self) -> None:

@@ -691,6 +691,31 @@ class SharedDatabase:
         await self._flush_and_announce({"*"})
 
 
+    async def versions(self) -> list[dict[str, Any]]:
+        """The versions :meth:`restore` can return to (see ``Database.versions``)."""
+        self._check_open()
+        return await self.db.versions()
+
+    async def restore(self, version: int) -> int:
+        """Return the database to a retained version (leader tab only; the other
+        tabs follow like after any write). Returns the new version."""
+        self._check_open()
+        if not self.is_leader:
+            raise DatasyncError(
+                "restore() runs in the leader tab: call request_leadership() first")
+        await self.db.execute("PRAGMA query_only = OFF")
+        try:
+            await self.db.restore(version)
+        finally:
+            await self.db.execute("PRAGMA query_only = ON")
+        return await self._flush_and_announce({"*"})
+
+    async def backup(self, target: str, **options: Any) -> dict[str, Any]:
+        """Copy this tab's copy into a new database ``target`` (see ``Database.backup``)."""
+        self._check_open()
+        return await self.db.backup(target, **options)
+
+
 _SQLITE_WRITES = {9: "delete", 18: "insert", 23: "update"}  # SQLITE_DELETE/INSERT/UPDATE
 
 
