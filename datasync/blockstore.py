@@ -34,7 +34,7 @@ from typing import Any
 
 from .backends.base import Backend, run_now
 from .errors import CorruptBlockError, DatasyncError, VersionNotRetainedError
-from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, validate_block_size
+from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, Record, validate_block_size
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -100,6 +100,9 @@ class BlockStore:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_used = 0
         self._resident: dict[int, bytes] | None = None
+        #: With ``_resident``: the version of each block's stored record (what a
+        #: history-keeping flush needs to send the records it supersedes).
+        self._versions: dict[int, int] = {}
         self._listeners: list[Callable[["BlockStore"], None]] = []
         #: Leadership epoch written with every flush (multi-tab fencing).
         self.epoch = meta.epoch
@@ -145,6 +148,7 @@ class BlockStore:
             store._resident = {
                 i: store._decode(i, r) for i, r in records.items() if i < meta.block_count
             }
+            store._versions = {i: r.version for i, r in records.items() if i < meta.block_count}
         return store
 
     @classmethod
@@ -388,8 +392,9 @@ class BlockStore:
             records = {
                 i: self.codec.encode(MAIN, i, new_meta.version, d) for i, d in blocks.items()
             }
-            await self.backend.write(
-                Flush(base.version, new_meta, records, retain=self.retain_versions))
+            await self.backend.write(Flush(
+                base.version, new_meta, records, retain=self.retain_versions,
+                history=self._superseded(blocks, base.block_count, new_meta.block_count)))
         except BaseException as exc:
             with self._lock:
                 if generation == self._generation:
@@ -403,6 +408,10 @@ class BlockStore:
         with self._lock:
             self.meta = new_meta
             self._settle(snapshot, new_meta.block_count, base.block_count)
+            if self._resident is not None:
+                for idx in [i for i in self._versions if i >= new_meta.block_count]:
+                    del self._versions[idx]
+                self._versions.update(dict.fromkeys(records, new_meta.version))
             self._inflight = _Tier()
             c = self.counters
             c["flushes"] += 1
@@ -412,6 +421,18 @@ class BlockStore:
             c["last_flush_seconds"] = time.perf_counter() - started
             c["last_flush_error"] = None
         return new_meta.version
+
+    def _superseded(self, written: dict[int, bytes], old_count: int,
+                    new_count: int) -> dict[int, Record]:
+        """The stored records a flush replaces or drops, for a backend that keeps
+        history from what the store sends (``history_from_store``)."""
+        if not (self.retain_versions and self.backend.history_from_store
+                and self._resident is not None):
+            return {}
+        indices = [i for i in written if i < old_count] + list(range(new_count, old_count))
+        return {i: self.codec.encode(MAIN, i, self._versions[i],
+                                     self._resident.get(i, self._zero))
+                for i in indices if i in self._versions}
 
     def _settle(self, flushed: _Tier, block_count: int, old_count: int) -> None:
         """Make the clean tier agree with what the backend now stores."""
@@ -450,6 +471,8 @@ class BlockStore:
             with self._lock:
                 self._resident = {i: self._decode(i, r) for i, r in fresh.items()
                                   if i < self.meta.block_count}
+                self._versions = {i: r.version for i, r in fresh.items()
+                                  if i < self.meta.block_count}
 
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
@@ -471,7 +494,10 @@ class BlockStore:
             if self._resident is not None:
                 for idx in [i for i in self._resident if i >= count]:
                     del self._resident[idx]
+                for idx in [i for i in self._versions if i >= count]:
+                    del self._versions[idx]
                 self._resident.update(decoded)
+                self._versions.update({i: records[i].version for i in decoded})
             else:
                 for idx in [i for i in self._cache if i >= count or i in records]:
                     self._cache_used -= len(self._cache.pop(idx))

@@ -90,7 +90,7 @@ async def open(
     ``cache_bytes`` bounds the clean-block cache; ``durability`` is ``"relaxed"`` or
     ``"strict"``; ``flush_interval`` (seconds) delays relaxed flushes to batch more
     commits. ``retain_versions=N`` keeps the last N versions restorable
-    (:meth:`Database.restore`; memory and sqlitefile backends). Opening the same
+    (:meth:`Database.restore`). Opening the same
     store twice in one process shares it.
     """
     if durability not in DURABILITIES:

@@ -150,6 +150,9 @@ class Flush:
     #: Point-in-time restore: keep what this flush supersedes (records and the base
     #: metadata) so the last ``retain`` versions stay restorable; 0 keeps nothing.
     retain: int = 0
+    #: For a backend that cannot read what it supersedes inside its transaction
+    #: (``history_from_store``): the stored records this flush replaces or drops.
+    history: dict[int, Record] = field(default_factory=dict)
 
 
 _HEADER = struct.Struct("<qq")

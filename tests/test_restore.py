@@ -10,18 +10,11 @@ import datasync
 from helpers import pause, run
 
 
-def _retaining(backend_kind: str) -> None:
-    if backend_kind == "indexeddb":
-        pytest.skip("the IndexedDB backend does not keep old versions in this release")
-
-
 async def _rows(db: datasync.Database) -> list[tuple[int, str]]:
     return [tuple(r) for r in (await db.execute("SELECT id, v FROM t ORDER BY id")).rows]
 
 
 def test_restore_returns_every_retained_version_exactly(backend_kind: str, db_name: str) -> None:
-    _retaining(backend_kind)
-
     async def go() -> None:
         db = await datasync.open(db_name, backend=backend_kind, retain_versions=6)
         await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
@@ -57,8 +50,6 @@ def test_restore_returns_every_retained_version_exactly(backend_kind: str, db_na
 
 def test_a_restore_can_be_undone_by_restoring_the_version_before_it(
         backend_kind: str, db_name: str) -> None:
-    _retaining(backend_kind)
-
     async def go() -> None:
         db = await datasync.open(db_name, backend=backend_kind, retain_versions=3)
         await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
@@ -76,8 +67,6 @@ def test_a_restore_can_be_undone_by_restoring_the_version_before_it(
 
 def test_restoring_a_version_no_longer_retained_is_refused_and_changes_nothing(
         backend_kind: str, db_name: str) -> None:
-    _retaining(backend_kind)
-
     async def go() -> None:
         db = await datasync.open(db_name, backend=backend_kind, retain_versions=2)
         await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
@@ -103,13 +92,9 @@ def test_without_retain_versions_only_the_current_version_is_restorable(
         await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         await db.execute("INSERT INTO t(v) VALUES ('x')")
         current = await db.sync()
-        if backend_kind == "indexeddb":
-            with pytest.raises(datasync.InvalidOptionError, match="old versions"):
-                await db.versions()
-        else:
-            assert [v["version"] for v in await db.versions()] == [current]
-            with pytest.raises(datasync.VersionNotRetainedError):
-                await db.restore(current - 1)
+        assert [v["version"] for v in await db.versions()] == [current]
+        with pytest.raises(datasync.VersionNotRetainedError):
+            await db.restore(current - 1)
         await db.close()
 
     run(go())
@@ -181,5 +166,46 @@ def test_a_backup_never_overwrites_an_existing_database(backend_kind: str, db_na
             await other.execute("SELECT * FROM t")
         await other.close()
         await db.close()
+
+    run(go())
+
+
+class StoreSentHistoryBackend(datasync.backends.MemoryBackend):
+    """A memory store that suspends and keeps only the history the block store sends
+    (``Flush.history``), as the IndexedDB backend does: tests that path natively."""
+
+    sync_io = False
+    history_from_store = True
+
+
+def test_history_sent_by_the_store_restores_every_retained_version() -> None:
+    async def go() -> None:
+        name = "sent-history"
+        db = await datasync.open(name, backend=StoreSentHistoryBackend(name), retain_versions=5)
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        snapshots = {}
+        for i in range(8):
+            if i % 3 == 2:
+                await db.execute("DELETE FROM t WHERE id % 3 = 0")
+                await db.execute("VACUUM")
+            else:
+                await db.executemany("INSERT INTO t(v) VALUES (?)", [(f"{i}" * 300,)] * 20)
+            snapshots[await db.sync()] = await _rows(db)
+        versions = [v["version"] for v in await db.versions()]
+        assert len(versions) == 6
+        for version in versions[:-1]:
+            if version in snapshots:
+                await db.restore(version)
+                assert await _rows(db) == snapshots[version]
+                assert (await db.execute("PRAGMA integrity_check")).rows == [("ok",)]
+        await db.close()
+        # reopened, the store knows its blocks' versions again and keeps going
+        db = await datasync.open(name, backend=StoreSentHistoryBackend(name), retain_versions=5)
+        before = await _rows(db)
+        await db.execute("INSERT INTO t(v) VALUES ('after reopen')")
+        await db.restore((await db.sync()) - 1)
+        assert await _rows(db) == before
+        await db.close()
+        datasync.backends.memory._STORES.pop(name, None)
 
     run(go())

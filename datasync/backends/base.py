@@ -92,6 +92,9 @@ class Backend(abc.ABC):
 
     #: True when the backend keeps superseded records for point-in-time restore.
     keeps_history: bool = False
+    #: True when it keeps the records the store sends in ``Flush.history`` (rather
+    #: than reading what it replaces itself, inside its transaction).
+    history_from_store: bool = False
 
     async def retained(self, file: str = MAIN) -> list[Meta]:
         """The metadata of every version that can be restored, oldest first (the
@@ -104,8 +107,8 @@ class Backend(abc.ABC):
 
     def _no_history(self) -> InvalidOptionError:
         return InvalidOptionError(
-            f"{type(self).__name__} does not keep old versions (retain_versions); "
-            "point-in-time restore needs the memory or sqlitefile backend in this release")
+            f"{type(self).__name__} does not keep old versions (retain_versions), so "
+            "point-in-time restore is not available on it")
 
     def _check_base_version(self, stored: Meta, flush: Flush) -> None:
         """Refuse a flush from a deposed leader (lower epoch) or built on a version

@@ -17,6 +17,13 @@ object stores:
   folds block records into their segment, in its own transaction, so opening a
   database reads a few large records instead of thousands of small ones.
 
+Point-in-time restore (``retain_versions``): the records a flush supersedes (sent
+by the block store in ``Flush.history``) go to ``blocks`` under key
+``["h:<file>", superseded_version, index]`` as ``{hv, c, d}`` (no ``v``: they stay
+out of the ``version`` index and out of every ``[file, ...]`` range), and the
+metadata of each retained version to ``meta`` under ``["vmeta", version]``; both
+are pruned by key range in the same transaction.
+
 For each block the record with the higher version wins. A flush is ONE readwrite
 transaction (metadata checked and written in it), so it commits whole or not at
 all. All I/O goes through ``js`` proxies; every callback runs inside the IDB
@@ -105,6 +112,8 @@ class IndexedDBBackend(Backend):
     """Blocks and metadata in IndexedDB; see the module docstring for the layout."""
 
     sync_io = False
+    keeps_history = True
+    history_from_store = True
 
     def __init__(
         self,
@@ -129,6 +138,7 @@ class IndexedDBBackend(Backend):
         self._deltas: dict[int, int] = {}  # segment -> number of block records in it
         self._stored_count = 0  # block count of the stored metadata, as last seen
         self._compaction: asyncio.Task[None] | None = None
+        self._history_cleared = False  # retain 0: old history dropped once
         self.counters = {"compactions": 0, "compacted_records": 0}
 
     @property
@@ -391,6 +401,8 @@ class IndexedDBBackend(Backend):
                     self._check_base_version(stored, flush)
                     if stored.block_count > count and not shrinking:
                         drop_past_end()
+                    if flush.retain > 0:
+                        meta_store.put(stored.to_json(), to_js(["vmeta", stored.version]))
                     for idx in idxs:  # tests inject failures here, mid-transaction
                         self._fault("block", idx)
                     self._fault("meta", flush.meta.version)
@@ -410,6 +422,7 @@ class IndexedDBBackend(Backend):
                               to_js([r.checksum for r in records]),
                               to_js([r.payload for r in records]))
                 meta_store.put(flush.meta.to_json(), "meta")
+                self._write_history(flush, blocks, meta_store)
             except Exception as exc:  # a put refused at once (quota, clone error)
                 state["error"] = exc
                 tx.abort()
@@ -427,6 +440,87 @@ class IndexedDBBackend(Backend):
             seg = idx // self._seg
             self._deltas[seg] = self._deltas.get(seg, 0) + 1  # upper bound: may repeat
         self._schedule_compaction()
+
+    def _write_history(self, flush: Flush, blocks: Any, meta_store: Any) -> None:
+        """Inside the flush's transaction: keep what it supersedes, prune what
+        falls out of the window (or, with retain 0, drop old history once)."""
+        from pyodide.ffi import to_js
+
+        js = _js()
+        hfile, new = "h:" + flush.file, flush.meta.version
+        if flush.retain <= 0:
+            if not self._history_cleared:
+                blocks.delete(js.IDBKeyRange.bound(to_js([hfile, 0]), to_js([hfile, js.Infinity])))
+                meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
+                                                       to_js(["vmeta", js.Infinity])))
+                self._history_cleared = True
+            return
+        self._history_cleared = False
+        if flush.history:
+            idxs = list(flush.history)
+            recs = [flush.history[i] for i in idxs]
+            _put_history()(blocks, hfile, new, to_js(idxs), to_js([r.version for r in recs]),
+                           to_js([r.checksum for r in recs]), to_js([r.payload for r in recs]))
+        oldest = new - flush.retain
+        if oldest > 0:
+            blocks.delete(js.IDBKeyRange.bound(to_js([hfile, 0]),
+                                               to_js([hfile, oldest, js.Infinity])))
+            meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
+                                                   to_js(["vmeta", oldest]), False, True))
+
+    async def retained(self, file: str = MAIN) -> list[Meta]:
+        from pyodide.ffi import to_js
+
+        js = _js()
+        px = _Proxies()
+        try:
+            tx = self._transaction(["meta"], "readonly")
+            store = tx.objectStore("meta")
+            old_req = store.getAll(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
+                                                        to_js(["vmeta", js.Infinity])))
+            cur_req = store.get("meta")
+            olds, current = await asyncio.gather(self._request(old_req, px),
+                                                 self._request(cur_req, px))
+        except _IdbFailure as exc:
+            raise _map_error(exc.error, self.location, "listing versions") from None
+        finally:
+            px.destroy()
+        metas = [Meta.from_json(str(m), where=self.location) for m in olds]
+        return [*sorted(metas, key=lambda m: m.version),
+                Meta.from_json(str(current), where=self.location)]
+
+    async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        """Current records first, then the history: a flush in between only adds
+        history the second read sees (or prunes ``version``: then an error)."""
+        from pyodide.ffi import to_js
+
+        from ..errors import VersionNotRetainedError
+        from ..format import Superseded, records_as_of
+
+        current_meta, current, _ = await self._read(file, None)
+        js = _js()
+        px = _Proxies()
+        try:
+            tx = self._transaction(["meta", "blocks"], "readonly")
+            hrange = js.IDBKeyRange.bound(to_js(["h:" + file, version + 1]),
+                                          to_js(["h:" + file, js.Infinity]))
+            blocks = tx.objectStore("blocks")
+            reqs = (tx.objectStore("meta").get(to_js(["vmeta", version])),
+                    blocks.getAllKeys(hrange), blocks.getAll(hrange))
+            raw_meta, keys, vals = await asyncio.gather(*(self._request(r, px) for r in reqs))
+        except _IdbFailure as exc:
+            raise _map_error(exc.error, self.location, "reading old versions") from None
+        finally:
+            px.destroy()
+        if version == current_meta.version:
+            meta = current_meta
+        elif raw_meta is None:
+            raise VersionNotRetainedError(f"version {version} of {self.location} is not retained")
+        else:
+            meta = Meta.from_json(str(raw_meta), where=self.location)
+        history = [Superseded(int(k[2]), int(k[1]), Record(int(v.hv), int(v.c), v.d.to_bytes()))
+                   for k, v in zip(keys, vals)]
+        return meta, records_as_of(meta, current, history, where=self.location)
 
     # -- compaction --------------------------------------------------------------
     def _schedule_compaction(self) -> None:
@@ -554,6 +648,21 @@ def _put_blocks() -> Any:
             "for (let i = 0; i < idx.length; i++) store.put({v: v[i], c: c[i], d: d[i]}, [file, idx[i]]);",
         )
     return _PUT_BLOCKS
+
+
+_PUT_HISTORY: Any = None
+
+
+def _put_history() -> Any:
+    """A JS function putting superseded records in one call:
+    ``(store, hfile, superseded, idx[], v[], c[], d[])``."""
+    global _PUT_HISTORY
+    if _PUT_HISTORY is None:
+        _PUT_HISTORY = _js().Function.new(
+            "store", "hfile", "s", "idx", "v", "c", "d",
+            "for (let i = 0; i < idx.length; i++) store.put({hv: v[i], c: c[i], d: d[i]}, [hfile, s, idx[i]]);",
+        )
+    return _PUT_HISTORY
 
 
 class _IdbFailure(Exception):

@@ -90,16 +90,19 @@ class MemoryBackend(Backend):
         self._fault("meta", flush.meta.version)
         _STORES[self.name] = _Stored(flush.meta, blocks, history, metas)
 
-    @staticmethod
-    def _history_after(stored: _Stored, flush: Flush) -> tuple[
+    def _history_after(self, stored: _Stored, flush: Flush) -> tuple[
             dict[tuple[str, int, int], Superseded], dict[int, Meta]]:
         if flush.retain <= 0:
             return {}, {}
         new = flush.meta.version
         history = dict(stored.history)
-        for (file, idx), rec in stored.blocks.items():
-            if file == flush.file and (idx in flush.blocks or idx >= flush.meta.block_count):
-                history[(file, idx, rec.version)] = Superseded(idx, new, rec)
+        if self.history_from_store:  # (tests: the path the IndexedDB backend takes)
+            for idx, rec in flush.history.items():
+                history[(flush.file, idx, rec.version)] = Superseded(idx, new, rec)
+        else:
+            for (file, idx), rec in stored.blocks.items():
+                if file == flush.file and (idx in flush.blocks or idx >= flush.meta.block_count):
+                    history[(file, idx, rec.version)] = Superseded(idx, new, rec)
         metas = {**stored.metas, stored.meta.version: stored.meta}
         oldest = new - flush.retain
         return ({k: h for k, h in history.items() if h.superseded > oldest},
