@@ -350,15 +350,27 @@ class BlockStore:
             if self._flush_mutex.acquire(blocking=False):
                 break
             await asyncio.sleep(0.01)  # a synchronous flush in another thread
-        try:  # driven by run_now() (sync backends) there is no loop, and no waiter
-            self._flush_done = asyncio.get_running_loop().create_future()
-        except RuntimeError:
-            self._flush_done = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by run_now() (sync backends): nothing can cancel it
+            try:
+                return await self._flush_locked(force=force)
+            finally:
+                self._flush_mutex.release()
+        self._flush_done = loop.create_future()
+        task = loop.create_task(self._run_flush(force))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen if orphaned
+        # A cancelled caller (``wait_for(db.sync(), 1)``) must not cancel the flush:
+        # a backend transaction already issued commits anyway, and the store would
+        # then believe an older version is stored than the one that is.
+        return await asyncio.shield(task)
+
+    async def _run_flush(self, force: bool) -> int:
         try:
             return await self._flush_locked(force=force)
         finally:
             done, self._flush_done = self._flush_done, None
-            if done is not None:
+            if done is not None and not done.done():
                 done.set_result(None)
             self._flush_mutex.release()
 

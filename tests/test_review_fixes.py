@@ -132,3 +132,38 @@ def test_committed_data_survives_exit_with_a_plain_connection_left_open(tmp_path
         return rows
 
     assert run(check()) == [{"x": "committed before exit"}]
+
+
+class _SlowWriteBackend(datasync.backends.MemoryBackend):
+    """Writes suspend and then commit whatever the caller does, as an IndexedDB
+    transaction does once its requests are issued."""
+
+    sync_io = False
+
+    async def write(self, flush):  # type: ignore[no-untyped-def]
+        async def commit() -> None:
+            await asyncio.sleep(0.05)
+            await datasync.backends.MemoryBackend.write(self, flush)
+
+        await asyncio.shield(asyncio.ensure_future(commit()))
+
+
+def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_behind() -> None:
+    async def go() -> None:
+        name = "cancelled-sync"
+        db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="relaxed")
+        await db.execute("CREATE TABLE t(x)")
+        await db.sync()
+        await db.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(db.sync(), 0.01)  # cancelled mid-write
+        await db.execute("INSERT INTO t VALUES (2)")
+        version = await db.sync()  # was: BackendError "another writer flushed first"
+        assert version == datasync.backends.memory._STORES[name].meta.version
+        await db.close()
+        db = await datasync.open(name, backend=_SlowWriteBackend(name))
+        assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
+        await db.close()
+        datasync.backends.memory._STORES.pop(name, None)
+
+    run(go())
