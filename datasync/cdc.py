@@ -207,9 +207,10 @@ def schema_snapshot(conn: sqlite3.Connection) -> dict[str, tuple[str, str, str |
 
 def log_schema_changes(conn: sqlite3.Connection, before: dict[str, tuple[str, str, str | None]],
                        version: int) -> None:
-    """Log one ``schema`` change per object created, altered or dropped since ``before``,
-    then rebuild the triggers (same transaction)."""
+    """Rebuild the triggers, and log one ``schema`` change per object created,
+    altered or dropped since ``before`` (call in the transaction of the change)."""
     after = schema_snapshot(conn)
+    refresh_triggers(conn)  # creates the log too, if it is missing
     for name in sorted(set(before) | set(after)):
         was, now = before.get(name), after.get(name)
         if was == now:
@@ -221,7 +222,6 @@ def log_schema_changes(conn: sqlite3.Connection, before: dict[str, tuple[str, st
             f"INSERT INTO {LOG_TABLE}(tbl, op, key, old, new, version, at) "
             f"VALUES (?, 'schema', ?, ?, ?, ?, {_NOW})",
             (table, json.dumps(name), json.dumps(old), json.dumps(new), version))
-    refresh_triggers(conn)
 
 
 # -- reading -------------------------------------------------------------------------------

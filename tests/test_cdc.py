@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 import datasync
+from datasync.backends import MemoryBackend
 from datasync.cdc import Change
+from datasync.tabs import SharedDatabase
 from helpers import run
 
 _names = itertools.count()
@@ -263,5 +265,54 @@ def test_without_cdc_nothing_is_created() -> None:
         assert names == ["t"]
         assert await _all(db) == []
         await db.close()
+
+    run(go())
+
+
+async def _open_tab(browser: Any, tab: str) -> SharedDatabase:
+    """A tab of ``browser`` (tests/test_tabs.py's Browser) opened with cdc=True."""
+    db = await SharedDatabase.open(
+        browser.name, backend=MemoryBackend(browser.name, instance=tab), tab_id=tab,
+        locks=browser.locks.for_tab(tab), channel=browser.hub.channel(tab), write_timeout=20,
+        cdc=True)
+    browser.tabs[tab] = db
+    return db
+
+
+def test_a_follower_streams_the_leaders_changes_and_its_own_forwarded_ones() -> None:
+    from test_tabs import Browser
+
+    async def go() -> None:
+        b = Browser()
+        a = await _open_tab(b, "a")
+        await a.wait_for_leadership()
+        f = await _open_tab(b, "f")
+        await a.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+        got: list[Change] = []
+
+        async def consume() -> None:
+            async for change in f.changes(tables=["notes"]):
+                got.append(change)
+                if len(got) == 3:
+                    return
+
+        task = asyncio.ensure_future(consume())
+        await a.execute("INSERT INTO notes(body) VALUES ('by the leader')")
+        await f.execute("UPDATE notes SET body = 'by the follower' WHERE id = 1")
+        await asyncio.wait_for(task, timeout=10)
+        assert [(c.op, c.key, c.old, c.new) for c in got] == [
+            ("schema", "notes", None, got[0].new),
+            ("insert", 1, None, {"id": 1, "body": "by the leader"}),
+            ("update", 1, {"id": 1, "body": "by the leader"},
+             {"id": 1, "body": "by the follower"})]
+        assert all(c.version is not None and c.version <= f.db.version for c in got)
+        leader_view = [c async for c in a.changes(tables=["notes"], follow=False)]
+        assert leader_view == got  # one log, the same in every tab
+        await f.ack("indexer", got[1].seq)  # a write: the leader applies it
+        resumed = [c async for c in f.changes(consumer="indexer", follow=False)]
+        assert [c.seq for c in resumed] == [got[2].seq]
+        assert await a.query("SELECT acked FROM _datasync_consumers") == [
+            {"acked": got[1].seq}]
+        await b.close()
 
     run(go())
