@@ -27,6 +27,8 @@ _OPEN_OPTIONS = {
     "durability": "durability",
     "flushInterval": "flush_interval",
     "create": "create",
+    "cdc": "cdc",
+    "cdcRetention": "cdc_retention",
     "tabs": None,  # True: share the database with the app's other tabs
 }
 
@@ -107,6 +109,43 @@ def _result_to_js(res: Any) -> Any:
     return out
 
 
+def _plain_to_js(value: Any) -> Any:
+    """A change's JSON-like value -> JS (objects, arrays, null, Uint8Array, BigInt)."""
+    import js
+
+    if isinstance(value, dict):
+        obj = js.Object.new()
+        for k, v in value.items():
+            setattr(obj, str(k), _plain_to_js(v))
+        return obj
+    if isinstance(value, (list, tuple)):
+        arr = js.Array.new()
+        for v in value:
+            arr.push(_plain_to_js(v))
+        return arr
+    return _js_value(value)
+
+
+class JsChangeStream:
+    """What ``db.changes()`` iterates in JS: ``next()`` -> ``{ok: change | null}``."""
+
+    def __init__(self, changes: Any) -> None:
+        self._changes = changes
+
+    async def next(self) -> Any:
+        async def call() -> Any:
+            try:
+                change = await self._changes.__anext__()
+            except StopAsyncIteration:
+                return None
+            return _plain_to_js(change.to_dict())
+
+        return await _guard(call)
+
+    async def close(self) -> Any:
+        return await _guard(self._changes.aclose)
+
+
 class JsDatabase:
     """A :class:`Database` (or a multi-tab ``SharedDatabase``) seen from JavaScript."""
 
@@ -148,6 +187,21 @@ class JsDatabase:
         else:
             remove = self.db.on_change(forward)
         return create_proxy(remove)
+
+    def changes(self, options_json: str = "{}") -> JsChangeStream:
+        """A stream of captured changes; options ``{tables, since, consumer, follow}``."""
+        options = json.loads(options_json or "{}")
+        tables = options.get("tables")
+        return JsChangeStream(self.db.changes(
+            tables=None if tables is None else [str(t) for t in tables],
+            since=options.get("since"), consumer=options.get("consumer"),
+            follow=bool(options.get("follow", True))))
+
+    async def ack(self, consumer: str, seq: Any) -> Any:
+        async def call() -> None:
+            await self.db.ack(str(consumer), int(seq))
+
+        return await _guard(call)
 
     async def execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:

@@ -19,6 +19,9 @@
  *   tabs       true: share the database with the app's other tabs (one leader tab
  *              writes, elected with Web Locks; the others forward their writes and
  *              follow its changes). See isLeader(), onChange(), requestLeadership().
+ *   cdc        true: capture every committed insert/update/delete/schema change in a
+ *              change log; read it with changes(), acknowledge with ack().
+ *   cdcRetention  seconds to keep acknowledged changes (default: forever).
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
  * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
@@ -163,6 +166,39 @@ export class Database {
     this.#check();
     const remove = this.#handle.on_change((change) => callback(change));
     return () => { remove(); remove.destroy(); };
+  }
+
+  /**
+   * Captured changes (open with {cdc: true}), oldest first, then live ones as they
+   * are committed (in any tab). Each is {seq, table, op, key, old, new, version, at}:
+   * op "insert" | "update" | "delete" | "schema"; key the rowid (or an object of the
+   * primary key of a WITHOUT ROWID table); old/new the row as an object (null when
+   * absent); version the store version that makes it durable; at Unix seconds.
+   *   for await (const c of db.changes({tables: ["notes"], since: lastSeq})) { ... }
+   * Options: tables (null: all), since (a seq: resume after it), consumer (resume
+   * after what it acknowledged with ack()), follow (false: stop at the end).
+   */
+  changes({ tables = null, since = null, consumer = null, follow = true } = {}) {
+    this.#check();
+    const stream = this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
+    return (async function* () {
+      try {
+        while (true) {
+          const change = unwrap(await stream.next());
+          if (change === undefined || change === null) return;
+          yield change;
+        }
+      } finally {
+        unwrap(await stream.close());
+        stream.destroy();
+      }
+    })();
+  }
+
+  /** Consumer `consumer` is done with every change up to `seq` (pruning may drop them). */
+  async ack(consumer, seq) {
+    this.#check();
+    return unwrap(await this.#handle.ack(consumer, seq));
   }
 
   /** Flush and close. */
