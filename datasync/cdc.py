@@ -18,7 +18,7 @@ transaction that also rebuilds the triggers from ``PRAGMA table_info`` and logs 
 
 Row keys: the rowid for rowid tables, ``{pk column: value}`` for WITHOUT ROWID
 tables. Values: JSON; a BLOB is ``{"$hex": "..."}`` in the log and ``bytes`` in a
-:class:`Change`. ``version``: see :data:`VERSION_FUNCTION`.
+:class:`Change`, an infinite REAL ``{"$real": "Infinity"}`` and ``float("inf")``. ``version``: see :data:`VERSION_FUNCTION`.
 """
 from __future__ import annotations
 
@@ -93,9 +93,12 @@ def _literal(text: str) -> str:
 
 
 def _value(ref: str) -> str:
-    """A column value as JSON (a BLOB as {"$hex": ...}: json_object refuses BLOBs)."""
-    return (f"json(CASE WHEN typeof({ref}) = 'blob' THEN json_object('$hex', hex({ref})) "
-            f"ELSE json_quote({ref}) END)")
+    """A column value as JSON: a BLOB as {"$hex": ...} (json_object refuses BLOBs),
+    an infinite REAL as {"$real": "Infinity"} (JSON has no infinity)."""
+    return (f"json(CASE typeof({ref}) WHEN 'blob' THEN json_object('$hex', hex({ref})) "
+            f"WHEN 'real' THEN CASE WHEN abs({ref}) > 1.7976931348623157e308 THEN "
+            f"json_object('$real', iif({ref} > 0, 'Infinity', '-Infinity')) "
+            f"ELSE json_quote({ref}) END ELSE json_quote({ref}) END)")
 
 
 def _row_json(row: str, columns: Sequence[str]) -> str:
@@ -229,6 +232,8 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and "$hex" in value:
             return bytes.fromhex(value["$hex"])
+        if len(value) == 1 and "$real" in value:
+            return float(value["$real"])
         return {k: _decode(v) for k, v in value.items()}
     return value
 
@@ -302,11 +307,12 @@ async def prune(db: Executor, retention: float | None) -> int:
 
 async def stream(db: Executor, subscribe: Callable[[Callable[[], None]], Callable[[], None]],
                  *, tables: Iterable[str] | None, since: int | None, consumer: str | None,
-                 follow: bool, batch: int,
+                 follow: bool, batch: int, closed: Callable[[], bool],
                  register: Callable[[str], Awaitable[None]] | None = None
                  ) -> AsyncIterator[Change]:
     """The body of ``changes()``: read ``seq > since`` in batches, then wait for a
-    wake-up from ``subscribe`` (a commit, a catch-up), never polling."""
+    wake-up from ``subscribe`` (a commit, a catch-up, closing), never polling. Ends
+    when ``closed()`` is true after a wake-up."""
     wanted = None if tables is None else list(tables)
     if since is None:
         since = 0
@@ -331,5 +337,7 @@ async def stream(db: Executor, subscribe: Callable[[Callable[[], None]], Callabl
             if not follow:
                 return
             await woken.wait()
+            if closed():
+                return
     finally:
         remove()

@@ -167,6 +167,8 @@ class Database:
         #: Change data capture: on or off, and how long acknowledged changes are kept.
         self._cdc = False
         self._cdc_retention: float | None = None
+        #: Wake-ups of waiting change streams, called by close() (they then end).
+        self._close_wakers: set[Callable[[], None]] = set()
         self._remove_lifecycle: Callable[[], None] = lambda: None
         if IN_PYODIDE:
             from .browser import install_lifecycle_flush
@@ -432,7 +434,8 @@ class Database:
         (see :meth:`ack`), registering it if new (pruning then keeps what it has not
         acknowledged). ``follow=False`` stops at the end of the log instead of waiting.
         A change is streamed once committed; it is durable once ``db.version >=
-        change.version`` (in relaxed mode a crash before that loses it).
+        change.version`` (in relaxed mode a crash before that loses it). A waiting
+        stream ends when the database is closed.
         """
         self._check_open()
         loop = asyncio.get_running_loop()
@@ -444,14 +447,16 @@ class Database:
                 except RuntimeError:
                     pass  # the loop is closed
 
-            return self._store.add_commit_listener(on_commit)
+            remove = self._store.add_commit_listener(on_commit)
+            self._close_wakers.add(wake)
+            return lambda: (remove(), self._close_wakers.discard(wake))
 
         async def register(name: str) -> None:
             await _cdc.register_consumer(self, name)
 
         async for change in _cdc.stream(self, subscribe, tables=tables, since=since,
                                         consumer=consumer, follow=follow, batch=batch,
-                                        register=register):
+                                        closed=lambda: self._closed, register=register):
             yield change
 
     async def ack(self, consumer: str, seq: int) -> None:
@@ -554,6 +559,8 @@ class Database:
             await self._store.flush()
             self._closed = True
             self._remove_listener()
+            for wake in list(self._close_wakers):
+                wake()
             self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()

@@ -316,3 +316,41 @@ def test_a_follower_streams_the_leaders_changes_and_its_own_forwarded_ones() -> 
         await b.close()
 
     run(go())
+
+
+def test_closing_the_database_ends_a_waiting_stream() -> None:
+    async def go() -> None:
+        db = await _open()
+        await db.execute("CREATE TABLE t(x)")
+        got: list[Change] = []
+
+        async def consume() -> None:
+            async for change in db.changes():
+                got.append(change)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.05)
+        assert not task.done() and len(got) == 1  # the schema change, then waiting
+        await db.close()
+        await asyncio.wait_for(task, timeout=5)  # ended, without an error
+        assert len(got) == 1
+
+    run(go())
+
+
+def test_wide_tables_odd_names_and_infinite_reals_are_captured_without_failing_the_write() -> None:
+    async def go() -> None:
+        db = await _open()
+        await db.execute("CREATE TABLE wide(" + ", ".join(f'"c {i}"' for i in range(150)) + ")")
+        await db.execute('INSERT INTO wide("c 0", "c 149") VALUES (1, 9e999)')
+        await db.execute('CREATE TABLE "we""ird"(id INTEGER PRIMARY KEY, "a""b")')
+        await db.execute('INSERT INTO "we""ird" VALUES (7, -9e999)')
+        rows = _rows(await _all(db))
+        assert len(rows) == 2
+        (_, _, _, _, wide), (table, op, key, _, weird) = rows
+        assert len(wide) == 150 and wide["c 0"] == 1 and wide["c 149"] == float("inf")
+        assert wide["c 1"] is None
+        assert (table, op, key, weird) == ('we"ird', "insert", 7, {"id": 7, 'a"b': float("-inf")})
+        await db.close()
+
+    run(go())

@@ -375,7 +375,8 @@ class SharedDatabase:
             off_change = self.on_change(lambda change: wake())
             off_commit = self._store.add_commit_listener(  # the leader's own commits
                 lambda store: loop.call_soon_threadsafe(wake))
-            return lambda: (off_change(), off_commit())
+            self.db._close_wakers.add(wake)  # closing this tab ends the stream
+            return lambda: (off_change(), off_commit(), self.db._close_wakers.discard(wake))
 
         async def register(name: str) -> None:
             await self.execute(
@@ -384,7 +385,7 @@ class SharedDatabase:
 
         async for change in cdc.stream(self.db, subscribe, tables=tables, since=since,
                                        consumer=consumer, follow=follow, batch=batch,
-                                       register=register):
+                                       closed=lambda: self._closed, register=register):
             yield change
 
     async def ack(self, consumer: str, seq: int) -> None:
