@@ -354,3 +354,30 @@ def test_wide_tables_odd_names_and_infinite_reals_are_captured_without_failing_t
         await db.close()
 
     run(go())
+
+
+def test_a_new_leader_keeps_capturing_after_the_old_one_closes() -> None:
+    from test_tabs import Browser
+
+    async def go() -> None:
+        b = Browser()
+        a = await _open_tab(b, "a")
+        await a.wait_for_leadership()
+        f = await _open_tab(b, "f")
+        await a.execute("CREATE TABLE t(x)")
+        await a.execute("INSERT INTO t VALUES ('old leader')")
+        await b.tabs.pop("a").close()
+        await asyncio.wait_for(f.wait_for_leadership(), timeout=10)
+        await f.execute("CREATE TABLE later(y)")  # the new leader maintains the triggers
+        await f.execute("INSERT INTO later VALUES ('new leader')")
+        await f.execute("INSERT INTO t VALUES ('new leader')")
+        changes = [c async for c in f.changes(follow=False)]
+        assert [(c.table, c.op, c.new if c.op != "schema" else None) for c in changes] == [
+            ("t", "schema", None), ("t", "insert", {"x": "old leader"}),
+            ("later", "schema", None), ("later", "insert", {"y": "new leader"}),
+            ("t", "insert", {"x": "new leader"})]
+        seqs = [c.seq for c in changes]
+        assert seqs == sorted(set(seqs))
+        await b.close()
+
+    run(go())
