@@ -13,6 +13,7 @@ Example::
 
     asyncio.run(main())
 """
+from .cdc import Change
 from .database import Database, Result, open
 from .errors import (
     BackendError,
@@ -36,6 +37,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "BackendError",
+    "Change",
     "CorruptBlockError",
     "Database",
     "DatabaseClosedError",
