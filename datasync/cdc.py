@@ -95,10 +95,12 @@ def _literal(text: str) -> str:
 def _value(ref: str) -> str:
     """A column value as JSON: a BLOB as {"$hex": ...} (json_object refuses BLOBs),
     an infinite REAL as {"$real": "Infinity"} (JSON has no infinity)."""
-    return (f"json(CASE typeof({ref}) WHEN 'blob' THEN json_object('$hex', hex({ref})) "
+    # Plain values go to json_object as they are (the common case, the cheapest); the
+    # objects built here keep their JSON subtype through CASE, so they nest as JSON.
+    return (f"CASE typeof({ref}) WHEN 'blob' THEN json_object('$hex', hex({ref})) "
             f"WHEN 'real' THEN CASE WHEN abs({ref}) > 1.7976931348623157e308 THEN "
             f"json_object('$real', iif({ref} > 0, 'Infinity', '-Infinity')) "
-            f"ELSE json_quote({ref}) END ELSE json_quote({ref}) END)")
+            f"ELSE {ref} END ELSE {ref} END")
 
 
 def _row_json(row: str, columns: Sequence[str]) -> str:

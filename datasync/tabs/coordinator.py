@@ -389,7 +389,10 @@ class SharedDatabase:
             yield change
 
     async def ack(self, consumer: str, seq: int) -> None:
-        """:meth:`datasync.Database.ack`, applied by the leader."""
+        """:meth:`datasync.Database.ack`, applied by the leader.
+
+        Example: ``await tab.ack("search-index", change.seq)``
+        """
         self._check_open()
         await cdc.ack(self, consumer, seq)
         await cdc.prune(self, self.db._cdc_retention)
