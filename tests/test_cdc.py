@@ -381,3 +381,19 @@ def test_a_new_leader_keeps_capturing_after_the_old_one_closes() -> None:
         await b.close()
 
     run(go())
+
+
+def test_each_change_carries_the_version_that_made_it_durable() -> None:
+    async def go() -> None:
+        db = await _open(durability="strict")  # every write is flushed before it returns
+        await db.execute("CREATE TABLE t(x)")
+        versions = []
+        for i in range(3):
+            await db.execute("INSERT INTO t VALUES (?)", (i,))
+            versions.append(db.version)
+        assert len(set(versions)) == 3
+        inserts = [c for c in await _all(db) if c.op == "insert"]
+        assert [c.version for c in inserts] == versions
+        await db.close()
+
+    run(go())
