@@ -13,6 +13,7 @@ class name (``StorageFullError``, ``IntegrityError``...). Values: SQL NULL <->
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -127,23 +128,34 @@ def _plain_to_js(value: Any) -> Any:
 
 
 class JsChangeStream:
-    """What ``db.changes()`` iterates in JS: ``next()`` -> ``{ok: change | null}``."""
+    """What ``db.changes()`` iterates in JS: ``next()`` -> ``{ok: change | null}``
+    (null: the stream ended); ``close()`` ends it, also while a ``next()`` waits."""
 
     def __init__(self, changes: Any) -> None:
         self._changes = changes
+        self._waiting: asyncio.Future[Any] | None = None
 
     async def next(self) -> Any:
         async def call() -> Any:
+            self._waiting = asyncio.ensure_future(self._changes.__anext__())
             try:
-                change = await self._changes.__anext__()
-            except StopAsyncIteration:
-                return None
+                change = await self._waiting
+            except (StopAsyncIteration, asyncio.CancelledError):
+                return None  # ended, or closed while waiting
+            finally:
+                self._waiting = None
             return _plain_to_js(change.to_dict())
 
         return await _guard(call)
 
     async def close(self) -> Any:
-        return await _guard(self._changes.aclose)
+        async def call() -> None:
+            if self._waiting is not None and not self._waiting.done():
+                self._waiting.cancel()  # the generator's finally unsubscribes
+            else:
+                await self._changes.aclose()
+
+        return await _guard(call)
 
 
 class JsDatabase:

@@ -179,8 +179,7 @@ export class Database {
    * after what it acknowledged with ack()), follow (false: stop at the end).
    */
   changes({ tables = null, since = null, consumer = null, follow = true } = {}) {
-    this.#check();
-    const stream = this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
+    const stream = this.#changeStream({ tables, since, consumer, follow });
     return (async function* () {
       try {
         while (true) {
@@ -193,6 +192,44 @@ export class Database {
         stream.destroy();
       }
     })();
+  }
+
+  #changeStream({ tables = null, since = null, consumer = null, follow = true } = {}) {
+    this.#check();
+    return this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
+  }
+
+  /**
+   * Call `callback(change)` for every captured change (the same objects and options
+   * as changes(), without `follow`), oldest first, then live; returns an unsubscribe
+   * function. An error (the callback's too) ends the subscription and goes to
+   * `onError` (default: console.error).
+   *   const unsubscribe = db.subscribeChanges((c) => render(c), {tables: ["notes"]});
+   */
+  subscribeChanges(callback, { tables = null, since = null, consumer = null,
+                               onError = (e) => console.error(e) } = {}) {
+    const stream = this.#changeStream({ tables, since, consumer, follow: true });
+    let stopped = false;
+    let ended = false;
+    (async () => {
+      try {
+        while (!stopped) {
+          const change = unwrap(await stream.next());
+          if (change === undefined || change === null || stopped) break;
+          callback(change);
+        }
+      } catch (e) {
+        if (!stopped) onError(e);
+      } finally {
+        ended = true;
+        stream.destroy();
+      }
+    })();
+    return () => {
+      if (stopped || ended) return;
+      stopped = true;
+      stream.close().then((reply) => { if (reply.destroy) reply.destroy(); });
+    };
   }
 
   /** Consumer `consumer` is done with every change up to `seq` (pruning may drop them). */

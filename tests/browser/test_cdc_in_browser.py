@@ -69,14 +69,27 @@ def test_a_follower_page_streams_the_leader_pages_changes(context: Any, server: 
     leader.evaluate("() => window.db.waitForLeadership()")
     follower.evaluate(OPEN, ["cdc-tabs", True])
     assert not follower.evaluate("() => window.db.isLeader()")
-    follower.evaluate("() => { window.done = window.collect({tables: ['notes']}, 3); }")
+    follower.evaluate("""() => { window.done = window.collect({tables: ['notes']}, 3);
+        window.pushed = [];
+        window.unsubscribe = window.db.subscribeChanges((c) => window.pushed.push(c.op),
+                                                        {tables: ['notes']}); }""")
     leader.evaluate("""async () => {
         await window.db.execute('CREATE TABLE notes(id INTEGER PRIMARY KEY, x TEXT)');
         await window.db.execute("INSERT INTO notes(x) VALUES ('from the leader')");
         await window.db.execute("UPDATE notes SET x = 'edited' WHERE id = 1");
     }""")
-    follower.wait_for_function("() => window.seen.length >= 3", timeout=15_000)
+    follower.wait_for_function(
+        "() => window.seen.length >= 3 && window.pushed.length >= 3", timeout=15_000)
     seen = follower.evaluate("() => window.seen.map((c) => [c.op, c.key, c.old, c.new])")
     assert [s[0] for s in seen] == ["schema", "insert", "update"]
     assert seen[1][1:] == [1, None, {"id": 1, "x": "from the leader"}]
     assert seen[2][1:] == [1, {"id": 1, "x": "from the leader"}, {"id": 1, "x": "edited"}]
+    assert follower.evaluate("() => window.pushed") == ["schema", "insert", "update"]
+    # after unsubscribing, the callback hears nothing more
+    follower.evaluate("() => window.unsubscribe()")
+    leader.evaluate("() => window.db.execute(\"INSERT INTO notes(x) VALUES ('later')\")")
+    follower.wait_for_function("""async () => (await window.db.query(
+        'SELECT count(*) AS n FROM _datasync_changes')).map((r) => r.n)[0] >= 4""",
+                               timeout=15_000, polling=100)
+    follower.wait_for_timeout(200)
+    assert follower.evaluate("() => window.pushed") == ["schema", "insert", "update"]
