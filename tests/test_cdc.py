@@ -397,3 +397,21 @@ def test_each_change_carries_the_version_that_made_it_durable() -> None:
         await db.close()
 
     run(go())
+
+
+def test_tables_of_an_imported_image_are_captured() -> None:
+    async def go() -> None:
+        source = sqlite3.connect(":memory:")
+        source.execute("CREATE TABLE imported(x)")
+        source.execute("INSERT INTO imported VALUES ('in the image')")
+        source.commit()
+        image = source.serialize()
+        source.close()
+        db = await _open()
+        await db.import_(image)
+        await db.execute("INSERT INTO imported VALUES ('after the import')")
+        assert _rows(await _all(db)) == [
+            ("imported", "insert", 2, None, {"x": "after the import"})]
+        await db.close()
+
+    run(go())
