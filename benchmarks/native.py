@@ -25,6 +25,12 @@ event loop gets control, which the timed loops never give it. The ``+ sync()``
 rows add one ``await db.sync()`` after the phase, so every write is durable. The
 ``strict`` row reopens the same store with ``durability="strict"`` (each commit is
 flushed before it returns) and warms its cache with an untimed scan first.
+
+Change data capture: the same write transactions (``--cdc-txns`` single-row
+INSERTs, then UPDATEs and DELETEs of those rows, each its own transaction, then
+100-row INSERT transactions), on a store opened with ``cdc=False`` and one opened
+with ``cdc=True`` (triggers writing every change to the change log), both relaxed,
+each phase ending with ``await db.sync()``; per transaction, median of ``--repeat``.
 """
 from __future__ import annotations
 
@@ -215,12 +221,80 @@ def print_tables(work: Work, runs: list[dict], stats: dict, settings) -> None:
         print(f"| {key} | {stats['relaxed'][key]:,} | {stats['strict'][key]:,} |")
 
 
+CDC_PHASES = ("insert", "update", "delete", "batch")
+
+
+async def cdc_repeat(txns: int) -> dict[str, dict[str, float]]:
+    """One run of the CDC workload with capture off, then on: seconds per phase."""
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="datasync-bench-cdc-") as tmp:
+        for label, on in (("off", False), ("on", True)):
+            db = await datasync.open(os.path.join(tmp, f"{label}.dsdb"), cdc=on)
+            await db.execute(SCHEMA)
+            conn = db.connect()
+            for i in range(1, 51):  # warm-up, untimed: 50 insert + delete transactions
+                for sql, params in ((INSERT, (-i, "w", "w")), ("DELETE FROM users WHERE id = ?", (-i,))):
+                    conn.execute("BEGIN")
+                    conn.execute(sql, params)
+                    conn.execute("COMMIT")
+            await db.sync()
+            times: dict[str, float] = {}
+            batches = max(txns // 100, 1)
+            phases = {
+                "insert": [(INSERT, (i, f"user{i}", f"u{i}@example.com")) for i in range(txns)],
+                "update": [(UPDATE, (f"new{i}@example.com", i)) for i in range(txns)],
+                "delete": [("DELETE FROM users WHERE id = ?", (i,)) for i in range(txns)],
+            }
+            for phase, stmts in phases.items():
+                start = time.perf_counter()
+                for sql, params in stmts:
+                    conn.execute("BEGIN")
+                    conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                await db.sync()
+                times[phase] = (time.perf_counter() - start) / len(stmts)
+            start = time.perf_counter()
+            for b in range(batches):
+                conn.execute("BEGIN")
+                conn.executemany(INSERT, [(txns + b * 100 + i, "x", "y") for i in range(100)])
+                conn.execute("COMMIT")
+            await db.sync()
+            times["batch"] = (time.perf_counter() - start) / batches
+            if on:  # it really captured: every row change is in the log
+                logged = conn.execute("SELECT count(*) FROM _datasync_changes "
+                                      "WHERE op != 'schema'").fetchone()[0]
+                assert logged == 100 + 3 * txns + 100 * batches, logged
+            conn.close()
+            await db.close()
+            out[label] = times
+    return out
+
+
+def print_cdc_table(txns: int, runs: list[dict[str, dict[str, float]]]) -> None:
+    def med(label: str, phase: str) -> float:
+        return statistics.median(r[label][phase] for r in runs)
+
+    labels = {"insert": f"single-row INSERT ({txns:,} transactions)",
+              "update": "single-row UPDATE", "delete": "single-row DELETE",
+              "batch": f"100-row INSERT ({max(txns // 100, 1):,} transactions)"}
+    print("\nChange data capture: time per write transaction, capture off vs on "
+          "(sqlitefile, relaxed, phase ends with sync())\n")
+    print("| write transaction | CDC off | CDC on | on / off |")
+    print("|---|---:|---:|---:|")
+    for phase in CDC_PHASES:
+        off, on = med("off", phase), med("on", phase)
+        print(f"| {labels[phase]} | {off * 1e6:,.0f} µs | {on * 1e6:,.0f} µs | "
+              f"{on / off:.2f}x |")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--reads", type=int, default=10_000)
     ap.add_argument("--updates", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=3, help="runs; the median is shown")
+    ap.add_argument("--cdc-txns", type=int, default=1_000,
+                    help="write transactions per phase of the CDC section (0: skip it)")
     ap.add_argument("--profile", choices=(*PHASES, "strict"),
                     help="after the timed runs, cProfile this datasync phase in one more run and list the top "
                          "datasync functions by cumulative time")
@@ -235,6 +309,9 @@ async def main() -> None:
         times, stats, extra = await one_repeat(work, None)
         runs.append(times)
     print_tables(work, runs, stats, extra["file_settings"])
+    if args.cdc_txns > 0:
+        cdc_runs = [await cdc_repeat(args.cdc_txns) for _ in range(args.repeat)]
+        print_cdc_table(args.cdc_txns, cdc_runs)
     if args.profile:
         _, _, extra = await one_repeat(work, args.profile)  # one extra, profiled run
         print(f"\ncProfile of datasync phase {args.profile!r} (extra run; functions in "

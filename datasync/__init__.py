@@ -13,6 +13,7 @@ Example::
 
     asyncio.run(main())
 """
+from .cdc import Change
 from .database import Database, Result, open
 from .errors import (
     BackendError,
@@ -37,6 +38,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "BackendError",
+    "Change",
     "CorruptBlockError",
     "Database",
     "DatabaseClosedError",

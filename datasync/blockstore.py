@@ -168,6 +168,13 @@ class BlockStore:
         return self.meta.version
 
     @property
+    def next_version(self) -> int:
+        """The version of the flush that will store what is committed now: the
+        durable version + 1, or + 2 while a flush is in flight (a commit made now
+        goes into the flush after it). A failed flush can make it one too high."""
+        return self.meta.version + (2 if self._flush_mutex.locked() else 1)
+
+    @property
     def generation(self) -> int:
         """Bumped by :meth:`discard_unflushed`: a write committed under one
         generation is durable only if a flush completed before it changed."""

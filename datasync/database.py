@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import cdc as _cdc
 from . import vfs
 from .backends import Backend, make_backend
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
@@ -79,6 +80,8 @@ async def open(
     flush_interval: float = 0.0,
     create: bool = True,
     retain_versions: int = 0,
+    cdc: bool = False,
+    cdc_retention: float | None = None,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
 
@@ -90,8 +93,11 @@ async def open(
     ``cache_bytes`` bounds the clean-block cache; ``durability`` is ``"relaxed"`` or
     ``"strict"``; ``flush_interval`` (seconds) delays relaxed flushes to batch more
     commits. ``retain_versions=N`` keeps the last N versions restorable
-    (:meth:`Database.restore`). Opening the same
-    store twice in one process shares it.
+    (:meth:`Database.restore`). Opening the same store twice in one process shares it.
+
+    ``cdc=True`` turns on change data capture (see :meth:`Database.changes` and
+    :mod:`datasync.cdc`); ``cdc_retention`` (seconds, ``None``: forever) is how long
+    captured changes are kept once every registered consumer acknowledged them.
     """
     if durability not in DURABILITIES:
         raise InvalidOptionError(
@@ -102,6 +108,8 @@ async def open(
     if not isinstance(retain_versions, int) or isinstance(retain_versions, bool) \
             or retain_versions < 0:
         raise InvalidOptionError("retain_versions must be a whole number, 0 or more")
+    if cdc_retention is not None and cdc_retention < 0:
+        raise InvalidOptionError("cdc_retention must be zero or more seconds, or None")
     be = make_backend(name, backend, strict=durability == "strict")
     if retain_versions and not be.keeps_history:
         raise be._no_history()
@@ -122,10 +130,17 @@ async def open(
     shared.store.retain_versions = max(shared.store.retain_versions, retain_versions)
     shared.users += 1
     try:
-        return Database(name, shared, durability=durability, flush_interval=flush_interval)
+        db = Database(name, shared, durability=durability, flush_interval=flush_interval)
     except BaseException:
         await _release(shared)
         raise
+    if cdc:
+        try:
+            await db.enable_cdc(retention=cdc_retention)
+        except BaseException:
+            await db.close()
+            raise
+    return db
 
 
 async def _release(shared: _Shared) -> None:
@@ -157,6 +172,11 @@ class Database:
         self._flush_task: asyncio.Task[None] | None = None
         self._retry_delay = _RETRY_MIN
         self._remove_listener = self._store.add_commit_listener(self._on_commit)
+        #: Change data capture: on or off, and how long acknowledged changes are kept.
+        self._cdc = False
+        self._cdc_retention: float | None = None
+        #: Wake-ups of waiting change streams, called by close() (they then end).
+        self._close_wakers: set[Callable[[], None]] = set()
         self._remove_lifecycle: Callable[[], None] = lambda: None
         if IN_PYODIDE:
             from .browser import install_lifecycle_flush
@@ -167,6 +187,10 @@ class Database:
         kwargs.setdefault("isolation_level", None)
         kwargs.setdefault("factory", vfs.Connection)
         conn = sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+        # Called by the change-capture triggers; registered on every connection so
+        # that a store captured once stays writable by each of them.
+        store = self._store
+        conn.create_function(_cdc.VERSION_FUNCTION, 0, lambda: store.next_version)
         # The rollback journal only has to serve ROLLBACK: atomicity and durability
         # come from the block store. In memory it costs no VFS calls (measured in
         # Pyodide: autocommit point reads 23 -> 17 ms per 1000).
@@ -204,11 +228,39 @@ class Database:
 
     def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
         vfs.take_last_error()
+        if self._cdc and _cdc.is_ddl(sql):
+            return self._run_ddl(sql, params)
         try:
             cur = self._conn.execute(sql, params)
             rows = cur.fetchall()
         except sqlite3.Error as exc:
             _raise_translated(exc)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        return Result(columns, rows, cur.rowcount, cur.lastrowid)
+
+    def _run_ddl(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
+        """A schema change with capture on: in one transaction with its ``schema``
+        changes and the rebuilt triggers."""
+        conn = self._conn
+        own_tx = not conn.in_transaction
+        try:
+            if own_tx:
+                conn.execute("BEGIN")
+            before = _cdc.schema_snapshot(conn)
+            cur = conn.execute(sql, params)
+            rows = cur.fetchall()
+            if _cdc.schema_snapshot(conn) != before:
+                _cdc.log_schema_changes(conn, before, self._store.next_version)
+            if own_tx:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if own_tx and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            _raise_translated(exc)
+        except BaseException:
+            if own_tx and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         columns = [d[0] for d in cur.description] if cur.description else []
         return Result(columns, rows, cur.rowcount, cur.lastrowid)
 
@@ -351,6 +403,89 @@ class Database:
         self._check_open()
         return await self._store.flush()
 
+    # -- change data capture ---------------------------------------------------------
+    async def enable_cdc(self, *, retention: float | None = None, install: bool = True) -> None:
+        """Capture every committed change from now on (what ``open(cdc=True)`` does).
+
+        Example: ``await db.enable_cdc(retention=86400)``
+
+        Creates the change log and the triggers (one write transaction) and prunes
+        what ``retention`` allows. ``install=False`` only turns on the maintenance of
+        triggers on schema changes (the multi-tab leader installs them itself).
+        """
+        self._cdc = True
+        self._cdc_retention = retention
+        if not install:
+            return
+        async with self.transaction("IMMEDIATE"):
+            _cdc.refresh_triggers(self._conn)
+            await _cdc.prune(self, retention)
+
+    async def changes(
+        self,
+        tables: Iterable[str] | None = None,
+        since: int | None = None,
+        *,
+        consumer: str | None = None,
+        follow: bool = True,
+        batch: int = 200,
+    ) -> AsyncIterator[_cdc.Change]:
+        """Stream captured changes in commit order, then wait for new ones.
+
+        Example::
+
+            async for change in db.changes(tables=["notes"], since=last_seq):
+                print(change.seq, change.op, change.key, change.old, change.new)
+
+        ``since``: yield changes with a larger ``seq`` (default: all kept). With
+        ``consumer`` and no ``since`` it resumes after what that consumer acknowledged
+        (see :meth:`ack`), registering it if new (pruning then keeps what it has not
+        acknowledged). ``follow=False`` stops at the end of the log instead of waiting.
+        A change is streamed once committed; it is durable once ``db.version >=
+        change.version`` (in relaxed mode a crash before that loses it). A waiting
+        stream ends when the database is closed.
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+
+        def subscribe(wake: Callable[[], None]) -> Callable[[], None]:
+            def on_commit(store: BlockStore) -> None:
+                try:
+                    loop.call_soon_threadsafe(wake)
+                except RuntimeError:
+                    pass  # the loop is closed
+
+            remove = self._store.add_commit_listener(on_commit)
+            self._close_wakers.add(wake)
+            return lambda: (remove(), self._close_wakers.discard(wake))
+
+        async def register(name: str) -> None:
+            await _cdc.register_consumer(self, name)
+
+        async for change in _cdc.stream(self, subscribe, tables=tables, since=since,
+                                        consumer=consumer, follow=follow, batch=batch,
+                                        closed=lambda: self._closed, register=register):
+            yield change
+
+    async def ack(self, consumer: str, seq: int) -> None:
+        """Consumer ``consumer`` is done with every change up to ``seq``; pruning may
+        now drop them (once older than the retention).
+
+        Example: ``await db.ack("search-index", change.seq)``
+        """
+        async with self.transaction():
+            await _cdc.ack(self, consumer, seq)
+            await _cdc.prune(self, self._cdc_retention)
+        await self._after_write()
+
+    async def prune_changes(self) -> int:
+        """Delete captured changes older than the retention and acknowledged by every
+        registered consumer; returns how many. ``ack`` and opening also prune.
+
+        Example: ``removed = await db.prune_changes()``
+        """
+        return await _cdc.prune(self, self._cdc_retention)
+
     # -- import / export -----------------------------------------------------------
     async def export(self) -> bytes:
         """The database as a standard SQLite file image (any sqlite3 opens it).
@@ -358,7 +493,11 @@ class Database:
         Example: ``open("copy.sqlite", "wb").write(await db.export())``
         """
         async with self._turn():
-            return self._conn.serialize()
+            image = self._conn.serialize()
+            captured = _cdc.has_triggers(self._conn)
+        # The capture triggers call a function only datasync registers: without
+        # them, any sqlite3 can write to the exported copy.
+        return _cdc.strip_triggers(image) if captured else image
 
     async def import_(self, data: bytes) -> None:
         """Replace the whole database with a standard SQLite file image, atomically.
@@ -381,6 +520,15 @@ class Database:
                     _raise_translated(exc)
             finally:
                 source.close()
+            if self._cdc:  # the image brings its own tables (and maybe change log)
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    _cdc.refresh_triggers(self._conn)
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    _raise_translated(exc)
         await self._after_write()
 
     async def backup(self, target: str, **options: Any) -> dict[str, Any]:
@@ -401,7 +549,13 @@ class Database:
                 raise DatasyncError("backup() cannot run inside a transaction")
             image = self._conn.serialize()
             source_version = self._store.version
-        dest = await open(target, **options)
+            captured = _cdc.has_triggers(self._conn)
+        if captured and not options.get("cdc"):
+            image = _cdc.strip_triggers(image)  # (they need cdc=True where they run)
+        # Opened plain: with cdc=True opening would create the log, and the copy
+        # brings its own log and triggers (kept when ``cdc=True`` is asked for).
+        dest = await open(target, **{k: v for k, v in options.items()
+                                     if k not in ("cdc", "cdc_retention")})
         try:
             if dest._store is self._store:
                 raise DatasyncError(f"cannot back {self.name!r} up into itself")
@@ -478,6 +632,8 @@ class Database:
             await self._store.flush()
             self._closed = True
             self._remove_listener()
+            for wake in list(self._close_wakers):
+                wake()
             self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()

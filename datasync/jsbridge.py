@@ -13,6 +13,7 @@ class name (``StorageFullError``, ``IntegrityError``...). Values: SQL NULL <->
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,8 @@ _OPEN_OPTIONS = {
     "flushInterval": "flush_interval",
     "create": "create",
     "retainVersions": "retain_versions",
+    "cdc": "cdc",
+    "cdcRetention": "cdc_retention",
     "tabs": None,  # True: share the database with the app's other tabs
 }
 
@@ -108,6 +111,54 @@ def _result_to_js(res: Any) -> Any:
     return out
 
 
+def _plain_to_js(value: Any) -> Any:
+    """A change's JSON-like value -> JS (objects, arrays, null, Uint8Array, BigInt)."""
+    import js
+
+    if isinstance(value, dict):
+        obj = js.Object.new()
+        for k, v in value.items():
+            setattr(obj, str(k), _plain_to_js(v))
+        return obj
+    if isinstance(value, (list, tuple)):
+        arr = js.Array.new()
+        for v in value:
+            arr.push(_plain_to_js(v))
+        return arr
+    return _js_value(value)
+
+
+class JsChangeStream:
+    """What ``db.changes()`` iterates in JS: ``next()`` -> ``{ok: change | null}``
+    (null: the stream ended); ``close()`` ends it, also while a ``next()`` waits."""
+
+    def __init__(self, changes: Any) -> None:
+        self._changes = changes
+        self._waiting: asyncio.Future[Any] | None = None
+
+    async def next(self) -> Any:
+        async def call() -> Any:
+            self._waiting = asyncio.ensure_future(self._changes.__anext__())
+            try:
+                change = await self._waiting
+            except (StopAsyncIteration, asyncio.CancelledError):
+                return None  # ended, or closed while waiting
+            finally:
+                self._waiting = None
+            return _plain_to_js(change.to_dict())
+
+        return await _guard(call)
+
+    async def close(self) -> Any:
+        async def call() -> None:
+            if self._waiting is not None and not self._waiting.done():
+                self._waiting.cancel()  # the generator's finally unsubscribes
+            else:
+                await self._changes.aclose()
+
+        return await _guard(call)
+
+
 class JsDatabase:
     """A :class:`Database` (or a multi-tab ``SharedDatabase``) seen from JavaScript."""
 
@@ -149,6 +200,21 @@ class JsDatabase:
         else:
             remove = self.db.on_change(forward)
         return create_proxy(remove)
+
+    def changes(self, options_json: str = "{}") -> JsChangeStream:
+        """A stream of captured changes; options ``{tables, since, consumer, follow}``."""
+        options = json.loads(options_json or "{}")
+        tables = options.get("tables")
+        return JsChangeStream(self.db.changes(
+            tables=None if tables is None else [str(t) for t in tables],
+            since=options.get("since"), consumer=options.get("consumer"),
+            follow=bool(options.get("follow", True))))
+
+    async def ack(self, consumer: str, seq: Any) -> Any:
+        async def call() -> None:
+            await self.db.ack(str(consumer), int(seq))
+
+        return await _guard(call)
 
     async def execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:

@@ -19,6 +19,9 @@
  *   tabs       true: share the database with the app's other tabs (one leader tab
  *              writes, elected with Web Locks; the others forward their writes and
  *              follow its changes). See isLeader(), onChange(), requestLeadership().
+ *   cdc        true: capture every committed insert/update/delete/schema change in a
+ *              change log; read it with changes(), acknowledge with ack().
+ *   cdcRetention  seconds to keep acknowledged changes (default: forever).
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
  * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
@@ -186,6 +189,76 @@ export class Database {
     this.#check();
     const remove = this.#handle.on_change((change) => callback(change));
     return () => { remove(); remove.destroy(); };
+  }
+
+  /**
+   * Captured changes (open with {cdc: true}), oldest first, then live ones as they
+   * are committed (in any tab). Each is {seq, table, op, key, old, new, version, at}:
+   * op "insert" | "update" | "delete" | "schema"; key the rowid (or an object of the
+   * primary key of a WITHOUT ROWID table); old/new the row as an object (null when
+   * absent); version the store version that makes it durable; at Unix seconds.
+   *   for await (const c of db.changes({tables: ["notes"], since: lastSeq})) { ... }
+   * Options: tables (null: all), since (a seq: resume after it), consumer (resume
+   * after what it acknowledged with ack()), follow (false: stop at the end).
+   */
+  changes({ tables = null, since = null, consumer = null, follow = true } = {}) {
+    const stream = this.#changeStream({ tables, since, consumer, follow });
+    return (async function* () {
+      try {
+        while (true) {
+          const change = unwrap(await stream.next());
+          if (change === undefined || change === null) return;
+          yield change;
+        }
+      } finally {
+        unwrap(await stream.close());
+        stream.destroy();
+      }
+    })();
+  }
+
+  #changeStream({ tables = null, since = null, consumer = null, follow = true } = {}) {
+    this.#check();
+    return this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
+  }
+
+  /**
+   * Call `callback(change)` for every captured change (the same objects and options
+   * as changes(), without `follow`), oldest first, then live; returns an unsubscribe
+   * function. An error (the callback's too) ends the subscription and goes to
+   * `onError` (default: console.error).
+   *   const unsubscribe = db.subscribeChanges((c) => render(c), {tables: ["notes"]});
+   */
+  subscribeChanges(callback, { tables = null, since = null, consumer = null,
+                               onError = (e) => console.error(e) } = {}) {
+    const stream = this.#changeStream({ tables, since, consumer, follow: true });
+    let stopped = false;
+    let ended = false;
+    (async () => {
+      try {
+        while (!stopped) {
+          const change = unwrap(await stream.next());
+          if (change === undefined || change === null || stopped) break;
+          callback(change);
+        }
+      } catch (e) {
+        if (!stopped) onError(e);
+      } finally {
+        ended = true;
+        stream.destroy();
+      }
+    })();
+    return () => {
+      if (stopped || ended) return;
+      stopped = true;
+      stream.close().then((reply) => { if (reply.destroy) reply.destroy(); });
+    };
+  }
+
+  /** Consumer `consumer` is done with every change up to `seq` (pruning may drop them). */
+  async ack(consumer, seq) {
+    this.#check();
+    return unwrap(await this.#handle.ack(consumer, seq));
   }
 
   /** Flush and close. */

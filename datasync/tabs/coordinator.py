@@ -46,7 +46,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from .. import vfs
+from .. import cdc, vfs
 from ..database import Database, Result
 from ..database import open as open_database
 from ..errors import BackendError, DatabaseClosedError, DatasyncError, DeposedLeaderError
@@ -149,10 +149,14 @@ class SharedDatabase:
                    outbox: Outbox | None = None, **options: Any) -> "SharedDatabase":
         """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`.
         ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
+        capture = bool(options.pop("cdc", False))
+        retention = options.pop("cdc_retention", None)
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
                   channel=channel, write_timeout=write_timeout, outbox=outbox)
         await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
+        if capture:  # the triggers are writes: the leader installs them (_lead)
+            await db.enable_cdc(retention=retention, install=False)
         tab._tasks = [asyncio.ensure_future(tab._campaign()),
                       asyncio.ensure_future(tab._follow())]
         tab._post({"t": "who", "tab": tab.tab_id})
@@ -257,6 +261,8 @@ class SharedDatabase:
                     f"DELETE FROM {APPLIED_TABLE} WHERE at < ? AND id NOT IN "
                     "(SELECT value FROM json_each(?))",
                     (time.time() - APPLIED_RETENTION, json.dumps(queued)))
+            if self.db._cdc:
+                await self._install_cdc()
         await self._flush_and_announce(set())
         self._became_leader.set()
         self._leader_changed.set()
@@ -345,6 +351,51 @@ class SharedDatabase:
             out = cb(change)
             if asyncio.iscoroutine(out):
                 asyncio.ensure_future(out)
+
+    # -- change data capture (datasync.cdc) -------------------------------------------
+    async def _install_cdc(self) -> None:
+        """As the new leader, in its first transaction: the change log and the
+        triggers (then forwarded statements capture on the leader, and every tab
+        reads the log from its own copy)."""
+        cdc.refresh_triggers(self.db._conn)
+        await cdc.prune(self.db, self.db._cdc_retention)
+
+    async def changes(self, tables: Sequence[str] | None = None, since: int | None = None, *,
+                      consumer: str | None = None, follow: bool = True,
+                      batch: int = 200) -> AsyncIterator[cdc.Change]:
+        """:meth:`datasync.Database.changes` for any tab: reads this tab's copy of
+        the log, waking up when a change from any tab reaches it.
+
+        Example: ``async for change in tab.changes(tables=["notes"]): ...``
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+
+        def subscribe(wake: Callable[[], None]) -> Callable[[], None]:
+            off_change = self.on_change(lambda change: wake())
+            off_commit = self._store.add_commit_listener(  # the leader's own commits
+                lambda store: loop.call_soon_threadsafe(wake))
+            self.db._close_wakers.add(wake)  # closing this tab ends the stream
+            return lambda: (off_change(), off_commit(), self.db._close_wakers.discard(wake))
+
+        async def register(name: str) -> None:
+            await self.execute(
+                f"INSERT OR IGNORE INTO {cdc.CONSUMERS_TABLE}(name, acked, at) VALUES (?, 0, ?)",
+                (name, time.time()))
+
+        async for change in cdc.stream(self.db, subscribe, tables=tables, since=since,
+                                       consumer=consumer, follow=follow, batch=batch,
+                                       closed=lambda: self._closed, register=register):
+            yield change
+
+    async def ack(self, consumer: str, seq: int) -> None:
+        """:meth:`datasync.Database.ack`, applied by the leader.
+
+        Example: ``await tab.ack("search-index", change.seq)``
+        """
+        self._check_open()
+        await cdc.ack(self, consumer, seq)
+        await cdc.prune(self, self.db._cdc_retention)
 
     # -- statements ------------------------------------------------------------------
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
