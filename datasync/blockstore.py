@@ -30,11 +30,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from . import encryption
 from .backends.base import Backend, run_now
 from .errors import CorruptBlockError, DatasyncError
 from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, validate_block_size
+
+if TYPE_CHECKING:
+    from .encryption import EncryptionKey
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -129,20 +134,37 @@ class BlockStore:
         dirty_limit_bytes: int | None = None,
         create: bool = True,
         codec: Codec | None = None,
+        encryption_key: "EncryptionKey | None" = None,
     ) -> "BlockStore":
         """Open (or create) the store behind ``backend``. An existing store keeps
-        the block size it was created with."""
+        the block size it was created with. With ``encryption_key`` (32 raw bytes or
+        a passphrase) a new store is created encrypted and an existing one must be
+        encrypted under that key (see :mod:`datasync.encryption`): a wrong or
+        missing key raises ``WrongKeyError`` before anything is written."""
         validate_block_size(block_size)
-        meta = await backend.open(Meta.new(block_size), create=create)
-        store = cls(
-            backend, meta, cache_bytes=cache_bytes,
-            dirty_limit_bytes=dirty_limit_bytes, codec=codec,
-        )
-        if not backend.sync_io:
-            records = await backend.read_all(MAIN)
-            store._resident = {
-                i: store._decode(i, r) for i, r in records.items() if i < meta.block_count
-            }
+        initial = Meta.new(block_size)
+        if encryption_key is not None:
+            initial = replace(initial, extra={"encryption": encryption.new_scheme(encryption_key)})
+        meta = await backend.open(initial, create=create)
+        try:
+            to_write = None
+            if codec is None:
+                codec, to_write = await encryption.open_codec(
+                    meta, encryption_key, where=backend.location)
+            store = cls(
+                backend, meta, cache_bytes=cache_bytes,
+                dirty_limit_bytes=dirty_limit_bytes, codec=codec,
+            )
+            if not backend.sync_io:
+                records = await backend.read_all(MAIN)
+                store._resident = await store._decode_many(records, meta.block_count)
+            if to_write is not None:
+                # A store just created encrypted: write its key-check value now.
+                store.meta = to_write
+                await store.flush(force=True)
+        except BaseException:
+            await backend.close()
+            raise
         return store
 
     @classmethod
@@ -219,7 +241,16 @@ class BlockStore:
             return data
 
     def _decode(self, idx: int, record: Any) -> bytes:
-        data = self.codec.decode(MAIN, idx, record, where=self.backend.location)
+        return self._check_length(idx, self.codec.decode(
+            MAIN, idx, record, where=self.backend.location))
+
+    async def _decode_many(self, records: dict[int, Any], count: int) -> dict[int, bytes]:
+        """Decode the records below block ``count`` (one batch: WebCrypto is async)."""
+        decoded = await self.codec.decode_many(
+            MAIN, {i: r for i, r in records.items() if i < count}, where=self.backend.location)
+        return {i: self._check_length(i, d) for i, d in decoded.items()}
+
+    def _check_length(self, idx: int, data: bytes) -> bytes:
         if len(data) != self.block_size:
             raise CorruptBlockError(
                 f"block {idx} of {self.backend.location} has {len(data)} bytes, "
@@ -334,6 +365,21 @@ class BlockStore:
         ``force`` writes the metadata (a new version, the current epoch) even when
         nothing changed: how a new leader stakes its epoch.
         """
+        return await self._flush_exclusive(force=force)
+
+    async def rekey(self, codec: Codec, extra: dict[str, Any]) -> int:
+        """Write EVERY block again with ``codec``, and the metadata with ``extra``,
+        in one atomic flush (with whatever is committed); from then on ``codec``
+        encodes and decodes. Returns the durable version. On failure nothing
+        changes: the old codec and metadata stay.
+
+        Example: ``await store.rekey(*await encryption.rekey_codec(store.meta, key))``
+        """
+        return await self._flush_exclusive(rekey=(codec, extra))
+
+    async def _flush_exclusive(
+        self, *, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None
+    ) -> int:
         while True:
             running = self._flush_done
             if running is not None:
@@ -349,7 +395,7 @@ class BlockStore:
         except RuntimeError:
             self._flush_done = None
         try:
-            return await self._flush_locked(force=force)
+            return await self._flush_locked(force=force, rekey=rekey)
         finally:
             done, self._flush_done = self._flush_done, None
             if done is not None:
@@ -365,15 +411,19 @@ class BlockStore:
         with self._flush_mutex:
             return run_now(self._flush_locked())
 
-    async def _flush_locked(self, force: bool = False) -> int:
+    async def _flush_locked(
+        self, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None
+    ) -> int:
         with self._lock:
-            if not self.has_unflushed and not force:
+            if not self.has_unflushed and not force and rekey is None:
                 return self.meta.version
             snapshot, self._committed = self._committed, _Tier()
             self._inflight = snapshot
             generation = self._generation
             base = self.meta
             new_meta = base.next(self._committed_size, epoch=self.epoch)
+            if rekey is not None:
+                new_meta = replace(new_meta, extra=rekey[1])
         started = time.perf_counter()
         try:
             blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}
@@ -383,9 +433,14 @@ class BlockStore:
                 snapshot.floor, base.block_count)
             for i in range(start, new_meta.block_count):
                 blocks.setdefault(i, self._zero)
-            records = {
-                i: self.codec.encode(MAIN, i, new_meta.version, d) for i, d in blocks.items()
-            }
+            codec = self.codec
+            if rekey is not None:
+                # Every other block, read under the old key, is written again.
+                for i in range(new_meta.block_count):
+                    if i not in blocks:
+                        blocks[i] = self._clean_block(i)
+                codec = rekey[0]
+            records = await codec.encode_many(MAIN, new_meta.version, blocks)
             await self.backend.write(Flush(base.version, new_meta, records))
         except BaseException as exc:
             with self._lock:
@@ -399,6 +454,7 @@ class BlockStore:
             raise
         with self._lock:
             self.meta = new_meta
+            self.codec = codec
             self._settle(snapshot, new_meta.block_count, base.block_count)
             self._inflight = _Tier()
             c = self.counters
@@ -443,10 +499,10 @@ class BlockStore:
             self._cache.clear()
             self._cache_used = 0
         if self._resident is not None:
-            fresh = await self.backend.read_all(MAIN)
+            fresh = await self._decode_many(await self.backend.read_all(MAIN),
+                                            self.meta.block_count)
             with self._lock:
-                self._resident = {i: self._decode(i, r) for i, r in fresh.items()
-                                  if i < self.meta.block_count}
+                self._resident = fresh
 
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
@@ -456,6 +512,7 @@ class BlockStore:
         caller checks the VFS locks). Returns the version now held.
         """
         meta, records = await self.backend.changed_since(MAIN, self.meta.version)
+        decoded = await self._decode_many(records, meta.block_count)
         with self._lock:
             if meta.version <= self.meta.version:
                 return self.meta.version
@@ -463,7 +520,6 @@ class BlockStore:
                 raise DatasyncError(
                     "catch_up() on a store with unflushed writes: only followers catch up"
                 )
-            decoded = {i: self._decode(i, r) for i, r in records.items() if i < meta.block_count}
             count = meta.block_count
             if self._resident is not None:
                 for idx in [i for i in self._resident if i >= count]:

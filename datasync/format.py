@@ -177,6 +177,20 @@ class Codec:
             )
         return payload
 
+    async def encode_many(
+        self, file: str, version: int, blocks: dict[int, bytes]
+    ) -> dict[int, Record]:
+        """:meth:`encode` for a batch (one awaitable: the browser's WebCrypto is
+        asynchronous). Never suspends for this plain codec."""
+        return {i: self.encode(file, i, version, d) for i, d in blocks.items()}
+
+    async def decode_many(
+        self, file: str, records: dict[int, Record], *, where: str = "store"
+    ) -> dict[int, bytes]:
+        """:meth:`decode` for a batch; raises ``CorruptBlockError`` naming the
+        first damaged block."""
+        return {i: self.decode(file, i, r, where=where) for i, r in records.items()}
+
     @staticmethod
     def _checksum(file: str, index: int, version: int, data: bytes) -> int:
         head = zlib.crc32(file.encode(), zlib.crc32(_HEADER.pack(index, version)))
