@@ -161,10 +161,7 @@ class WebCipher:
         ivs, datas, aads = zip(*items)
         out = await _web_aes()(self._key, decrypt, to_js(list(ivs)), to_js(list(datas)),
                                to_js(list(aads)))
-        try:
-            return [None if b is None else b.to_bytes() for b in out]
-        finally:
-            out.destroy()
+        return [None if b is None else b.to_bytes() for b in out]
 
     async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
         sealed = await self._run(False, items)
