@@ -375,7 +375,12 @@ class BlockStore:
 
         Example: ``await store.rekey(*await encryption.rekey_codec(store.meta, key))``
         """
-        return await self._flush_exclusive(rekey=(codec, extra))
+        version = await self._flush_exclusive(rekey=(codec, extra))
+        compact_all = getattr(self.backend, "compact_all", None)
+        if compact_all is not None:
+            # IndexedDB: fold now, so no segment packed under the old key remains.
+            await compact_all()
+        return version
 
     async def _flush_exclusive(
         self, *, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None

@@ -525,6 +525,14 @@ class IndexedDBBackend(Backend):
         self.counters["compacted_records"] += state["folded"]
         return int(state["folded"])
 
+    async def compact_all(self) -> int:
+        """Fold every block record into its segment. After a rekey this replaces
+        the segments packed under the old key (or in plaintext), which would
+        otherwise stay in IndexedDB until a later compaction reached them."""
+        if self._compaction is not None and not self._compaction.done():
+            await self._compaction
+        return await self.compact(sorted(self._deltas))
+
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:
         try:

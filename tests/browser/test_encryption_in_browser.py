@@ -78,6 +78,37 @@ await db.close()
     assert got == [["WrongKeyError"] * 3, 1500, MARKER, "ok"]
 
 
+def test_rekey_encrypts_a_compacted_plain_indexeddb_store_and_decrypts_it_again(
+        pypage: PyPage) -> None:
+    # Plain records are block-sized, encrypted ones 28 bytes longer: the segments
+    # packed before the rekey must give way to the rekeyed blocks.
+    pypage.run(WRITE % {"name": "convert", "key": None, "marker": MARKER, "rows": 1500})
+    assert pypage.page.evaluate(DUMP, ["convert", MARKER])["counts"]["segments"] > 0
+    pypage.run("""
+import datasync
+db = await datasync.open("convert")
+await db.rekey(%r)
+await db.execute("INSERT INTO t(body) VALUES ('after rekey')")
+await db.close()
+""" % PASSPHRASE)
+    dump = pypage.page.evaluate(DUMP, ["convert", MARKER])
+    assert dump["found"] == [] and dump["counts"]["segments"] > 0, dump
+    got = pypage.run("""
+import datasync
+db = await datasync.open("convert", encryption_key=%r)
+n1 = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
+ok1 = (await db.query("PRAGMA integrity_check"))[0]["integrity_check"]
+await db.rekey(None)
+await db.close()
+db = await datasync.open("convert")
+n2 = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
+ok2 = (await db.query("PRAGMA integrity_check"))[0]["integrity_check"]
+await db.close()
+[n1, ok1, n2, ok2]
+""" % PASSPHRASE)
+    assert got == [1501, "ok", 1501, "ok"]
+
+
 JS_OPEN_WRITE_REKEY = """async () => {
   const { DataSync } = await import('/js/datasync.js');
   const key = new Uint8Array(32).map((_, i) => i * 7);
