@@ -125,7 +125,11 @@ JS_OPEN_WRITE_REKEY = """async () => {
   await again.close();
   let tabs = null;
   try { await DataSync.open('jstabs', {encryptionKey: 'x', tabs: true}); } catch (e) { tabs = e.name; }
-  return {encrypted, wrong, rows, tabs};
+  const shared = await DataSync.open('jstabs', {tabs: true});
+  let tabsRekey = null;
+  try { await shared.rekey('x'); } catch (e) { tabsRekey = e.name; }
+  await shared.close();
+  return {encrypted, wrong, rows, tabs, tabsRekey};
 }"""
 
 
@@ -139,7 +143,8 @@ def test_js_api_opens_with_a_uint8array_key_and_rekeys_to_a_passphrase(
     finally:
         ctx.close()
     assert got == {"encrypted": True, "wrong": "WrongKeyError",
-                   "rows": [{"body": "js secret row"}], "tabs": "InvalidOptionError"}
+                   "rows": [{"body": "js secret row"}], "tabs": "InvalidOptionError",
+                   "tabsRekey": "InvalidOptionError"}
 
 
 def _native(coro: Any) -> Any:
