@@ -446,7 +446,15 @@ class BlockStore:
                         blocks[i] = self._clean_block(i)
                 codec = rekey[0]
             records = await codec.encode_many(MAIN, new_meta.version, blocks)
-            await self.backend.write(Flush(base.version, new_meta, records))
+            if rekey is None:
+                await self.backend.write(Flush(base.version, new_meta, records))
+            else:
+                # No reader thread may decode a rekeyed record with the old codec:
+                # the write and the switch happen under the lock (a sync backend
+                # never suspends here; in Pyodide every block is resident).
+                with self._lock:
+                    await self.backend.write(Flush(base.version, new_meta, records))
+                    self.codec = codec
         except BaseException as exc:
             with self._lock:
                 if generation == self._generation:
