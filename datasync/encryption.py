@@ -131,6 +131,18 @@ def _web_aes() -> Any:
     return _WEB_AES
 
 
+def _subtle() -> Any:
+    """``crypto.subtle``, or a clear error where the page cannot have it."""
+    import js
+
+    subtle = getattr(getattr(js, "crypto", None), "subtle", None)
+    if subtle is None:
+        raise DatasyncError(
+            "encryption needs WebCrypto (crypto.subtle), which browsers offer only in "
+            "secure contexts: serve the page over https or from localhost")
+    return subtle
+
+
 class WebCipher:
     """AES-256-GCM with the browser's WebCrypto (Pyodide). Asynchronous only: in
     Pyodide every block is resident, so nothing decrypts on a synchronous path."""
@@ -140,10 +152,9 @@ class WebCipher:
 
     @classmethod
     async def create(cls, key: bytes) -> "WebCipher":
-        import js
         from pyodide.ffi import to_js
 
-        crypto_key = await js.crypto.subtle.importKey(
+        crypto_key = await _subtle().importKey(
             "raw", to_js(key), "AES-GCM", False, to_js(["encrypt", "decrypt"]))
         return cls(crypto_key)
 
@@ -189,6 +200,7 @@ async def derive_key(passphrase: str, salt: bytes, iterations: int) -> bytes:
     global _WEB_PBKDF2
     from pyodide.ffi import to_js
 
+    _subtle()
     if _WEB_PBKDF2 is None:
         import js
 

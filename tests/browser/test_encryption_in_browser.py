@@ -107,6 +107,19 @@ await db.close()
 [n1, ok1, n2, ok2]
 """ % PASSPHRASE)
     assert got == [1501, "ok", 1501, "ok"]
+    # Without WebCrypto (an insecure context) the error says what to do.
+    pypage.page.evaluate(
+        "() => Object.defineProperty(Object.getPrototypeOf(crypto), 'subtle', {get: () => undefined})")
+    message = pypage.run("""
+import datasync
+try:
+    await datasync.open("nosubtle", encryption_key=bytes(32))
+    result = None
+except datasync.DatasyncError as exc:
+    result = str(exc)
+result
+""")
+    assert message is not None and "secure contexts" in message, message
 
 
 JS_OPEN_WRITE_REKEY = """async () => {
