@@ -155,7 +155,9 @@ class BlockStore:
                 backend, meta, cache_bytes=cache_bytes,
                 dirty_limit_bytes=dirty_limit_bytes, codec=codec,
             )
-            if not backend.sync_io:
+            if not backend.sync_io or not codec.decodes_sync:
+                # Every block resident: the backend cannot read on demand, or the
+                # codec cannot decode synchronously (WebCrypto, in Pyodide).
                 records = await backend.read_all(MAIN)
                 store._resident = await store._decode_many(records, meta.block_count)
             if to_write is not None:
@@ -468,6 +470,10 @@ class BlockStore:
         with self._lock:
             self.meta = new_meta
             self.codec = codec
+            if self._resident is None and not codec.decodes_sync:
+                # Rekeyed to a codec that only decodes in batches: keep every
+                # block resident from now on (``blocks`` holds all of them).
+                self._resident = dict(blocks)
             self._settle(snapshot, new_meta.block_count, base.block_count)
             self._inflight = _Tier()
             c = self.counters

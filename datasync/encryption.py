@@ -223,6 +223,7 @@ class EncryptedCodec(Codec):
     def __init__(self, cipher: Cipher, db_id: str) -> None:
         self.cipher = cipher
         self.db_id = db_id
+        self.decodes_sync = not isinstance(cipher, WebCipher)
 
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         nonce = os.urandom(NONCE_BYTES)

@@ -158,6 +158,10 @@ class Codec:
     that is moved, replayed from another version or altered fails to decode.
     """
 
+    #: False if only :meth:`decode_many` works (WebCrypto is asynchronous): the
+    #: block store then keeps every block resident instead of reading on demand.
+    decodes_sync = True
+
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         return Record(version, self._checksum(file, index, version, data), bytes(data))
 
