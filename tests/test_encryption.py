@@ -5,12 +5,14 @@ import base64
 import glob
 import os
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
 import datasync
 from helpers import run
 from datasync.backends import MemoryBackend
+from datasync.backends.base import run_now
 from datasync.backends.memory import _STORES
 from datasync.blockstore import BlockStore
 from datasync.encryption import (
@@ -21,9 +23,10 @@ from datasync.encryption import (
     NativeCipher,
     block_aad,
     derive_key,
+    new_scheme,
 )
 from datasync.errors import CorruptBlockError, InvalidOptionError, WrongKeyError
-from datasync.format import MAIN, Codec, Record
+from datasync.format import MAIN, Codec, Meta, Record
 
 MARKER = "zebra-MARKER-5d1c9e-plaintext"
 RAW_KEY = bytes(range(32))
@@ -439,3 +442,26 @@ def test_passphrase_derivation_is_pbkdf2_hmac_sha256() -> None:
     # RFC 7914 section 11 test vector for PBKDF2-HMAC-SHA256 (first 32 bytes).
     got = run(derive_key("passwd", b"salt", 1))
     assert got.hex() == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+
+
+def test_a_store_created_without_its_key_check_gets_one_at_the_next_open() -> None:
+    """Creation writes the metadata (check null), then the key check: a crash in
+    between leaves an empty store that the next open with a key completes."""
+    name = "enc-no-check"
+    backend = MemoryBackend(name)
+    meta = Meta.new(512)
+    run_now(backend.open(replace(meta, extra={"encryption": new_scheme(RAW_KEY)})))
+    try:
+        store = BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+        assert store.version == 1 and store.meta.extra["encryption"]["check"]
+        store.close_sync()
+        with pytest.raises(WrongKeyError):
+            BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=bytes(32))
+        # With data in it, a missing check is damage, not an unfinished creation.
+        stored = _STORES[name]
+        scheme = {**stored.meta.extra["encryption"], "check": None}
+        stored.meta = replace(stored.meta, extra={"encryption": scheme})
+        with pytest.raises(WrongKeyError, match="damaged"):
+            BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+    finally:
+        _STORES.pop(name, None)
