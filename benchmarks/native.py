@@ -31,6 +31,12 @@ INSERTs, then UPDATEs and DELETEs of those rows, each its own transaction, then
 100-row INSERT transactions), on a store opened with ``cdc=False`` and one opened
 with ``cdc=True`` (triggers writing every change to the change log), both relaxed,
 each phase ending with ``await db.sync()``; per transaction, median of ``--repeat``.
+
+The encryption section (``--encryption-only`` runs just it) times the same store
+with encryption off, a raw 32-byte key and a passphrase: the flush after the bulk
+insert (every block sealed), the flush after the single-row updates, opening the
+store again (the passphrase costs its 600,000 PBKDF2 rounds here) and a cold full
+scan (every block opened), with the ratios to "off" side by side.
 """
 from __future__ import annotations
 
@@ -287,6 +293,63 @@ def print_cdc_table(txns: int, runs: list[dict[str, dict[str, float]]]) -> None:
               f"{on / off:.2f}x |")
 
 
+ENCRYPTION_MODES = {"off": None, "raw key": bytes(range(32)), "passphrase": "bench passphrase"}
+ENCRYPTION_PHASES = (("flush after bulk insert", "flush_insert"),
+                     ("flush after updates", "flush_update"),
+                     ("reopen (incl. key derivation)", "open"),
+                     ("cold full scan", "cold_scan"))
+
+
+async def encryption_repeat(work: Work, turn: int = 0) -> dict[str, dict[str, float]]:
+    """One run of every encryption mode on a fresh store; times by mode and phase.
+    ``turn`` rotates the order of the modes, so no mode always runs first."""
+    out: dict[str, dict[str, float]] = {}
+    modes = list(ENCRYPTION_MODES.items())
+    modes = modes[turn % len(modes):] + modes[:turn % len(modes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, key in modes:
+            clock = Clock()
+            path = os.path.join(tmp, mode.replace(" ", "-") + ".dsdb")
+            db = await datasync.open(path, encryption_key=key)
+            conn = db.connect()
+            conn.execute(SCHEMA)
+            conn.execute("BEGIN")
+            conn.executemany(INSERT, work.rows)
+            conn.execute("COMMIT")
+            with clock("flush_insert"):
+                await db.sync()
+            do_updates(conn, work)
+            with clock("flush_update"):
+                await db.sync()
+            await db.close()
+            with clock("open"):
+                db = await datasync.open(path, encryption_key=key)
+                conn = db.connect()
+                conn.execute("SELECT 1 FROM users LIMIT 1").fetchone()
+            with clock("cold_scan"):
+                do_scan(conn)
+            await db.close()
+            out[mode] = clock.times
+    return out
+
+
+def print_encryption(runs: list[dict[str, dict[str, float]]]) -> None:
+    modes = list(ENCRYPTION_MODES)
+    med = {m: {p: statistics.median(r[m][p] for r in runs) for _, p in ENCRYPTION_PHASES}
+           for m in modes}
+    print("\n### Encryption at rest (sqlitefile backend, AES-256-GCM per block)\n")
+    print("| phase | " + " | ".join(modes) + " | "
+          + " | ".join(f"{m} / off" for m in modes[1:]) + " |")
+    print("|---|" + "---:|" * (2 * len(modes) - 1))
+    for label, phase in ENCRYPTION_PHASES:
+        base = med["off"][phase]
+        cells = [fmt_ms(med[m][phase]) for m in modes]
+        ratios = [f"{med[m][phase] / base:.2f}x" if base else "-" for m in modes[1:]]
+        print(f"| {label} | " + " | ".join(cells + ratios) + " |")
+    print(f"\nNotes: median of {len(runs)} run(s), one process, modes run back to back "
+          "on fresh stores (their order rotated each run); the passphrase's PBKDF2 (600,000 rounds) is paid once per open.")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -298,21 +361,25 @@ async def main() -> None:
     ap.add_argument("--profile", choices=(*PHASES, "strict"),
                     help="after the timed runs, cProfile this datasync phase in one more run and list the top "
                          "datasync functions by cumulative time")
+    ap.add_argument("--encryption-only", action="store_true",
+                    help="run only the encryption on/off section")
     args = ap.parse_args()
     work = Work(args.rows, args.reads, args.updates)
     print(f"Python {platform.python_version()} | SQLite {sqlite3.sqlite_version} | "
           f"datasync {datasync.__version__} | {platform.platform()} | "
           f"{os.cpu_count()} CPUs | rows={args.rows:,} reads={args.reads:,} "
           f"updates={args.updates:,} repeat={args.repeat}\n")
-    runs = []
-    for _ in range(args.repeat):  # timed runs are never profiled
-        times, stats, extra = await one_repeat(work, None)
-        runs.append(times)
-    print_tables(work, runs, stats, extra["file_settings"])
-    if args.cdc_txns > 0:
-        cdc_runs = [await cdc_repeat(args.cdc_txns) for _ in range(args.repeat)]
-        print_cdc_table(args.cdc_txns, cdc_runs)
-    if args.profile:
+    if not args.encryption_only:
+        runs = []
+        for _ in range(args.repeat):  # timed runs are never profiled
+            times, stats, extra = await one_repeat(work, None)
+            runs.append(times)
+        print_tables(work, runs, stats, extra["file_settings"])
+        if args.cdc_txns > 0:
+            cdc_runs = [await cdc_repeat(args.cdc_txns) for _ in range(args.repeat)]
+            print_cdc_table(args.cdc_txns, cdc_runs)
+    print_encryption([await encryption_repeat(work, i) for i in range(args.repeat)])
+    if args.profile and not args.encryption_only:
         _, _, extra = await one_repeat(work, args.profile)  # one extra, profiled run
         print(f"\ncProfile of datasync phase {args.profile!r} (extra run; functions in "
               "datasync/, by cumulative time):\n```")

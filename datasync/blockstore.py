@@ -30,11 +30,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from . import encryption
 from .backends.base import Backend, run_now
 from .errors import CorruptBlockError, DatasyncError, VersionNotRetainedError
 from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, Record, validate_block_size
+
+if TYPE_CHECKING:
+    from .encryption import EncryptionKey
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -134,21 +139,41 @@ class BlockStore:
         dirty_limit_bytes: int | None = None,
         create: bool = True,
         codec: Codec | None = None,
+        encryption_key: "EncryptionKey | None" = None,
     ) -> "BlockStore":
         """Open (or create) the store behind ``backend``. An existing store keeps
-        the block size it was created with."""
+        the block size it was created with. With ``encryption_key`` (32 raw bytes or
+        a passphrase) a new store is created encrypted and an existing one must be
+        encrypted under that key (see :mod:`datasync.encryption`): a wrong or
+        missing key raises ``WrongKeyError`` before anything is written."""
         validate_block_size(block_size)
-        meta = await backend.open(Meta.new(block_size), create=create)
-        store = cls(
-            backend, meta, cache_bytes=cache_bytes,
-            dirty_limit_bytes=dirty_limit_bytes, codec=codec,
-        )
-        if not backend.sync_io:
-            records = await backend.read_all(MAIN)
-            store._resident = {
-                i: store._decode(i, r) for i, r in records.items() if i < meta.block_count
-            }
-            store._versions = {i: r.version for i, r in records.items() if i < meta.block_count}
+        initial = Meta.new(block_size)
+        if encryption_key is not None:
+            initial = replace(initial, extra={"encryption": encryption.new_scheme(encryption_key)})
+        meta = await backend.open(initial, create=create)
+        try:
+            to_write = None
+            if codec is None:
+                codec, to_write = await encryption.open_codec(
+                    meta, encryption_key, where=backend.location)
+            store = cls(
+                backend, meta, cache_bytes=cache_bytes,
+                dirty_limit_bytes=dirty_limit_bytes, codec=codec,
+            )
+            if not backend.sync_io or not codec.decodes_sync:
+                # Every block resident: the backend cannot read on demand, or the
+                # codec cannot decode synchronously (WebCrypto, in Pyodide).
+                records = await backend.read_all(MAIN)
+                store._resident = await store._decode_many(records, meta.block_count)
+                store._versions = {i: r.version for i, r in records.items()
+                                   if i < meta.block_count}
+            if to_write is not None:
+                # A store just created encrypted: write its key-check value now.
+                store.meta = to_write
+                await store.flush(force=True)
+        except BaseException:
+            await backend.close()
+            raise
         return store
 
     @classmethod
@@ -232,7 +257,16 @@ class BlockStore:
             return data
 
     def _decode(self, idx: int, record: Any) -> bytes:
-        data = self.codec.decode(MAIN, idx, record, where=self.backend.location)
+        return self._check_length(idx, self.codec.decode(
+            MAIN, idx, record, where=self.backend.location))
+
+    async def _decode_many(self, records: dict[int, Any], count: int) -> dict[int, bytes]:
+        """Decode the records below block ``count`` (one batch: WebCrypto is async)."""
+        decoded = await self.codec.decode_many(
+            MAIN, {i: r for i, r in records.items() if i < count}, where=self.backend.location)
+        return {i: self._check_length(i, d) for i, d in decoded.items()}
+
+    def _check_length(self, idx: int, data: bytes) -> bytes:
         if len(data) != self.block_size:
             raise CorruptBlockError(
                 f"block {idx} of {self.backend.location} has {len(data)} bytes, "
@@ -347,6 +381,26 @@ class BlockStore:
         ``force`` writes the metadata (a new version, the current epoch) even when
         nothing changed: how a new leader stakes its epoch.
         """
+        return await self._flush_exclusive(force=force)
+
+    async def rekey(self, codec: Codec, extra: dict[str, Any]) -> int:
+        """Write EVERY block again with ``codec``, and the metadata with ``extra``,
+        in one atomic flush (with whatever is committed); from then on ``codec``
+        encodes and decodes. Returns the durable version. On failure nothing
+        changes: the old codec and metadata stay.
+
+        Example: ``await store.rekey(*await encryption.rekey_codec(store.meta, key))``
+        """
+        version = await self._flush_exclusive(rekey=(codec, extra))
+        compact_all = getattr(self.backend, "compact_all", None)
+        if compact_all is not None:
+            # IndexedDB: fold now, so no segment packed under the old key remains.
+            await compact_all()
+        return version
+
+    async def _flush_exclusive(
+        self, *, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None
+    ) -> int:
         while True:
             running = self._flush_done
             if running is not None:
@@ -361,20 +415,21 @@ class BlockStore:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # driven by run_now() (sync backends): nothing can cancel it
             try:
-                return await self._flush_locked(force=force)
+                return await self._flush_locked(force=force, rekey=rekey)
             finally:
                 self._flush_mutex.release()
         self._flush_done = loop.create_future()
-        task = loop.create_task(self._run_flush(force))
+        task = loop.create_task(self._run_flush(force, rekey))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen if orphaned
         # A cancelled caller (``wait_for(db.sync(), 1)``) must not cancel the flush:
         # a backend transaction already issued commits anyway, and the store would
         # then believe an older version is stored than the one that is.
         return await asyncio.shield(task)
 
-    async def _run_flush(self, force: bool) -> int:
+    async def _run_flush(self, force: bool,
+                         rekey: tuple[Codec, dict[str, Any]] | None) -> int:
         try:
-            return await self._flush_locked(force=force)
+            return await self._flush_locked(force=force, rekey=rekey)
         finally:
             done, self._flush_done = self._flush_done, None
             if done is not None and not done.done():
@@ -390,15 +445,19 @@ class BlockStore:
         with self._flush_mutex:
             return run_now(self._flush_locked())
 
-    async def _flush_locked(self, force: bool = False) -> int:
+    async def _flush_locked(
+        self, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None
+    ) -> int:
         with self._lock:
-            if not self.has_unflushed and not force:
+            if not self.has_unflushed and not force and rekey is None:
                 return self.meta.version
             snapshot, self._committed = self._committed, _Tier()
             self._inflight = snapshot
             generation = self._generation
             base = self.meta
             new_meta = base.next(self._committed_size, epoch=self.epoch)
+            if rekey is not None:
+                new_meta = replace(new_meta, extra=rekey[1])
         started = time.perf_counter()
         try:
             blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}
@@ -408,12 +467,27 @@ class BlockStore:
                 snapshot.floor, base.block_count)
             for i in range(start, new_meta.block_count):
                 blocks.setdefault(i, self._zero)
-            records = {
-                i: self.codec.encode(MAIN, i, new_meta.version, d) for i, d in blocks.items()
-            }
-            await self.backend.write(Flush(
-                base.version, new_meta, records, retain=self.retain_versions,
-                history=self._superseded(blocks, base.block_count, new_meta.block_count)))
+            codec = self.codec
+            if rekey is not None:
+                # Every other block, read under the old key, is written again.
+                for i in range(new_meta.block_count):
+                    if i not in blocks:
+                        blocks[i] = self._clean_block(i)
+                codec = rekey[0]
+            records = await codec.encode_many(MAIN, new_meta.version, blocks)
+            if rekey is None:
+                await self.backend.write(Flush(
+                    base.version, new_meta, records, retain=self.retain_versions,
+                    history=await self._superseded(blocks, base.block_count,
+                                                   new_meta.block_count)))
+            else:
+                # No reader thread may decode a rekeyed record with the old codec:
+                # the write and the switch happen under the lock (a sync backend
+                # never suspends here; in Pyodide every block is resident).
+                # retain=0: the kept history is under the old key, so it goes.
+                with self._lock:
+                    await self.backend.write(Flush(base.version, new_meta, records))
+                    self.codec = codec
         except BaseException as exc:
             with self._lock:
                 if generation == self._generation:
@@ -426,6 +500,11 @@ class BlockStore:
             raise
         with self._lock:
             self.meta = new_meta
+            self.codec = codec
+            if self._resident is None and not codec.decodes_sync:
+                # Rekeyed to a codec that only decodes in batches: keep every
+                # block resident from now on (``blocks`` holds all of them).
+                self._resident = dict(blocks)
             self._settle(snapshot, new_meta.block_count, base.block_count)
             if self._resident is not None:
                 for idx in [i for i in self._versions if i >= new_meta.block_count]:
@@ -441,17 +520,23 @@ class BlockStore:
             c["last_flush_error"] = None
         return new_meta.version
 
-    def _superseded(self, written: dict[int, bytes], old_count: int,
-                    new_count: int) -> dict[int, Record]:
+    async def _superseded(self, written: dict[int, bytes], old_count: int,
+                          new_count: int) -> dict[int, Record]:
         """The stored records a flush replaces or drops, for a backend that keeps
-        history from what the store sends (``history_from_store``)."""
+        history from what the store sends (``history_from_store``), encoded again
+        with the version each was stored at."""
         if not (self.retain_versions and self.backend.history_from_store
                 and self._resident is not None):
             return {}
         indices = [i for i in written if i < old_count] + list(range(new_count, old_count))
-        return {i: self.codec.encode(MAIN, i, self._versions[i],
-                                     self._resident.get(i, self._zero))
-                for i in indices if i in self._versions}
+        by_version: dict[int, dict[int, bytes]] = {}
+        for i in indices:
+            if i in self._versions:
+                by_version.setdefault(self._versions[i], {})[i] = self._resident.get(i, self._zero)
+        out: dict[int, Record] = {}
+        for version, group in by_version.items():
+            out.update(await self.codec.encode_many(MAIN, version, group))
+        return out
 
     def _settle(self, flushed: _Tier, block_count: int, old_count: int) -> None:
         """Make the clean tier agree with what the backend now stores."""
@@ -486,11 +571,11 @@ class BlockStore:
             self._cache.clear()
             self._cache_used = 0
         if self._resident is not None:
-            fresh = await self.backend.read_all(MAIN)
+            raw = await self.backend.read_all(MAIN)
+            fresh = await self._decode_many(raw, self.meta.block_count)
             with self._lock:
-                self._resident = {i: self._decode(i, r) for i, r in fresh.items()
-                                  if i < self.meta.block_count}
-                self._versions = {i: r.version for i, r in fresh.items()
+                self._resident = fresh
+                self._versions = {i: r.version for i, r in raw.items()
                                   if i < self.meta.block_count}
 
     async def catch_up(self) -> int:
@@ -501,6 +586,7 @@ class BlockStore:
         caller checks the VFS locks). Returns the version now held.
         """
         meta, records = await self.backend.changed_since(MAIN, self.meta.version)
+        decoded = await self._decode_many(records, meta.block_count)
         with self._lock:
             if meta.version <= self.meta.version:
                 return self.meta.version
@@ -508,7 +594,6 @@ class BlockStore:
                 raise DatasyncError(
                     "catch_up() on a store with unflushed writes: only followers catch up"
                 )
-            decoded = {i: self._decode(i, r) for i, r in records.items() if i < meta.block_count}
             count = meta.block_count
             if self._resident is not None:
                 for idx in [i for i in self._resident if i >= count]:

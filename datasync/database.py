@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cdc as _cdc
-from . import vfs
+from . import encryption, vfs
 from .backends import Backend, make_backend
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
 from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError
+from .encryption import EncryptionKey
 from .format import DEFAULT_BLOCK_SIZE
 from .platform import IN_PYODIDE
 
@@ -82,6 +83,7 @@ async def open(
     retain_versions: int = 0,
     cdc: bool = False,
     cdc_retention: float | None = None,
+    encryption_key: EncryptionKey | None = None,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
 
@@ -98,6 +100,13 @@ async def open(
     ``cdc=True`` turns on change data capture (see :meth:`Database.changes` and
     :mod:`datasync.cdc`); ``cdc_retention`` (seconds, ``None``: forever) is how long
     captured changes are kept once every registered consumer acknowledged them.
+
+    ``encryption_key`` (32 raw bytes, or a passphrase ``str`` stretched with
+    PBKDF2-HMAC-SHA256) encrypts every block with AES-256-GCM: a new store is
+    created encrypted; an encrypted store needs its key (``WrongKeyError``
+    otherwise, raised before anything is written); a key for an unencrypted store
+    raises ``InvalidOptionError`` (encrypt it with :meth:`Database.rekey`).
+    Example: ``db = await datasync.open("app.dsdb", encryption_key="my passphrase")``
     """
     if durability not in DURABILITIES:
         raise InvalidOptionError(
@@ -122,11 +131,16 @@ async def open(
                 "close it, or open it with datasync.open() first"
             )
         store = await BlockStore.open(
-            be, block_size=block_size, cache_bytes=cache_bytes, create=create
+            be, block_size=block_size, cache_bytes=cache_bytes, create=create,
+            encryption_key=encryption_key,
         )
         vfs.register()
         vfs.attach(key, store)
         shared = _shared[key] = _Shared(store, key)
+    else:
+        # Shared with an earlier open: the key must open the store all the same.
+        await encryption.open_codec(shared.store.meta, encryption_key,
+                                    where=shared.store.backend.location)
     shared.store.retain_versions = max(shared.store.retain_versions, retain_versions)
     shared.users += 1
     try:
@@ -596,6 +610,27 @@ class Database:
         await self.import_(image)
         return await self.sync()
 
+    # -- encryption -----------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        """True if the store's blocks are encrypted."""
+        return "encryption" in self._store.meta.extra
+
+    async def rekey(self, new_key: EncryptionKey | None) -> int:
+        """Encrypt every block under ``new_key`` (32 raw bytes or a passphrase; a
+        fresh salt), atomically: all blocks and the new metadata in ONE flush, so
+        the store opens with either the old key or the new one, never a mix.
+        ``None`` decrypts the store. Also encrypts an unencrypted store. Returns the
+        durable version.
+
+        Example: ``await db.rekey("a new passphrase")``
+        """
+        async with self._turn():
+            if self._conn.in_transaction:
+                raise DatasyncError("rekey() cannot run inside a transaction")
+            codec, extra = await encryption.rekey_codec(self._store.meta, new_key)
+            return await self._store.rekey(codec, extra)
+
     # -- other connections, stats, closing -----------------------------------------
     def connect(self, **kwargs: Any) -> sqlite3.Connection:
         """A plain ``sqlite3.Connection`` on the same store, for synchronous code.
@@ -618,6 +653,7 @@ class Database:
             backend=type(self._store.backend).__name__,
             location=self._store.backend.location,
             durability=self.durability,
+            encrypted=self.encrypted,
         )
         return s
 

@@ -165,6 +165,10 @@ class Codec:
     that is moved, replayed from another version or altered fails to decode.
     """
 
+    #: False if only :meth:`decode_many` works (WebCrypto is asynchronous): the
+    #: block store then keeps every block resident instead of reading on demand.
+    decodes_sync = True
+
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         return Record(version, self._checksum(file, index, version, data), bytes(data))
 
@@ -183,6 +187,20 @@ class Codec:
                 index=index,
             )
         return payload
+
+    async def encode_many(
+        self, file: str, version: int, blocks: dict[int, bytes]
+    ) -> dict[int, Record]:
+        """:meth:`encode` for a batch (one awaitable: the browser's WebCrypto is
+        asynchronous). Never suspends for this plain codec."""
+        return {i: self.encode(file, i, version, d) for i, d in blocks.items()}
+
+    async def decode_many(
+        self, file: str, records: dict[int, Record], *, where: str = "store"
+    ) -> dict[int, bytes]:
+        """:meth:`decode` for a batch; raises ``CorruptBlockError`` naming the
+        first damaged block."""
+        return {i: self.decode(file, i, r, where=where) for i, r in records.items()}
 
     @staticmethod
     def _checksum(file: str, index: int, version: int, data: bytes) -> int:

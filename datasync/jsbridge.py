@@ -31,8 +31,21 @@ _OPEN_OPTIONS = {
     "retainVersions": "retain_versions",
     "cdc": "cdc",
     "cdcRetention": "cdc_retention",
+    "encryptionKey": "encryption_key",  # a passphrase, or 32 key bytes as a list
     "tabs": None,  # True: share the database with the app's other tabs
 }
+
+
+def _key_from_json(value: Any) -> Any:
+    """An encryption key as datasync.js sends it: a passphrase (str), a list of
+    byte values (from a Uint8Array), or null."""
+    if isinstance(value, list):
+        from .errors import InvalidOptionError
+
+        if not all(isinstance(b, int) and 0 <= b < 256 for b in value):
+            raise InvalidOptionError("encryptionKey must be a string or a Uint8Array")
+        return bytes(value)
+    return value
 
 
 def _to_py_param(value: Any) -> Any:
@@ -258,6 +271,17 @@ class JsDatabase:
     async def close(self) -> Any:
         return await _guard(self.db.close)
 
+    async def rekey(self, key_json: str) -> Any:
+        """``db.rekey(newKey)``: the key comes as JSON (see ``_key_from_json``)."""
+        async def call() -> Any:
+            if self.shared:
+                from .errors import InvalidOptionError
+
+                raise InvalidOptionError("rekey() is not available with tabs yet")
+            return await self.db.rekey(_key_from_json(json.loads(key_json)))
+
+        return await _guard(call)
+
     def stats(self) -> str:
         return json.dumps(self.db.stats(), default=str)
 
@@ -324,6 +348,8 @@ async def open(name: str, options_json: str = "{}") -> Any:
             )
         tabs = bool(options.pop("tabs", False))
         kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
+        if "encryption_key" in kwargs:
+            kwargs["encryption_key"] = _key_from_json(kwargs["encryption_key"])
         if tabs:
             from .tabs.web import open_shared
 

@@ -16,6 +16,10 @@
  *   indexURL   the Pyodide runtime (default: webURL + "pyodide/").
  *   pyodide    an already loaded Pyodide instance to use instead of booting one.
  *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval.
+ *   encryptionKey  a passphrase (string; PBKDF2-HMAC-SHA256, 600,000 iterations) or a
+ *              Uint8Array of 32 raw bytes: every block is stored AES-256-GCM encrypted
+ *              (WebCrypto). A wrong key rejects with WrongKeyError; db.rekey(newKey)
+ *              re-encrypts atomically. Not combinable with tabs yet.
  *   tabs       true: share the database with the app's other tabs (one leader tab
  *              writes, elected with Web Locks; the others forward their writes and
  *              follow its changes). See isLeader(), onChange(), requestLeadership().
@@ -36,6 +40,13 @@ export class DataSyncError extends Error {
     super(message);
     this.name = name;
   }
+}
+
+/** An encryption key as JSON for the Python side: a string, or the 32 bytes as a list. */
+function keyJSON(key) {
+  if (key instanceof ArrayBuffer) key = new Uint8Array(key);
+  if (ArrayBuffer.isView(key)) return Array.from(new Uint8Array(key.buffer, key.byteOffset, key.byteLength));
+  return key ?? null;
 }
 
 function unwrap(reply) {
@@ -261,6 +272,15 @@ export class Database {
     return unwrap(await this.#handle.ack(consumer, seq));
   }
 
+  /**
+   * Re-encrypt every block under `newKey` (a passphrase or 32-byte Uint8Array;
+   * null decrypts), atomically in one flush; resolves with the durable version.
+   */
+  async rekey(newKey) {
+    this.#check();
+    return unwrap(await this.#handle.rekey(JSON.stringify(keyJSON(newKey))));
+  }
+
   /** Flush and close. */
   async close() {
     if (this.#closed) return;
@@ -275,6 +295,7 @@ export const DataSync = {
   async open(name, options = {}) {
     const { webURL, indexURL, pyodide: given, ...dbOptions } = options;
     const runtime = await boot({ webURL, indexURL, pyodide: given });
+    if ("encryptionKey" in dbOptions) dbOptions.encryptionKey = keyJSON(dbOptions.encryptionKey);
     const handle = unwrap(await runtime.bridge.open(name, JSON.stringify(dbOptions)));
     return new Database(name, handle, runtime.pyodide);
   },

@@ -209,3 +209,30 @@ def test_history_sent_by_the_store_restores_every_retained_version() -> None:
         datasync.backends.memory._STORES.pop(name, None)
 
     run(go())
+
+
+def test_an_encrypted_store_restores_and_a_rekey_drops_history_under_the_old_key(
+        backend_kind: str, db_name: str) -> None:
+    async def go() -> None:
+        db = await datasync.open(db_name, backend=backend_kind, retain_versions=4,
+                                 encryption_key=bytes(range(32)))
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        await db.execute("INSERT INTO t(v) VALUES ('first')")
+        first = await db.sync()
+        await db.execute("INSERT INTO t(v) VALUES ('second')")
+        await db.sync()
+        await db.restore(first)
+        assert await _rows(db) == [(1, "first")]
+        await db.rekey(bytes(range(1, 33)))
+        assert [v["version"] for v in await db.versions()] == [db.stats()["version"]]
+        with pytest.raises(datasync.VersionNotRetainedError):
+            await db.restore(first)
+        await db.execute("INSERT INTO t(v) VALUES ('after rekey')")
+        before = await db.sync()
+        await db.execute("DELETE FROM t")
+        await db.sync()
+        await db.restore(before)  # history kept again, under the new key
+        assert [r[1] for r in await _rows(db)] == ["first", "after rekey"]
+        await db.close()
+
+    run(go())

@@ -460,3 +460,37 @@ def test_eight_tabs_with_random_kills_restarts_and_delays_keep_the_invariants(sc
         await b.close()
 
     run(go())
+
+
+@pytest.mark.parametrize("suspending", [False, True])
+def test_tabs_share_an_encrypted_store_and_followers_decode_what_they_catch_up(suspending: bool) -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0, suspending=suspending)
+
+        async def open_tab(tab: str, key: str) -> SharedDatabase:
+            backend = (SuspendingMemoryBackend(b.name, instance=tab, rng=b.rng)
+                       if suspending else MemoryBackend(b.name, instance=tab))
+            db = await SharedDatabase.open(
+                b.name, backend=backend, tab_id=tab, locks=b.locks.for_tab(tab),
+                channel=b.hub.channel(tab), encryption_key=key)
+            b.tabs[tab] = db
+            return db
+
+        a = await open_tab("a", "tab secret")
+        await a.wait_for_leadership()
+        f = await open_tab("f", "tab secret")
+        await f.execute("CREATE TABLE t(x)")
+        await f.execute("INSERT INTO t VALUES ('sealed marker')")  # forwarded
+        await a.execute("INSERT INTO t VALUES ('from the leader')")
+        for _ in range(500):
+            if len(await f.query("SELECT x FROM t")) == 2:
+                break
+            await asyncio.sleep(0.002)
+        assert await f.query("SELECT x FROM t") == [{"x": "sealed marker"}, {"x": "from the leader"}]
+        raw = b"".join(r.payload for r in _STORES[b.name].blocks.values())
+        assert b"sealed marker" not in raw
+        with pytest.raises(datasync.WrongKeyError):
+            await open_tab("g", "not the key")
+        await b.close()
+
+    run(go())

@@ -350,13 +350,15 @@ class IndexedDBBackend(Backend):
         self._stored_count = meta.block_count
         floor = -1 if since is None else since
         records: dict[int, Record] = {}
-        seg_size, bs = self._seg, self._block_size
+        seg_size = self._seg
         for key, seg in zip(seg_keys, seg_vals):
             if key[0] != file:
                 continue
             base = int(key[1]) * seg_size
             checksums = seg.cs.to_py()
             data = seg.d.to_bytes()
+            # Record length: the block size, plus the nonce and tag when encrypted.
+            bs = len(data) // seg_size
             for slot, v in enumerate(seg.vs.to_py()):
                 if v > floor:
                     records[base + slot] = Record(
@@ -556,7 +558,7 @@ class IndexedDBBackend(Backend):
             return 0
         px = _Proxies()
         state: dict[str, Any] = {"folded": 0}
-        seg_size, bs = self._seg, self._block_size
+        seg_size = self._seg
         try:
             tx = self._transaction(["blocks", "segments"], "readwrite")
             done = self._transaction_done(tx, px, state)
@@ -571,13 +573,21 @@ class IndexedDBBackend(Backend):
                 def merge(event: Any) -> None:
                     try:
                         old = seg_req.result
-                        if old is None:
+                        found = list(zip(keys_req.result, vals_req.result))
+                        if not found:
+                            return  # nothing to fold into this segment
+                        # Records are block_size long, + 28 bytes when encrypted.
+                        bs = int(found[0][1].d.byteLength)
+                        if old is None or int(old.d.byteLength) != seg_size * bs:
+                            # New, or packed before a rekey changed the record
+                            # length: that rekey rewrote every live block, and all
+                            # of them are block records here, so start afresh.
                             versions, checks = [0] * seg_size, [0] * seg_size
                             data = bytearray(seg_size * bs)
                         else:
                             versions, checks = old.vs.to_py(), old.cs.to_py()
                             data = bytearray(old.d.to_bytes())
-                        for key, rec in zip(keys_req.result, vals_req.result):
+                        for key, rec in found:
                             slot, v = int(key[1]) - lo, int(rec.v)
                             if v > versions[slot]:
                                 versions[slot], checks[slot] = v, int(rec.c)
@@ -608,6 +618,14 @@ class IndexedDBBackend(Backend):
         self.counters["compactions"] += 1
         self.counters["compacted_records"] += state["folded"]
         return int(state["folded"])
+
+    async def compact_all(self) -> int:
+        """Fold every block record into its segment. After a rekey this replaces
+        the segments packed under the old key (or in plaintext), which would
+        otherwise stay in IndexedDB until a later compaction reached them."""
+        if self._compaction is not None and not self._compaction.done():
+            await self._compaction
+        return await self.compact(sorted(self._deltas))
 
     # -- lifecycle -------------------------------------------------------------
     async def close(self) -> None:

@@ -157,3 +157,27 @@ def test_a_write_queued_by_a_page_closed_right_after_is_applied(context: Any, se
         return window.db.query('SELECT x FROM q');
     }""")
     assert rows == [{"x": "after"}]
+
+
+def test_two_pages_share_an_encrypted_database(context: Any, server: Any) -> None:
+    opener = """async ([name, key]) => {
+      const { DataSync } = await import('/js/datasync.js');
+      window.db = await DataSync.open(name, {tabs: true, encryptionKey: key});
+      return window.db.getLeaderInfo();
+    }"""
+    leader, follower = _pages(context, server, 2)
+    leader.evaluate(opener, ["sealed", "tab passphrase"])
+    leader.evaluate("() => window.db.waitForLeadership()")
+    follower.evaluate(opener, ["sealed", "tab passphrase"])
+    leader.evaluate("() => window.db.execute('CREATE TABLE t(v TEXT)')")
+    rows = follower.evaluate("""async () => {
+        await window.db.execute("INSERT INTO t VALUES ('sealed marker')");  // forwarded
+        return window.db.query('SELECT v FROM t');
+    }""")
+    assert rows == [{"v": "sealed marker"}]
+    assert leader.evaluate("() => window.db.query('SELECT v FROM t')") == rows
+    wrong = follower.evaluate("""async () => {
+        const { DataSync } = await import('/js/datasync.js');
+        try { await DataSync.open('sealed', {tabs: true, encryptionKey: 'nope'}); return null; }
+        catch (e) { return e.name; } }""")
+    assert wrong == "WrongKeyError"

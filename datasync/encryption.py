@@ -1,0 +1,396 @@
+"""Encryption at rest: every block sealed on its own with AES-256-GCM.
+
+Example::
+
+    db = await datasync.open("app.dsdb", encryption_key="correct horse battery staple")
+    await db.execute("CREATE TABLE secrets(body TEXT)")
+    await db.rekey(os.urandom(32))          # all blocks + metadata in one flush
+    await db.close()
+    db = await datasync.open("app.dsdb", encryption_key=new_raw_key)
+
+A key is 32 raw bytes, or a passphrase (``str``) stretched with
+PBKDF2-HMAC-SHA256 (:data:`PBKDF2_ITERATIONS` iterations, a random 16-byte salt
+per database). A stored block payload is ``nonce(12) || ciphertext || tag(16)``
+with a fresh random nonce per write; the additional data binds the database id,
+the file, the block index and the version, so a block moved, swapped or mixed
+with another version's fails to authenticate. The CRC-32 of :class:`Codec` still
+covers the stored payload.
+
+The scheme lives in ``meta.extra["encryption"]``: ``alg``, ``kdf``
+(``"PBKDF2-HMAC-SHA256"`` or ``"raw"``), ``iterations`` and ``salt`` (base64) for
+a passphrase, and ``check`` (base64 of nonce || AES-GCM of :data:`CHECK_PLAINTEXT`
+under additional data ``db_id + "key-check"``), which tells a wrong key at open,
+before anything is written. Natively the ``cryptography`` package encrypts; in
+Pyodide the browser's WebCrypto does (one JS call per batch of blocks), so the
+stored format is the same in both.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+from typing import Any, Protocol, Union
+
+from .errors import CorruptBlockError, DatasyncError, InvalidOptionError, WrongKeyError
+from .format import Codec, Meta, Record
+from .platform import IN_PYODIDE
+
+#: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
+EncryptionKey = Union[bytes, bytearray, memoryview, str]
+
+ALG = "AES-256-GCM"
+KDF_PBKDF2 = "PBKDF2-HMAC-SHA256"
+KDF_RAW = "raw"
+#: OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
+PBKDF2_ITERATIONS = 600_000
+KEY_BYTES = 32
+SALT_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+#: Bytes an encrypted payload has beyond the block it holds.
+OVERHEAD = NONCE_BYTES + TAG_BYTES
+#: The constant sealed as the key-check value.
+CHECK_PLAINTEXT = b"datasync key check v1"
+_AAD_HEAD = b"datasync-block-v1\0"
+_INDEX_VERSION = struct.Struct("<qq")
+
+
+def block_aad(db_id: str, file: str, index: int, version: int) -> bytes:
+    """The additional data sealed with a block: database id, file, index, version."""
+    return (_AAD_HEAD + db_id.encode() + b"\0" + file.encode() + b"\0"
+            + _INDEX_VERSION.pack(index, version))
+
+
+def check_aad(db_id: str) -> bytes:
+    return (db_id + "key-check").encode()
+
+
+class Cipher(Protocol):
+    """AES-256-GCM under one key; ``open`` returns None when authentication fails."""
+
+    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes: ...
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None: ...
+
+    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]: ...
+
+    async def open_many(
+        self, items: list[tuple[bytes, bytes, bytes]]
+    ) -> list[bytes | None]: ...
+
+
+class NativeCipher:
+    """AES-256-GCM with the ``cryptography`` package (the ``crypto`` extra)."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise DatasyncError(
+                "encryption needs the 'cryptography' package: pip install 'datasync[crypto]'"
+            ) from exc
+        self._aead = AESGCM(key)
+        self._invalid = InvalidTag
+
+    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        return self._aead.encrypt(nonce, data, aad)
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
+        try:
+            return self._aead.decrypt(nonce, sealed, aad)
+        except self._invalid:
+            return None
+
+    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
+        return [self.seal(*item) for item in items]
+
+    async def open_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes | None]:
+        return [self.open(*item) for item in items]
+
+
+_WEB_AES: Any = None
+_WEB_PBKDF2: Any = None
+
+
+def _web_aes() -> Any:
+    """JS ``(key, decrypt, ivs, datas, aads) -> Promise<Array<Uint8Array|undefined>>``:
+    a whole batch in one call (undefined where authentication failed)."""
+    global _WEB_AES
+    if _WEB_AES is None:
+        import js
+
+        _WEB_AES = js.Function.new(
+            "key", "decrypt", "ivs", "datas", "aads",
+            "const s = crypto.subtle;"
+            "const op = decrypt ? s.decrypt.bind(s) : s.encrypt.bind(s);"
+            "return Promise.all(datas.map((d, i) => op({name: 'AES-GCM', iv: ivs[i],"
+            " additionalData: aads[i]}, key, d).then((b) => new Uint8Array(b), () => undefined)));",
+        )
+    return _WEB_AES
+
+
+def _subtle() -> Any:
+    """``crypto.subtle``, or a clear error where the page cannot have it."""
+    import js
+
+    subtle = getattr(getattr(js, "crypto", None), "subtle", None)
+    if subtle is None:
+        raise DatasyncError(
+            "encryption needs WebCrypto (crypto.subtle), which browsers offer only in "
+            "secure contexts: serve the page over https or from localhost")
+    return subtle
+
+
+class WebCipher:
+    """AES-256-GCM with the browser's WebCrypto (Pyodide). Asynchronous only: in
+    Pyodide every block is resident, so nothing decrypts on a synchronous path."""
+
+    def __init__(self, crypto_key: Any) -> None:
+        self._key = crypto_key
+
+    @classmethod
+    async def create(cls, key: bytes) -> "WebCipher":
+        from pyodide.ffi import to_js
+
+        crypto_key = await _subtle().importKey(
+            "raw", to_js(key), "AES-GCM", False, to_js(["encrypt", "decrypt"]))
+        return cls(crypto_key)
+
+    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        raise DatasyncError("WebCrypto is asynchronous: use seal_many()")
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
+        raise DatasyncError("WebCrypto is asynchronous: use open_many()")
+
+    async def _run(self, decrypt: bool, items: list[tuple[bytes, bytes, bytes]]) -> list[Any]:
+        from pyodide.ffi import to_js
+
+        if not items:
+            return []
+        ivs, datas, aads = zip(*items)
+        out = await _web_aes()(self._key, decrypt, to_js(list(ivs)), to_js(list(datas)),
+                               to_js(list(aads)))
+        return [None if b is None else b.to_bytes() for b in out]
+
+    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
+        sealed = await self._run(False, items)
+        if any(s is None for s in sealed):
+            raise DatasyncError("WebCrypto refused to encrypt a block")
+        return sealed
+
+    async def open_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes | None]:
+        return await self._run(True, items)
+
+
+async def make_cipher(key: bytes) -> Cipher:
+    """The cipher for this runtime: WebCrypto in Pyodide, ``cryptography`` natively."""
+    if IN_PYODIDE:
+        return await WebCipher.create(key)
+    return NativeCipher(key)
+
+
+async def derive_key(passphrase: str, salt: bytes, iterations: int) -> bytes:
+    """PBKDF2-HMAC-SHA256 of the UTF-8 passphrase -> 32 bytes (WebCrypto in Pyodide,
+    where 600,000 rounds of pure-WASM hashing would take seconds)."""
+    data = passphrase.encode("utf-8")
+    if not IN_PYODIDE:
+        return hashlib.pbkdf2_hmac("sha256", data, salt, iterations, KEY_BYTES)
+    global _WEB_PBKDF2
+    from pyodide.ffi import to_js
+
+    _subtle()
+    if _WEB_PBKDF2 is None:
+        import js
+
+        _WEB_PBKDF2 = js.Function.new(
+            "pass", "salt", "iterations",
+            "return crypto.subtle.importKey('raw', pass, 'PBKDF2', false, ['deriveBits'])"
+            ".then((k) => crypto.subtle.deriveBits({name: 'PBKDF2', hash: 'SHA-256', salt,"
+            " iterations}, k, 256)).then((b) => new Uint8Array(b));",
+        )
+    out = await _WEB_PBKDF2(to_js(data), to_js(salt), iterations)
+    return bytes(out.to_bytes())
+
+
+class EncryptedCodec(Codec):
+    """A :class:`Codec` whose payloads are AES-256-GCM sealed (see the module doc).
+
+    Example: ``codec = EncryptedCodec(NativeCipher(key), meta.db_id)``
+    """
+
+    def __init__(self, cipher: Cipher, db_id: str) -> None:
+        self.cipher = cipher
+        self.db_id = db_id
+        self.decodes_sync = not isinstance(cipher, WebCipher)
+
+    def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
+        nonce = os.urandom(NONCE_BYTES)
+        payload = nonce + self.cipher.seal(nonce, bytes(data),
+                                           block_aad(self.db_id, file, index, version))
+        return Record(version, self._checksum(file, index, version, payload), payload)
+
+    def decode(self, file: str, index: int, record: Record, *, where: str = "store") -> bytes:
+        payload = super().decode(file, index, record, where=where)
+        plain = None
+        if len(payload) >= OVERHEAD:
+            plain = self.cipher.open(payload[:NONCE_BYTES], payload[NONCE_BYTES:],
+                                     block_aad(self.db_id, file, index, record[0]))
+        if plain is None:
+            raise self._unauthentic(file, index, record, where)
+        return plain
+
+    async def encode_many(
+        self, file: str, version: int, blocks: dict[int, bytes]
+    ) -> dict[int, Record]:
+        idxs = list(blocks)
+        nonces = [os.urandom(NONCE_BYTES) for _ in idxs]
+        sealed = await self.cipher.seal_many([
+            (n, bytes(blocks[i]), block_aad(self.db_id, file, i, version))
+            for n, i in zip(nonces, idxs)])
+        out = {}
+        for i, n, s in zip(idxs, nonces, sealed):
+            payload = n + s
+            out[i] = Record(version, self._checksum(file, i, version, payload), payload)
+        return out
+
+    async def decode_many(
+        self, file: str, records: dict[int, Record], *, where: str = "store"
+    ) -> dict[int, bytes]:
+        idxs = list(records)
+        payloads = [Codec.decode(self, file, i, records[i], where=where) for i in idxs]
+        for i, p in zip(idxs, payloads):
+            if len(p) < OVERHEAD:
+                raise self._unauthentic(file, i, records[i], where)
+        plains = await self.cipher.open_many([
+            (p[:NONCE_BYTES], p[NONCE_BYTES:], block_aad(self.db_id, file, i, records[i][0]))
+            for i, p in zip(idxs, payloads)])
+        out = {}
+        for i, plain in zip(idxs, plains):
+            if plain is None:
+                raise self._unauthentic(file, i, records[i], where)
+            out[i] = plain
+        return out
+
+    @staticmethod
+    def _unauthentic(file: str, index: int, record: Record, where: str) -> CorruptBlockError:
+        return CorruptBlockError(
+            f"block {index} of file {file!r} in {where} (written at version "
+            f"{record[0]}) failed authentication: it was altered, moved from another "
+            "block or version, or sealed under another key. Restore the store from a "
+            "backup or export what is still readable.",
+            file=file,
+            index=index,
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _check_key_type(key: Any) -> None:
+    if isinstance(key, str):
+        if not key:
+            raise InvalidOptionError("encryption_key must not be an empty passphrase")
+        return
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        if len(key) != KEY_BYTES:
+            raise InvalidOptionError(
+                f"a raw encryption_key must be exactly {KEY_BYTES} bytes, not {len(key)}; "
+                "pass a str to use a passphrase instead")
+        return
+    raise InvalidOptionError(
+        f"encryption_key must be {KEY_BYTES} raw bytes or a passphrase (str), not "
+        f"{type(key).__name__}")
+
+
+def new_scheme(key: EncryptionKey) -> dict[str, Any]:
+    """The ``meta.extra["encryption"]`` of a key not yet checked in (``check`` None):
+    what a store is created with, before its key-check value is written."""
+    _check_key_type(key)
+    if isinstance(key, str):
+        return {"alg": ALG, "kdf": KDF_PBKDF2, "iterations": PBKDF2_ITERATIONS,
+                "salt": _b64(os.urandom(SALT_BYTES)), "check": None}
+    return {"alg": ALG, "kdf": KDF_RAW, "check": None}
+
+
+async def _key_bytes(scheme: dict[str, Any], key: EncryptionKey, where: str) -> bytes:
+    if scheme.get("alg") != ALG or scheme.get("kdf") not in (KDF_PBKDF2, KDF_RAW):
+        raise WrongKeyError(
+            f"{where} is encrypted with {scheme.get('alg')}/{scheme.get('kdf')}, which "
+            "this release of datasync does not know")
+    if scheme["kdf"] == KDF_RAW:
+        if isinstance(key, str):
+            raise WrongKeyError(
+                f"{where} is encrypted with a raw {KEY_BYTES}-byte key, not a passphrase")
+        return bytes(key)
+    if not isinstance(key, str):
+        raise WrongKeyError(f"{where} is encrypted with a passphrase, not a raw key")
+    return await derive_key(key, base64.b64decode(scheme["salt"]), int(scheme["iterations"]))
+
+
+async def open_codec(
+    meta: Meta, key: EncryptionKey | None, *, where: str = "store"
+) -> tuple[Codec, Meta | None]:
+    """The codec for a store just opened, checking ``key`` against its metadata.
+
+    Returns ``(codec, meta_to_write)``: ``meta_to_write`` is the metadata with its
+    key-check value when the store was just created and must be flushed once;
+    otherwise None. Raises :class:`WrongKeyError` (encrypted store, missing or wrong
+    key) or :class:`InvalidOptionError` (a key for an unencrypted store) before
+    anything is written.
+    """
+    scheme = meta.extra.get("encryption")
+    if key is None:
+        if scheme:
+            raise WrongKeyError(
+                f"{where} is encrypted: open it with encryption_key= (the raw key or "
+                "passphrase it was created with)")
+        return Codec(), None
+    _check_key_type(key)
+    if not scheme:
+        raise InvalidOptionError(
+            f"{where} is not encrypted, so encryption_key cannot open it: open it "
+            "without a key, then call db.rekey(key) to encrypt it")
+    raw = await _key_bytes(scheme, key, where)
+    cipher = await make_cipher(raw)
+    if scheme.get("check") is None:
+        if meta.version != 0:
+            raise WrongKeyError(f"{where} has data but no key-check value: it is damaged")
+        return EncryptedCodec(cipher, meta.db_id), _with_scheme(meta, await _sealed_scheme(
+            scheme, cipher, meta.db_id))
+    sealed = base64.b64decode(scheme["check"])
+    opened = await cipher.open_many(
+        [(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], check_aad(meta.db_id))])
+    if opened[0] != CHECK_PLAINTEXT:
+        raise WrongKeyError(f"the encryption key does not open {where}; nothing was changed")
+    return EncryptedCodec(cipher, meta.db_id), None
+
+
+async def _sealed_scheme(scheme: dict[str, Any], cipher: Cipher, db_id: str) -> dict[str, Any]:
+    nonce = os.urandom(NONCE_BYTES)
+    [sealed] = await cipher.seal_many([(nonce, CHECK_PLAINTEXT, check_aad(db_id))])
+    return {**scheme, "check": _b64(nonce + sealed)}
+
+
+def _with_scheme(meta: Meta, scheme: dict[str, Any] | None) -> Meta:
+    from dataclasses import replace
+
+    extra = {k: v for k, v in meta.extra.items() if k != "encryption"}
+    if scheme is not None:
+        extra["encryption"] = scheme
+    return replace(meta, extra=extra)
+
+
+async def rekey_codec(
+    meta: Meta, new_key: EncryptionKey | None
+) -> tuple[Codec, dict[str, Any]]:
+    """The codec and metadata ``extra`` of ``new_key`` (None: unencrypted), with a
+    fresh salt and key-check value, for :meth:`BlockStore.rekey`."""
+    if new_key is None:
+        return Codec(), _with_scheme(meta, None).extra
+    scheme = new_scheme(new_key)
+    cipher = await make_cipher(await _key_bytes(scheme, new_key, "the new key"))
+    sealed = await _sealed_scheme(scheme, cipher, meta.db_id)
+    return EncryptedCodec(cipher, meta.db_id), _with_scheme(meta, sealed).extra
