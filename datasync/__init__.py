@@ -34,7 +34,7 @@ from .errors import (
 )
 from .sqlite_image import NotASQLiteImageError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "BackendError",

@@ -626,8 +626,8 @@ class BlockStore:
                 f"version is {self.meta.version})")
         meta, records = await self.backend.read_as_of(MAIN, version)
         where = f"{self.backend.location} at version {version}"
-        data = b"".join(self.codec.decode(MAIN, i, records[i], where=where)
-                        for i in range(meta.block_count))
+        decoded = await self.codec.decode_many(MAIN, records, where=where)  # WebCrypto: async
+        data = b"".join(self._check_length(i, decoded[i]) for i in range(meta.block_count))
         return data[:meta.file_size]
 
     async def close(self) -> None:

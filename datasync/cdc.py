@@ -59,10 +59,13 @@ class Change:
     Example: ``Change(seq=7, table="t", op="update", key=1, old={"id": 1, "v": "a"},
     new={"id": 1, "v": "b"}, version=12, at=1795000000.5)``
 
-    ``op`` is ``insert``, ``update``, ``delete`` or ``schema``. A ``schema`` change
-    names the object in ``key`` (its ``table`` is the table it belongs to) and has
-    ``old``/``new`` = ``{"type", "name", "sql"}`` from ``sqlite_master`` (``None``
-    when created / dropped). ``at`` is Unix time in seconds.
+    ``op`` is ``insert``, ``update``, ``delete``, ``schema`` or ``reset``. A ``schema``
+    change names the object in ``key`` (its ``table`` is the table it belongs to) and
+    has ``old``/``new`` = ``{"type", "name", "sql"}`` from ``sqlite_master`` (``None``
+    when created / dropped). A ``reset`` (``table`` ``"*"``, every table filter sees
+    it) says the whole database was replaced (``new``: ``{"reason": "import" |
+    "restore", "version": ...}``) without per-row changes: a consumer resyncs.
+    ``at`` is Unix time in seconds.
     """
 
     seq: int
@@ -229,6 +232,40 @@ def log_schema_changes(conn: sqlite3.Connection, before: dict[str, tuple[str, st
             (table, json.dumps(name), json.dumps(old), json.dumps(new), version))
 
 
+def carry_log(live: sqlite3.Connection, image: sqlite3.Connection, reason: dict[str, Any],
+              version: int) -> None:
+    """Before ``image`` replaces the live database: give it the live change log and
+    consumers (so sequence numbers never go back and no acknowledgement is lost),
+    then a ``reset`` change above them, and the capture triggers."""
+    try:
+        rows = live.execute(f"SELECT seq, tbl, op, key, old, new, version, at "
+                            f"FROM {LOG_TABLE}").fetchall()
+        consumers = live.execute(f"SELECT name, acked, at FROM {CONSUMERS_TABLE}").fetchall()
+        top = live.execute("SELECT seq FROM sqlite_sequence WHERE name = ?",
+                           (LOG_TABLE,)).fetchone()
+    except sqlite3.OperationalError:
+        rows, consumers, top = [], [], None  # nothing captured here yet
+    image.execute("BEGIN")
+    for table in (LOG_TABLE, CONSUMERS_TABLE):
+        image.execute(f"DROP TABLE IF EXISTS {table}")
+    for sql in SCHEMA_SQL:
+        image.execute(sql)
+    image.executemany(f"INSERT INTO {LOG_TABLE}(seq, tbl, op, key, old, new, version, at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    image.executemany(f"INSERT INTO {CONSUMERS_TABLE}(name, acked, at) VALUES (?, ?, ?)",
+                      consumers)
+    if top is not None:  # numbers handed out and since pruned stay used
+        image.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
+                      (top[0], LOG_TABLE))
+        image.execute("INSERT INTO sqlite_sequence(name, seq) SELECT ?, ? WHERE NOT EXISTS "
+                      "(SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                      (LOG_TABLE, top[0], LOG_TABLE))
+    image.execute(f"INSERT INTO {LOG_TABLE}(tbl, op, key, old, new, version, at) "
+                  f"VALUES ('*', 'reset', NULL, NULL, ?, ?, {_NOW})",
+                  (json.dumps(reason), version))
+    image.execute("COMMIT")
+
+
 # -- reading -------------------------------------------------------------------------------
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
@@ -256,7 +293,7 @@ async def read_changes(db: Executor, since: int, tables: Iterable[str] | None,
     sql = f"SELECT seq, tbl, op, key, old, new, version, at FROM {LOG_TABLE} WHERE seq > ?"
     params: list[Any] = [since]
     if tables is not None:
-        sql += " AND tbl IN (SELECT value FROM json_each(?))"
+        sql += " AND (tbl IN (SELECT value FROM json_each(?)) OR op = 'reset')"
         params.append(json.dumps(list(tables)))
     sql += " ORDER BY seq LIMIT ?"
     params.append(limit)

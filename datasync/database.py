@@ -513,10 +513,13 @@ class Database:
         # them, any sqlite3 can write to the exported copy.
         return _cdc.strip_triggers(image) if captured else image
 
-    async def import_(self, data: bytes) -> None:
+    async def import_(self, data: bytes, *, _reason: dict[str, Any] | None = None) -> None:
         """Replace the whole database with a standard SQLite file image, atomically.
 
         Example: ``await db.import_(open("app.sqlite", "rb").read())``
+
+        With change data capture on, the change log and consumers carry over (the
+        image's own are replaced) and a ``reset`` change records the replacement.
         """
         from .sqlite_image import as_rollback_image
 
@@ -527,6 +530,9 @@ class Database:
             source = sqlite3.connect(":memory:")
             try:
                 source.deserialize(image)
+                if self._cdc:
+                    _cdc.carry_log(self._conn, source, _reason or {"reason": "import"},
+                                   self._store.next_version)
                 vfs.take_last_error()
                 try:
                     source.backup(self._conn)
@@ -607,7 +613,7 @@ class Database:
         self._check_open()
         await self.sync()  # so the durable version is the current one
         image = await self._store.image_at(int(version))
-        await self.import_(image)
+        await self.import_(image, _reason={"reason": "restore", "version": int(version)})
         return await self.sync()
 
     # -- encryption -----------------------------------------------------------------

@@ -12,9 +12,12 @@ A key is 32 raw bytes, or a passphrase (``str``) stretched with
 PBKDF2-HMAC-SHA256 (:data:`PBKDF2_ITERATIONS` iterations, a random 16-byte salt
 per database). A stored block payload is ``nonce(12) || ciphertext || tag(16)``
 with a fresh random nonce per write; the additional data binds the database id,
-the file, the block index and the version, so a block moved, swapped or mixed
-with another version's fails to authenticate. The CRC-32 of :class:`Codec` still
-covers the stored payload.
+the file, the block index and the version, so a block moved or swapped, or a
+payload relabelled with another version, fails to authenticate. NOT detected: a
+whole older record put back (its payload *and* its own older version), i.e. one
+block rolled back by someone with write access to the storage; that needs an
+authenticated per-block version map (a Merkle root in MAC'd metadata), which this
+release does not have. The CRC-32 of :class:`Codec` still covers the stored payload.
 
 The scheme lives in ``meta.extra["encryption"]``: ``alg``, ``kdf``
 (``"PBKDF2-HMAC-SHA256"`` or ``"raw"``), ``iterations`` and ``salt`` (base64) for

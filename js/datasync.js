@@ -205,7 +205,8 @@ export class Database {
   /**
    * Captured changes (open with {cdc: true}), oldest first, then live ones as they
    * are committed (in any tab). Each is {seq, table, op, key, old, new, version, at}:
-   * op "insert" | "update" | "delete" | "schema"; key the rowid (or an object of the
+   * op "insert" | "update" | "delete" | "schema" | "reset" (table "*": the whole
+   * database was imported or restored; resync); key the rowid (or an object of the
    * primary key of a WITHOUT ROWID table); old/new the row as an object (null when
    * absent); version the store version that makes it durable; at Unix seconds.
    *   for await (const c of db.changes({tables: ["notes"], since: lastSeq})) { ... }

@@ -411,6 +411,7 @@ def test_tables_of_an_imported_image_are_captured() -> None:
         await db.import_(image)
         await db.execute("INSERT INTO imported VALUES ('after the import')")
         assert _rows(await _all(db)) == [
+            ("*", "reset", None, None, {"reason": "import"}),
             ("imported", "insert", 2, None, {"x": "after the import"})]
         await db.close()
 
@@ -436,3 +437,32 @@ def test_a_backup_of_a_captured_database_is_writable_without_cdc(tmp_path) -> No
         await captured.close()
 
     run(go())
+
+
+def test_restore_and_import_keep_the_log_and_record_a_reset_consumers_can_see() -> None:
+    async def go() -> None:
+        name = f"cdc-reset-{next(_reset_names)}"
+        db = await datasync.open(name, backend="memory", cdc=True, retain_versions=5)
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        await db.execute("INSERT INTO t(v) VALUES ('a')")
+        early = await db.sync()
+        await db.execute("INSERT INTO t(v) VALUES ('b')")
+        await db.sync()
+        seen = [c async for c in db.changes(consumer="indexer", follow=False)]
+        await db.ack("indexer", seen[-1].seq)
+        await db.restore(early)
+        await db.execute("INSERT INTO t(v) VALUES ('c')")
+        after = [c async for c in db.changes(consumer="indexer", tables=["t"], follow=False)]
+        assert [c.op for c in after] == ["reset", "insert"]
+        assert after[0].table == "*" and after[0].new == {"reason": "restore", "version": early}
+        assert after[0].seq > seen[-1].seq  # numbers never go back
+        await db.import_(await db.export())
+        last = [c async for c in db.changes(since=after[-1].seq, follow=False)]
+        assert [(c.op, c.new) for c in last] == [("reset", {"reason": "import"})]
+        await db.close()
+        datasync.backends.memory._STORES.pop(name, None)
+
+    run(go())
+
+
+_reset_names = itertools.count()

@@ -273,7 +273,7 @@ def test_swapped_blocks_raise_corrupt_block() -> None:
         _STORES.pop(name, None)
 
 
-def test_a_payload_replayed_from_an_older_version_raises_corrupt_block() -> None:
+def test_an_older_payload_relabelled_with_the_current_version_raises_corrupt_block() -> None:
     name = "enc-replay"
     old: list[Record] = []
 

@@ -374,6 +374,61 @@ def test_a_leader_that_dies_after_applying_a_queued_write_does_not_apply_it_twic
     run(go())
 
 
+class _GatedBackend(MemoryBackend):
+    """Flushes wait at a gate once ``gated`` (storage that is slow to commit)."""
+
+    sync_io = False
+    gated = False
+
+    def __init__(self, name: str, *, instance: str) -> None:
+        super().__init__(name, instance=instance)
+        self.gate = asyncio.Event()
+
+    async def write(self, flush: Any) -> None:
+        if self.gated:
+            await self.gate.wait()
+        await super().write(flush)
+
+
+def test_a_queued_write_on_the_leader_resolves_only_once_durable() -> None:
+    async def go() -> None:
+        b = Browser()
+        backend = _GatedBackend(b.name, instance="a")
+        a = await SharedDatabase.open(b.name, backend=backend, tab_id="a",
+                                      locks=b.locks.for_tab("a"), channel=b.hub.channel("a"))
+        b.tabs["a"] = a
+        await a.wait_for_leadership()
+        await a.execute("CREATE TABLE t(x)")
+        backend.gated = True
+        task = asyncio.ensure_future(a.queue_write("INSERT INTO t VALUES (1)"))
+        await asyncio.sleep(0.3)
+        assert not task.done(), "resolved while its flush had not reached storage"
+        backend.gate.set()
+        res = await asyncio.wait_for(task, 10)
+        assert res.rowcount == 1
+        assert _STORES[b.name].meta.version == a._store.version
+        await b.close()
+
+    run(go())
+
+
+def test_a_queued_write_with_a_bad_parameter_fails_alone_and_the_outbox_drains() -> None:
+    async def go() -> None:
+        b = Browser()
+        a, f = await b.leader_and_follower()
+        await a.execute("CREATE TABLE t(x)")
+        with pytest.raises(Exception, match="too large"):
+            await f.queue_write("INSERT INTO t VALUES (?)", [2**70], timeout=10)
+        res = await f.queue_write("INSERT INTO t VALUES ('next')", timeout=10)
+        assert res.rowcount == 1 and b.queued() == []
+        with pytest.raises(Exception, match="too large"):
+            await f.execute("INSERT INTO t VALUES (?)", [2**70])  # forwarded, answered
+        assert await a.query("SELECT x FROM t") == [{"x": "next"}]
+        await b.close()
+
+    run(go())
+
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("write"), st.integers(0, 7)),

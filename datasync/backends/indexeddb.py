@@ -242,6 +242,12 @@ class IndexedDBBackend(Backend):
             opened = self._request(req, px)
             done, _ = await asyncio.wait([opened, blocked], return_when=asyncio.FIRST_COMPLETED)
             if blocked in done and not opened.done():
+                # We give up: should the request still go through later, undo it
+                # (abort an upgrade, close a connection) rather than hold the
+                # database open with nobody using it.
+                req.onupgradeneeded = js.Function.new("e", "e.target.transaction.abort()")
+                req.onsuccess = js.Function.new("e", "e.target.result.close()")
+                req.onerror = js.Function.new("e", "e.preventDefault()")
                 raise StorageBlockedError(
                     f"{self.location} is held open with an older schema by another tab; "
                     "close or reload the other tabs of this app, then try again"

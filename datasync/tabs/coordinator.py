@@ -519,7 +519,7 @@ class SharedDatabase:
                     await self.db.execute(
                         f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                         (req_id, json.dumps(reply), time.time()))
-        except (sqlite3.Error, DatasyncError) as exc:
+        except Exception as exc:  # sqlite3, ours, or a bad parameter (OverflowError...)
             if isinstance(exc, DeposedLeaderError):
                 raise
             failure = {"error": [type(exc).__name__, str(exc)]}
@@ -599,9 +599,13 @@ class SharedDatabase:
                     reply = fut.result()
                     await self._reach(int(reply.get("version", 0)))
                     return reply
-                stored = await self._applied_reply(entry_id)
-                if stored is not None:
-                    return stored
+                # Our own copy's applied table, when it holds only durable data: a
+                # follower's copy (caught up from storage), never a leader's, whose
+                # record may be committed and not yet flushed.
+                if not self.is_leader and not self._store.has_unflushed:
+                    stored = await self._applied_reply(entry_id)
+                    if stored is not None:
+                        return stored
                 now = loop.time()
                 if deadline is not None and now >= deadline:
                     raise QueuedWriteTimeoutError(

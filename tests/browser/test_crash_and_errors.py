@@ -158,6 +158,18 @@ finally:
 result
 """)
     assert name == "StorageBlockedError" and "other tabs" in message
+    # The other tab lets go: the abandoned request must neither upgrade the database
+    # nor leave a connection open (a delete would then be blocked).
+    after = pypage.page.evaluate("""async () => {
+        window.held.close();
+        await new Promise((r) => setTimeout(r, 300));
+        const version = await new Promise((ok) => { const r = indexedDB.open('datasync:held');
+            r.onsuccess = () => { const v = r.result.version; r.result.close(); ok(v); }; });
+        const deleted = await new Promise((ok) => { const r = indexedDB.deleteDatabase('datasync:held');
+            r.onsuccess = () => ok('deleted'); r.onblocked = () => ok('blocked'); });
+        return [version, deleted];
+    }""")
+    assert after == [1, "deleted"]
 
 
 def test_a_store_of_a_newer_format_is_refused_and_left_untouched(pypage: PyPage) -> None:
