@@ -167,6 +167,11 @@ class BlockStore:
                 store._resident = await store._decode_many(records, meta.block_count)
                 store._versions = {i: r.version for i, r in records.items()
                                    if i < meta.block_count}
+            elif codec.tracks_versions:
+                store._versions = {i: v for i, v in (await backend.read_versions(MAIN)).items()
+                                   if i < meta.block_count}
+            if codec.tracks_versions and to_write is None:
+                store._check_version_map(meta)
             if to_write is not None:
                 # A store just created encrypted: write its key-check value now.
                 store.meta = to_write
@@ -252,6 +257,12 @@ class BlockStore:
             if idx >= self.meta.block_count:
                 return self._zero
             record = self.backend.read_block(MAIN, idx)
+            if record is not None and self.codec.tracks_versions \
+                    and record.version != self._versions.get(idx):
+                raise CorruptBlockError(
+                    f"block {idx} of {self.backend.location} is at version {record.version}, "
+                    f"not the authenticated {self._versions.get(idx)}: it was rolled back "
+                    "or replaced outside datasync", index=idx)
             data = self._zero if record is None else self._decode(idx, record)
             self._cache_put(idx, data)
             return data
@@ -265,6 +276,46 @@ class BlockStore:
         decoded = await self.codec.decode_many(
             MAIN, {i: r for i, r in records.items() if i < count}, where=self.backend.location)
         return {i: self._check_length(i, d) for i, d in decoded.items()}
+
+    @property
+    def _tracking(self) -> bool:
+        """Whether ``_versions`` holds every block's stored version."""
+        return self._resident is not None or self.codec.tracks_versions
+
+    def _check_version_map(self, meta: Meta) -> None:
+        """An encrypted store: the stored versions must be the ones its metadata
+        authenticates (a block rolled back to an older record fails here)."""
+        stored = encryption.stored_map(meta)
+        if stored is None and meta.version == 0:
+            return  # nothing written yet
+        actual = self.codec.version_map(self._versions)  # type: ignore[attr-defined]
+        if stored != actual:
+            raise CorruptBlockError(
+                f"{self.backend.location} (version {meta.version}): the versions of its "
+                "blocks are not the ones its metadata authenticates: a block was rolled "
+                "back, replaced or removed outside datasync. Restore it from a backup.")
+
+    def _next_version_map(self, codec: Codec, base: Meta, new_meta: Meta,
+                          written: dict[int, Any], full: bool) -> Meta:
+        """``new_meta`` carrying the version map after this flush."""
+        if not codec.tracks_versions:
+            return new_meta
+        version = new_meta.version
+        if full:  # every block is written (a rekey): start afresh
+            value = codec.version_map(dict.fromkeys(written, version))  # type: ignore[attr-defined]
+            return encryption.with_map(new_meta, value)
+        value = encryption.stored_map(base) or 0
+        tag = codec.version_tag  # type: ignore[attr-defined]
+        for i in written:
+            old = self._versions.get(i)
+            if old is not None:
+                value ^= tag(i, old)
+            value ^= tag(i, version)
+        for i in range(new_meta.block_count, base.block_count):
+            old = self._versions.get(i)
+            if old is not None:
+                value ^= tag(i, old)
+        return encryption.with_map(new_meta, value)
 
     def _check_length(self, idx: int, data: bytes) -> bytes:
         if len(data) != self.block_size:
@@ -475,6 +526,9 @@ class BlockStore:
                         blocks[i] = self._clean_block(i)
                 codec = rekey[0]
             records = await codec.encode_many(MAIN, new_meta.version, blocks)
+            new_meta = self._next_version_map(
+                codec, base, new_meta, records,
+                full=rekey is not None or not self.codec.tracks_versions)
             if rekey is None:
                 await self.backend.write(Flush(
                     base.version, new_meta, records, retain=self.retain_versions,
@@ -506,10 +560,12 @@ class BlockStore:
                 # block resident from now on (``blocks`` holds all of them).
                 self._resident = dict(blocks)
             self._settle(snapshot, new_meta.block_count, base.block_count)
-            if self._resident is not None:
+            if self._tracking:
                 for idx in [i for i in self._versions if i >= new_meta.block_count]:
                     del self._versions[idx]
                 self._versions.update(dict.fromkeys(records, new_meta.version))
+            else:
+                self._versions = {}
             self._inflight = _Tier()
             c = self.counters
             c["flushes"] += 1
@@ -578,6 +634,23 @@ class BlockStore:
                 self._versions = {i: r.version for i, r in raw.items()
                                   if i < self.meta.block_count}
 
+    def _check_caught_up_map(self, meta: Meta, versions: dict[int, int],
+                             records: dict[int, Any]) -> None:
+        """Incrementally: the map of ``versions`` must be the one ``meta`` carries."""
+        tag = self.codec.version_tag  # type: ignore[attr-defined]
+        value = encryption.stored_map(self.meta) or 0
+        for i in set(self._versions) | set(versions):
+            old, new = self._versions.get(i), versions.get(i)
+            if old != new:
+                if old is not None:
+                    value ^= tag(i, old)
+                if new is not None:
+                    value ^= tag(i, new)
+        if value != encryption.stored_map(meta):
+            raise CorruptBlockError(
+                f"{self.backend.location} (version {meta.version}): the blocks read while "
+                "catching up are not at the versions its metadata authenticates")
+
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
 
@@ -595,13 +668,16 @@ class BlockStore:
                     "catch_up() on a store with unflushed writes: only followers catch up"
                 )
             count = meta.block_count
+            if self._tracking:
+                versions = {i: v for i, v in self._versions.items() if i < count}
+                versions.update({i: records[i].version for i in decoded})
+                if self.codec.tracks_versions:
+                    self._check_caught_up_map(meta, versions, records)
+                self._versions = versions
             if self._resident is not None:
                 for idx in [i for i in self._resident if i >= count]:
                     del self._resident[idx]
-                for idx in [i for i in self._versions if i >= count]:
-                    del self._versions[idx]
                 self._resident.update(decoded)
-                self._versions.update({i: records[i].version for i in decoded})
             else:
                 for idx in [i for i in self._cache if i >= count or i in records]:
                     self._cache_used -= len(self._cache.pop(idx))
@@ -626,6 +702,12 @@ class BlockStore:
                 f"version is {self.meta.version})")
         meta, records = await self.backend.read_as_of(MAIN, version)
         where = f"{self.backend.location} at version {version}"
+        if self.codec.tracks_versions and encryption.stored_map(meta) is not None:
+            versions = {i: r.version for i, r in records.items()}
+            if self.codec.version_map(versions) != encryption.stored_map(meta):  # type: ignore[attr-defined]
+                raise CorruptBlockError(
+                    f"{where}: the kept records are not at the versions its metadata "
+                    "authenticates")
         decoded = await self.codec.decode_many(MAIN, records, where=where)  # WebCrypto: async
         data = b"".join(self._check_length(i, decoded[i]) for i in range(meta.block_count))
         return data[:meta.file_size]

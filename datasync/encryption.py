@@ -15,9 +15,14 @@ with a fresh random nonce per write; the additional data binds the database id,
 the file, the block index and the version, so a block moved or swapped, or a
 payload relabelled with another version, fails to authenticate. NOT detected: a
 whole older record put back (its payload *and* its own older version), i.e. one
-block rolled back by someone with write access to the storage; that needs an
-authenticated per-block version map (a Merkle root in MAC'd metadata), which this
-release does not have. The CRC-32 of :class:`Codec` still covers the stored payload.
+block rolled back, is caught by the *version map*: the metadata carries
+``map`` = XOR over every block ``i`` of HMAC-SHA256(map key, i || version_i)
+(truncated to 128 bits; the map key is HMAC-SHA256(key, "datasync-version-map-v1")),
+kept up to date incrementally by every flush and checked when the store opens and
+when a follower catches up. Without the key nobody can produce a valid map for a
+mix of versions; what stays undetectable is rolling back the WHOLE store (metadata
+and every block) to an earlier consistent state. The CRC-32 of :class:`Codec`
+still covers the stored payload.
 
 The scheme lives in ``meta.extra["encryption"]``: ``alg``, ``kdf``
 (``"PBKDF2-HMAC-SHA256"`` or ``"raw"``), ``iterations`` and ``salt`` (base64) for
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import struct
 from typing import Any, Protocol, Union
@@ -223,10 +229,25 @@ class EncryptedCodec(Codec):
     Example: ``codec = EncryptedCodec(NativeCipher(key), meta.db_id)``
     """
 
-    def __init__(self, cipher: Cipher, db_id: str) -> None:
+    def __init__(self, cipher: Cipher, db_id: str, map_key: bytes | None = None) -> None:
         self.cipher = cipher
         self.db_id = db_id
         self.decodes_sync = not isinstance(cipher, WebCipher)
+        self.map_key = map_key
+        self.tracks_versions = map_key is not None
+
+    def version_tag(self, index: int, version: int) -> int:
+        """This block's term of the version map (see the module docstring)."""
+        assert self.map_key is not None
+        mac = hmac.new(self.map_key, struct.pack("<qq", index, version), hashlib.sha256)
+        return int.from_bytes(mac.digest()[:16], "big")
+
+    def version_map(self, versions: dict[int, int]) -> int:
+        """The version map of every block's stored version."""
+        out = 0
+        for index, version in versions.items():
+            out ^= self.version_tag(index, version)
+        return out
 
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         nonce = os.urandom(NONCE_BYTES)
@@ -361,14 +382,14 @@ async def open_codec(
     if scheme.get("check") is None:
         if meta.version != 0:
             raise WrongKeyError(f"{where} has data but no key-check value: it is damaged")
-        return EncryptedCodec(cipher, meta.db_id), _with_scheme(meta, await _sealed_scheme(
-            scheme, cipher, meta.db_id))
+        return EncryptedCodec(cipher, meta.db_id, map_key(raw)), _with_scheme(
+            meta, await _sealed_scheme(scheme, cipher, meta.db_id))
     sealed = base64.b64decode(scheme["check"])
     opened = await cipher.open_many(
         [(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], check_aad(meta.db_id))])
     if opened[0] != CHECK_PLAINTEXT:
         raise WrongKeyError(f"the encryption key does not open {where}; nothing was changed")
-    return EncryptedCodec(cipher, meta.db_id), None
+    return EncryptedCodec(cipher, meta.db_id, map_key(raw)), None
 
 
 async def _sealed_scheme(scheme: dict[str, Any], cipher: Cipher, db_id: str) -> dict[str, Any]:
@@ -394,6 +415,28 @@ async def rekey_codec(
     if new_key is None:
         return Codec(), _with_scheme(meta, None).extra
     scheme = new_scheme(new_key)
-    cipher = await make_cipher(await _key_bytes(scheme, new_key, "the new key"))
+    raw = await _key_bytes(scheme, new_key, "the new key")
+    cipher = await make_cipher(raw)
     sealed = await _sealed_scheme(scheme, cipher, meta.db_id)
-    return EncryptedCodec(cipher, meta.db_id), _with_scheme(meta, sealed).extra
+    return EncryptedCodec(cipher, meta.db_id, map_key(raw)), _with_scheme(meta, sealed).extra
+
+
+MAP_LABEL = b"datasync-version-map-v1"
+
+
+def map_key(raw: bytes) -> bytes:
+    """The key of the version map, derived from the encryption key."""
+    return hmac.new(raw, MAP_LABEL, hashlib.sha256).digest()
+
+
+def stored_map(meta: Meta) -> int | None:
+    """The version map ``meta`` carries (None: not written yet)."""
+    text = (meta.extra.get("encryption") or {}).get("map")
+    return None if text is None else int(text, 16)
+
+
+def with_map(meta: Meta, value: int) -> Meta:
+    """``meta`` carrying version map ``value``."""
+    scheme = dict(meta.extra.get("encryption") or {})
+    scheme["map"] = f"{value:032x}"
+    return _with_scheme(meta, scheme)

@@ -169,6 +169,10 @@ class Codec:
     #: block store then keeps every block resident instead of reading on demand.
     decodes_sync = True
 
+    #: True for a codec that authenticates which version each block must be at
+    #: (an encrypted store's version map, see :mod:`datasync.encryption`).
+    tracks_versions = False
+
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         return Record(version, self._checksum(file, index, version, data), bytes(data))
 

@@ -68,6 +68,11 @@ class Backend(abc.ABC):
     async def read_all(self, file: str = MAIN) -> dict[int, Record]:
         """Return every stored record of ``file``, by block index."""
 
+    async def read_versions(self, file: str = MAIN) -> dict[int, int]:
+        """The stored version of every block of ``file`` (an encrypted store checks
+        its version map with it). Backends may answer without reading payloads."""
+        return {i: r.version for i, r in (await self.read_all(file)).items()}
+
     @abc.abstractmethod
     async def write(self, flush: Flush) -> None:
         """Apply ``flush`` in ONE atomic transaction: delete the records at index

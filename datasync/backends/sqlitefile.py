@@ -189,6 +189,10 @@ class SqliteFileBackend(Backend):
         )
         return {idx: Record(v, c, d) for idx, v, c, d in rows}
 
+    async def read_versions(self, file: str = MAIN) -> dict[int, int]:
+        return dict(self._db().execute(
+            "SELECT idx, version FROM blocks WHERE file=?", (file,)).fetchall())
+
     async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
