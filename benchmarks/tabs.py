@@ -26,7 +26,6 @@ per browser). Measurements, each a sequence of single-row INSERTs awaited one by
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -37,6 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from browser import fmt, load_config, p95, table  # noqa: E402  (the one-tab benchmark's)
 
 PAGE = "tests/browser/blank.html"
 
@@ -80,32 +82,6 @@ FOLLOWER_SEEN = """async ([n]) => {
   const rows = await window.db.query("SELECT i, at FROM b WHERE tag = 'prop' ORDER BY i");
   return {rows, seen: window.seen};
 }"""
-
-
-def load_config() -> Any:
-    spec = importlib.util.spec_from_file_location("datasync_playwright_config",
-                                                  ROOT / "playwright.config.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def p95(xs: list[float]) -> float:
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-
-
-def fmt(ms: float) -> str:
-    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
 
 
 def propagation(stream: list[dict[str, Any]], seen: list[dict[str, Any]],

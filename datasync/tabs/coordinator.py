@@ -43,7 +43,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import cdc, vfs
@@ -734,16 +734,21 @@ class SharedDatabase:
 
     async def import_(self, data: bytes) -> None:
         """Replace the database (leader tab only; other tabs follow)."""
+        await self._replace_whole("import_", lambda: self.db.import_(data))
+
+    async def _replace_whole(self, what: str, replace: Callable[[], Awaitable[Any]]) -> int:
+        """Run ``replace`` (which rewrites the whole database) as the leader, with
+        writes allowed, then announce it; returns the new version."""
         self._check_open()
         if not self.is_leader:
             raise DatasyncError(
-                "import_() runs in the leader tab: call request_leadership() first")
+                f"{what}() runs in the leader tab: call request_leadership() first")
         await self.db.execute("PRAGMA query_only = OFF")
         try:
-            await self.db.import_(data)
+            await replace()
         finally:
             await self.db.execute("PRAGMA query_only = ON")
-        await self._flush_and_announce({"*"})
+        return await self._flush_and_announce({"*"})
 
 
     async def versions(self) -> list[dict[str, Any]]:
@@ -754,16 +759,7 @@ class SharedDatabase:
     async def restore(self, version: int) -> int:
         """Return the database to a retained version (leader tab only; the other
         tabs follow like after any write). Returns the new version."""
-        self._check_open()
-        if not self.is_leader:
-            raise DatasyncError(
-                "restore() runs in the leader tab: call request_leadership() first")
-        await self.db.execute("PRAGMA query_only = OFF")
-        try:
-            await self.db.restore(version)
-        finally:
-            await self.db.execute("PRAGMA query_only = ON")
-        return await self._flush_and_announce({"*"})
+        return await self._replace_whole("restore", lambda: self.db.restore(version))
 
     async def backup(self, target: str, **options: Any) -> dict[str, Any]:
         """Copy this tab's copy into a new database ``target`` (see ``Database.backup``)."""

@@ -106,6 +106,16 @@ def context(pw: Any, profile: Path) -> Iterator[Any]:
     ctx.close()
 
 
+def blank_pages(context: Any, server: Any, n: int) -> list[Any]:
+    """``n`` pages on the blank test page (they import js/datasync.js themselves)."""
+    pages = []
+    for _ in range(n):
+        page = context.new_page()
+        page.goto(server.url + "tests/browser/blank.html")
+        pages.append(page)
+    return pages
+
+
 @pytest.fixture
 def pypage(context: Any, server: Any, manifest: dict[str, Any]) -> PyPage:
     return PyPage(context.new_page(), server, manifest).open()

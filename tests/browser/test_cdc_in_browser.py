@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyodide_page import blank_pages
+
 OPEN = """async ([name, tabs]) => {
   const { DataSync } = await import('/js/datasync.js');
   window.db = await DataSync.open(name, {cdc: true, tabs});
@@ -18,17 +20,8 @@ OPEN = """async ([name, tabs]) => {
 }"""
 
 
-def _pages(context: Any, server: Any, n: int) -> list[Any]:
-    pages = []
-    for _ in range(n):
-        page = context.new_page()
-        page.goto(server.url + "tests/browser/blank.html")
-        pages.append(page)
-    return pages
-
-
 def test_changes_on_a_page_see_inserts_updates_and_deletes(context: Any, server: Any) -> None:
-    (page,) = _pages(context, server, 1)
+    (page,) = blank_pages(context, server, 1)
     page.evaluate(OPEN, ["cdc-page", False])
     page.evaluate("""async () => {
         await window.db.execute('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB)');
@@ -64,7 +57,7 @@ def test_changes_on_a_page_see_inserts_updates_and_deletes(context: Any, server:
 
 
 def test_a_follower_page_streams_the_leader_pages_changes(context: Any, server: Any) -> None:
-    leader, follower = _pages(context, server, 2)
+    leader, follower = blank_pages(context, server, 2)
     leader.evaluate(OPEN, ["cdc-tabs", True])
     leader.evaluate("() => window.db.waitForLeadership()")
     follower.evaluate(OPEN, ["cdc-tabs", True])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyodide_page import blank_pages
+
 OPEN = """async (name) => {
   const { DataSync } = await import('/js/datasync.js');
   window.db = await DataSync.open(name, {tabs: true});
@@ -21,17 +23,8 @@ INSERT_100 = """async (who) => {
 }"""
 
 
-def _pages(context: Any, server: Any, n: int) -> list[Any]:
-    pages = []
-    for _ in range(n):
-        page = context.new_page()
-        page.goto(server.url + "tests/browser/blank.html")
-        pages.append(page)
-    return pages
-
-
 def test_four_pages_inserting_at_once_give_exactly_400_rows(context: Any, server: Any) -> None:
-    pages = _pages(context, server, 4)
+    pages = blank_pages(context, server, 4)
     infos = [p.evaluate(OPEN, "shared") for p in pages]
     assert sum(1 for i in infos if i["isLeader"]) <= 1
     handles = [p.evaluate_handle(f"window.run = ({INSERT_100})('p{k}')") for k, p in enumerate(pages)]
@@ -63,7 +56,7 @@ STREAM = """async (who) => {
 
 
 def test_leader_crash_mid_stream_elects_a_new_leader_and_loses_nothing(context: Any, server: Any) -> None:
-    pages = _pages(context, server, 3)
+    pages = blank_pages(context, server, 3)
     for p in pages:
         p.evaluate(OPEN, "crashy")
     pages[0].evaluate("() => window.db.waitForLeadership()")
@@ -94,7 +87,7 @@ def test_leader_crash_mid_stream_elects_a_new_leader_and_loses_nothing(context: 
 
 def test_a_follower_sees_the_leaders_commit_in_on_change_and_reads_its_own_writes(
         context: Any, server: Any) -> None:
-    leader, follower = _pages(context, server, 2)
+    leader, follower = blank_pages(context, server, 2)
     leader.evaluate(OPEN, "live")
     leader.evaluate("() => window.db.waitForLeadership()")
     follower.evaluate(OPEN, "live")
@@ -118,7 +111,7 @@ def test_a_follower_sees_the_leaders_commit_in_on_change_and_reads_its_own_write
 
 def test_a_write_queued_by_a_page_closed_right_after_is_applied(context: Any, server: Any) -> None:
     # A plain page holds the leader lock, so no datasync tab can lead for now.
-    ghost, writer = _pages(context, server, 2)
+    ghost, writer = blank_pages(context, server, 2)
     ghost.evaluate("""() => new Promise((granted) => {
         navigator.locks.request('datasync-leader:outboxed', () => {
             granted();
@@ -144,7 +137,7 @@ def test_a_write_queued_by_a_page_closed_right_after_is_applied(context: Any, se
     }""")
     writer.close()  # the issuing page is gone before any leader ran its write
     ghost.evaluate("() => window.releaseLock()")
-    (reader,) = _pages(context, server, 1)
+    (reader,) = blank_pages(context, server, 1)
     reader.evaluate(OPEN, "outboxed")
     reader.evaluate("() => window.db.waitForLeadership()")
     reader.wait_for_function("""async () => {
@@ -165,7 +158,7 @@ def test_two_pages_share_an_encrypted_database(context: Any, server: Any) -> Non
       window.db = await DataSync.open(name, {tabs: true, encryptionKey: key});
       return window.db.getLeaderInfo();
     }"""
-    leader, follower = _pages(context, server, 2)
+    leader, follower = blank_pages(context, server, 2)
     leader.evaluate(opener, ["sealed", "tab passphrase"])
     leader.evaluate("() => window.db.waitForLeadership()")
     follower.evaluate(opener, ["sealed", "tab passphrase"])
