@@ -63,3 +63,31 @@ def test_the_version_map_follows_growth_truncation_and_rekey(make_backend) -> No
         await db.close()
 
     run(go())
+
+
+@pytest.mark.parametrize("cut", [0, 10, 40])
+def test_a_truncated_encrypted_record_is_refused_naming_its_block(make_backend, cut: int) -> None:  # type: ignore[no-untyped-def]
+    async def write() -> None:
+        db = await datasync.open("cut", backend=make_backend("cut"), encryption_key=KEY)
+        await db.execute("CREATE TABLE t(x)")
+        await db.execute("INSERT INTO t VALUES ('truncated marker')")
+        await db.close()
+
+    run(write())
+    backend = make_backend("cut")
+    meta = run(backend.open(datasync.format.Meta.new(), create=False))
+    record = run(backend.read_all(MAIN))[1]
+    payload = record.payload[:cut]
+    # a valid CRC, so only the decryption (or the length check) can refuse it
+    forged = datasync.format.Record(record.version, datasync.format.Codec._checksum(
+        MAIN, 1, record.version, payload), payload)
+    _put_back(backend, meta, 1, forged)
+    run(backend.close())
+
+    async def reopen() -> None:
+        with pytest.raises(datasync.CorruptBlockError) as caught:
+            db = await datasync.open("cut", backend=make_backend("cut"), encryption_key=KEY)
+            await db.execute("SELECT * FROM t")
+        assert caught.value.index == 1 and "block 1" in str(caught.value)
+
+    run(reopen())

@@ -549,3 +549,35 @@ def test_tabs_share_an_encrypted_store_and_followers_decode_what_they_catch_up(s
         await b.close()
 
     run(go())
+
+
+def test_a_restore_in_the_leader_reaches_the_followers() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0)
+
+        async def open_tab(tab: str) -> SharedDatabase:
+            db = await SharedDatabase.open(
+                b.name, backend=MemoryBackend(b.name, instance=tab), tab_id=tab,
+                locks=b.locks.for_tab(tab), channel=b.hub.channel(tab), retain_versions=4)
+            b.tabs[tab] = db
+            return db
+
+        a = await open_tab("a")
+        await a.wait_for_leadership()
+        f = await open_tab("f")
+        await f.execute("CREATE TABLE t(x)")
+        await f.execute("INSERT INTO t VALUES ('kept')")
+        keep = a._store.version
+        await f.execute("INSERT INTO t VALUES ('undone')")
+        with pytest.raises(datasync.DatasyncError, match="leader tab"):
+            await f.restore(keep)
+        assert keep in [v["version"] for v in await a.versions()]
+        await a.restore(keep)
+        for _ in range(500):
+            if await f.query("SELECT x FROM t") == [{"x": "kept"}]:
+                break
+            await asyncio.sleep(0.002)
+        assert await f.query("SELECT x FROM t") == [{"x": "kept"}]
+        await b.close()
+
+    run(go())
