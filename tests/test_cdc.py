@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 import datasync
-from datasync.backends import MemoryBackend
 from datasync.cdc import Change
-from datasync.tabs import SharedDatabase
 from helpers import run
 
 _names = itertools.count()
@@ -269,24 +267,14 @@ def test_without_cdc_nothing_is_created() -> None:
     run(go())
 
 
-async def _open_tab(browser: Any, tab: str) -> SharedDatabase:
-    """A tab of ``browser`` (tests/test_tabs.py's Browser) opened with cdc=True."""
-    db = await SharedDatabase.open(
-        browser.name, backend=MemoryBackend(browser.name, instance=tab), tab_id=tab,
-        locks=browser.locks.for_tab(tab), channel=browser.hub.channel(tab), write_timeout=20,
-        cdc=True)
-    browser.tabs[tab] = db
-    return db
-
-
 def test_a_follower_streams_the_leaders_changes_and_its_own_forwarded_ones() -> None:
     from test_tabs import Browser
 
     async def go() -> None:
         b = Browser()
-        a = await _open_tab(b, "a")
+        a = await b.open("a", cdc=True)
         await a.wait_for_leadership()
-        f = await _open_tab(b, "f")
+        f = await b.open("f", cdc=True)
         await a.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
         got: list[Change] = []
 
@@ -361,9 +349,9 @@ def test_a_new_leader_keeps_capturing_after_the_old_one_closes() -> None:
 
     async def go() -> None:
         b = Browser()
-        a = await _open_tab(b, "a")
+        a = await b.open("a", cdc=True)
         await a.wait_for_leadership()
-        f = await _open_tab(b, "f")
+        f = await b.open("f", cdc=True)
         await a.execute("CREATE TABLE t(x)")
         await a.execute("INSERT INTO t VALUES ('old leader')")
         await b.tabs.pop("a").close()

@@ -60,12 +60,14 @@ class Browser:
         self.tabs: dict[str, SharedDatabase] = {}
         self.dead: list[SharedDatabase] = []
 
-    async def open(self, tab: str) -> SharedDatabase:
-        backend = (SuspendingMemoryBackend(self.name, instance=tab, rng=self.rng)
-                   if self.suspending else MemoryBackend(self.name, instance=tab))
+    async def open(self, tab: str, *, backend: Any = None, **options: Any) -> SharedDatabase:
+        """Open tab ``tab``; ``options`` go to :func:`datasync.open` (a key, cdc...)."""
+        if backend is None:
+            backend = (SuspendingMemoryBackend(self.name, instance=tab, rng=self.rng)
+                       if self.suspending else MemoryBackend(self.name, instance=tab))
         db = await SharedDatabase.open(
-            self.name, backend=backend, tab_id=tab,
-            locks=self.locks.for_tab(tab), channel=self.hub.channel(tab), write_timeout=20)
+            self.name, backend=backend, tab_id=tab, locks=self.locks.for_tab(tab),
+            channel=self.hub.channel(tab), write_timeout=20, **options)
         self.tabs[tab] = db
         return db
 
@@ -394,9 +396,7 @@ def test_a_queued_write_on_the_leader_resolves_only_once_durable() -> None:
     async def go() -> None:
         b = Browser()
         backend = _GatedBackend(b.name, instance="a")
-        a = await SharedDatabase.open(b.name, backend=backend, tab_id="a",
-                                      locks=b.locks.for_tab("a"), channel=b.hub.channel("a"))
-        b.tabs["a"] = a
+        a = await b.open("a", backend=backend)
         await a.wait_for_leadership()
         await a.execute("CREATE TABLE t(x)")
         backend.gated = True
@@ -521,19 +521,9 @@ def test_eight_tabs_with_random_kills_restarts_and_delays_keep_the_invariants(sc
 def test_tabs_share_an_encrypted_store_and_followers_decode_what_they_catch_up(suspending: bool) -> None:
     async def go() -> None:
         b = Browser(max_delay=0, suspending=suspending)
-
-        async def open_tab(tab: str, key: str) -> SharedDatabase:
-            backend = (SuspendingMemoryBackend(b.name, instance=tab, rng=b.rng)
-                       if suspending else MemoryBackend(b.name, instance=tab))
-            db = await SharedDatabase.open(
-                b.name, backend=backend, tab_id=tab, locks=b.locks.for_tab(tab),
-                channel=b.hub.channel(tab), encryption_key=key)
-            b.tabs[tab] = db
-            return db
-
-        a = await open_tab("a", "tab secret")
+        a = await b.open("a", encryption_key="tab secret")
         await a.wait_for_leadership()
-        f = await open_tab("f", "tab secret")
+        f = await b.open("f", encryption_key="tab secret")
         await f.execute("CREATE TABLE t(x)")
         await f.execute("INSERT INTO t VALUES ('sealed marker')")  # forwarded
         await a.execute("INSERT INTO t VALUES ('from the leader')")
@@ -545,7 +535,7 @@ def test_tabs_share_an_encrypted_store_and_followers_decode_what_they_catch_up(s
         raw = b"".join(r.payload for r in _STORES[b.name].blocks.values())
         assert b"sealed marker" not in raw
         with pytest.raises(datasync.WrongKeyError):
-            await open_tab("g", "not the key")
+            await b.open("g", encryption_key="not the key")
         await b.close()
 
     run(go())
@@ -554,17 +544,9 @@ def test_tabs_share_an_encrypted_store_and_followers_decode_what_they_catch_up(s
 def test_a_restore_in_the_leader_reaches_the_followers() -> None:
     async def go() -> None:
         b = Browser(max_delay=0)
-
-        async def open_tab(tab: str) -> SharedDatabase:
-            db = await SharedDatabase.open(
-                b.name, backend=MemoryBackend(b.name, instance=tab), tab_id=tab,
-                locks=b.locks.for_tab(tab), channel=b.hub.channel(tab), retain_versions=4)
-            b.tabs[tab] = db
-            return db
-
-        a = await open_tab("a")
+        a = await b.open("a", retain_versions=4)
         await a.wait_for_leadership()
-        f = await open_tab("f")
+        f = await b.open("f", retain_versions=4)
         await f.execute("CREATE TABLE t(x)")
         await f.execute("INSERT INTO t VALUES ('kept')")
         keep = a._store.version
