@@ -170,6 +170,12 @@ class SqliteFileBackend(Backend):
                 conn.execute("ROLLBACK")
             raise
 
+    def _stored_meta(self, db: sqlite3.Connection) -> Meta:
+        """The current metadata, as stored."""
+        return Meta.from_json(
+            db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
+            where=self.location)
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise BackendError(f"{self.location} is not open")
@@ -197,10 +203,7 @@ class SqliteFileBackend(Backend):
         db = self._db()
         db.execute("BEGIN")
         try:
-            meta = Meta.from_json(
-                db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
-                where=self.location,
-            )
+            meta = self._stored_meta(db)
             rows = db.execute(
                 "SELECT idx, version, checksum, data FROM blocks WHERE file=? AND version>?",
                 (file, version),
@@ -233,10 +236,7 @@ class SqliteFileBackend(Backend):
             raise BackendError(f"flush to {self.location} failed: {exc}") from exc
 
     def _write_in_transaction(self, db: sqlite3.Connection, flush: Flush) -> None:
-        stored = Meta.from_json(
-            db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
-            where=self.location,
-        )
+        stored = self._stored_meta(db)
         self._check_base_version(stored, flush)
         self._keep_history(db, stored, flush)
         db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count))
@@ -277,16 +277,14 @@ class SqliteFileBackend(Backend):
 
     async def retained(self, file: str = MAIN) -> list[Meta]:
         rows = self._db().execute("SELECT meta FROM versions ORDER BY version").fetchall()
-        current = self._db().execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0]
-        return [Meta.from_json(text, where=self.location) for (text,) in [*rows, (current,)]]
+        return [*(Meta.from_json(text, where=self.location) for (text,) in rows),
+                self._stored_meta(self._db())]
 
     async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
         try:
-            current_meta = Meta.from_json(
-                db.execute("SELECT value FROM meta WHERE key='meta'").fetchone()[0],
-                where=self.location)
+            current_meta = self._stored_meta(db)
             if version == current_meta.version:
                 meta = current_meta
             else:
