@@ -295,26 +295,43 @@ class BlockStore:
                 "blocks are not the ones its metadata authenticates: a block was rolled "
                 "back, replaced or removed outside datasync. Restore it from a backup.")
 
+    def _version_changes(self, written: dict[int, int], count: int) -> dict[int, int | None]:
+        """How the stored versions move when blocks ``written`` land (index ->
+        version) and the file has ``count`` blocks: None for a block dropped."""
+        changes: dict[int, int | None] = {i: None for i in self._versions if i >= count}
+        changes.update(written)
+        return changes
+
+    def _apply_version_changes(self, changes: dict[int, int | None]) -> None:
+        for i, version in changes.items():
+            if version is None:
+                self._versions.pop(i, None)
+            else:
+                self._versions[i] = version
+
+    def _moved_version_map(self, codec: Codec, value: int,
+                           changes: dict[int, int | None]) -> int:
+        """Version map ``value`` updated for ``changes`` (from the tracked versions)."""
+        tag = codec.version_tag  # type: ignore[attr-defined]
+        for i, new in changes.items():
+            old = self._versions.get(i)
+            if old != new:
+                if old is not None:
+                    value ^= tag(i, old)
+                if new is not None:
+                    value ^= tag(i, new)
+        return value
+
     def _next_version_map(self, codec: Codec, base: Meta, new_meta: Meta,
-                          written: dict[int, Any], full: bool) -> Meta:
+                          changes: dict[int, int | None], full: bool) -> Meta:
         """``new_meta`` carrying the version map after this flush."""
         if not codec.tracks_versions:
             return new_meta
-        version = new_meta.version
         if full:  # every block is written (a rekey): start afresh
-            value = codec.version_map(dict.fromkeys(written, version))  # type: ignore[attr-defined]
-            return encryption.with_map(new_meta, value)
-        value = encryption.stored_map(base) or 0
-        tag = codec.version_tag  # type: ignore[attr-defined]
-        for i in written:
-            old = self._versions.get(i)
-            if old is not None:
-                value ^= tag(i, old)
-            value ^= tag(i, version)
-        for i in range(new_meta.block_count, base.block_count):
-            old = self._versions.get(i)
-            if old is not None:
-                value ^= tag(i, old)
+            value = codec.version_map(  # type: ignore[attr-defined]
+                {i: v for i, v in changes.items() if v is not None})
+        else:
+            value = self._moved_version_map(codec, encryption.stored_map(base) or 0, changes)
         return encryption.with_map(new_meta, value)
 
     def _check_length(self, idx: int, data: bytes) -> bytes:
@@ -526,8 +543,10 @@ class BlockStore:
                         blocks[i] = self._clean_block(i)
                 codec = rekey[0]
             records = await codec.encode_many(MAIN, new_meta.version, blocks)
+            changes = self._version_changes(dict.fromkeys(records, new_meta.version),
+                                            new_meta.block_count)
             new_meta = self._next_version_map(
-                codec, base, new_meta, records,
+                codec, base, new_meta, changes,
                 full=rekey is not None or not self.codec.tracks_versions)
             if rekey is None:
                 await self.backend.write(Flush(
@@ -561,9 +580,7 @@ class BlockStore:
                 self._resident = dict(blocks)
             self._settle(snapshot, new_meta.block_count, base.block_count)
             if self._tracking:
-                for idx in [i for i in self._versions if i >= new_meta.block_count]:
-                    del self._versions[idx]
-                self._versions.update(dict.fromkeys(records, new_meta.version))
+                self._apply_version_changes(changes)
             else:
                 self._versions = {}
             self._inflight = _Tier()
@@ -634,23 +651,6 @@ class BlockStore:
                 self._versions = {i: r.version for i, r in raw.items()
                                   if i < self.meta.block_count}
 
-    def _check_caught_up_map(self, meta: Meta, versions: dict[int, int],
-                             records: dict[int, Any]) -> None:
-        """Incrementally: the map of ``versions`` must be the one ``meta`` carries."""
-        tag = self.codec.version_tag  # type: ignore[attr-defined]
-        value = encryption.stored_map(self.meta) or 0
-        for i in set(self._versions) | set(versions):
-            old, new = self._versions.get(i), versions.get(i)
-            if old != new:
-                if old is not None:
-                    value ^= tag(i, old)
-                if new is not None:
-                    value ^= tag(i, new)
-        if value != encryption.stored_map(meta):
-            raise CorruptBlockError(
-                f"{self.backend.location} (version {meta.version}): the blocks read while "
-                "catching up are not at the versions its metadata authenticates")
-
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
 
@@ -669,11 +669,15 @@ class BlockStore:
                 )
             count = meta.block_count
             if self._tracking:
-                versions = {i: v for i, v in self._versions.items() if i < count}
-                versions.update({i: records[i].version for i in decoded})
-                if self.codec.tracks_versions:
-                    self._check_caught_up_map(meta, versions, records)
-                self._versions = versions
+                changes = self._version_changes(
+                    {i: records[i].version for i in decoded}, count)
+                if self.codec.tracks_versions and self._moved_version_map(
+                        self.codec, encryption.stored_map(self.meta) or 0,
+                        changes) != encryption.stored_map(meta):
+                    raise CorruptBlockError(
+                        f"{self.backend.location} (version {meta.version}): the blocks read "
+                        "while catching up are not at the versions its metadata authenticates")
+                self._apply_version_changes(changes)
             if self._resident is not None:
                 for idx in [i for i in self._resident if i >= count]:
                     del self._resident[idx]
