@@ -48,6 +48,23 @@ def _key_from_json(value: Any) -> Any:
     return value
 
 
+def _open_kwargs(options_json: str, *, tabs: bool) -> dict[str, Any]:
+    """JS open options (JSON, JS names) -> :func:`datasync.open` keyword arguments;
+    ``tabs`` says whether the ``tabs`` option is allowed (it is left in, as is)."""
+    options = json.loads(options_json or "{}")
+    allowed = [k for k, v in _OPEN_OPTIONS.items() if v or tabs]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        from .errors import InvalidOptionError
+
+        raise InvalidOptionError(
+            f"unknown option(s) {', '.join(unknown)}: use {', '.join(allowed)}")
+    kwargs = {_OPEN_OPTIONS[k] or k: v for k, v in options.items()}
+    if "encryption_key" in kwargs:
+        kwargs["encryption_key"] = _key_from_json(kwargs["encryption_key"])
+    return kwargs
+
+
 def _to_py_param(value: Any) -> Any:
     """A parameter arriving from JS -> a value sqlite3 binds."""
     from pyodide.ffi import JsNull
@@ -305,13 +322,7 @@ class JsDatabase:
             import js
             from pyodide.ffi import to_js
 
-            options = json.loads(options_json or "{}")
-            unknown = sorted(k for k in options if not _OPEN_OPTIONS.get(k))
-            if unknown:
-                from .errors import InvalidOptionError
-
-                raise InvalidOptionError(f"unknown backup option(s) {', '.join(unknown)}")
-            kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
+            kwargs = _open_kwargs(options_json, tabs=False)
             info = await self.db.backup(str(target), **kwargs)
             return to_js(info, dict_converter=js.Object.fromEntries)
 
@@ -338,18 +349,8 @@ async def open(name: str, options_json: str = "{}") -> Any:
     """Open a database for JS; ``options_json`` uses the JS option names."""
 
     async def call() -> Any:
-        options = json.loads(options_json or "{}")
-        unknown = sorted(set(options) - set(_OPEN_OPTIONS))
-        if unknown:
-            from .errors import InvalidOptionError
-
-            raise InvalidOptionError(
-                f"unknown option(s) {', '.join(unknown)}: use {', '.join(_OPEN_OPTIONS)}"
-            )
-        tabs = bool(options.pop("tabs", False))
-        kwargs = {_OPEN_OPTIONS[k]: v for k, v in options.items()}
-        if "encryption_key" in kwargs:
-            kwargs["encryption_key"] = _key_from_json(kwargs["encryption_key"])
+        kwargs = _open_kwargs(options_json, tabs=True)
+        tabs = bool(kwargs.pop("tabs", False))
         if tabs:
             from .tabs.web import open_shared
 

@@ -49,6 +49,13 @@ function keyJSON(key) {
   return key ?? null;
 }
 
+/** Open options as JSON for the Python side (the key converted by keyJSON). */
+function optionsJSON(options) {
+  const out = { ...options };
+  if ("encryptionKey" in out) out.encryptionKey = keyJSON(out.encryptionKey);
+  return JSON.stringify(out);
+}
+
 function unwrap(reply) {
   try {
     if (reply.error) {
@@ -154,7 +161,7 @@ export class Database {
    */
   async backup(target, options = {}) {
     this.#check();
-    const info = unwrap(await this.#handle.backup(target, JSON.stringify(options)));
+    const info = unwrap(await this.#handle.backup(target, optionsJSON(options)));
     return { target: info.target, bytes: info.bytes, sourceVersion: info.source_version,
              targetVersion: info.target_version };
   }
@@ -296,8 +303,7 @@ export const DataSync = {
   async open(name, options = {}) {
     const { webURL, indexURL, pyodide: given, ...dbOptions } = options;
     const runtime = await boot({ webURL, indexURL, pyodide: given });
-    if ("encryptionKey" in dbOptions) dbOptions.encryptionKey = keyJSON(dbOptions.encryptionKey);
-    const handle = unwrap(await runtime.bridge.open(name, JSON.stringify(dbOptions)));
+    const handle = unwrap(await runtime.bridge.open(name, optionsJSON(dbOptions)));
     return new Database(name, handle, runtime.pyodide);
   },
   DataSyncError,

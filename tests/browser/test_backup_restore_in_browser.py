@@ -62,3 +62,27 @@ def test_restore_and_backup_in_indexeddb_survive_a_reload(context: Any, server: 
       return [h, m];
     }""")
     assert raw[0] > 0 and 1 <= raw[1] <= 4  # history kept, and pruned to the window
+
+
+def test_a_backup_can_be_encrypted_with_a_uint8array_key(context: Any, server: Any) -> None:
+    page = context.new_page()
+    page.goto(server.url + "tests/browser/blank.html")
+    got = page.evaluate("""async () => {
+      const { DataSync } = await import('/js/datasync.js');
+      const key = new Uint8Array(32).map((_, i) => 255 - i);
+      const db = await DataSync.open('plain-src');
+      await db.execute('CREATE TABLE t(x TEXT)');
+      await db.execute("INSERT INTO t VALUES ('backed up')");
+      await db.backup('sealed-copy', { encryptionKey: key });
+      let unknown = null;
+      try { await db.backup('other', { tabs: true }); } catch (e) { unknown = e.name; }
+      await db.close();
+      const copy = await DataSync.open('sealed-copy', { encryptionKey: key });
+      const rows = await copy.query('SELECT x FROM t');
+      await copy.close();
+      let keyless = null;
+      try { await DataSync.open('sealed-copy'); } catch (e) { keyless = e.name; }
+      return { rows, unknown, keyless };
+    }""")
+    assert got == {"rows": [{"x": "backed up"}], "unknown": "InvalidOptionError",
+                   "keyless": "WrongKeyError"}
