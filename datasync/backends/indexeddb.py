@@ -441,6 +441,7 @@ class IndexedDBBackend(Backend):
         finally:
             px.destroy()
         self._stored_count = count
+        self._history_cleared = flush.retain <= 0  # (only once the transaction committed)
         for seg in list(self._deltas):
             if seg * self._seg >= count:
                 del self._deltas[seg]
@@ -461,9 +462,7 @@ class IndexedDBBackend(Backend):
                 blocks.delete(js.IDBKeyRange.bound(to_js([hfile, 0]), to_js([hfile, js.Infinity])))
                 meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
                                                        to_js(["vmeta", js.Infinity])))
-                self._history_cleared = True
             return
-        self._history_cleared = False
         if flush.history:
             idxs = list(flush.history)
             recs = [flush.history[i] for i in idxs]

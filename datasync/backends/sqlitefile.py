@@ -82,6 +82,7 @@ class SqliteFileBackend(Backend):
         self.page_size = page_size
         self.wal_autocheckpoint = wal_autocheckpoint
         self._conn: sqlite3.Connection | None = None
+        self._history_cleared = False  # retain 0: old history dropped once
 
     @property
     def key(self) -> str:
@@ -220,6 +221,7 @@ class SqliteFileBackend(Backend):
             try:
                 self._write_in_transaction(db, flush)
                 db.execute("COMMIT")
+                self._history_cleared = flush.retain <= 0
             except BaseException:
                 if db.in_transaction:  # SQLITE_FULL has already rolled back
                     try:
@@ -262,8 +264,9 @@ class SqliteFileBackend(Backend):
     def _keep_history(self, db: sqlite3.Connection, stored: Meta, flush: Flush) -> None:
         """Move what ``flush`` replaces or deletes into ``history`` (retain > 0)."""
         if flush.retain <= 0:
-            db.execute("DELETE FROM history")
-            db.execute("DELETE FROM versions")
+            if not self._history_cleared:  # not at every commit: once per opening
+                db.execute("DELETE FROM history")
+                db.execute("DELETE FROM versions")
             return
         new = flush.meta.version
         keep = ("INSERT OR REPLACE INTO history(file, idx, version, superseded, checksum, data) "
