@@ -14,12 +14,19 @@
  *   webURL     where `python -m datasync build` put the web folder (default: ../web/
  *              next to this module); its manifest.json names the wheels.
  *   indexURL   the Pyodide runtime (default: webURL + "pyodide/").
- *   pyodide    an already loaded Pyodide instance to use instead of booting one.
+ *   pyodide    an already loaded Pyodide instance to use instead of booting one
+ *              (used as it is: datasync never changes a runtime it did not boot).
+ *   stackSwitching  true: leave WebAssembly stack switching (JSPI) on in the Pyodide
+ *              datasync boots. Off by default: datasync never needs it, and with it on
+ *              Chromium's renderer has been seen to crash (SIGSEGV on a JSPI stack;
+ *              pyodide#5702, #6106). Turn it on only to use pyodide.ffi.run_sync in
+ *              Python code you run through db.pyodide.
  *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval.
  *   encryptionKey  a passphrase (string; PBKDF2-HMAC-SHA256, 600,000 iterations) or a
  *              Uint8Array of 32 raw bytes: every block is stored AES-256-GCM encrypted
  *              (WebCrypto). A wrong key rejects with WrongKeyError; db.rekey(newKey)
- *              re-encrypts atomically. Not combinable with tabs yet.
+ *              re-encrypts atomically. With tabs every tab gives the key; rekey() is
+ *              single-tab only.
  *   tabs       true: share the database with the app's other tabs (one leader tab
  *              writes, elected with Web Locks; the others forward their writes and
  *              follow its changes). See isLeader(), onChange(), requestLeadership().
@@ -68,9 +75,21 @@ function unwrap(reply) {
   }
 }
 
+/**
+ * Make a Pyodide that datasync booted call into Python without stack switching:
+ * every asyncio step then runs as a plain call instead of on a JSPI stack. Pyodide has
+ * no public switch for this; its event loop asks Module.jspiSupported on every call.
+ */
+function withoutStackSwitching(pyodide) {
+  const module = pyodide._module;
+  if (module && "jspiSupported" in module) module.jspiSupported = false;
+  return pyodide;
+}
+
 async function boot(options) {
   const webURL = new URL(options.webURL ?? DEFAULT_WEB_URL, location.href);
-  const key = String(webURL) + "|" + (options.pyodide ? "given" : "own");
+  const own = options.stackSwitching ? "own+jspi" : "own";
+  const key = String(webURL) + "|" + (options.pyodide ? "given" : own);
   if (!runtimes.has(key)) {
     runtimes.set(key, (async () => {
       const manifest = await (await fetch(new URL("manifest.json", webURL))).json();
@@ -78,7 +97,8 @@ async function boot(options) {
       if (!pyodide) {
         const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
         const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
-        pyodide = await loadPyodide({ indexURL });
+        pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
+        if (!options.stackSwitching) withoutStackSwitching(pyodide);
       }
       const wheel = (name) => String(new URL(manifest.wheels[name], webURL));
       await pyodide.loadPackage([wheel("packaging"), wheel("micropip")]);
@@ -301,8 +321,8 @@ export class Database {
 export const DataSync = {
   /** Open (or create) the database `name`; see the module comment for options. */
   async open(name, options = {}) {
-    const { webURL, indexURL, pyodide: given, ...dbOptions } = options;
-    const runtime = await boot({ webURL, indexURL, pyodide: given });
+    const { webURL, indexURL, pyodide: given, stackSwitching, ...dbOptions } = options;
+    const runtime = await boot({ webURL, indexURL, pyodide: given, stackSwitching });
     const handle = unwrap(await runtime.bridge.open(name, optionsJSON(dbOptions)));
     return new Database(name, handle, runtime.pyodide);
   },

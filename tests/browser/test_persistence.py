@@ -124,3 +124,25 @@ def test_a_20_mb_database_survives_a_reload_and_export_import_round_trips(pypage
     again, check, after, count, image_len = pypage.run(BIG_CHECK)
     assert (again, check, after, count) == (digest, "ok", digest, 2500)
     assert image_len == size
+
+
+STACK_SWITCHING = """async (opts) => {
+  const { DataSync } = await import('/js/datasync.js');
+  const db = await DataSync.open('runtime-' + JSON.stringify(opts).length, opts);
+  await db.execute('CREATE TABLE IF NOT EXISTS t(x)');
+  await db.execute('INSERT INTO t VALUES (1)');
+  const canRunSync = await db.pyodide.runPythonAsync(
+    'import asyncio\\nfrom pyodide.ffi import can_run_sync\\nawait asyncio.sleep(0)\\ncan_run_sync()');
+  return {canRunSync, rows: (await db.query('SELECT count(*) AS n FROM t'))[0].n};
+}"""
+
+
+def test_js_module_boots_pyodide_without_stack_switching_unless_asked(context: Any, server: Any) -> None:
+    # Stack switching (JSPI) crashed Chromium's renderer under a 4-tab write load; datasync
+    # never needs it, so the runtime it boots calls Python without it by default.
+    plain, jspi = context.new_page(), context.new_page()
+    for page in (plain, jspi):
+        page.goto(server.url + "tests/browser/blank.html")
+    assert jspi.evaluate("'Suspending' in WebAssembly")  # this Chromium has JSPI at all
+    assert plain.evaluate(STACK_SWITCHING, {}) == {"canRunSync": False, "rows": 1}
+    assert jspi.evaluate(STACK_SWITCHING, {"stackSwitching": True}) == {"canRunSync": True, "rows": 1}
