@@ -22,10 +22,12 @@ __all__ = ["Backend", "MemoryBackend", "SqliteFileBackend", "make_backend", "run
 BACKENDS = ("memory", "sqlitefile", "indexeddb")
 
 
-def make_backend(name: str, kind: str | Backend | None = None, *, strict: bool = False) -> Backend:
+def make_backend(name: str, kind: str | Backend | None = None, *, strict: bool = False,
+                 tabs: bool = False) -> Backend:
     """Return the backend for database ``name``: ``kind`` is a backend name, an
     instance (returned as is), or None for the platform default. ``strict`` asks
-    IndexedDB for strict (flushed to disk) transactions."""
+    IndexedDB for strict (flushed to disk) transactions; an IndexedDB store is held
+    by this tab alone, or with ``tabs`` by the app's multi-tab opens only."""
     if isinstance(kind, Backend):
         return kind
     if kind is None:
@@ -33,7 +35,8 @@ def make_backend(name: str, kind: str | Backend | None = None, *, strict: bool =
     if kind == "indexeddb":
         from .indexeddb import IndexedDBBackend  # imports `js`: browser only
 
-        return IndexedDBBackend(name, durability="strict" if strict else "default")
+        return IndexedDBBackend(name, durability="strict" if strict else "default",
+                                sharing="tabs" if tabs else "alone")
     if kind == "memory":
         return MemoryBackend(name)
     if kind == "sqlitefile":

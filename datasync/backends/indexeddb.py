@@ -46,6 +46,7 @@ from ..errors import (
 )
 from ..format import MAIN, Flush, Meta, Record
 from .base import Backend
+from .open_lock import OpenLock
 
 IDB_PREFIX = "datasync:"
 IDB_SCHEMA_VERSION = 1
@@ -123,6 +124,7 @@ class IndexedDBBackend(Backend):
         compact_threshold: int = COMPACT_THRESHOLD,
         durability: str = "default",
         factory: Any = None,
+        sharing: str | None = None,
     ) -> None:
         self.name = name
         self.db_name = IDB_PREFIX + name
@@ -132,6 +134,11 @@ class IndexedDBBackend(Backend):
         self.compact_threshold = compact_threshold
         self.idb_durability = durability
         self._factory = factory
+        if sharing not in (None, "alone", "tabs"):
+            raise InvalidOptionError("IndexedDB sharing is None, 'alone' or 'tabs'")
+        #: Held while open: "alone" keeps other tabs out, "tabs" admits only
+        #: multi-tab opens (see open_lock.py); None (low-level use) takes no lock.
+        self._open_lock = None if sharing is None else OpenLock(name, shared=sharing == "tabs")
         self._db: Any = None
         self._seg = 0  # blocks per segment (from the stored layout)
         self._block_size = 0
@@ -213,6 +220,16 @@ class IndexedDBBackend(Backend):
                 "IndexedDB is not available in this context (a sandboxed frame, a "
                 "browser setting, or a non-browser runtime); datasync cannot persist here"
             )
+        if self._open_lock is not None:
+            await self._open_lock.acquire()  # StoreBusyError: open in another tab
+        try:
+            return await self._open_idb(factory, initial, create)
+        except BaseException:
+            self._let_go()  # nothing written: just close and unlock
+            raise
+
+    async def _open_idb(self, factory: Any, initial: Meta, create: bool) -> Meta:
+        js = _js()
         px = _Proxies()
         try:
             try:
@@ -642,9 +659,14 @@ class IndexedDBBackend(Backend):
                 await self.compact(self._compaction_targets(COMPACT_ON_CLOSE - 1))
         except DatasyncError:
             pass  # block records stay as they are: nothing lost
+        self._let_go()
+
+    def _let_go(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._open_lock is not None:
+            self._open_lock.release()
 
     async def destroy(self) -> None:
         await self.close()

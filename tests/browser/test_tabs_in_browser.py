@@ -174,3 +174,33 @@ def test_two_pages_share_an_encrypted_database(context: Any, server: Any) -> Non
         try { await DataSync.open('sealed', {tabs: true, encryptionKey: 'nope'}); return null; }
         catch (e) { return e.name; } }""")
     assert wrong == "WrongKeyError"
+
+
+TRY_OPEN = """async ([name, options]) => {
+  const { DataSync } = await import('/js/datasync.js');
+  try { window.db = await DataSync.open(name, options); return 'open'; }
+  catch (e) { return e.name + ': ' + e.message; }
+}"""
+
+
+def test_a_second_tab_without_multi_tab_mode_is_refused_clearly_and_nothing_is_lost(
+        context: Any, server: Any) -> None:
+    first, second = blank_pages(context, server, 2)
+    assert first.evaluate(TRY_OPEN, ["solo", {}]) == "open"
+    first.evaluate("""async () => { await window.db.execute('CREATE TABLE t(x)');
+                                    await window.db.execute('INSERT INTO t VALUES (1)'); }""")
+    alone = second.evaluate(TRY_OPEN, ["solo", {}])
+    assert alone.startswith("StoreBusyError: database 'solo' is already open in another tab")
+    assert "{tabs: true}" in alone
+    joining = second.evaluate(TRY_OPEN, ["solo", {"tabs": True}])
+    assert joining.startswith("StoreBusyError: database 'solo' is open in another tab without")
+    # the first tab is unharmed, and once it closes the second opens and sees its data
+    first.evaluate("async () => { await window.db.execute('INSERT INTO t VALUES (2)'); "
+                   "await window.db.close(); }")
+    assert second.evaluate(TRY_OPEN, ["solo", {}]) == "open"
+    assert second.evaluate("() => window.db.query('SELECT x FROM t')") == [{"x": 1}, {"x": 2}]
+    # multi-tab pages keep a single-tab open out too
+    third, fourth = blank_pages(context, server, 2)
+    assert third.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
+    assert fourth.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
+    assert second.evaluate(TRY_OPEN, ["group", {}]).startswith("StoreBusyError")
