@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import encryption
 from .backends.base import Backend, run_now
-from .errors import CorruptBlockError, DatasyncError, VersionNotRetainedError
+from .errors import BackendError, CorruptBlockError, DatasyncError, VersionNotRetainedError
 from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, Record, validate_block_size
 
 if TYPE_CHECKING:
@@ -460,10 +460,13 @@ class BlockStore:
         Example: ``await store.rekey(*await encryption.rekey_codec(store.meta, key))``
         """
         version = await self._flush_exclusive(rekey=(codec, extra))
-        compact_all = getattr(self.backend, "compact_all", None)
-        if compact_all is not None:
-            # IndexedDB: fold now, so no segment packed under the old key remains.
-            await compact_all()
+        try:
+            await self.backend.scrub()  # no bytes under the old key (or none) stay behind
+        except DatasyncError as exc:
+            raise BackendError(
+                f"the rekey is done (version {version}, every block under the new key), "
+                f"but old bytes may remain in {self.backend.location}: {exc}; "
+                "rekey again once the cause is fixed") from exc
         return version
 
     async def _flush_exclusive(

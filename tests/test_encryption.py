@@ -369,6 +369,47 @@ def test_rekey_encrypts_an_unencrypted_store_and_none_decrypts_it(db_name, backe
     run(go())
 
 
+def test_encrypting_a_plain_file_store_leaves_no_plaintext_on_disk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "was-plain.dsdb")
+
+    async def go() -> None:
+        db = await datasync.open(path, retain_versions=3)
+        await _write_marker(db, rows=400)
+        await db.sync()
+        await db.execute("UPDATE t SET body = body || ' edited'")  # history + freed pages
+        await db.sync()
+        assert MARKER.encode() in _store_files(path)  # the check can fail
+        await db.rekey(RAW_KEY)
+        assert MARKER.encode() not in _store_files(path)  # WAL included, while open
+        await db.close()
+        assert MARKER.encode() not in _store_files(path)
+        db = await datasync.open(path, encryption_key=RAW_KEY)
+        assert await db.query("SELECT count(*) AS n FROM t WHERE body LIKE '% edited'") == [{"n": 400}]
+        await db.close()
+
+    run(go())
+
+
+def test_a_scrub_that_fails_after_a_rekey_says_the_rekey_is_done(db_name) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        db = await datasync.open(db_name, backend="memory")
+        await _write_marker(db)
+
+        async def broken_scrub() -> None:
+            raise datasync.BackendError("the disk went away")
+
+        db._store.backend.scrub = broken_scrub  # type: ignore[method-assign]
+        with pytest.raises(datasync.BackendError, match="the rekey is done .* the disk went away"):
+            await db.rekey(RAW_KEY)
+        assert db.encrypted
+        await db.close()
+        db = await datasync.open(db_name, backend="memory", encryption_key=RAW_KEY)
+        assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 50}]
+        await db.close()
+
+    run(go())
+
+
 def test_a_rekey_that_fails_midway_leaves_the_old_key_and_data() -> None:
     name = "enc-rekey-fail"
 

@@ -95,6 +95,11 @@ class Backend(abc.ABC):
         """Delete the store and everything in it (closing it first)."""
         raise NotImplementedError
 
+    async def scrub(self) -> None:
+        """Leave in the underlying storage no bytes that no live record uses (called
+        after a rekey, so nothing stays readable without the new key: freed pages,
+        log files, records packed under the old key). Default: nothing to do."""
+
     #: True when the backend keeps superseded records for point-in-time restore.
     keeps_history: bool = False
     #: True when it keeps the records the store sends in ``Flush.history`` (rather

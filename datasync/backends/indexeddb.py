@@ -641,6 +641,12 @@ class IndexedDBBackend(Backend):
         self.counters["compacted_records"] += state["folded"]
         return int(state["folded"])
 
+    async def scrub(self) -> None:
+        """Fold every block record into its segment: no segment packed under an old
+        key remains. (What IndexedDB's own files keep of deleted values is the
+        browser's to reclaim.)"""
+        await self.compact_all()
+
     async def compact_all(self) -> int:
         """Fold every block record into its segment. After a rekey this replaces
         the segments packed under the old key (or in plaintext), which would

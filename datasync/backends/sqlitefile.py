@@ -306,6 +306,15 @@ class SqliteFileBackend(Backend):
             db.execute("COMMIT")
         return meta, records_as_of(meta, current, history, where=self.location)
 
+    async def scrub(self) -> None:
+        """Rebuild the file (VACUUM: no free page keeps old bytes) and empty the WAL."""
+        db = self._db()
+        try:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise BackendError(f"scrubbing {self.location} failed: {exc}") from exc
+
     # -- lifecycle ---------------------------------------------------------------
     async def close(self) -> None:
         if self._conn is not None:
