@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cdc as _cdc
+from .cdc_connection import CapturingConnection, run_ddl
 from . import encryption, vfs
 from .backends import Backend, make_backend
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
@@ -255,26 +256,13 @@ class Database:
     def _run_ddl(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
         """A schema change with capture on: in one transaction with its ``schema``
         changes and the rebuilt triggers."""
-        conn = self._conn
-        own_tx = not conn.in_transaction
+        store = self._store
         try:
-            if own_tx:
-                conn.execute("BEGIN")
-            before = _cdc.schema_snapshot(conn)
-            cur = conn.execute(sql, params)
+            cur = run_ddl(self._conn, lambda: self._conn.execute(sql, params),
+                          lambda: store.next_version)
             rows = cur.fetchall()
-            if _cdc.schema_snapshot(conn) != before:
-                _cdc.log_schema_changes(conn, before, self._store.next_version)
-            if own_tx:
-                conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if own_tx and conn.in_transaction:
-                conn.execute("ROLLBACK")
             _raise_translated(exc)
-        except BaseException:
-            if own_tx and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         columns = [d[0] for d in cur.description] if cur.description else []
         return Result(columns, rows, cur.rowcount, cur.lastrowid)
 
@@ -644,10 +632,18 @@ class Database:
         Example: ``pandas.read_sql("SELECT * FROM t", db.connect())``
 
         Its commits reach the same store (flushed like the database's own). It is
-        closed by :meth:`close` if still open.
+        closed by :meth:`close` if still open. With ``cdc=True`` it is a
+        :class:`~datasync.cdc_connection.CapturingConnection`: its schema changes
+        are captured as the database's own are (unless you pass a ``factory``).
         """
         self._check_open()
+        if self._cdc and "factory" not in kwargs:
+            # Schema changes made through it are captured too (cdc_connection.py).
+            kwargs["factory"] = CapturingConnection
         conn = self._new_connection(**kwargs)
+        if isinstance(conn, CapturingConnection):
+            store = self._store
+            conn.next_version = lambda: store.next_version  # type: ignore[method-assign]
         self._handed_out.append(conn)
         return conn
 

@@ -454,3 +454,57 @@ def test_restore_and_import_keep_the_log_and_record_a_reset_consumers_can_see() 
 
 
 _reset_names = itertools.count()
+
+
+def test_schema_changes_through_db_connect_are_captured_like_the_databases_own() -> None:
+    async def go() -> None:
+        db = await _open()
+        conn = db.connect()  # autocommit, as handed out
+        conn.execute("CREATE TABLE side(id INTEGER PRIMARY KEY, a)")
+        conn.execute("INSERT INTO side(a) VALUES ('one')")
+        cur = conn.cursor()  # the path pandas and SQLAlchemy take
+        cur.execute("ALTER TABLE side ADD COLUMN b")
+        cur.execute("UPDATE side SET b = 2")
+        conn.executescript("""
+            CREATE TABLE scripted(x TEXT);
+            INSERT INTO scripted VALUES ('semi;colon');
+            CREATE TRIGGER mirror AFTER INSERT ON scripted BEGIN
+                INSERT INTO side(a) VALUES (new.x || ';');
+            END;
+            INSERT INTO scripted VALUES ('two');
+        """)
+        conn.execute("BEGIN")
+        conn.execute("CREATE TABLE undone(x)")
+        conn.execute("INSERT INTO undone VALUES (1)")
+        conn.execute("ROLLBACK")  # the table, its triggers and its log entries all go
+        with pytest.raises(sqlite3.OperationalError):
+            conn.execute("CREATE TABLE side(x)")  # fails: logs nothing
+        conn.close()
+        changes = await _all(db)
+        assert [(c.table, c.op) for c in changes[:7]] == [
+            ("side", "schema"), ("side", "insert"), ("side", "schema"), ("side", "update"),
+            ("scripted", "schema"), ("scripted", "insert"), ("scripted", "schema")]
+        assert changes[3].new == {"id": 1, "a": "one", "b": 2}
+        assert changes[6].key == "mirror"  # the user's trigger is a schema object too
+        # the last insert and the one its trigger made, in SQLite's trigger order
+        assert sorted((c.table, c.op, str(c.new)) for c in changes[7:]) == [
+            ("scripted", "insert", str({"x": "two"})),
+            ("side", "insert", str({"id": 2, "a": "two;", "b": None}))]
+        assert await db.query("SELECT count(*) AS n FROM sqlite_master WHERE name = 'undone'") == [
+            {"n": 0}]
+        await db.close()
+
+    run(go())
+
+
+def test_split_script_splits_only_where_sqlite_says_a_statement_ends() -> None:
+    from datasync.cdc_connection import split_script
+
+    script = ("CREATE TABLE a(x); INSERT INTO a VALUES ('x;y'); -- a comment; here\n"
+              "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;\n"
+              "SELECT 3")
+    assert [s.strip() for s in split_script(script)] == [
+        "CREATE TABLE a(x);", "INSERT INTO a VALUES ('x;y');",
+        "-- a comment; here\nCREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;",
+        "SELECT 3"]
+    assert split_script("  ;; ") == []
