@@ -75,6 +75,24 @@ def test_wal_mode_is_refused_and_the_database_keeps_working(served: str) -> None
     conn.close()
 
 
+def test_exclusive_locking_mode_is_refused_clearly_and_other_pragmas_still_run(served: str) -> None:
+    conn = connect(served, isolation_level=None)
+    conn.execute("CREATE TABLE t(x)")
+    for statement in ("PRAGMA locking_mode=EXCLUSIVE", "pragma main.LOCKING_MODE = 'exclusive'"):
+        with pytest.raises(sqlite3.OperationalError, match="locking_mode=EXCLUSIVE is not supported"):
+            conn.execute(statement)
+    assert conn.execute("PRAGMA locking_mode").fetchone() == ("normal",)
+    assert conn.execute("PRAGMA locking_mode=NORMAL").fetchone() == ("normal",)
+    assert conn.execute("PRAGMA user_version=7").fetchall() == []
+    conn.execute("INSERT INTO t VALUES (1)")
+    # the write lock was dropped, so another connection sees the commit
+    other = connect(served)
+    assert other.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert other.execute("PRAGMA user_version").fetchone() == (7,)
+    other.close()
+    conn.close()
+
+
 def test_a_second_writer_gets_busy_and_nothing_is_corrupted(served: str) -> None:
     a, b = connect(served, timeout=0), connect(served, timeout=0)
     a.execute("CREATE TABLE t(x)")

@@ -70,6 +70,7 @@ SQLITE_IOCAP_UNDELETABLE_WHEN_OPEN = 0x800
 SQLITE_IOCAP_POWERSAFE_OVERWRITE = 0x1000
 
 SQLITE_FCNTL_LOCKSTATE = 1
+SQLITE_FCNTL_PRAGMA = 14
 
 
 class sqlite3_file(Structure):
@@ -173,5 +174,7 @@ def sqlite_library() -> ctypes.CDLL:
         lib.sqlite3_vfs_unregister.restype = c_int
         lib.sqlite3_uri_parameter.argtypes = [c_void_p, c_char_p]
         lib.sqlite3_uri_parameter.restype = c_char_p
+        lib.sqlite3_malloc.argtypes = [c_int]
+        lib.sqlite3_malloc.restype = c_void_p
         _LIB = lib
     return _LIB

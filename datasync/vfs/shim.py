@@ -223,14 +223,43 @@ def _x_check_reserved(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
         return _fail(exc, capi.SQLITE_IOERR_CHECKRESERVEDLOCK)
 
 
+#: PRAGMAs refused on a datasync database: (name, value) -> why, for the error.
+REFUSED_PRAGMAS = {
+    ("locking_mode", "exclusive"): (
+        "PRAGMA locking_mode=EXCLUSIVE is not supported on a datasync database: a "
+        "connection that never drops its lock never reaches a commit point, so sync() "
+        "could not make its commits durable; datasync already keeps other processes "
+        "out"),
+}
+
+
 def _x_file_control(pfile: int, op: int, arg: int) -> int:
     try:
         if op == capi.SQLITE_FCNTL_LOCKSTATE and arg:
             ctypes.c_int.from_address(arg).value = _files[pfile].level
             return SQLITE_OK
+        if op == capi.SQLITE_FCNTL_PRAGMA and arg:
+            return _pragma(arg)
         return SQLITE_NOTFOUND
     except BaseException as exc:
         return _fail(exc, SQLITE_ERROR)
+
+
+def _pragma(arg: int) -> int:
+    """SQLITE_FCNTL_PRAGMA: ``arg`` is ``char*[3]`` (error out, name, value or NULL).
+    Refuse the PRAGMAs in REFUSED_PRAGMAS with their message; SQLite runs the rest."""
+    texts = (ctypes.c_char_p * 3).from_address(arg)
+    name = (texts[1] or b"").decode("utf-8", "replace").lower()
+    value = (texts[2] or b"").decode("utf-8", "replace").strip("'\" ").lower()
+    why = REFUSED_PRAGMAS.get((name, value))
+    if why is None:
+        return SQLITE_NOTFOUND
+    message = why.encode() + b"\0"
+    buffer = capi.sqlite_library().sqlite3_malloc(len(message))  # SQLite frees it
+    if buffer:
+        ctypes.memmove(buffer, message, len(message))
+        (ctypes.c_void_p * 3).from_address(arg)[0] = buffer
+    return SQLITE_ERROR
 
 
 def _x_sector_size(pfile: int) -> int:
