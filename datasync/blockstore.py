@@ -295,10 +295,15 @@ class BlockStore:
                 "blocks are not the ones its metadata authenticates: a block was rolled "
                 "back, replaced or removed outside datasync. Restore it from a backup.")
 
-    def _version_changes(self, written: dict[int, int], count: int) -> dict[int, int | None]:
+    def _version_changes(self, written: dict[int, int], count: int,
+                         stored_count: int) -> dict[int, int | None]:
         """How the stored versions move when blocks ``written`` land (index ->
-        version) and the file has ``count`` blocks: None for a block dropped."""
-        changes: dict[int, int | None] = {i: None for i in self._versions if i >= count}
+        version) and the file goes from ``stored_count`` to ``count`` blocks: None for
+        a block dropped. Every tracked index is below ``stored_count``, so only a
+        shrink looks at them (a flush costs what it writes, not the file's size)."""
+        changes: dict[int, int | None] = {}
+        if count < stored_count:
+            changes = {i: None for i in self._versions if i >= count}
         changes.update(written)
         return changes
 
@@ -547,7 +552,7 @@ class BlockStore:
                 codec = rekey[0]
             records = await codec.encode_many(MAIN, new_meta.version, blocks)
             changes = self._version_changes(dict.fromkeys(records, new_meta.version),
-                                            new_meta.block_count)
+                                            new_meta.block_count, base.block_count)
             new_meta = self._next_version_map(
                 codec, base, new_meta, changes,
                 full=rekey is not None or not self.codec.tracks_versions)
@@ -673,7 +678,7 @@ class BlockStore:
             count = meta.block_count
             if self._tracking:
                 changes = self._version_changes(
-                    {i: records[i].version for i in decoded}, count)
+                    {i: records[i].version for i in decoded}, count, self.meta.block_count)
                 if self.codec.tracks_versions and self._moved_version_map(
                         self.codec, encryption.stored_map(self.meta) or 0,
                         changes) != encryption.stored_map(meta):
@@ -682,8 +687,9 @@ class BlockStore:
                         "while catching up are not at the versions its metadata authenticates")
                 self._apply_version_changes(changes)
             if self._resident is not None:
-                for idx in [i for i in self._resident if i >= count]:
-                    del self._resident[idx]
+                if count < self.meta.block_count:  # shrank: drop what lies past the end
+                    for idx in [i for i in self._resident if i >= count]:
+                        del self._resident[idx]
                 self._resident.update(decoded)
             else:
                 for idx in [i for i in self._cache if i >= count or i in records]:
