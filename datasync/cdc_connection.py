@@ -20,8 +20,10 @@ would be written uncaptured until the next schema change made through the Databa
 """
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from . import cdc
@@ -29,6 +31,20 @@ from .vfs import Connection
 
 T = TypeVar("T")
 _SAVEPOINT = "_datasync_ddl"
+_DDL_WORD = re.compile(r"\b(?:CREATE|ALTER|DROP)\b", re.IGNORECASE)
+
+
+@contextmanager
+def _internal(conn: sqlite3.Connection) -> Iterator[None]:
+    """Our own reads and writes on the user's connection: plain tuples and str
+    (whatever row_factory/text_factory the user set), and DDL passed straight on
+    (the capture triggers are DDL too)."""
+    saved = (conn.row_factory, conn.text_factory, getattr(conn, "in_ddl", False))
+    conn.row_factory, conn.text_factory, conn.in_ddl = None, str, True  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        conn.row_factory, conn.text_factory, conn.in_ddl = saved  # type: ignore[attr-defined]
 
 
 def run_ddl(conn: sqlite3.Connection, run: Callable[[], T], next_version: Callable[[], int]) -> T:
@@ -36,18 +52,23 @@ def run_ddl(conn: sqlite3.Connection, run: Callable[[], T], next_version: Callab
     changes and rebuilds the capture triggers; on any error all of it rolls back."""
     plain = sqlite3.Connection.execute
     plain(conn, f"SAVEPOINT {_SAVEPOINT}")
-    nested, conn.in_ddl = getattr(conn, "in_ddl", False), True  # the triggers are DDL too
     try:
-        before = cdc.schema_snapshot(conn)
+        with _internal(conn):
+            before = cdc.schema_snapshot(conn)
         result = run()
-        if cdc.schema_snapshot(conn) != before:
-            cdc.log_schema_changes(conn, before, next_version())
+        with _internal(conn):
+            if cdc.schema_snapshot(conn) != before:
+                cdc.log_schema_changes(conn, before, next_version())
     except BaseException:
-        plain(conn, f"ROLLBACK TO {_SAVEPOINT}")
-        plain(conn, f"RELEASE {_SAVEPOINT}")
+        # An interrupt, SQLITE_FULL or an I/O error may have rolled the whole
+        # transaction back already, savepoint included: then there is nothing to undo.
+        if conn.in_transaction:
+            try:
+                plain(conn, f"ROLLBACK TO {_SAVEPOINT}")
+                plain(conn, f"RELEASE {_SAVEPOINT}")
+            except sqlite3.Error:
+                pass  # the original error is the one to report
         raise
-    finally:
-        conn.in_ddl = nested  # type: ignore[attr-defined]
     plain(conn, f"RELEASE {_SAVEPOINT}")
     return result
 
@@ -82,9 +103,12 @@ class CapturingCursor(sqlite3.Cursor):
 
     def executescript(self, sql_script: str, /) -> "CapturingCursor":
         conn = self.connection
-        if not isinstance(conn, CapturingConnection) or not conn.script_has_ddl(sql_script):
+        statements = None
+        if isinstance(conn, CapturingConnection) and not conn.in_ddl:
+            statements = conn.script_statements(sql_script)
+        if statements is None:
             return super().executescript(sql_script)  # type: ignore[return-value]
-        conn.run_script(sql_script, self.execute)
+        conn.run_script(statements, self.execute)
         return self
 
 
@@ -93,7 +117,7 @@ class CapturingConnection(Connection):
 
     #: Set by :meth:`datasync.Database.connect`: the version stamped on log entries.
     next_version: Callable[[], int] = staticmethod(lambda: 0)  # type: ignore[assignment]
-    #: True while :func:`run_ddl` runs here: the statements it makes pass straight on.
+    #: True while :func:`run_ddl` makes its own statements here: they pass straight on.
     in_ddl = False
 
     def cursor(self, factory: Any = CapturingCursor) -> Any:  # type: ignore[override]
@@ -108,17 +132,22 @@ class CapturingConnection(Connection):
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         return self.cursor().executescript(sql_script)
 
-    def script_has_ddl(self, script: str) -> bool:
-        return any(cdc.is_ddl(statement) for statement in split_script(script))
+    def script_statements(self, script: str) -> list[str] | None:
+        """The statements of ``script`` if one of them changes the schema, else None
+        (a script without the words CREATE/ALTER/DROP is not even split)."""
+        if not _DDL_WORD.search(script):
+            return None
+        statements = split_script(script)
+        return statements if any(cdc.is_ddl(s) for s in statements) else None
 
-    def run_script(self, script: str, execute: Callable[[str], Any]) -> None:
+    def run_script(self, statements: list[str], execute: Callable[[str], Any]) -> None:
         """Like ``executescript``: commit what is pending, then run each statement
         as written (no implicit BEGIN), schema changes captured."""
-        if self.in_transaction and self.isolation_level is not None:
+        if self.in_transaction:
             self.commit()
         level, self.isolation_level = self.isolation_level, None
         try:
-            for statement in split_script(script):
-                execute(statement)
+            for statement in statements:
+                execute(statement).fetchall()  # step it to the end, as executescript does
         finally:
             self.isolation_level = level

@@ -70,6 +70,9 @@ class _Shared:
 
 
 _shared: dict[str, _Shared] = {}
+#: Stores being opened, by key: a second open of the same store waits for the first
+#: (then shares it) instead of opening it twice.
+_opening: dict[str, asyncio.Future[None]] = {}
 
 
 async def open(
@@ -124,6 +127,8 @@ async def open(
     if retain_versions and not be.keeps_history:
         raise be._no_history()
     key = be.key
+    while key in _opening:  # the same store, being opened by another task
+        await asyncio.wait([_opening[key]])
     shared = _shared.get(key)
     if shared is None:
         if vfs.attached(key) is not None:
@@ -131,13 +136,18 @@ async def open(
                 f"{be.location} is already open through a plain sqlite3 connection; "
                 "close it, or open it with datasync.open() first"
             )
-        store = await BlockStore.open(
-            be, block_size=block_size, cache_bytes=cache_bytes, create=create,
-            encryption_key=encryption_key,
-        )
-        vfs.register()
-        vfs.attach(key, store)
-        shared = _shared[key] = _Shared(store, key)
+        opening = _opening[key] = asyncio.get_running_loop().create_future()
+        try:
+            store = await BlockStore.open(
+                be, block_size=block_size, cache_bytes=cache_bytes, create=create,
+                encryption_key=encryption_key,
+            )
+            vfs.register()
+            vfs.attach(key, store)
+            shared = _shared[key] = _Shared(store, key)
+        finally:
+            del _opening[key]
+            opening.set_result(None)
     else:
         # Shared with an earlier open: the key must open the store all the same.
         await encryption.open_codec(shared.store.meta, encryption_key,

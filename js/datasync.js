@@ -82,7 +82,11 @@ function unwrap(reply) {
  */
 function withoutStackSwitching(pyodide) {
   const module = pyodide._module;
-  if (module && "jspiSupported" in module) module.jspiSupported = false;
+  if (module && "jspiSupported" in module) {
+    module.jspiSupported = false;
+  } else {
+    console.warn("datasync: this Pyodide has no Module.jspiSupported; stack switching stays as it is");
+  }
   return pyodide;
 }
 

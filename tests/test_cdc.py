@@ -508,3 +508,43 @@ def test_split_script_splits_only_where_sqlite_says_a_statement_ends() -> None:
         "-- a comment; here\nCREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;",
         "SELECT 3"]
     assert split_script("  ;; ") == []
+
+
+def test_capture_through_connect_ignores_the_users_row_and_text_factories() -> None:
+    async def go() -> None:
+        db = await _open()
+        conn = db.connect()
+        conn.row_factory = lambda cur, row: {d[0]: v for d, v in zip(cur.description, row)}
+        conn.text_factory = bytes
+        conn.execute("CREATE TABLE d(x TEXT)")
+        conn.execute("INSERT INTO d VALUES ('v')")
+        assert conn.execute("SELECT x FROM d").fetchall() == [{"x": b"v"}]  # theirs, still
+        conn.close()
+        assert [(c.table, c.op) for c in await _all(db)] == [("d", "schema"), ("d", "insert")]
+        await db.close()
+
+    run(go())
+
+
+def test_a_schema_change_interrupted_mid_way_reports_the_interrupt_and_leaves_nothing() -> None:
+    async def go() -> None:
+        db = await _open()
+        await db.execute("CREATE TABLE src(x)")
+        await db.executemany("INSERT INTO src VALUES (?)", [(i,) for i in range(2000)])
+        conn = db.connect()
+        calls = itertools.count()
+        # interrupted mid-write inside the caller's transaction: SQLite rolls ALL of it
+        # back, our savepoint included
+        conn.set_progress_handler(lambda: next(calls) > 5, 100)
+        conn.execute("BEGIN")
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            conn.execute("CREATE TABLE copy AS SELECT a.x FROM src a, src b")
+        conn.set_progress_handler(None, 0)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'copy'").fetchone() == (0,)
+        conn.close()
+        assert [c.table for c in await _all(db) if c.op == "schema"] == ["src"]
+        await db.close()
+
+    run(go())

@@ -9,6 +9,7 @@ import pytest
 
 import datasync
 from helpers import native_only, run
+from datasync.backends import MemoryBackend
 from datasync.backends.sqlitefile import SqliteFileBackend
 from datasync.format import FORMAT_VERSION, Meta
 
@@ -370,3 +371,26 @@ def test_store_metadata_records_the_flushed_size_and_version(tmp_path) -> None: 
     meta = run(backend.open(Meta.new(), create=False))
     run(backend.close())
     assert meta.version >= 1 and meta.file_size == 8192
+
+
+class _SlowOpenBackend(MemoryBackend):
+    """Opens as IndexedDB does: the event loop runs other tasks meanwhile."""
+
+    async def open(self, initial: Meta, *, create: bool = True) -> Meta:
+        await asyncio.sleep(0.01)
+        return await super().open(initial, create=create)
+
+
+def test_two_opens_of_one_store_at_once_share_it(db_name) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        first, second = await asyncio.gather(
+            datasync.open(db_name, backend=_SlowOpenBackend(db_name)),
+            datasync.open(db_name, backend=_SlowOpenBackend(db_name)))
+        await first.execute("CREATE TABLE t(x)")
+        await first.execute("INSERT INTO t VALUES (1)")
+        assert await second.query("SELECT x FROM t") == [{"x": 1}]
+        await first.close()
+        assert await second.query("SELECT x FROM t") == [{"x": 1}]  # still open
+        await second.close()
+
+    run(go())

@@ -665,7 +665,8 @@ class IndexedDBBackend(Backend):
                 await self.compact(self._compaction_targets(COMPACT_ON_CLOSE - 1))
         except DatasyncError:
             pass  # block records stay as they are: nothing lost
-        self._let_go()
+        finally:
+            self._let_go()  # even if cancelled: never keep the lock or the connection
 
     def _let_go(self) -> None:
         if self._db is not None:

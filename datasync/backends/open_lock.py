@@ -38,7 +38,6 @@ class OpenLock:
         self.lock_name = LOCK_PREFIX + name
         self.shared = shared
         self._release: Any = None
-        self._proxies: list[Any] = []
 
     @property
     def held(self) -> bool:
@@ -63,14 +62,14 @@ class OpenLock:
         def on_end(*_: Any) -> None:
             if not granted.done():  # the wait ran out (or the request was refused)
                 granted.set_exception(self._busy())
-            self._destroy_proxies()
+            for proxy in proxies:  # this request's own (another may have started)
+                proxy.destroy()
 
-        self._proxies = [create_proxy(on_grant), create_proxy(on_end)]
+        proxies = [create_proxy(on_grant), create_proxy(on_end)]
         options = to_js({"mode": "shared" if self.shared else "exclusive",
                          "signal": js.AbortSignal.timeout(max(1, int(wait * 1000)))},
                         dict_converter=js.Object.fromEntries)
-        locks.request(self.lock_name, options, self._proxies[0]).then(
-            self._proxies[1], self._proxies[1])
+        locks.request(self.lock_name, options, proxies[0]).then(proxies[1], proxies[1])
         try:
             await granted
         except BaseException:
@@ -83,11 +82,6 @@ class OpenLock:
         release, self._release = self._release, None
         if release is not None:
             release()
-
-    def _destroy_proxies(self) -> None:
-        for proxy in self._proxies:
-            proxy.destroy()
-        self._proxies = []
 
     def _busy(self) -> StoreBusyError:
         if self.shared:

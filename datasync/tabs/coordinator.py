@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import cdc, vfs
+from ..backends import Backend, make_backend
 from ..database import Database, Result
 from ..database import open as open_database
 from ..errors import BackendError, DatabaseClosedError, DatasyncError, DeposedLeaderError
@@ -151,6 +152,11 @@ class SharedDatabase:
         ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
         capture = bool(options.pop("cdc", False))
         retention = options.pop("cdc_retention", None)
+        if not isinstance(options.get("backend"), Backend):
+            # In the browser: held with the other tabs' multi-tab opens, never with a
+            # single-tab one (backends/open_lock.py).
+            options["backend"] = make_backend(name, options.get("backend"), tabs=True,
+                                              strict=options.get("durability") == "strict")
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
                   channel=channel, write_timeout=write_timeout, outbox=outbox)

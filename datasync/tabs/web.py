@@ -219,13 +219,8 @@ async def open_shared(name: str, **options: Any) -> Any:
     leader, BroadcastChannel carries the rest. ``options`` go to datasync.open."""
     import uuid
 
-    from ..backends import make_backend
     from .coordinator import SharedDatabase
 
     tab_id = options.pop("tab_id", None) or uuid.uuid4().hex[:12]
-    if options.get("backend") in (None, "indexeddb"):
-        # Held with the other tabs' multi-tab opens, never with a single-tab one.
-        options["backend"] = make_backend(name, "indexeddb", tabs=True,
-                                          strict=options.get("durability") == "strict")
     return await SharedDatabase.open(name, locks=WebLocks(tab_id), channel=WebChannel(name),
                                      outbox=IndexedDBOutbox(name), tab_id=tab_id, **options)
