@@ -29,13 +29,19 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import encryption
 from .backends.base import Backend, run_now
-from .errors import BackendError, CorruptBlockError, DatasyncError, VersionNotRetainedError
+from .errors import (
+    BackendError,
+    CorruptBlockError,
+    DatasyncError,
+    VersionNotRetainedError,
+    WrongKeyError,
+)
 from .format import DEFAULT_BLOCK_SIZE, MAIN, Codec, Flush, Meta, Record, validate_block_size
 
 if TYPE_CHECKING:
@@ -114,6 +120,10 @@ class BlockStore:
         self._generation = 0  # bumped by discard_unflushed()
         #: Keep the last N versions restorable (the backend keeps what flushes replace).
         self.retain_versions = 0
+        #: Set by a multi-tab layer: the codec for metadata whose encryption another
+        #: writer changed (a rekey); raises WrongKeyError without the key. Unset, a
+        #: catch-up across a rekey raises WrongKeyError.
+        self.rekeyed_codec: Callable[[Meta], Awaitable[Codec]] | None = None
         self.closed = False
         self.counters: dict[str, Any] = {
             "cache_hits": 0,
@@ -271,9 +281,10 @@ class BlockStore:
         return self._check_length(idx, self.codec.decode(
             MAIN, idx, record, where=self.backend.location))
 
-    async def _decode_many(self, records: dict[int, Any], count: int) -> dict[int, bytes]:
+    async def _decode_many(self, records: dict[int, Any], count: int,
+                           codec: Codec | None = None) -> dict[int, bytes]:
         """Decode the records below block ``count`` (one batch: WebCrypto is async)."""
-        decoded = await self.codec.decode_many(
+        decoded = await (codec or self.codec).decode_many(
             MAIN, {i: r for i, r in records.items() if i < count}, where=self.backend.location)
         return {i: self._check_length(i, d) for i, d in decoded.items()}
 
@@ -667,7 +678,16 @@ class BlockStore:
         caller checks the VFS locks). Returns the version now held.
         """
         meta, records = await self.backend.changed_since(MAIN, self.meta.version)
-        decoded = await self._decode_many(records, meta.block_count)
+        codec = self.codec
+        rekeyed = (meta.version > self.meta.version
+                   and encryption.key_identity(meta) != encryption.key_identity(self.meta))
+        if rekeyed:  # another writer re-encrypted every block (or decrypted them)
+            if self.rekeyed_codec is None:
+                raise WrongKeyError(
+                    f"{self.backend.location} was re-encrypted by another writer (version "
+                    f"{meta.version}): open it again with the new key")
+            codec = await self.rekeyed_codec(meta)
+        decoded = await self._decode_many(records, meta.block_count, codec)
         with self._lock:
             if meta.version <= self.meta.version:
                 return self.meta.version
@@ -676,7 +696,9 @@ class BlockStore:
                     "catch_up() on a store with unflushed writes: only followers catch up"
                 )
             count = meta.block_count
-            if self._tracking:
+            if rekeyed:
+                self._switch_codec(codec, meta, records, decoded)
+            elif self._tracking:
                 changes = self._version_changes(
                     {i: records[i].version for i in decoded}, count, self.meta.block_count)
                 if self.codec.tracks_versions and self._moved_version_map(
@@ -701,6 +723,26 @@ class BlockStore:
             # raises it, so a deposed writer that caught up is still refused.
             self._size = self._committed_size = meta.file_size
             return meta.version
+
+    def _switch_codec(self, codec: Codec, meta: Meta, records: dict[int, Record],
+                      decoded: dict[int, bytes]) -> None:
+        """Catching up across another writer's rekey (under the lock): that rekey
+        wrote every block again, so ``records`` holds them all; check them against
+        the new metadata's version map as a whole, then decode with ``codec``."""
+        versions = {i: records[i].version for i in decoded}
+        if len(versions) < meta.block_count:
+            raise CorruptBlockError(
+                f"{self.backend.location} (version {meta.version}) was re-encrypted, but "
+                f"only {len(versions)} of its {meta.block_count} blocks were rewritten")
+        if codec.tracks_versions and codec.version_map(  # type: ignore[attr-defined]
+                versions) != encryption.stored_map(meta):
+            raise CorruptBlockError(
+                f"{self.backend.location} (version {meta.version}): the re-encrypted blocks "
+                "are not at the versions its metadata authenticates")
+        self.codec = codec
+        if self._resident is None and not codec.decodes_sync:
+            self._resident = {}  # filled with every block by the caller
+        self._versions = versions if self._tracking else {}
 
     # -- point-in-time restore ---------------------------------------------------
     async def retained(self) -> list[Meta]:

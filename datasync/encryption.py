@@ -435,6 +435,13 @@ def stored_map(meta: Meta) -> int | None:
     return None if text is None else int(text, 16)
 
 
+def key_identity(meta: Meta) -> dict[str, Any] | None:
+    """What changes when a store is rekeyed (scheme, salt, key check), and only
+    then: the encryption scheme without the version map every flush updates."""
+    scheme = meta.extra.get("encryption")
+    return None if not scheme else {k: v for k, v in scheme.items() if k != "map"}
+
+
 def with_map(meta: Meta, value: int) -> Meta:
     """``meta`` carrying version map ``value``."""
     scheme = dict(meta.extra.get("encryption") or {})

@@ -291,10 +291,7 @@ class JsDatabase:
     async def rekey(self, key_json: str) -> Any:
         """``db.rekey(newKey)``: the key comes as JSON (see ``_key_from_json``)."""
         async def call() -> Any:
-            if self.shared:
-                from .errors import InvalidOptionError
-
-                raise InvalidOptionError("rekey() is not available with tabs yet")
+            # With tabs: this tab leads the rekey and sends the key to the others.
             return await self.db.rekey(_key_from_json(json.loads(key_json)))
 
         return await _guard(call)

@@ -25,8 +25,8 @@
  *   encryptionKey  a passphrase (string; PBKDF2-HMAC-SHA256, 600,000 iterations) or a
  *              Uint8Array of 32 raw bytes: every block is stored AES-256-GCM encrypted
  *              (WebCrypto). A wrong key rejects with WrongKeyError; db.rekey(newKey)
- *              re-encrypts atomically. With tabs every tab gives the key; rekey() is
- *              single-tab only.
+ *              re-encrypts atomically. With tabs every tab gives the key; rekey() in
+ *              any tab re-encrypts for all of them (the open tabs are sent the key).
  *   tabs       true: share the database with the app's other tabs (one leader tab
  *              writes, elected with Web Locks; the others forward their writes and
  *              follow its changes). See isLeader(), onChange(), requestLeadership().
@@ -307,6 +307,8 @@ export class Database {
   /**
    * Re-encrypt every block under `newKey` (a passphrase or 32-byte Uint8Array;
    * null decrypts), atomically in one flush; resolves with the durable version.
+   * With tabs this tab becomes the leader to do it, and the other open tabs are
+   * sent the key; a tab that misses it rejects with WrongKeyError from then on.
    */
   async rekey(newKey) {
     this.#check();

@@ -563,3 +563,89 @@ def test_a_restore_in_the_leader_reaches_the_followers() -> None:
         await b.close()
 
     run(go())
+
+
+async def _until(check: Any, what: str) -> None:
+    for _ in range(2500):
+        if await check():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.mark.parametrize("suspending", [False, True])
+def test_a_rekey_in_any_tab_reaches_every_tab_and_the_old_key_stops_opening(suspending: bool) -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.001, suspending=suspending)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        g = await b.open("g", encryption_key="old secret")
+        await g.execute("CREATE TABLE t(x)")
+        await g.execute("INSERT INTO t VALUES ('before')")
+        new_key = bytes(range(100, 132))
+        version = await f.rekey(new_key)  # a follower asks: it takes the lead to do it
+        assert f.is_leader and not a.is_leader
+        await g.execute("INSERT INTO t VALUES ('after marker')")  # forwarded to f
+        for tab in (a, f, g):
+            await _until(lambda: _rows_are(tab, ["before", "after marker"]), "every tab reads")
+            assert tab._store.version > version
+        raw = b"".join(r.payload for r in _STORES[b.name].blocks.values())
+        assert b"after marker" not in raw and b"before" not in raw
+        with pytest.raises(datasync.WrongKeyError):
+            await b.open("h", encryption_key="old secret")
+        h = await b.open("h", encryption_key=new_key)
+        assert await _rows_are(h, ["before", "after marker"])
+        await a.rekey(None)  # decrypt, from the tab that led first
+        await h.execute("INSERT INTO t VALUES ('plain marker')")
+        for tab in (a, f, g, h):
+            await _until(lambda: _rows_are(tab, ["before", "after marker", "plain marker"]),
+                         "every tab reads the decrypted store")
+        raw = b"".join(r.payload for r in _STORES[b.name].blocks.values())
+        assert b"plain marker" in raw
+        await b.close()
+
+    run(go())
+
+
+async def _rows_are(tab: SharedDatabase, expected: list[str]) -> bool:
+    return [r["x"] for r in await tab.query("SELECT x FROM t ORDER BY rowid")] == expected
+
+
+def test_a_tab_that_missed_a_rekey_says_so_and_never_leads(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datasync.tabs import coordinator
+
+    monkeypatch.setattr(coordinator, "KEY_WAIT", 0.05)
+
+    async def go() -> None:
+        b = Browser(max_delay=0)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        await f.execute("CREATE TABLE t(x)")
+        heard = f._on_message
+        f._unsubscribe()  # f is asleep when the key goes round...
+        f._unsubscribe = b.hub.channel("f-awake").subscribe(
+            lambda m: None if m.get("t") == "rekeyed" else heard(m))  # ...and hears the rest
+        await a.rekey("new secret")
+        await a.execute("INSERT INTO t VALUES (1)")
+
+        async def refused() -> bool:
+            try:
+                await f.query("SELECT count(*) AS n FROM t")
+            except datasync.WrongKeyError as exc:
+                return "open it again with the new key" in str(exc)
+            return False
+
+        await _until(refused, "the tab without the key says so")
+        with pytest.raises(datasync.WrongKeyError):
+            await f.execute("INSERT INTO t VALUES (2)")
+        b.kill("a")  # the only tab with the key dies: f must not take the lead
+        await asyncio.sleep(0.3)
+        assert not f.is_leader
+        g = await b.open("g", encryption_key="new secret")
+        await g.wait_for_leadership()  # the lock was not kept by f
+        assert await g.query("SELECT count(*) AS n FROM t") == [{"n": 1}]
+        await b.close()
+
+    run(go())

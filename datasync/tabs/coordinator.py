@@ -50,7 +50,15 @@ from .. import cdc, vfs
 from ..backends import Backend, make_backend
 from ..database import Database, Result
 from ..database import open as open_database
-from ..errors import BackendError, DatabaseClosedError, DatasyncError, DeposedLeaderError
+from ..encryption import EncryptionKey, open_codec
+from ..errors import (
+    BackendError,
+    DatabaseClosedError,
+    DatasyncError,
+    DeposedLeaderError,
+    WrongKeyError,
+)
+from ..format import Codec, Meta
 from .services import Channel, Lease, LockService, MemoryOutbox, Message, Outbox
 
 APPLIED_TABLE = "_datasync_applied"
@@ -98,6 +106,28 @@ def result_to_wire(res: Result) -> dict[str, Any]:
             "rowcount": res.rowcount, "lastrowid": res.lastrowid}
 
 
+#: Seconds a tab waits for the key of a rekey it sees in the store (the
+#: ``rekeyed`` message is posted right after the rekey's flush).
+KEY_WAIT = 2.0
+
+
+def key_to_wire(key: EncryptionKey | None) -> dict[str, Any] | None:
+    """An encryption key as a channel message can carry it."""
+    if key is None:
+        return None
+    if isinstance(key, str):
+        return {"passphrase": key}
+    return {"raw": base64.b64encode(bytes(key)).decode()}
+
+
+def key_from_wire(raw: dict[str, Any] | None) -> EncryptionKey | None:
+    if raw is None:
+        return None
+    if "passphrase" in raw:
+        return str(raw["passphrase"])
+    return base64.b64decode(str(raw["raw"]))
+
+
 def result_from_wire(raw: dict[str, Any]) -> Result:
     return Result(list(raw["columns"]), [tuple(_decode(v) for v in row) for row in raw["rows"]],
                   raw["rowcount"], raw["lastrowid"])
@@ -137,6 +167,11 @@ class SharedDatabase:
         self._background: set[asyncio.Task[Any]] = set()
         self._catchup_wanted = asyncio.Event()
         self._notice_tables: dict[int, list[str]] = {}
+        #: Keys other tabs rekeyed to (newest last), and why this tab cannot follow.
+        self._keys: list[EncryptionKey | None] = []
+        self._new_key = asyncio.Event()
+        self._key_error: WrongKeyError | None = None
+        self._store.rekeyed_codec = self._codec_for
         self._unsubscribe = channel.subscribe(self._on_message)
         #: Every version this tab has seen, in order (tests check it only grows).
         self.versions_seen: list[int] = [self._store.version]
@@ -218,20 +253,36 @@ class SharedDatabase:
         """Take leadership now (the current leader steps down cleanly)."""
         if self.is_leader:
             return
+        self._check_open()
         lease = await self._locks.acquire(self._lock_name, steal=True)
-        self._tasks.append(asyncio.ensure_future(self._hold(lease)))
-        await self._became_leader.wait()
+        hold = asyncio.ensure_future(self._hold(lease))
+        self._tasks.append(hold)
+        became = asyncio.ensure_future(self._became_leader.wait())
+        await asyncio.wait([hold, became], return_when=asyncio.FIRST_COMPLETED)
+        if not became.done() and hold.exception() is not None:
+            became.cancel()
+            raise hold.exception()  # type: ignore[misc]
+        await became
 
     async def _campaign(self) -> None:
-        while not self._closed:
-            await self._hold(await self._locks.acquire(self._lock_name))
+        while not self._closed and self._key_error is None:
+            try:
+                await self._hold(await self._locks.acquire(self._lock_name))
+            except WrongKeyError:
+                return  # this tab cannot read the database any more: it cannot lead
 
     async def _hold(self, lease: Lease) -> None:
         """Lead while ``lease`` is held, then step down."""
-        if self._closed:
+        if self._closed or self._key_error is not None:
             self._locks.release(lease)
             return
-        await self._lead(lease)
+        try:
+            await self._lead(lease)
+        except WrongKeyError:
+            # Rekeyed elsewhere and we lack the key: let a tab that has it lead.
+            self._lease = None
+            self._locks.release(lease)
+            raise
         await lease.lost.wait()
         if self._lease is lease:
             await self._step_down()
@@ -314,7 +365,12 @@ class SharedDatabase:
                 return before
             while entry.locks.shared or entry.locks.reserved_held():  # a reader is busy
                 await asyncio.sleep(0.005)
-            version = await self._store.catch_up()
+            try:
+                version = await self._store.catch_up()
+            except WrongKeyError as exc:
+                self._key_error = exc  # every call now says so (see _check_open)
+                raise
+            self._key_error = None
         if version > before:
             self._saw(version)
             self.epoch = max(self.epoch, self._store.meta.epoch)
@@ -695,6 +751,12 @@ class SharedDatabase:
             self._notice_tables[int(msg["version"])] = list(msg.get("tables") or [])
             if msg["version"] > self._store.version and not self.is_leader:
                 self._spawn(self._catch_up_for_notice())
+        elif kind == "rekeyed":
+            self._keys.append(key_from_wire(msg["key"]))
+            self._new_key.set()
+            self._notice_tables[int(msg["version"])] = []
+            if msg["version"] > self._store.version and not self.is_leader:
+                self._spawn(self._catch_up_for_notice())
         elif kind == "queued" and self.is_leader:
             self._kick_drain()
         elif kind == "write" and self.is_leader and msg.get("to") == self.tab_id:
@@ -721,6 +783,54 @@ class SharedDatabase:
     def _check_open(self) -> None:
         if self._closed:
             raise DatabaseClosedError(f"database {self.name!r} is closed in this tab")
+        if self._key_error is not None:
+            raise WrongKeyError(
+                f"database {self.name!r} was re-encrypted in another tab and this tab "
+                f"cannot read it: open it again with the new key ({self._key_error})")
+
+    # -- encryption ----------------------------------------------------------------
+    async def rekey(self, new_key: EncryptionKey | None) -> int:
+        """Re-encrypt the shared database under ``new_key`` (32 raw bytes, a
+        passphrase, or None to decrypt), atomically, for every tab.
+
+        Example: ``await tab.rekey("a new passphrase")``
+
+        This tab takes leadership (:meth:`request_leadership`) and rekeys the store
+        in one flush (:meth:`Database.rekey`), fenced like every leader flush. The
+        key then goes to the other tabs over the channel (same origin, memory
+        only), and each switches to it as it catches up. A tab that misses it (one
+        asleep at that moment) gets ``WrongKeyError`` from then on: open it again with
+        the new key. Tabs opened later must give the new key. Returns the version.
+        """
+        self._check_open()
+        await self.request_leadership()
+        version = await self.db.rekey(new_key)
+        self._post({"t": "rekeyed", "version": version, "key": key_to_wire(new_key),
+                    "tab": self.tab_id})
+        return version
+
+    async def _codec_for(self, meta: Meta) -> Codec:
+        """The codec for ``meta`` after another tab's rekey, from the keys it sent.
+        The key can trail the flush by a moment: wait a little for it."""
+        where = self._store.backend.location
+        deadline = asyncio.get_running_loop().time() + KEY_WAIT
+        while True:
+            for key in reversed(self._keys):
+                try:
+                    codec, _ = await open_codec(meta, key, where=where)
+                    return codec
+                except DatasyncError:
+                    continue  # a key for another rekey, or for a plain store
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise WrongKeyError(
+                    f"{where} was re-encrypted (version {meta.version}) and this tab was not "
+                    "sent the new key")
+            self._new_key.clear()
+            try:
+                await asyncio.wait_for(self._new_key.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     def stats(self) -> dict[str, Any]:
         return {**self.db.stats(), **self.leader_info()}

@@ -204,3 +204,40 @@ def test_a_second_tab_without_multi_tab_mode_is_refused_clearly_and_nothing_is_l
     assert third.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
     assert fourth.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
     assert second.evaluate(TRY_OPEN, ["group", {}]).startswith("StoreBusyError")
+
+
+def test_a_rekey_in_a_follower_page_reaches_the_leader_page_and_later_opens_need_the_new_key(
+        context: Any, server: Any) -> None:
+    opener = """async ([name, key]) => {
+      const { DataSync } = await import('/js/datasync.js');
+      window.db = await DataSync.open(name, {tabs: true, encryptionKey: key});
+      return window.db.getLeaderInfo();
+    }"""
+    first, second = blank_pages(context, server, 2)
+    first.evaluate(opener, ["rotated", "first passphrase"])
+    first.evaluate("() => window.db.waitForLeadership()")
+    second.evaluate(opener, ["rotated", "first passphrase"])
+    first.evaluate("() => window.db.execute(\"CREATE TABLE t(v TEXT)\")")
+    first.evaluate("() => window.db.execute(\"INSERT INTO t VALUES ('before')\")")
+    # the follower page rekeys to 32 raw bytes: it leads to do it
+    second.evaluate("() => window.db.rekey(new Uint8Array(32).map((_, i) => i + 7))")
+    assert second.evaluate("() => window.db.isLeader()")
+    second.evaluate("() => window.db.execute(\"INSERT INTO t VALUES ('after')\")")
+    first.wait_for_function("""async () => (await window.db.query('SELECT v FROM t')).length === 2""",
+                            timeout=10_000, polling=100)
+    rows = first.evaluate("""async () => {
+        await window.db.execute("INSERT INTO t VALUES ('forwarded')");  // to the new leader
+        return window.db.query('SELECT v FROM t ORDER BY rowid');
+    }""")
+    assert rows == [{"v": "before"}, {"v": "after"}, {"v": "forwarded"}]
+    (third,) = blank_pages(context, server, 1)
+    old = third.evaluate("""async () => {
+        const { DataSync } = await import('/js/datasync.js');
+        try { await DataSync.open('rotated', {tabs: true, encryptionKey: 'first passphrase'}); return null; }
+        catch (e) { return e.name; } }""")
+    assert old == "WrongKeyError"
+    third.evaluate("""async () => {
+        const { DataSync } = await import('/js/datasync.js');
+        window.db = await DataSync.open('rotated', {tabs: true,
+            encryptionKey: new Uint8Array(32).map((_, i) => i + 7)}); }""")
+    assert third.evaluate("() => window.db.query('SELECT count(*) AS n FROM t')") == [{"n": 3}]
