@@ -140,10 +140,14 @@ JS_OPEN_WRITE_REKEY = """async () => {
   await shared.execute('CREATE TABLE t(v)');
   await shared.execute("INSERT INTO t VALUES ('shared secret')");
   const tabs = (await shared.query('SELECT v FROM t'))[0].v;
-  let tabsRekey = null;
-  try { await shared.rekey('x'); } catch (e) { tabsRekey = e.name; }
+  await shared.rekey('y');  // a lone multi-tab page rekeys too
   await shared.close();
-  return {encrypted, wrong, rows, tabs, tabsRekey};
+  let tabsOld = null;
+  try { await DataSync.open('jstabs', {encryptionKey: 'x', tabs: true}); } catch (e) { tabsOld = e.name; }
+  const reopened = await DataSync.open('jstabs', {encryptionKey: 'y', tabs: true});
+  const tabsRekey = (await reopened.query('SELECT v FROM t'))[0].v;
+  await reopened.close();
+  return {encrypted, wrong, rows, tabs, tabsOld, tabsRekey};
 }"""
 
 
@@ -158,7 +162,7 @@ def test_js_api_opens_with_a_uint8array_key_and_rekeys_to_a_passphrase(
         ctx.close()
     assert got == {"encrypted": True, "wrong": "WrongKeyError",
                    "rows": [{"body": "js secret row"}], "tabs": "shared secret",
-                   "tabsRekey": "InvalidOptionError"}
+                   "tabsOld": "WrongKeyError", "tabsRekey": "shared secret"}
 
 
 def _native(coro: Any) -> Any:
