@@ -663,12 +663,26 @@ class BlockStore:
             self._cache.clear()
             self._cache_used = 0
         if self._resident is not None:
-            raw = await self.backend.read_all(MAIN)
-            fresh = await self._decode_many(raw, self.meta.block_count)
+            # Everything stored now, with its metadata: the tab that deposed us may
+            # have flushed since, even rekeyed (then its old records are gone).
+            meta, raw = await self.backend.changed_since(MAIN, -1)
+            codec = await self._codec_matching(meta)
+            fresh = await self._decode_many(raw, meta.block_count, codec)
             with self._lock:
                 self._resident = fresh
-                self._versions = {i: r.version for i, r in raw.items()
-                                  if i < self.meta.block_count}
+                self._versions = {i: r.version for i, r in raw.items() if i < meta.block_count}
+                self.codec, self.meta = codec, meta
+                self._size = self._committed_size = meta.file_size
+
+    async def _codec_matching(self, meta: Meta) -> Codec:
+        """The codec for stored ``meta``: ours, unless another writer rekeyed it."""
+        if encryption.key_identity(meta) == encryption.key_identity(self.meta):
+            return self.codec
+        if self.rekeyed_codec is None:
+            raise WrongKeyError(
+                f"{self.backend.location} was re-encrypted by another writer (version "
+                f"{meta.version}): open it again with the new key")
+        return await self.rekeyed_codec(meta)
 
     async def catch_up(self) -> int:
         """Load what another writer (the leader tab) flushed since our version.
@@ -679,14 +693,10 @@ class BlockStore:
         """
         meta, records = await self.backend.changed_since(MAIN, self.meta.version)
         codec = self.codec
-        rekeyed = (meta.version > self.meta.version
-                   and encryption.key_identity(meta) != encryption.key_identity(self.meta))
-        if rekeyed:  # another writer re-encrypted every block (or decrypted them)
-            if self.rekeyed_codec is None:
-                raise WrongKeyError(
-                    f"{self.backend.location} was re-encrypted by another writer (version "
-                    f"{meta.version}): open it again with the new key")
-            codec = await self.rekeyed_codec(meta)
+        if meta.version > self.meta.version:
+            codec = await self._codec_matching(meta)
+        # another writer re-encrypted every block (or decrypted them)
+        rekeyed = codec is not self.codec
         decoded = await self._decode_many(records, meta.block_count, codec)
         with self._lock:
             if meta.version <= self.meta.version:

@@ -649,3 +649,109 @@ def test_a_tab_that_missed_a_rekey_says_so_and_never_leads(monkeypatch) -> None:
         await b.close()
 
     run(go())
+
+
+def test_a_tab_that_missed_the_key_asks_the_leader_for_it_and_follows() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        await f.execute("CREATE TABLE t(x)")
+        heard, dropped = f._on_message, []
+
+        def drop_the_first_key(m: Any) -> None:
+            if m.get("t") == "rekeyed" and not dropped:
+                dropped.append(m)
+                return
+            heard(m)
+
+        f._unsubscribe()
+        f._unsubscribe = b.hub.channel("f-awake").subscribe(drop_the_first_key)
+        await a.rekey(bytes(32))
+        await a.execute("INSERT INTO t VALUES (1)")
+        await _until(lambda: _count_is(f, 1), "f reads after asking for the key")
+        assert dropped and f._key_error is None
+        await b.close()
+
+    run(go())
+
+
+async def _count_is(tab: SharedDatabase, n: int) -> bool:
+    try:
+        return await tab.query("SELECT count(*) AS n FROM t") == [{"n": n}]
+    except datasync.WrongKeyError:
+        return False
+
+
+def test_a_leader_deposed_by_a_rekey_while_busy_follows_and_can_lead_again() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.001, suspending=True)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        await f.execute("CREATE TABLE t(x)")
+        await f.execute("INSERT INTO t VALUES (1)")
+
+        async def busy() -> None:  # a long statement in the leader tab meanwhile
+            async with a.db._lock:
+                await asyncio.sleep(0.3)
+
+        busy_task = asyncio.ensure_future(busy())
+        await asyncio.sleep(0)
+        await f.rekey("new secret")
+        await busy_task
+        await _until(lambda: _count_is(a, 1), "the deposed leader reads under the new key")
+        assert not [t for t in a._tasks if t.done()], "a tab task died"
+        await f.close()
+        b.tabs.pop("f")
+        await a.wait_for_leadership()
+        await a.execute("INSERT INTO t VALUES (2)")
+        assert await _count_is(a, 2)
+        await b.close()
+
+    run(go())
+
+
+def test_two_tabs_rekeying_at_once_end_with_one_key_and_a_clear_error_for_the_other() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.001, suspending=True)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        g = await b.open("g", encryption_key="old secret")
+        await f.execute("CREATE TABLE t(x)")
+        results = await asyncio.wait_for(asyncio.gather(
+            f.rekey("key f"), g.rekey("key g"), return_exceptions=True), 15)
+        won = {r: k for k, r in zip(("key f", "key g"), results) if isinstance(r, int)}
+        lost = [r for r in results if not isinstance(r, int)]
+        assert won, results
+        assert all(isinstance(e, datasync.DatasyncError) for e in lost), lost
+        for tab in (a, f, g):
+            await _until(lambda: _count_is(tab, 0), "every tab reads after the rekeys")
+        h = await b.open("h", encryption_key=won[max(won)])  # the last rekey's key opens it
+        assert await _count_is(h, 0)
+        await b.close()
+
+    run(go())
+
+
+def test_the_other_tabs_follow_a_rekey_whose_scrub_failed() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0)
+        a = await b.open("a", encryption_key="old secret")
+        await a.wait_for_leadership()
+        f = await b.open("f", encryption_key="old secret")
+        await f.execute("CREATE TABLE t(x)")
+
+        async def broken_scrub() -> None:
+            raise datasync.BackendError("the disk went away")
+
+        a._store.backend.scrub = broken_scrub  # type: ignore[method-assign]
+        with pytest.raises(datasync.BackendError, match="the rekey is done"):
+            await a.rekey("new secret")
+        await a.execute("INSERT INTO t VALUES (1)")
+        await _until(lambda: _count_is(f, 1), "the follower reads under the new key")
+        await b.close()
+
+    run(go())

@@ -169,6 +169,7 @@ class SharedDatabase:
         self._notice_tables: dict[int, list[str]] = {}
         #: Keys other tabs rekeyed to (newest last), and why this tab cannot follow.
         self._keys: list[EncryptionKey | None] = []
+        self._key: EncryptionKey | None = None  # the key this tab reads with
         self._new_key = asyncio.Event()
         self._key_error: WrongKeyError | None = None
         self._store.rekeyed_codec = self._codec_for
@@ -195,6 +196,7 @@ class SharedDatabase:
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
                   channel=channel, write_timeout=write_timeout, outbox=outbox)
+        tab._key = options.get("encryption_key")
         await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
         if capture:  # the triggers are writes: the leader installs them (_lead)
             await db.enable_cdc(retention=retention, install=False)
@@ -259,17 +261,27 @@ class SharedDatabase:
         self._tasks.append(hold)
         became = asyncio.ensure_future(self._became_leader.wait())
         await asyncio.wait([hold, became], return_when=asyncio.FIRST_COMPLETED)
-        if not became.done() and hold.exception() is not None:
-            became.cancel()
+        if became.done():
+            return
+        became.cancel()
+        if hold.cancelled():
+            raise DatabaseClosedError(f"database {self.name!r} was closed in this tab")
+        if hold.exception() is not None:
             raise hold.exception()  # type: ignore[misc]
-        await became
+        raise DeposedLeaderError(
+            f"leadership of {self.name!r} moved to another tab before this one could lead")
 
     async def _campaign(self) -> None:
-        while not self._closed and self._key_error is None:
+        while not self._closed:
+            if self._key_error is not None:
+                # Cannot read the store (rekeyed elsewhere, key not received): not a
+                # candidate until a catch-up succeeds again.
+                await asyncio.sleep(self.poll_interval)
+                continue
             try:
                 await self._hold(await self._locks.acquire(self._lock_name))
-            except WrongKeyError:
-                return  # this tab cannot read the database any more: it cannot lead
+            except DatasyncError:
+                await asyncio.sleep(self.poll_interval)  # lease released: others may lead
 
     async def _hold(self, lease: Lease) -> None:
         """Lead while ``lease`` is held, then step down."""
@@ -278,8 +290,10 @@ class SharedDatabase:
             return
         try:
             await self._lead(lease)
-        except WrongKeyError:
-            # Rekeyed elsewhere and we lack the key: let a tab that has it lead.
+        except DatasyncError:
+            # Could not take over (rekeyed elsewhere and we lack the key, storage
+            # trouble): let another tab lead.
+            self.is_leader = False
             self._lease = None
             self._locks.release(lease)
             raise
@@ -752,11 +766,15 @@ class SharedDatabase:
             if msg["version"] > self._store.version and not self.is_leader:
                 self._spawn(self._catch_up_for_notice())
         elif kind == "rekeyed":
-            self._keys.append(key_from_wire(msg["key"]))
+            try:
+                self._keys.append(key_from_wire(msg["key"]))
+            except (KeyError, TypeError, ValueError):
+                return  # malformed: not from a datasync tab
             self._new_key.set()
-            self._notice_tables[int(msg["version"])] = []
-            if msg["version"] > self._store.version and not self.is_leader:
-                self._spawn(self._catch_up_for_notice())
+            if not self.is_leader:
+                self._catchup_wanted.set()
+        elif kind == "need-key" and self.is_leader and msg.get("tab") != self.tab_id:
+            self._post({"t": "rekeyed", "key": key_to_wire(self._key), "tab": self.tab_id})
         elif kind == "queued" and self.is_leader:
             self._kick_drain()
         elif kind == "write" and self.is_leader and msg.get("to") == self.tab_id:
@@ -804,8 +822,13 @@ class SharedDatabase:
         """
         self._check_open()
         await self.request_leadership()
+        # Sent first: a tab tries each key against the metadata it reads, so an
+        # early or unused key is harmless, and the others have it when they see the
+        # rekey (a slow scrub, or this tab dying after the flush, cannot strand them).
+        self._post({"t": "rekeyed", "key": key_to_wire(new_key), "tab": self.tab_id})
         version = await self.db.rekey(new_key)
-        self._post({"t": "rekeyed", "version": version, "key": key_to_wire(new_key),
+        self._key = new_key
+        self._post({"t": "changed", "version": version, "epoch": self.epoch, "tables": [],
                     "tab": self.tab_id})
         return version
 
@@ -814,19 +837,24 @@ class SharedDatabase:
         The key can trail the flush by a moment: wait a little for it."""
         where = self._store.backend.location
         deadline = asyncio.get_running_loop().time() + KEY_WAIT
+        asked = False
         while True:
+            self._new_key.clear()
             for key in reversed(self._keys):
                 try:
                     codec, _ = await open_codec(meta, key, where=where)
-                    return codec
                 except DatasyncError:
                     continue  # a key for another rekey, or for a plain store
+                self._key, self._keys = key, [key]
+                return codec
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise WrongKeyError(
                     f"{where} was re-encrypted (version {meta.version}) and this tab was not "
                     "sent the new key")
-            self._new_key.clear()
+            if not asked:  # opened as the key went round, say: the leader resends it
+                self._post({"t": "need-key", "tab": self.tab_id})
+                asked = True
             try:
                 await asyncio.wait_for(self._new_key.wait(), remaining)
             except asyncio.TimeoutError:
