@@ -755,3 +755,97 @@ def test_the_other_tabs_follow_a_rekey_whose_scrub_failed() -> None:
         await b.close()
 
     run(go())
+
+
+rekey_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 4)),
+        st.tuples(st.just("rekey"), st.integers(0, 4)),
+        st.tuples(st.just("kill"), st.integers(0, 4)),
+        st.tuples(st.just("restart"), st.integers(0, 4)),
+        st.tuples(st.just("sleep"), st.integers(0, 10)),
+    ),
+    min_size=5,
+    max_size=30,
+)
+
+
+@settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 6, 4))),
+          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=rekey_ops, seed=st.integers(0, 2**16), suspending=st.booleans())
+def test_tabs_rekeying_while_others_write_die_and_restart_lose_nothing(script, seed, suspending) -> None:  # type: ignore[no-untyped-def]
+    """Rekeys from random tabs among writes, kills and restarts: every
+    acknowledged write is applied exactly once, and afterwards the store opens
+    with the key of the last rekey that took effect and every live tab reads it."""
+
+    async def go() -> None:
+        b = Browser(max_delay=0.003, seed=seed, suspending=suspending)
+        rng = random.Random(seed)
+        keys = ["key 0"]
+        first = await b.open("t0", encryption_key=keys[0])
+        await first.wait_for_leadership()
+        await first.execute("CREATE TABLE w(k TEXT)")
+        for i in range(1, 5):
+            await b.open(f"t{i}", encryption_key=keys[0])
+        acked: list[str] = []
+        tasks: list[asyncio.Task[None]] = []
+        serial = itertools.count()
+
+        async def write(tab: SharedDatabase) -> None:
+            key = f"{tab.tab_id}-{next(serial)}"
+            try:
+                await tab.execute("INSERT INTO w VALUES (?)", (key,))
+                acked.append(key)
+            except datasync.DatasyncError:
+                pass  # its tab died or lost the race: not acknowledged
+
+        async def rekey(tab: SharedDatabase) -> None:
+            new = f"key {next(serial)}"
+            keys.append(new)  # it may take effect even if its tab dies right after
+            try:
+                await tab.rekey(new)
+            except datasync.DatasyncError:
+                pass
+
+        async def restart(tab_id: str) -> None:
+            for key in reversed(keys):
+                try:
+                    await b.open(tab_id, encryption_key=key)
+                    return
+                except datasync.WrongKeyError:
+                    continue
+            raise AssertionError("no key known to the test opens the store")
+
+        for op, arg in script:
+            tab_id = f"t{arg}"
+            if op == "write" and tab_id in b.tabs:
+                tasks.append(asyncio.ensure_future(write(b.tabs[tab_id])))
+            elif op == "rekey" and tab_id in b.tabs:
+                tasks.append(asyncio.ensure_future(rekey(b.tabs[tab_id])))
+            elif op == "kill" and tab_id in b.tabs and len(b.tabs) > 1:
+                b.kill(tab_id)
+            elif op == "restart" and tab_id not in b.tabs:
+                await restart(tab_id)
+            elif op == "sleep":
+                await asyncio.sleep(arg / 1000)
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        leader = await b.leader()
+        await leader.sync()
+        rows = [r["k"] for r in await leader.query("SELECT k FROM w")]
+        assert len(rows) == len(set(rows)), "a write was applied twice"
+        assert set(acked) <= set(rows), f"acknowledged writes lost: {set(acked) - set(rows)}"
+        for tab in b.tabs.values():
+            await _until(lambda: _count_is_rows(tab, len(rows)), f"{tab.tab_id} reads it all")
+        await restart("late")  # some known key opens it
+        await b.close()
+
+    run(go())
+
+
+async def _count_is_rows(tab: SharedDatabase, n: int) -> bool:
+    try:
+        return await tab.query("SELECT count(*) AS n FROM w") == [{"n": n}]
+    except datasync.WrongKeyError:
+        return False
