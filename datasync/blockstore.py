@@ -150,12 +150,16 @@ class BlockStore:
         create: bool = True,
         codec: Codec | None = None,
         encryption_key: "EncryptionKey | None" = None,
+        resident: bool = False,
     ) -> "BlockStore":
         """Open (or create) the store behind ``backend``. An existing store keeps
         the block size it was created with. With ``encryption_key`` (32 raw bytes or
         a passphrase) a new store is created encrypted and an existing one must be
         encrypted under that key (see :mod:`datasync.encryption`): a wrong or
-        missing key raises ``WrongKeyError`` before anything is written."""
+        missing key raises ``WrongKeyError`` before anything is written.
+        ``resident`` holds every block in memory even over a backend that could be
+        read on demand: a store another writer flushes to (a multi-tab follower)
+        must never read a block newer than the version it holds."""
         validate_block_size(block_size)
         initial = Meta.new(block_size)
         if encryption_key is not None:
@@ -170,7 +174,7 @@ class BlockStore:
                 backend, meta, cache_bytes=cache_bytes,
                 dirty_limit_bytes=dirty_limit_bytes, codec=codec,
             )
-            if not backend.sync_io or not codec.decodes_sync:
+            if resident or not backend.sync_io or not codec.decodes_sync:
                 # Every block resident: the backend cannot read on demand, or the
                 # codec cannot decode synchronously (WebCrypto, in Pyodide).
                 records = await backend.read_all(MAIN)

@@ -88,6 +88,7 @@ async def open(
     cdc: bool = False,
     cdc_retention: float | None = None,
     encryption_key: EncryptionKey | None = None,
+    resident: bool = False,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
 
@@ -110,6 +111,10 @@ async def open(
     created encrypted; an encrypted store needs its key (``WrongKeyError``
     otherwise, raised before anything is written); a key for an unencrypted store
     raises ``InvalidOptionError`` (encrypt it with :meth:`Database.rekey`).
+
+    ``resident=True`` holds every block in memory (always so in the browser); the
+    multi-tab layer asks for it, since another tab's flushes change the backend
+    under a follower.
     Example: ``db = await datasync.open("app.dsdb", encryption_key="my passphrase")``
     """
     if durability not in DURABILITIES:
@@ -140,7 +145,7 @@ async def open(
         try:
             store = await BlockStore.open(
                 be, block_size=block_size, cache_bytes=cache_bytes, create=create,
-                encryption_key=encryption_key,
+                encryption_key=encryption_key, resident=resident,
             )
             vfs.register()
             vfs.attach(key, store)

@@ -781,7 +781,7 @@ def test_tabs_rekeying_while_others_write_die_and_restart_lose_nothing(script, s
     async def go() -> None:
         b = Browser(max_delay=0.003, seed=seed, suspending=suspending)
         rng = random.Random(seed)
-        keys = ["key 0"]
+        keys = [bytes(32)]  # raw keys: a passphrase's PBKDF2 per open would dominate
         first = await b.open("t0", encryption_key=keys[0])
         await first.wait_for_leadership()
         await first.execute("CREATE TABLE w(k TEXT)")
@@ -800,7 +800,7 @@ def test_tabs_rekeying_while_others_write_die_and_restart_lose_nothing(script, s
                 pass  # its tab died or lost the race: not acknowledged
 
         async def rekey(tab: SharedDatabase) -> None:
-            new = f"key {next(serial)}"
+            new = next(serial).to_bytes(32, "big")
             keys.append(new)  # it may take effect even if its tab dies right after
             try:
                 await tab.rekey(new)

@@ -193,6 +193,9 @@ class SharedDatabase:
             # single-tab one (backends/open_lock.py).
             options["backend"] = make_backend(name, options.get("backend"), tabs=True,
                                               strict=options.get("durability") == "strict")
+        # Another tab's flush changes the backend under a follower: never read a
+        # block on demand (it could be newer than the version this tab holds).
+        options.setdefault("resident", True)
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
                   channel=channel, write_timeout=write_timeout, outbox=outbox)
