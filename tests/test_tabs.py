@@ -429,18 +429,28 @@ def test_a_queued_write_with_a_bad_parameter_fails_alone_and_the_outbox_drains()
     run(go())
 
 
-ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("write"), st.integers(0, 7)),
-        st.tuples(st.just("queue"), st.integers(0, 7)),
-        st.tuples(st.just("kill"), st.integers(0, 7)),
-        st.tuples(st.just("restart"), st.integers(0, 7)),
-        st.tuples(st.just("steal"), st.integers(0, 7)),
-        st.tuples(st.just("sleep"), st.integers(0, 10)),
-    ),
-    min_size=5,
-    max_size=40,
-)
+def tab_ops(kinds: list[str], tabs: int, max_size: int) -> Any:
+    """Scripts of (kind, tab number) steps, plus ("sleep", milliseconds)."""
+    steps = [st.tuples(st.just(kind), st.integers(0, tabs - 1)) for kind in kinds]
+    return st.lists(st.one_of(*steps, st.tuples(st.just("sleep"), st.integers(0, 10))),
+                    min_size=5, max_size=max_size)
+
+
+def acked_writer(acked: list[str], serial: Any) -> Any:
+    """``write(tab)``: one INSERT into ``w``, its key added to ``acked`` once the
+    call resolves (a write whose tab died is not acknowledged)."""
+    async def write(tab: SharedDatabase) -> None:
+        key = f"{tab.tab_id}-{next(serial)}"
+        try:
+            await tab.execute("INSERT INTO w VALUES (?)", (key,))
+            acked.append(key)
+        except datasync.DatasyncError:
+            pass
+
+    return write
+
+
+ops = tab_ops(["write", "queue", "kill", "restart", "steal"], 8, 40)
 
 
 @settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 4, 4))), deadline=None,
@@ -463,14 +473,7 @@ def test_eight_tabs_with_random_kills_restarts_and_delays_keep_the_invariants(sc
         acked: list[str] = []
         writes: list[asyncio.Task[None]] = []
         serial = itertools.count()
-
-        async def write(tab: SharedDatabase) -> None:
-            key = f"{tab.tab_id}-{next(serial)}"
-            try:
-                await tab.execute("INSERT INTO w VALUES (?)", (key,))
-                acked.append(key)
-            except (datasync.DatabaseClosedError, datasync.DatasyncError):
-                pass  # its tab died: not acknowledged
+        write = acked_writer(acked, serial)
 
         queued: list[str] = []
 
@@ -565,6 +568,16 @@ def test_a_restore_in_the_leader_reaches_the_followers() -> None:
     run(go())
 
 
+async def _keyed_pair(b: Browser) -> tuple[SharedDatabase, SharedDatabase]:
+    """Tab "a" leading and tab "f" following, on a store under "old secret" that
+    has a table ``t(x)``."""
+    a = await b.open("a", encryption_key="old secret")
+    await a.wait_for_leadership()
+    f = await b.open("f", encryption_key="old secret")
+    await f.execute("CREATE TABLE t(x)")
+    return a, f
+
+
 async def _until(check: Any, what: str) -> None:
     for _ in range(2500):
         if await check():
@@ -619,10 +632,7 @@ def test_a_tab_that_missed_a_rekey_says_so_and_never_leads(monkeypatch) -> None:
 
     async def go() -> None:
         b = Browser(max_delay=0)
-        a = await b.open("a", encryption_key="old secret")
-        await a.wait_for_leadership()
-        f = await b.open("f", encryption_key="old secret")
-        await f.execute("CREATE TABLE t(x)")
+        a, f = await _keyed_pair(b)
         heard = f._on_message
         f._unsubscribe()  # f is asleep when the key goes round...
         f._unsubscribe = b.hub.channel("f-awake").subscribe(
@@ -654,10 +664,7 @@ def test_a_tab_that_missed_a_rekey_says_so_and_never_leads(monkeypatch) -> None:
 def test_a_tab_that_missed_the_key_asks_the_leader_for_it_and_follows() -> None:
     async def go() -> None:
         b = Browser(max_delay=0)
-        a = await b.open("a", encryption_key="old secret")
-        await a.wait_for_leadership()
-        f = await b.open("f", encryption_key="old secret")
-        await f.execute("CREATE TABLE t(x)")
+        a, f = await _keyed_pair(b)
         heard, dropped = f._on_message, []
 
         def drop_the_first_key(m: Any) -> None:
@@ -687,10 +694,7 @@ async def _count_is(tab: SharedDatabase, n: int) -> bool:
 def test_a_leader_deposed_by_a_rekey_while_busy_follows_and_can_lead_again() -> None:
     async def go() -> None:
         b = Browser(max_delay=0.001, suspending=True)
-        a = await b.open("a", encryption_key="old secret")
-        await a.wait_for_leadership()
-        f = await b.open("f", encryption_key="old secret")
-        await f.execute("CREATE TABLE t(x)")
+        a, f = await _keyed_pair(b)
         await f.execute("INSERT INTO t VALUES (1)")
 
         async def busy() -> None:  # a long statement in the leader tab meanwhile
@@ -739,10 +743,7 @@ def test_two_tabs_rekeying_at_once_end_with_one_key_and_a_clear_error_for_the_ot
 def test_the_other_tabs_follow_a_rekey_whose_scrub_failed() -> None:
     async def go() -> None:
         b = Browser(max_delay=0)
-        a = await b.open("a", encryption_key="old secret")
-        await a.wait_for_leadership()
-        f = await b.open("f", encryption_key="old secret")
-        await f.execute("CREATE TABLE t(x)")
+        a, f = await _keyed_pair(b)
 
         async def broken_scrub() -> None:
             raise datasync.BackendError("the disk went away")
@@ -757,17 +758,7 @@ def test_the_other_tabs_follow_a_rekey_whose_scrub_failed() -> None:
     run(go())
 
 
-rekey_ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("write"), st.integers(0, 4)),
-        st.tuples(st.just("rekey"), st.integers(0, 4)),
-        st.tuples(st.just("kill"), st.integers(0, 4)),
-        st.tuples(st.just("restart"), st.integers(0, 4)),
-        st.tuples(st.just("sleep"), st.integers(0, 10)),
-    ),
-    min_size=5,
-    max_size=30,
-)
+rekey_ops = tab_ops(["write", "rekey", "kill", "restart"], 5, 30)
 
 
 @settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 6, 4))),
@@ -790,14 +781,7 @@ def test_tabs_rekeying_while_others_write_die_and_restart_lose_nothing(script, s
         acked: list[str] = []
         tasks: list[asyncio.Task[None]] = []
         serial = itertools.count()
-
-        async def write(tab: SharedDatabase) -> None:
-            key = f"{tab.tab_id}-{next(serial)}"
-            try:
-                await tab.execute("INSERT INTO w VALUES (?)", (key,))
-                acked.append(key)
-            except datasync.DatasyncError:
-                pass  # its tab died or lost the race: not acknowledged
+        write = acked_writer(acked, serial)
 
         async def rekey(tab: SharedDatabase) -> None:
             new = next(serial).to_bytes(32, "big")
