@@ -295,10 +295,17 @@ class SharedDatabase:
             await self._lead(lease)
         except DatasyncError:
             # Could not take over (rekeyed elsewhere and we lack the key, storage
-            # trouble): let another tab lead.
-            self.is_leader = False
-            self._lease = None
+            # trouble, deposed meanwhile): let another tab lead, and drop whatever
+            # this attempt committed but did not flush.
             self._locks.release(lease)
+            if self._lease is lease:
+                self._lease = None
+                self.is_leader = False
+                self._became_leader.clear()
+                if self.leader_id == self.tab_id:
+                    self.leader_id = None
+                with contextlib.suppress(DatasyncError):
+                    await self._discard_unflushed()
             raise
         await lease.lost.wait()
         if self._lease is lease:
