@@ -50,6 +50,18 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
 
 
+def _record_versions(records: dict[int, Record], count: int | None = None) -> dict[int, int]:
+    """Index -> stored version of ``records`` (those below block ``count``, if given)."""
+    return {i: r.version for i, r in records.items() if count is None or i < count}
+
+
+def _authenticated(codec: Codec, versions: dict[int, int], meta: Meta) -> bool:
+    """Whether ``versions`` (every block's) are the ones ``meta``'s keyed version map
+    authenticates; always true for a codec that keeps no map (no encryption)."""
+    return not codec.tracks_versions or codec.version_map(  # type: ignore[attr-defined]
+        versions) == encryption.stored_map(meta)
+
+
 class _Tier:
     """Blocks by index plus an optional truncation floor."""
 
@@ -179,8 +191,7 @@ class BlockStore:
                 # codec cannot decode synchronously (WebCrypto, in Pyodide).
                 records = await backend.read_all(MAIN)
                 store._resident = await store._decode_many(records, meta.block_count)
-                store._versions = {i: r.version for i, r in records.items()
-                                   if i < meta.block_count}
+                store._versions = _record_versions(records, meta.block_count)
             elif codec.tracks_versions:
                 store._versions = {i: v for i, v in (await backend.read_versions(MAIN)).items()
                                    if i < meta.block_count}
@@ -300,11 +311,9 @@ class BlockStore:
     def _check_version_map(self, meta: Meta) -> None:
         """An encrypted store: the stored versions must be the ones its metadata
         authenticates (a block rolled back to an older record fails here)."""
-        stored = encryption.stored_map(meta)
-        if stored is None and meta.version == 0:
+        if encryption.stored_map(meta) is None and meta.version == 0:
             return  # nothing written yet
-        actual = self.codec.version_map(self._versions)  # type: ignore[attr-defined]
-        if stored != actual:
+        if not _authenticated(self.codec, self._versions, meta):
             raise CorruptBlockError(
                 f"{self.backend.location} (version {meta.version}): the versions of its "
                 "blocks are not the ones its metadata authenticates: a block was rolled "
@@ -674,7 +683,7 @@ class BlockStore:
             fresh = await self._decode_many(raw, meta.block_count, codec)
             with self._lock:
                 self._resident = fresh
-                self._versions = {i: r.version for i, r in raw.items() if i < meta.block_count}
+                self._versions = _record_versions(raw, meta.block_count)
                 self.codec, self.meta = codec, meta
                 self._size = self._committed_size = meta.file_size
 
@@ -743,13 +752,12 @@ class BlockStore:
         """Catching up across another writer's rekey (under the lock): that rekey
         wrote every block again, so ``records`` holds them all; check them against
         the new metadata's version map as a whole, then decode with ``codec``."""
-        versions = {i: records[i].version for i in decoded}
+        versions = _record_versions(records, meta.block_count)
         if len(versions) < meta.block_count:
             raise CorruptBlockError(
                 f"{self.backend.location} (version {meta.version}) was re-encrypted, but "
                 f"only {len(versions)} of its {meta.block_count} blocks were rewritten")
-        if codec.tracks_versions and codec.version_map(  # type: ignore[attr-defined]
-                versions) != encryption.stored_map(meta):
+        if not _authenticated(codec, versions, meta):
             raise CorruptBlockError(
                 f"{self.backend.location} (version {meta.version}): the re-encrypted blocks "
                 "are not at the versions its metadata authenticates")
@@ -771,9 +779,8 @@ class BlockStore:
                 f"version is {self.meta.version})")
         meta, records = await self.backend.read_as_of(MAIN, version)
         where = f"{self.backend.location} at version {version}"
-        if self.codec.tracks_versions and encryption.stored_map(meta) is not None:
-            versions = {i: r.version for i, r in records.items()}
-            if self.codec.version_map(versions) != encryption.stored_map(meta):  # type: ignore[attr-defined]
+        if encryption.stored_map(meta) is not None:
+            if not _authenticated(self.codec, _record_versions(records), meta):
                 raise CorruptBlockError(
                     f"{where}: the kept records are not at the versions its metadata "
                     "authenticates")

@@ -220,7 +220,13 @@ class Database:
         # Called by the change-capture triggers; registered on every connection so
         # that a store captured once stays writable by each of them.
         store = self._store
-        conn.create_function(_cdc.VERSION_FUNCTION, 0, lambda: store.next_version)
+
+        def next_version() -> int:
+            return store.next_version
+
+        conn.create_function(_cdc.VERSION_FUNCTION, 0, next_version)
+        if isinstance(conn, CapturingConnection):  # connect() with capture on
+            conn.next_version = next_version  # type: ignore[method-assign]
         # The rollback journal only has to serve ROLLBACK: atomicity and durability
         # come from the block store. In memory it costs no VFS calls (measured in
         # Pyodide: autocommit point reads 23 -> 17 ms per 1000).
@@ -656,9 +662,6 @@ class Database:
             # Schema changes made through it are captured too (cdc_connection.py).
             kwargs["factory"] = CapturingConnection
         conn = self._new_connection(**kwargs)
-        if isinstance(conn, CapturingConnection):
-            store = self._store
-            conn.next_version = lambda: store.next_version  # type: ignore[method-assign]
         self._handed_out.append(conn)
         return conn
 
