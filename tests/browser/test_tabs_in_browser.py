@@ -152,17 +152,19 @@ def test_a_write_queued_by_a_page_closed_right_after_is_applied(context: Any, se
     assert rows == [{"x": "after"}]
 
 
-def test_two_pages_share_an_encrypted_database(context: Any, server: Any) -> None:
-    opener = """async ([name, key]) => {
-      const { DataSync } = await import('/js/datasync.js');
-      window.db = await DataSync.open(name, {tabs: true, encryptionKey: key});
-      return window.db.getLeaderInfo();
-    }"""
+def keyed_pages(context: Any, server: Any, name: str, key: str) -> tuple[Any, Any]:
+    """A leader page and a follower page sharing ``name`` under passphrase ``key``,
+    with a table ``t(v TEXT)``."""
     leader, follower = blank_pages(context, server, 2)
-    leader.evaluate(opener, ["sealed", "tab passphrase"])
+    assert leader.evaluate(TRY_OPEN, [name, {"tabs": True, "encryptionKey": key}]) == "open"
     leader.evaluate("() => window.db.waitForLeadership()")
-    follower.evaluate(opener, ["sealed", "tab passphrase"])
+    assert follower.evaluate(TRY_OPEN, [name, {"tabs": True, "encryptionKey": key}]) == "open"
     leader.evaluate("() => window.db.execute('CREATE TABLE t(v TEXT)')")
+    return leader, follower
+
+
+def test_two_pages_share_an_encrypted_database(context: Any, server: Any) -> None:
+    leader, follower = keyed_pages(context, server, "sealed", "tab passphrase")
     rows = follower.evaluate("""async () => {
         await window.db.execute("INSERT INTO t VALUES ('sealed marker')");  // forwarded
         return window.db.query('SELECT v FROM t');
@@ -208,16 +210,7 @@ def test_a_second_tab_without_multi_tab_mode_is_refused_clearly_and_nothing_is_l
 
 def test_a_rekey_in_a_follower_page_reaches_the_leader_page_and_later_opens_need_the_new_key(
         context: Any, server: Any) -> None:
-    opener = """async ([name, key]) => {
-      const { DataSync } = await import('/js/datasync.js');
-      window.db = await DataSync.open(name, {tabs: true, encryptionKey: key});
-      return window.db.getLeaderInfo();
-    }"""
-    first, second = blank_pages(context, server, 2)
-    first.evaluate(opener, ["rotated", "first passphrase"])
-    first.evaluate("() => window.db.waitForLeadership()")
-    second.evaluate(opener, ["rotated", "first passphrase"])
-    first.evaluate("() => window.db.execute(\"CREATE TABLE t(v TEXT)\")")
+    first, second = keyed_pages(context, server, "rotated", "first passphrase")
     first.evaluate("() => window.db.execute(\"INSERT INTO t VALUES ('before')\")")
     # the follower page rekeys to 32 raw bytes: it leads to do it
     second.evaluate("() => window.db.rekey(new Uint8Array(32).map((_, i) => i + 7))")
