@@ -18,6 +18,7 @@ from .database import Database, Result, open
 from .errors import (
     BackendError,
     CorruptBlockError,
+    CrossDatabaseWriteError,
     DatabaseClosedError,
     DatasyncError,
     DeposedLeaderError,
@@ -29,6 +30,7 @@ from .errors import (
     StorageUnavailableError,
     StoreBusyError,
     StoreCreateError,
+    StoreNotFoundError,
     VersionNotRetainedError,
     WrongKeyError,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "BackendError",
     "Change",
     "CorruptBlockError",
+    "CrossDatabaseWriteError",
     "Database",
     "DatabaseClosedError",
     "DatasyncError",
@@ -54,6 +57,7 @@ __all__ = [
     "StorageUnavailableError",
     "StoreBusyError",
     "StoreCreateError",
+    "StoreNotFoundError",
     "VersionNotRetainedError",
     "WrongKeyError",
     "open",

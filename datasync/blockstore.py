@@ -26,6 +26,7 @@ nothing is lost and the next flush retries it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -39,6 +40,7 @@ from .errors import (
     BackendError,
     CorruptBlockError,
     DatasyncError,
+    InvalidOptionError,
     VersionNotRetainedError,
     WrongKeyError,
 )
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from .encryption import EncryptionKey
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+_log = logging.getLogger("datasync")
 
 
 def _record_versions(records: dict[int, Record], count: int | None = None) -> dict[int, int]:
@@ -102,7 +105,7 @@ class BlockStore:
         codec: Codec | None = None,
     ) -> None:
         if cache_bytes < 0:
-            raise DatasyncError("cache_bytes must be zero or more")
+            raise InvalidOptionError("cache_bytes must be zero or more")
         self.backend = backend
         self.meta = meta
         self.block_size = meta.block_size
@@ -148,7 +151,10 @@ class BlockStore:
             "last_flush_at": None,
             "last_flush_seconds": None,
             "last_flush_error": None,
+            "last_flush_error_at": None,
+            "recent_flush_errors": [],
         }
+        self._this_thread = threading.local()
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -173,6 +179,8 @@ class BlockStore:
         read on demand: a store another writer flushes to (a multi-tab follower)
         must never read a block newer than the version it holds."""
         validate_block_size(block_size)
+        if cache_bytes < 0:  # before the backend is touched: nothing gets created
+            raise InvalidOptionError("cache_bytes must be zero or more")
         initial = Meta.new(block_size)
         if encryption_key is not None:
             initial = replace(initial, extra={"encryption": encryption.new_scheme(encryption_key)})
@@ -256,6 +264,7 @@ class BlockStore:
                 "cache_limit": self.cache_limit,
                 "resident_blocks": None if self._resident is None else len(self._resident),
                 **self.counters,
+                "recent_flush_errors": list(self.counters["recent_flush_errors"]),
             }
 
     # -- reading -----------------------------------------------------------------
@@ -452,23 +461,54 @@ class BlockStore:
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def commit(self) -> None:
-        """A commit point: everything written so far is committed."""
+        """A commit point: everything written so far is committed.
+
+        Call it with no lock of this store held (the VFS's lock manager calls
+        :meth:`commit_pending` under the lock and :meth:`after_commit` after it)."""
+        if self.commit_pending():
+            self.after_commit()
+
+    def commit_pending(self) -> bool:
+        """Move ``pending`` into ``committed``; True if anything was committed. Cheap
+        and safe under the store lock: it never flushes and calls nobody."""
         with self._lock:
             if not self._pending and self._size == self._committed_size:
-                return
+                return False
             self._committed.absorb(self._pending)
             self._pending = _Tier()
             self._committed_size = self._size
             self.counters["commits"] += 1
-            over_limit = self.backend.sync_io and self._committed.nbytes() > self.dirty_limit
+            self._this_thread.commits = getattr(self._this_thread, "commits", 0) + 1
+            return True
+
+    def after_commit(self) -> None:
+        """What follows a commit point, run with NO lock of this store held (the lock
+        order is flush mutex, then store lock: flushing under the store lock could
+        deadlock with a flush waiting for it). Keeps memory bounded by flushing at
+        once past ``dirty_limit`` (synchronous stores only), then calls the commit
+        listeners. A failed flush here is recorded (``stats()``, the ``datasync``
+        logger) and its blocks stay committed for the next flush."""
+        with self._lock:
+            over_limit = self.flushes_sync and self._committed.nbytes() > self.dirty_limit
         if over_limit:
-            # Keep memory bounded: flush now rather than let committed blocks pile up.
-            try:
-                self.flush_sync()
-            except Exception:
-                pass  # kept dirty and recorded in counters; the next flush retries
+            self.flush_in_background()
         for callback in list(self._listeners):
             callback(self)
+
+    def commits_in_this_thread(self) -> int:
+        """How many commit points this thread has made on this store (a caller can
+        tell whether a statement it ran committed anything)."""
+        return getattr(self._this_thread, "commits", 0)
+
+    def flush_in_background(self) -> bool:
+        """Flush synchronously for a caller that cannot report a failure (a commit
+        listener, a bounded-memory flush): a failure is recorded, logged, and the
+        blocks stay committed for the next flush. Returns True if it succeeded."""
+        try:
+            self.flush_sync()
+            return True
+        except Exception:  # recorded by _flush_locked (stats, logger); retried later
+            return False
 
     async def flush(self, *, force: bool = False) -> int:
         """Write everything committed so far in one atomic backend transaction.
@@ -498,9 +538,30 @@ class BlockStore:
                 "rekey again once the cause is fixed") from exc
         return version
 
+    @property
+    def flushes_sync(self) -> bool:
+        """True when a flush never suspends (a ``sync_io`` backend and a codec that
+        encodes without awaiting): flushes then run synchronously, on any thread,
+        holding the flush mutex only while they run."""
+        return self.backend.sync_io and self.codec.decodes_sync
+
     async def _flush_exclusive(
         self, *, force: bool = False, rekey: tuple[Codec, dict[str, Any]] | None = None
     ) -> int:
+        if self.flushes_sync and (rekey is None or rekey[0].decodes_sync):
+            # Never suspends: run it here. The mutex is only ever held by a flush that
+            # is running (never across an await), so waiting for it cannot deadlock.
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # driven by run_now(): wait for another thread's flush
+                self._flush_mutex.acquire()
+            else:
+                while not self._flush_mutex.acquire(blocking=False):
+                    await asyncio.sleep(0.001)  # another thread's flush; it never waits for us
+            try:
+                return run_now(self._flush_locked(force=force, rekey=rekey))
+            finally:
+                self._flush_mutex.release()
         while True:
             running = self._flush_done
             if running is not None:
@@ -510,14 +571,8 @@ class BlockStore:
                 continue
             if self._flush_mutex.acquire(blocking=False):
                 break
-            await asyncio.sleep(0.01)  # a synchronous flush in another thread
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # driven by run_now() (sync backends): nothing can cancel it
-            try:
-                return await self._flush_locked(force=force, rekey=rekey)
-            finally:
-                self._flush_mutex.release()
+            await asyncio.sleep(0.01)  # (only flushes_sync stores flush in threads)
+        loop = asyncio.get_running_loop()
         self._flush_done = loop.create_future()
         task = loop.create_task(self._run_flush(force, rekey))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen if orphaned
@@ -537,8 +592,10 @@ class BlockStore:
             self._flush_mutex.release()
 
     def flush_sync(self) -> int:
-        """:meth:`flush` for a backend with synchronous I/O (waits for other threads)."""
-        if not self.backend.sync_io:
+        """:meth:`flush`, synchronously, for a store whose flushes never suspend
+        (:attr:`flushes_sync`); waits for a flush running in another thread. Never
+        schedules anything on an event loop, so it may run inside one."""
+        if not self.flushes_sync:
             raise DatasyncError(
                 f"{self.backend.location} cannot flush synchronously; await flush() instead"
             )
@@ -600,8 +657,7 @@ class BlockStore:
                     snapshot.absorb(self._committed)
                     self._committed = snapshot
                 self._inflight = _Tier()
-                self.counters["flush_failures"] += 1
-                self.counters["last_flush_error"] = f"{type(exc).__name__}: {exc}"
+                self._record_failure(exc)
             raise
         with self._lock:
             self.meta = new_meta
@@ -661,6 +717,20 @@ class BlockStore:
         for idx, data in flushed.blocks.items():
             if idx < block_count:
                 self._cache_put(idx, data)
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Keep a failed flush's error (under the store lock): counted, the last one
+        and the ten most recent kept in ``stats()`` (a later success clears only
+        ``last_flush_error``), and logged, so that no failure goes unseen."""
+        message = f"{type(exc).__name__}: {exc}"
+        c = self.counters
+        c["flush_failures"] += 1
+        c["last_flush_error"] = message
+        c["last_flush_error_at"] = time.time()
+        c["recent_flush_errors"] = [*c["recent_flush_errors"][-9:],
+                                    {"at": c["last_flush_error_at"], "error": message}]
+        _log.warning("flush of %s failed (its blocks stay committed and the next flush "
+                     "retries them): %s", self.backend.location, message)
 
     # -- following another writer ----------------------------------------------
     async def discard_unflushed(self) -> None:
@@ -798,6 +868,11 @@ class BlockStore:
         await self.backend.close()
 
     def close_sync(self) -> None:
-        """:meth:`close` for a backend with synchronous I/O."""
-        self.flush_sync()  # waits for another thread's flush; close() then has none
-        run_now(self.close())
+        """:meth:`close` for a store whose flushes never suspend: entirely
+        synchronous (nothing is scheduled on an event loop, so it also works inside
+        one). If the flush fails the error is raised and the store stays open."""
+        if self.closed:
+            return
+        self.flush_sync()  # waits for another thread's flush
+        self.closed = True
+        run_now(self.backend.close())

@@ -36,12 +36,12 @@ from .cdc_connection import CapturingConnection, run_ddl
 from . import encryption, vfs
 from .backends import Backend, make_backend
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
-from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError
+from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError, StoreBusyError
 from .encryption import EncryptionKey
 from .format import DEFAULT_BLOCK_SIZE
+from .options import check_open_options
 from .platform import IN_PYODIDE
 
-DURABILITIES = ("relaxed", "strict")
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 
 #: (database, task) of the transaction the current context is inside, if any. The
@@ -89,6 +89,7 @@ async def open(
     cdc_retention: float | None = None,
     encryption_key: EncryptionKey | None = None,
     resident: bool = False,
+    **unknown: Any,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
 
@@ -116,18 +117,16 @@ async def open(
     multi-tab layer asks for it, since another tab's flushes change the backend
     under a follower.
     Example: ``db = await datasync.open("app.dsdb", encryption_key="my passphrase")``
+
+    Every option is checked before anything is created: a bad value or an unknown
+    name raises :class:`~datasync.InvalidOptionError` (listing the valid names).
+    A missing store with ``create=False`` raises :class:`~datasync.StoreNotFoundError`.
     """
-    if durability not in DURABILITIES:
+    given = {k: v for k, v in locals().items() if k not in ("name", "unknown")}
+    check_open_options({**given, **unknown})  # before anything is made or opened
+    if backend is not None and not isinstance(backend, (str, Backend)):
         raise InvalidOptionError(
-            f"durability={durability!r} is not known: use 'relaxed' or 'strict'"
-        )
-    if flush_interval < 0:
-        raise InvalidOptionError("flush_interval must be zero or more seconds")
-    if not isinstance(retain_versions, int) or isinstance(retain_versions, bool) \
-            or retain_versions < 0:
-        raise InvalidOptionError("retain_versions must be a whole number, 0 or more")
-    if cdc_retention is not None and cdc_retention < 0:
-        raise InvalidOptionError("cdc_retention must be zero or more seconds, or None")
+            f"backend={backend!r} is not allowed: use a backend name or a Backend")
     be = make_backend(name, backend, strict=durability == "strict")
     if retain_versions and not be.keeps_history:
         raise be._no_history()
@@ -137,18 +136,26 @@ async def open(
     shared = _shared.get(key)
     if shared is None:
         if vfs.attached(key) is not None:
-            raise DatasyncError(
-                f"{be.location} is already open through a plain sqlite3 connection; "
-                "close it, or open it with datasync.open() first"
-            )
+            # Opened by the VFS for plain sqlite3 connections: if they are all
+            # closed, finish closing it (its last flush may have failed); if not,
+            # StoreBusyError says so.
+            vfs.close_idle(key)
+        if vfs.attached(key) is not None:
+            raise StoreBusyError(
+                f"{be.location} is served to sqlite3 connections by another owner in "
+                "this process; close those connections first")
         opening = _opening[key] = asyncio.get_running_loop().create_future()
         try:
             store = await BlockStore.open(
                 be, block_size=block_size, cache_bytes=cache_bytes, create=create,
                 encryption_key=encryption_key, resident=resident,
             )
-            vfs.register()
-            vfs.attach(key, store)
+            try:
+                vfs.register()
+                vfs.attach(key, store)
+            except BaseException:
+                await store.close()
+                raise
             shared = _shared[key] = _Shared(store, key)
         finally:
             del _opening[key]
@@ -179,8 +186,10 @@ async def _release(shared: _Shared) -> None:
         return
     await shared.store.flush()  # raises before anything is released: nothing lost
     _shared.pop(shared.key, None)
-    vfs.detach(shared.key)
-    await shared.store.close()
+    # A connection from db.connect() still open in another thread keeps the store:
+    # the VFS then flushes and closes it with that connection's last file.
+    if vfs.detach(shared.key, hand_over=True):
+        await shared.store.close()
 
 
 class Database:
@@ -217,20 +226,24 @@ class Database:
         kwargs.setdefault("isolation_level", None)
         kwargs.setdefault("factory", vfs.Connection)
         conn = sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
-        # Called by the change-capture triggers; registered on every connection so
-        # that a store captured once stays writable by each of them.
-        store = self._store
+        try:
+            # Called by the change-capture triggers; registered on every connection
+            # so that a store captured once stays writable by each of them.
+            store = self._store
 
-        def next_version() -> int:
-            return store.next_version
+            def next_version() -> int:
+                return store.next_version
 
-        conn.create_function(_cdc.VERSION_FUNCTION, 0, next_version)
-        if isinstance(conn, CapturingConnection):  # connect() with capture on
-            conn.next_version = next_version  # type: ignore[method-assign]
-        # The rollback journal only has to serve ROLLBACK: atomicity and durability
-        # come from the block store. In memory it costs no VFS calls (measured in
-        # Pyodide: autocommit point reads 23 -> 17 ms per 1000).
-        conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.create_function(_cdc.VERSION_FUNCTION, 0, next_version)
+            if isinstance(conn, CapturingConnection):  # connect() with capture on
+                conn.next_version = next_version  # type: ignore[method-assign]
+            # The rollback journal only has to serve ROLLBACK: atomicity and
+            # durability come from the block store. In memory it costs no VFS calls
+            # (measured in Pyodide: autocommit point reads 23 -> 17 ms per 1000).
+            conn.execute("PRAGMA journal_mode=MEMORY")
+        except BaseException:
+            conn.close()  # nothing of a connection that never became ready stays open
+            raise
         return conn
 
     # -- state -----------------------------------------------------------------
@@ -292,9 +305,10 @@ class Database:
 
         Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``
         """
+        before = self._store.commits_in_this_thread()
         async with self._turn():
             result = self._run(sql, params)
-        await self._after_write()
+        await self._after_write(before)
         return result
 
     async def executemany(
@@ -304,6 +318,7 @@ class Database:
 
         Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``
         """
+        before = self._store.commits_in_this_thread()
         async with self._turn():
             own_tx = not self._conn.in_transaction
             vfs.take_last_error()
@@ -322,7 +337,7 @@ class Database:
                     self._conn.execute("ROLLBACK")
                 raise
             result = Result([], [], cur.rowcount, cur.lastrowid)
-        await self._after_write()
+        await self._after_write(before)
         return result
 
     async def query(
@@ -354,6 +369,7 @@ class Database:
             async with self._savepoint():
                 yield self
             return
+        before = self._store.commits_in_this_thread()
         async with self._turn():
             token = _in_transaction.set((self, asyncio.current_task()))
             try:
@@ -369,7 +385,7 @@ class Database:
                     raise
             finally:
                 _in_transaction.reset(token)
-        await self._after_write()
+        await self._after_write(before)
 
     @asynccontextmanager
     async def _savepoint(self) -> AsyncIterator[None]:
@@ -384,18 +400,22 @@ class Database:
         self._run(f"RELEASE {name}", ())
 
     # -- durability --------------------------------------------------------------
-    async def _after_write(self) -> None:
-        if self.durability == "strict" and not self._owns_transaction():
+    async def _after_write(self, commits_before: int) -> None:
+        """Strict durability: once a statement of ours committed, wait until it is
+        durable. A statement that committed nothing (a read) never waits for, or
+        fails because of, a flush."""
+        if self.durability == "strict" and not self._owns_transaction() \
+                and self._store.commits_in_this_thread() != commits_before:
             await self._store.flush()
 
     def _on_commit(self, store: BlockStore) -> None:
-        """Commit-point listener (runs inside SQLite's unlock, maybe in any thread)."""
-        if self.durability == "strict" and store.backend.sync_io:
-            try:
-                store.flush_sync()  # commits from plain connections are durable too
+        """Commit-point listener (runs after SQLite's unlock, maybe in any thread,
+        with no lock of the store held)."""
+        if self.durability == "strict" and store.flushes_sync:
+            # Commits from plain connections are durable too; a failure is recorded
+            # (stats(), the datasync logger) and the background flusher retries.
+            if store.flush_in_background():
                 return
-            except Exception:
-                pass  # kept dirty; the background flusher retries
         try:
             self._loop.call_soon_threadsafe(self._ensure_flusher)
         except RuntimeError:
@@ -499,7 +519,6 @@ class Database:
         async with self.transaction():
             await _cdc.ack(self, consumer, seq)
             await _cdc.prune(self, self._cdc_retention)
-        await self._after_write()
 
     async def prune_changes(self) -> int:
         """Delete captured changes older than the retention and acknowledged by every
@@ -533,6 +552,7 @@ class Database:
         from .sqlite_image import as_rollback_image
 
         image = as_rollback_image(data)
+        before = self._store.commits_in_this_thread()
         async with self._turn():
             if self._conn.in_transaction:
                 raise DatasyncError("import_() cannot run inside a transaction")
@@ -558,7 +578,7 @@ class Database:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     _raise_translated(exc)
-        await self._after_write()
+        await self._after_write(before)
 
     async def backup(self, target: str, **options: Any) -> dict[str, Any]:
         """Copy this database into a new datasync database ``target`` while it stays
@@ -679,7 +699,11 @@ class Database:
 
     async def close(self) -> None:
         """Flush and close. If the final flush fails the error is raised and the
-        database stays open (nothing committed is lost); call close() again."""
+        database stays open (nothing committed is lost); call close() again.
+
+        Connections from :meth:`connect` are closed too; one made in another thread
+        (which only that thread may close) keeps working, and its later commits are
+        flushed and the store closed when that thread closes it."""
         if self._closed:
             return
         if self._owns_transaction():
@@ -694,7 +718,10 @@ class Database:
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()
             for conn in self._handed_out:
-                conn.close()
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass  # made in another thread: handed over with the store (_release)
             self._conn.close()
             await _release(self._shared)
 

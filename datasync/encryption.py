@@ -313,7 +313,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _check_key_type(key: Any) -> None:
+def check_key_type(key: Any) -> None:
     if isinstance(key, str):
         if not key:
             raise InvalidOptionError("encryption_key must not be an empty passphrase")
@@ -332,7 +332,7 @@ def _check_key_type(key: Any) -> None:
 def new_scheme(key: EncryptionKey) -> dict[str, Any]:
     """The ``meta.extra["encryption"]`` of a key not yet checked in (``check`` None):
     what a store is created with, before its key-check value is written."""
-    _check_key_type(key)
+    check_key_type(key)
     if isinstance(key, str):
         return {"alg": ALG, "kdf": KDF_PBKDF2, "iterations": PBKDF2_ITERATIONS,
                 "salt": _b64(os.urandom(SALT_BYTES)), "check": None}
@@ -372,7 +372,7 @@ async def open_codec(
                 f"{where} is encrypted: open it with encryption_key= (the raw key or "
                 "passphrase it was created with)")
         return Codec(), None
-    _check_key_type(key)
+    check_key_type(key)
     if not scheme:
         raise InvalidOptionError(
             f"{where} is not encrypted, so encryption_key cannot open it: open it "

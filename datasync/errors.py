@@ -47,6 +47,11 @@ class StoreCreateError(DatasyncError):
     directory, no permission, read-only file system)."""
 
 
+class StoreNotFoundError(StoreCreateError):
+    """No store exists at the given name or path and ``create=False`` was asked for;
+    nothing was created. Check the name, or open with ``create=True``."""
+
+
 class StoreBusyError(DatasyncError):
     """Another process has the store open for writing; close it there first."""
 
@@ -74,6 +79,13 @@ class BackendError(DatasyncError):
 class DeposedLeaderError(BackendError):
     """This tab was the leader but another tab took over (a higher epoch is stored):
     its flush is refused so it can never overwrite newer data."""
+
+
+class CrossDatabaseWriteError(DatasyncError):
+    """One transaction tried to write two persistent databases (a datasync store and
+    an ATTACHed store or file). Their commits cannot be made durable together, so
+    datasync refuses the second write and SQLite rolls the transaction back: write
+    each database in its own transaction."""
 
 
 class DatabaseClosedError(DatasyncError):

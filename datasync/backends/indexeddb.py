@@ -40,9 +40,11 @@ from ..errors import (
     BackendError,
     DatasyncError,
     InvalidOptionError,
+    NotADatasyncStoreError,
     StorageBlockedError,
     StorageFullError,
     StorageUnavailableError,
+    StoreNotFoundError,
 )
 from ..format import MAIN, Flush, Meta, Record
 from .base import Backend
@@ -239,9 +241,14 @@ class IndexedDBBackend(Backend):
                     f"IndexedDB refused to open {self.db_name!r}: {exc}"
                 ) from exc
             blocked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            missing: dict[str, bool] = {}
 
             def upgrade(event: Any) -> None:
                 db = req.result
+                if event.oldVersion == 0 and not create:
+                    missing["store"] = True  # create=False: leave nothing behind
+                    req.transaction.abort()
+                    return
                 names = db.objectStoreNames
                 if not names.contains("meta"):
                     db.createObjectStore("meta")
@@ -272,12 +279,29 @@ class IndexedDBBackend(Backend):
             try:
                 self._db = opened.result()
             except _IdbFailure as exc:
+                if missing:
+                    raise StoreNotFoundError(
+                        f"{self.location} does not exist (create=False)") from None
+                if _error_name(exc.error) == "VersionError":
+                    raise NotADatasyncStoreError(
+                        f"IndexedDB database {self.db_name!r} has a newer schema than "
+                        "this datasync reads: it was made by a newer datasync or by "
+                        "something else; open it with that, or choose another name"
+                    ) from None
                 raise StorageUnavailableError(
                     f"IndexedDB could not open {self.db_name!r}: {_error_name(exc.error)}: "
                     f"{getattr(exc.error, 'message', exc.error)}"
                 ) from None
         finally:
             px.destroy()
+        names = self._db.objectStoreNames
+        if not all(names.contains(store) for store in ("meta", "blocks", "segments")):
+            self._db.close()
+            self._db = None
+            raise NotADatasyncStoreError(
+                f"IndexedDB database {self.db_name!r} exists but is not a datasync store "
+                "(it lacks the meta, blocks and segments object stores): something else "
+                "made it; choose another database name")
         self._on_version_change = _make_proxy(self._close_for_version_change)
         self._db.onversionchange = self._on_version_change
         return await self._load_or_create_meta(initial, create)
@@ -302,7 +326,8 @@ class IndexedDBBackend(Backend):
                     raw_meta = meta_req.result
                     if raw_meta is None:
                         if not create:
-                            raise BackendError(f"{self.location} does not exist")
+                            raise StoreNotFoundError(
+                                f"{self.location} does not exist (create=False)")
                         seg = max(1, self._segment_bytes // initial.block_size)
                         store.put(initial.to_json(), "meta")
                         store.put(json.dumps({"segment_blocks": seg}), "layout")

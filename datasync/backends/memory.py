@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import BackendError, FormatVersionError, VersionNotRetainedError
+from ..errors import (
+    BackendError,
+    FormatVersionError,
+    StoreNotFoundError,
+    VersionNotRetainedError,
+)
 from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record, Superseded, records_as_of
 from .base import Backend
 
@@ -51,7 +56,7 @@ class MemoryBackend(Backend):
         stored = _STORES.get(self.name)
         if stored is None:
             if not create:
-                raise BackendError(f"{self.location} does not exist")
+                raise StoreNotFoundError(f"{self.location} does not exist (create=False)")
             stored = _STORES[self.name] = _Stored(initial)
         if stored.meta.format_version != FORMAT_VERSION:
             raise FormatVersionError(

@@ -22,6 +22,7 @@ from ..errors import (
     VersionNotRetainedError,
     StoreBusyError,
     StoreCreateError,
+    StoreNotFoundError,
 )
 from ..format import MAIN, Flush, Meta, Record, Superseded, records_as_of
 from .base import Backend
@@ -96,7 +97,7 @@ class SqliteFileBackend(Backend):
     async def open(self, initial: Meta, *, create: bool = True) -> Meta:
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         if not exists and not create:
-            raise StoreCreateError(f"{self.location} does not exist")
+            raise StoreNotFoundError(f"{self.location} does not exist (create=False)")
         if not exists:
             parent = os.path.dirname(self.path)
             if not os.path.isdir(parent):

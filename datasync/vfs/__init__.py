@@ -14,11 +14,12 @@ from .shim import (
     Connection,
     attach,
     attached,
+    close_idle,
     detach,
     register,
     take_last_error,
     uri,
 )
 
-__all__ = ["VFS_NAME", "attach", "attached", "detach", "register", "take_last_error",
+__all__ = ["VFS_NAME", "attach", "attached", "close_idle", "detach", "register", "take_last_error",
            "uri", "Connection"]

@@ -71,6 +71,9 @@ SQLITE_IOCAP_POWERSAFE_OVERWRITE = 0x1000
 
 SQLITE_FCNTL_LOCKSTATE = 1
 SQLITE_FCNTL_PRAGMA = 14
+#: Sent by SQLite once a database file is open: ``arg`` is ``sqlite3**``, the
+#: connection that opened it (sqlite3BtreeOpen).
+SQLITE_FCNTL_PDB = 30
 
 
 class sqlite3_file(Structure):
@@ -107,6 +110,29 @@ class sqlite3_io_methods(Structure):
         ("xFileControl", xFileControl),
         ("xSectorSize", xSectorSize),
         ("xDeviceCharacteristics", xDeviceCharacteristics),
+    ]
+
+
+# io methods of version 2 (shared memory, for WAL) and 3 (memory-mapped I/O)
+xShmMap = CFUNCTYPE(c_int, c_void_p, c_int, c_int, c_int, c_void_p)
+xShmLock = CFUNCTYPE(c_int, c_void_p, c_int, c_int, c_int)
+xShmBarrier = CFUNCTYPE(None, c_void_p)
+xShmUnmap = CFUNCTYPE(c_int, c_void_p, c_int)
+xFetch = CFUNCTYPE(c_int, c_void_p, c_int64, c_int, c_void_p)
+xUnfetch = CFUNCTYPE(c_int, c_void_p, c_int64, c_void_p)
+
+
+class sqlite3_io_methods_v3(Structure):
+    """``sqlite3_io_methods`` up to version 3 (how SQLite's own VFS files look)."""
+
+    _fields_ = [
+        *sqlite3_io_methods._fields_,
+        ("xShmMap", xShmMap),
+        ("xShmLock", xShmLock),
+        ("xShmBarrier", xShmBarrier),
+        ("xShmUnmap", xShmUnmap),
+        ("xFetch", xFetch),
+        ("xUnfetch", xUnfetch),
     ]
 
 
@@ -178,3 +204,20 @@ def sqlite_library() -> ctypes.CDLL:
         lib.sqlite3_malloc.restype = c_void_p
         _LIB = lib
     return _LIB
+
+
+_DEFAULT_VFS: "sqlite3_vfs | None" = None
+
+
+def default_vfs() -> "tuple[int, sqlite3_vfs]":
+    """SQLite's own default VFS (``unix`` natively, on Emscripten's file system in
+    Pyodide): its address and its struct, to call for ordinary files. Found before
+    datasync registers itself (never as the default), so it is never datasync."""
+    global _DEFAULT_VFS
+    lib = sqlite_library()
+    address = lib.sqlite3_vfs_find(None)
+    if not address:
+        raise OSError("SQLite has no default VFS")
+    if _DEFAULT_VFS is None or ctypes.addressof(_DEFAULT_VFS) != address:
+        _DEFAULT_VFS = sqlite3_vfs.from_address(address)
+    return address, _DEFAULT_VFS

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..blockstore import BlockStore
+from .guard import GUARD
 from .capi import (
     SQLITE_LOCK_EXCLUSIVE as EXCLUSIVE,
     SQLITE_LOCK_NONE as NONE,
@@ -55,12 +56,15 @@ class LockManager:
             if level == RESERVED:
                 if self.reserved is not None or self.pending is not None or self.exclusive:
                     return False
+                GUARD.claim(f.conn, f, f.name)  # one database written per transaction
                 self.reserved = f
                 f.level = RESERVED
                 return True
             # EXCLUSIVE (SQLite never asks for PENDING itself)
             if self.pending not in (None, f) or self.reserved not in (None, f):
                 return False
+            if f.level < RESERVED:  # straight from SHARED: rolling a hot journal back
+                GUARD.claim(f.conn, f, f.name)
             self.pending = f
             f.level = PENDING
             if self.shared > 1:
@@ -73,7 +77,13 @@ class LockManager:
         """Lower ``f`` to ``level``; dropping a write lock is a commit point, unless
         SQLite left a hot journal behind (a commit that failed half-way and could
         not roll back): then the file is torn until the next connection rolls it
-        back, and committing it would make the torn state durable."""
+        back, and committing it would make the torn state durable.
+
+        The commit itself (a move between tiers) happens under the store lock, so
+        no other writer slips in before it; what follows a commit (a bounded-memory
+        flush, the commit listeners) runs after the lock is released: a flush takes
+        the flush mutex, which comes before the store lock in the lock order."""
+        committed = False
         with self.store._lock:
             if f.level <= level:
                 return
@@ -87,9 +97,12 @@ class LockManager:
             if level == NONE:
                 self.shared -= 1
             f.level = level
+            if was_writer:
+                GUARD.release(f.conn, f)
             if was_writer and not self.hot_journal(f.name):
-                # Still under the lock: no other writer can slip in before this.
-                self.store.commit()
+                committed = self.store.commit_pending()
+        if committed:
+            self.store.after_commit()
 
     #: Set by the VFS: tells whether a journal file of that name is hot.
     hot_journal: Callable[[str], bool] = staticmethod(lambda name: False)
@@ -101,13 +114,14 @@ class LockManager:
 class StoreFile:
     """The main database file, backed by a :class:`BlockStore`."""
 
-    __slots__ = ("store", "locks", "level", "read", "write", "truncate", "name")
+    __slots__ = ("store", "locks", "level", "read", "write", "truncate", "name", "conn")
 
     def __init__(self, store: BlockStore, locks: LockManager, name: str = "") -> None:
         self.store = store
         self.locks = locks
         self.level = NONE
         self.name = name
+        self.conn: int | None = None  # the sqlite3* that opened it (SQLITE_FCNTL_PDB)
         # Bound once: the VFS calls these on its hot path.
         self.read = store.read
         self.write = store.write

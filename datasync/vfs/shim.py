@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+from builtins import open as builtins_open
 import sqlite3
 import itertools
 import os
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..blockstore import DEFAULT_CACHE_BYTES, BlockStore
-from ..errors import DatasyncError, InvalidOptionError, StorageFullError
+from ..errors import DatasyncError, InvalidOptionError, StoreBusyError
 from ..format import DEFAULT_BLOCK_SIZE
 from ..platform import IN_PYODIDE
 from . import capi
@@ -47,6 +48,9 @@ from .capi import (
     SQLITE_NOTFOUND,
     SQLITE_OK,
 )
+from . import plain
+from .boundary import fail as _fail
+from .boundary import last_error, take_last_error
 from .files import LockManager, MemoryFile, StoreFile
 
 VFS_NAME = "datasync"
@@ -70,7 +74,6 @@ _attached: dict[str, _Attached] = {}
 _memfiles: dict[str, bytearray] = {}
 _files: dict[int, StoreFile | MemoryFile] = {}
 _registry_lock = threading.RLock()
-_errors = threading.local()
 _temp_names = itertools.count(1)
 
 #: Opens a store for a main-database name nobody attached, or None to refuse.
@@ -108,39 +111,36 @@ def attach(name: str, store: BlockStore) -> None:
         _attached[name] = _Attached(store, LockManager(store), owned=False)
 
 
-def detach(name: str) -> None:
-    """Stop serving ``name`` (its connections must be closed first)."""
+def detach(name: str, *, hand_over: bool = False) -> bool:
+    """Stop serving ``name``. Returns True once nothing of it is registered.
+
+    Its connections should be closed first. If some are still open (one made in
+    another thread, which the owner cannot close), ``hand_over=True`` gives the
+    store to the VFS, which flushes its commits and closes it with its last file
+    (synchronously: only a store whose flushes never suspend); returns False then,
+    and the caller must not close the store. Otherwise open files raise
+    DatasyncError."""
     with _registry_lock:
         entry = _attached.get(name)
         if entry is None:
-            return
+            return True
         if entry.open_files:
-            raise DatasyncError(
-                f"{name!r} still has {entry.open_files} open file(s); close its "
-                "connections first"
-            )
+            if not (hand_over and entry.store.flushes_sync):
+                raise DatasyncError(
+                    f"{name!r} still has {entry.open_files} open file(s); close its "
+                    "connections first (each in the thread that made it)"
+                )
+            entry.owned = True
+            entry.store.add_commit_listener(_flush_owned)
+            return False
         del _attached[name]
+        return True
 
 
 def attached(name: str) -> BlockStore | None:
     """The store served under ``name``, if any."""
     entry = _attached.get(name)
     return None if entry is None else entry.store
-
-
-def take_last_error() -> BaseException | None:
-    """Return and clear the last exception the VFS caught in this thread."""
-    exc = getattr(_errors, "last", None)
-    _errors.last = None
-    return exc
-
-
-def _fail(exc: BaseException, code: int) -> int:
-    """The error boundary: remember ``exc`` and return the SQLite code for it."""
-    _errors.last = exc
-    if isinstance(exc, StorageFullError):
-        return SQLITE_FULL
-    return code
 
 
 # -- io methods -------------------------------------------------------------------
@@ -229,6 +229,10 @@ REFUSED_PRAGMAS = {
         "connection that never drops its lock never reaches a commit point, so sync() "
         "could not make its commits durable; datasync already keeps other processes "
         "out"),
+    ("journal_mode", "wal"): (
+        "PRAGMA journal_mode=WAL is not supported on a datasync database: its commits "
+        "are made atomic and durable by the block store's flushes, with the rollback "
+        "journal kept in memory (the default, journal_mode=MEMORY)"),
 }
 
 
@@ -239,6 +243,11 @@ def _x_file_control(pfile: int, op: int, arg: int) -> int:
             return SQLITE_OK
         if op == capi.SQLITE_FCNTL_PRAGMA and arg:
             return _pragma(arg)
+        if op == capi.SQLITE_FCNTL_PDB and arg:
+            f = _files[pfile]
+            if isinstance(f, StoreFile):
+                f.conn = c_void_p.from_address(arg).value
+            return SQLITE_OK
         return SQLITE_NOTFOUND
     except BaseException as exc:
         return _fail(exc, SQLITE_ERROR)
@@ -280,6 +289,35 @@ def _uri_params(zname: int, keys: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+#: ``PRAGMA application_id`` of a sqlitefile store, as the SQLite header holds it.
+_STORE_HEADER_ID = (0x4453796E).to_bytes(4, "big")
+
+
+def _is_store_file(path: str) -> bool:
+    """True if ``path`` is an existing datasync store file (its SQLite header says so)."""
+    try:
+        with builtins_open(path, "rb") as fh:
+            header = fh.read(72)
+    except OSError:
+        return False
+    return header[:16] == b"SQLite format 3\0" and header[68:72] == _STORE_HEADER_ID
+
+
+def _is_store_name(name: str, zname: int) -> bool:
+    """Whether a main-database name is a datasync store, or an ordinary file.
+
+    A store: a name served by ``datasync.open`` (or already opened by this VFS); a
+    name whose URI says ``vfs=datasync`` (``sqlite3.connect(vfs.uri(path))``); an
+    existing file that is a datasync store. Anything else, such as the target of
+    ``VACUUM INTO 'copy.db'`` or ``ATTACH 'other.db'``, is an ordinary SQLite file,
+    opened with SQLite's own VFS (plain.py), as sqlite3 users expect."""
+    if name in _attached:
+        return True
+    if _uri_params(zname, ("vfs",)).get("vfs") == VFS_NAME:
+        return True
+    return not IN_PYODIDE and _is_store_file(name)
+
+
 def _acquire_store(name: str, zname: int) -> _Attached:
     with _registry_lock:
         entry = _attached.get(name)
@@ -297,10 +335,9 @@ def _acquire_store(name: str, zname: int) -> _Attached:
 
 
 def _flush_owned(store: BlockStore) -> None:
-    try:
-        store.flush_sync()
-    except Exception:
-        pass  # stays dirty (see store.stats()["last_flush_error"]); retried next commit
+    # A failure is recorded by the store (stats(), the datasync logger); the blocks
+    # stay committed and the next commit or close flushes them.
+    store.flush_in_background()
 
 
 _JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
@@ -317,16 +354,39 @@ LockManager.hot_journal = staticmethod(_hot_journal)
 
 
 def _release_store(name: str) -> None:
+    """A file of store ``name`` closed. The VFS closes a store it owns (opened on
+    demand, or handed over by ``detach``) with its last file: synchronously, with
+    nothing scheduled on any event loop. If that final flush fails the entry stays
+    (its commits with it) and the failure is recorded; ``datasync.open`` or the
+    next connection retries it."""
     with _registry_lock:
         entry = _attached.get(name)
         if entry is None:
             return
         entry.open_files -= 1
         if entry.owned and entry.open_files <= 0:
-            # Forget the store only once its last flush worked: if it fails, the
-            # entry (and its committed blocks) stay for the next connection.
-            entry.store.close_sync()
+            try:
+                entry.store.close_sync()
+            except Exception:
+                return  # recorded by the store; kept with its committed blocks
             del _attached[name]
+
+
+def close_idle(name: str) -> None:
+    """Close a store the VFS opened for plain connections that are all closed now,
+    but whose final flush had failed: flush it again (raising if that fails too)
+    and forget it. Raises StoreBusyError if such connections are still open."""
+    with _registry_lock:
+        entry = _attached.get(name)
+        if entry is None or not entry.owned:
+            return
+        if entry.open_files > 0:
+            raise StoreBusyError(
+                f"{name!r} is open through {entry.open_files} plain sqlite3 connection "
+                "file(s) in this process; close those connections first, or use "
+                "db.connect() on the database datasync.open() returns")
+        entry.store.close_sync()
+        del _attached[name]
 
 
 def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  # type: ignore[no-untyped-def]
@@ -334,6 +394,9 @@ def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  #
         c_void_p.from_address(pfile).value = None
         name = string_at(zname).decode() if zname else f"<temp {next(_temp_names)}>"
         f: StoreFile | MemoryFile
+        if zname and (plain.is_family(name) or (
+                flags & capi.SQLITE_OPEN_MAIN_DB and not _is_store_name(name, zname))):
+            return plain.open_file(zname, name, pfile, flags, out_flags)
         if flags & capi.SQLITE_OPEN_WAL:
             raise DatasyncError(
                 "datasync does not support journal_mode=WAL; durability and atomic "
@@ -361,6 +424,8 @@ def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  #
 
 def _x_delete(pvfs: int, zname: bytes, sync_dir: int) -> int:
     try:
+        if plain.is_family(zname.decode()):
+            return plain.delete(zname, sync_dir)
         with _registry_lock:
             if _memfiles.pop(zname.decode(), None) is None:
                 return capi.SQLITE_IOERR_DELETE_NOENT
@@ -372,6 +437,8 @@ def _x_delete(pvfs: int, zname: bytes, sync_dir: int) -> int:
 def _x_access(pvfs: int, zname: bytes, flags: int, out) -> int:  # type: ignore[no-untyped-def]
     try:
         name = zname.decode()
+        if plain.is_family(name):
+            return plain.access(zname, flags, out)
         exists = name in _memfiles or name in _attached
         if not exists and not IN_PYODIDE and not name.endswith(("-journal", "-wal")):
             exists = os.path.exists(name)
@@ -434,7 +501,7 @@ def _x_current_time_int64(pvfs: int, out) -> int:  # type: ignore[no-untyped-def
 
 
 def _x_get_last_error(pvfs: int, n: int, zout: int) -> int:
-    exc = getattr(_errors, "last", None)
+    exc = last_error()
     if exc is None or n <= 0:
         return 0
     msg = f"{type(exc).__name__}: {exc}".encode()[: n - 1] + b"\0"
@@ -492,6 +559,7 @@ def register() -> None:
         if _registered:
             return
         lib = capi.sqlite_library()
+        _VFS.szOsFile = max(_VFS.szOsFile, plain.file_size_needed())
         rc = lib.sqlite3_vfs_register(ctypes.addressof(_VFS), 0)
         if rc != SQLITE_OK:
             raise DatasyncError(f"sqlite3_vfs_register failed with code {rc}")
@@ -500,6 +568,7 @@ def register() -> None:
         # them while the last connections are torn down.
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(_IO_METHODS))
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(_VFS))
+        plain.keep_alive()
 
 
 class Connection(sqlite3.Connection):
@@ -527,11 +596,11 @@ def _shutdown() -> None:
     # Flush committed data first, while every store's backend is still open.
     for entry in list(_attached.values()):
         try:
-            if entry.store.backend.sync_io and not entry.store.closed:
+            if entry.store.flushes_sync and not entry.store.closed:
                 entry.store.flush_sync()
         except Exception:
             pass
-    if _files:
+    if _files or plain.open_count():
         # Connections the application left open: close them now, while the
         # interpreter (and our callbacks) still work; never a backend's own.
         import gc
@@ -549,10 +618,10 @@ def _shutdown() -> None:
             if entry.owned:
                 entry.store.close_sync()
                 _attached.pop(name, None)
-            elif entry.store.backend.sync_io and not entry.store.closed:
+            elif entry.store.flushes_sync and not entry.store.closed:
                 entry.store.flush_sync()  # relaxed commits not yet flushed: keep them
         except Exception:
             pass
-    if not _files:
+    if not _files and not plain.open_count():
         capi.sqlite_library().sqlite3_vfs_unregister(ctypes.addressof(_VFS))
         _registered = False

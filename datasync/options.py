@@ -1,0 +1,73 @@
+"""Checking the options of :func:`datasync.open` before anything is created.
+
+Example::
+
+    check_open_options({"cache_bytes": -1})   # InvalidOptionError: cache_bytes must ...
+    check_open_options({"cache": 1})          # InvalidOptionError: ... valid options are ...
+
+Every option error is an :class:`~datasync.InvalidOptionError` raised before a
+backend is made or a store touched, so a bad option never leaves a store behind.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .encryption import check_key_type
+from .errors import InvalidOptionError
+from .format import validate_block_size
+
+DURABILITIES = ("relaxed", "strict")
+#: The keyword options of datasync.open(), in the order its docstring gives them.
+OPEN_OPTIONS = ("backend", "block_size", "cache_bytes", "durability", "flush_interval",
+                "create", "retain_versions", "cdc", "cdc_retention", "encryption_key",
+                "resident")
+
+
+def _number(name: str, value: Any, *, allow_none: bool = False, whole: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or (
+            isinstance(value, float) and not math.isfinite(value)) or value < 0:
+        what = "a whole number" if whole else "a number"
+        raise InvalidOptionError(
+            f"{name}={value!r} is not allowed: use {what}, 0 or more"
+            + (", or None" if allow_none else ""))
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidOptionError(f"{name}={value!r} is not allowed: use True or False")
+
+
+def check_unknown(given: dict[str, Any], valid: tuple[str, ...] = OPEN_OPTIONS) -> None:
+    """Refuse keyword options nobody knows, naming the valid ones."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise InvalidOptionError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"the valid options are {', '.join(valid)}")
+
+
+def check_open_options(options: dict[str, Any]) -> None:
+    """Check every option :func:`datasync.open` was given (names and values)."""
+    check_unknown(options)
+    if "durability" in options and options["durability"] not in DURABILITIES:
+        raise InvalidOptionError(
+            f"durability={options['durability']!r} is not known: use 'relaxed' or 'strict'")
+    if "block_size" in options:
+        validate_block_size(options["block_size"])
+    if "cache_bytes" in options:
+        _number("cache_bytes", options["cache_bytes"], whole=True)
+    if "flush_interval" in options:
+        _number("flush_interval", options["flush_interval"])
+    if "retain_versions" in options:
+        _number("retain_versions", options["retain_versions"], whole=True)
+    if "cdc_retention" in options:
+        _number("cdc_retention", options["cdc_retention"], allow_none=True)
+    for name in ("create", "cdc", "resident"):
+        if name in options:
+            _flag(name, options[name])
+    if options.get("encryption_key") is not None:
+        check_key_type(options["encryption_key"])

@@ -1,0 +1,286 @@
+"""Ordinary SQLite files opened through the datasync VFS: handed to SQLite's own VFS.
+
+Example::
+
+    await db.execute("VACUUM INTO ?", ("/tmp/copy.sqlite",))   # an ordinary SQLite file
+    await db.execute("ATTACH ? AS o", ("/tmp/plain.sqlite",))  # read and written as one
+
+A connection on the datasync VFS opens every other database through it too
+(``ATTACH``, ``VACUUM INTO``). A name that is not a datasync store (see
+``shim._is_store_name``) is an ordinary file, and what sqlite3 users expect of it is
+what SQLite's default VFS does: an ordinary SQLite file, its own rollback journal
+or WAL on disk, its own locks. So the datasync VFS opens it, and its journal, WAL
+and super-journals, with the default VFS (``unix`` natively; Emscripten's file
+system in Pyodide).
+
+Each such file's struct is ``[sqlite3_file header | the default VFS's file]``. Our
+io methods forward every call to the inner file's own methods, watching two
+things on the way: the connection that opened it (``SQLITE_FCNTL_PDB``) and its lock
+level, so that the guard (:mod:`.guard`) can refuse a transaction that would write
+it together with a datasync store. The io methods are version 3, like the inner
+ones: WAL and memory-mapped I/O work on ordinary files.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+from ctypes import c_void_p
+
+from . import capi
+from .boundary import fail
+from .capi import SQLITE_LOCK_RESERVED, SQLITE_OK
+from .guard import GUARD
+
+#: Bytes before the inner file in our file struct (sqlite3_file, 8-byte aligned).
+HEADER = 8
+#: Suffixes of the files that belong to an ordinary database file.
+_FAMILY_SUFFIXES = ("-journal", "-wal", "-shm", "-mj")
+
+
+class PlainFile:
+    """One ordinary file: the inner file's address and methods, lock and connection."""
+
+    __slots__ = ("name", "inner", "methods", "level", "conn", "main")
+
+    def __init__(self, name: str, inner: int, main: bool) -> None:
+        self.name = name
+        self.inner = inner
+        self.methods = capi.sqlite3_io_methods_v3.from_address(
+            c_void_p.from_address(inner).value)  # type: ignore[arg-type]
+        self.level = 0
+        self.conn: int | None = None
+        self.main = main
+
+
+_files: dict[int, PlainFile] = {}
+_families: dict[str, int] = {}  # main database name -> open main files
+_lock = threading.Lock()
+
+
+def file_size_needed() -> int:
+    """Bytes our file struct needs to hold a default-VFS file after its header."""
+    return HEADER + capi.default_vfs()[1].szOsFile
+
+
+def is_family(name: str) -> bool:
+    """True if ``name`` is an open ordinary database, or its journal, WAL, shared
+    memory or super-journal."""
+    with _lock:
+        if name in _families:
+            return True
+        return any(name.startswith(main + sfx) for main in _families for sfx in _FAMILY_SUFFIXES)
+
+
+def open_file(zname: int, name: str, pfile: int, flags: int, out_flags) -> int:  # type: ignore[no-untyped-def]
+    """xOpen for an ordinary file: the default VFS opens it inside our struct."""
+    address, default = capi.default_vfs()
+    inner = pfile + HEADER
+    rc = default.xOpen(address, zname, inner, flags, out_flags)
+    if rc != SQLITE_OK:
+        return int(rc)
+    if not c_void_p.from_address(inner).value:
+        return SQLITE_OK  # opened nothing (SQLite then treats it as closed)
+    main = bool(flags & capi.SQLITE_OPEN_MAIN_DB)
+    with _lock:
+        _files[pfile] = PlainFile(name, inner, main)
+        if main:
+            _families[name] = _families.get(name, 0) + 1
+    c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS)
+    return SQLITE_OK
+
+
+def delete(zname: bytes, sync_dir: int) -> int:
+    address, default = capi.default_vfs()
+    return int(default.xDelete(address, zname, sync_dir))
+
+
+def access(zname: bytes, flags: int, out) -> int:  # type: ignore[no-untyped-def]
+    address, default = capi.default_vfs()
+    return int(default.xAccess(address, zname, flags, out))
+
+
+# -- io methods: forward to the inner file ------------------------------------------
+def _boundary(code: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """No exception escapes a callback: it becomes ``code`` (see boundary.py)."""
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def callback(*args: Any) -> Any:
+            try:
+                return method(*args)
+            except BaseException as exc:
+                return fail(exc, code)
+        return callback
+    return wrap
+
+
+def _p_close(pfile: int) -> int:
+    try:
+        with _lock:
+            f = _files.pop(pfile)
+            if f.main:
+                _families[f.name] -= 1
+                if not _families[f.name]:
+                    del _families[f.name]
+        GUARD.release(f.conn, f)
+        return int(f.methods.xClose(f.inner))
+    except BaseException as exc:
+        return fail(exc, capi.SQLITE_IOERR_CLOSE)
+
+
+@_boundary(capi.SQLITE_IOERR_READ)
+def _p_read(pfile: int, buf: int, amount: int, offset: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xRead(f.inner, buf, amount, offset))
+
+
+@_boundary(capi.SQLITE_IOERR_WRITE)
+def _p_write(pfile: int, buf: int, amount: int, offset: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xWrite(f.inner, buf, amount, offset))
+
+
+@_boundary(capi.SQLITE_IOERR_TRUNCATE)
+def _p_truncate(pfile: int, size: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xTruncate(f.inner, size))
+
+
+@_boundary(capi.SQLITE_IOERR_FSYNC)
+def _p_sync(pfile: int, flags: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xSync(f.inner, flags))
+
+
+@_boundary(capi.SQLITE_IOERR_FSTAT)
+def _p_file_size(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
+    f = _files[pfile]
+    return int(f.methods.xFileSize(f.inner, out))
+
+
+def _p_lock(pfile: int, level: int) -> int:
+    try:
+        f = _files[pfile]
+        claimed = f.main and level >= SQLITE_LOCK_RESERVED > f.level
+        if claimed:
+            GUARD.claim(f.conn, f, f.name)
+        rc = int(f.methods.xLock(f.inner, level))
+        if rc == SQLITE_OK:
+            f.level = max(f.level, level)
+        elif claimed:
+            GUARD.release(f.conn, f)
+        return rc
+    except BaseException as exc:
+        return fail(exc, capi.SQLITE_IOERR_LOCK)
+
+
+def _p_unlock(pfile: int, level: int) -> int:
+    try:
+        f = _files[pfile]
+        rc = int(f.methods.xUnlock(f.inner, level))
+        f.level = min(f.level, level)
+        if level < SQLITE_LOCK_RESERVED:
+            GUARD.release(f.conn, f)
+        return rc
+    except BaseException as exc:
+        return fail(exc, capi.SQLITE_IOERR_UNLOCK)
+
+
+@_boundary(capi.SQLITE_IOERR_CHECKRESERVEDLOCK)
+def _p_check_reserved(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
+    f = _files[pfile]
+    return int(f.methods.xCheckReservedLock(f.inner, out))
+
+
+def _p_file_control(pfile: int, op: int, arg: int) -> int:
+    try:
+        f = _files[pfile]
+        if op == capi.SQLITE_FCNTL_PDB and arg:
+            f.conn = c_void_p.from_address(arg).value
+        return int(f.methods.xFileControl(f.inner, op, arg))
+    except BaseException as exc:
+        return fail(exc, capi.SQLITE_ERROR)
+
+
+@_boundary(4096)
+def _p_sector_size(pfile: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xSectorSize(f.inner))
+
+
+@_boundary(0)
+def _p_device_characteristics(pfile: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xDeviceCharacteristics(f.inner))
+
+
+@_boundary(capi.SQLITE_IOERR)
+def _p_shm_map(pfile: int, page: int, size: int, extend: int, pp: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xShmMap(f.inner, page, size, extend, pp))
+
+
+@_boundary(capi.SQLITE_IOERR)
+def _p_shm_lock(pfile: int, offset: int, n: int, flags: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xShmLock(f.inner, offset, n, flags))
+
+
+def _p_shm_barrier(pfile: int) -> None:
+    try:
+        f = _files[pfile]
+        f.methods.xShmBarrier(f.inner)
+    except BaseException as exc:
+        fail(exc, 0)
+
+
+@_boundary(capi.SQLITE_IOERR)
+def _p_shm_unmap(pfile: int, delete_flag: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xShmUnmap(f.inner, delete_flag))
+
+
+@_boundary(capi.SQLITE_IOERR)
+def _p_fetch(pfile: int, offset: int, amount: int, pp: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xFetch(f.inner, offset, amount, pp))
+
+
+@_boundary(capi.SQLITE_IOERR)
+def _p_unfetch(pfile: int, offset: int, p: int) -> int:
+    f = _files[pfile]
+    return int(f.methods.xUnfetch(f.inner, offset, p))
+
+
+_IO_METHODS = capi.sqlite3_io_methods_v3(
+    3,
+    capi.xClose(_p_close),
+    capi.xRead(_p_read),
+    capi.xWrite(_p_write),
+    capi.xTruncate(_p_truncate),
+    capi.xSync(_p_sync),
+    capi.xFileSize(_p_file_size),
+    capi.xLock(_p_lock),
+    capi.xUnlock(_p_unlock),
+    capi.xCheckReservedLock(_p_check_reserved),
+    capi.xFileControl(_p_file_control),
+    capi.xSectorSize(_p_sector_size),
+    capi.xDeviceCharacteristics(_p_device_characteristics),
+    capi.xShmMap(_p_shm_map),
+    capi.xShmLock(_p_shm_lock),
+    capi.xShmBarrier(_p_shm_barrier),
+    capi.xShmUnmap(_p_shm_unmap),
+    capi.xFetch(_p_fetch),
+    capi.xUnfetch(_p_unfetch),
+)
+
+
+def keep_alive() -> None:
+    """Keep the callback thunks alive past interpreter teardown (see shim.register)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(_IO_METHODS))
+
+
+def open_count() -> int:
+    return len(_files)
