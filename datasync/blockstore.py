@@ -198,6 +198,7 @@ class BlockStore:
                 # Every block resident: the backend cannot read on demand, or the
                 # codec cannot decode synchronously (WebCrypto, in Pyodide).
                 records = await backend.read_all(MAIN)
+                store._check_complete(records, meta)
                 store._resident = await store._decode_many(records, meta.block_count)
                 store._versions = _record_versions(records, meta.block_count)
             elif codec.tracks_versions:
@@ -291,13 +292,15 @@ class BlockStore:
             if idx >= self.meta.block_count:
                 return self._zero
             record = self.backend.read_block(MAIN, idx)
-            if record is not None and self.codec.tracks_versions \
+            if record is None:
+                raise self._missing(idx, self.meta)
+            if self.codec.tracks_versions \
                     and record.version != self._versions.get(idx):
                 raise CorruptBlockError(
                     f"block {idx} of {self.backend.location} is at version {record.version}, "
                     f"not the authenticated {self._versions.get(idx)}: it was rolled back "
                     "or replaced outside datasync", index=idx)
-            data = self._zero if record is None else self._decode(idx, record)
+            data = self._decode(idx, record)
             self._cache_put(idx, data)
             return data
 
@@ -371,6 +374,21 @@ class BlockStore:
         else:
             value = self._moved_version_map(codec, encryption.stored_map(base) or 0, changes)
         return encryption.with_map(new_meta, value)
+
+    def _missing(self, idx: int, meta: Meta) -> CorruptBlockError:
+        return CorruptBlockError(
+            f"block {idx} of {self.backend.location} (version {meta.version}, "
+            f"{meta.block_count} blocks) has no stored record: it was deleted outside "
+            "datasync. Restore the store from a backup or export what is still readable.",
+            index=idx)
+
+    def _check_complete(self, records: dict[int, Any], meta: Meta) -> None:
+        """Every block below the file size has a record (a flush stores even the
+        zero blocks a file gains), so one missing was removed outside datasync:
+        zeros are only for blocks the file never had."""
+        count = meta.block_count
+        if sum(1 for i in records if i < count) < count:
+            raise self._missing(next(i for i in range(count) if i not in records), meta)
 
     def _check_length(self, idx: int, data: bytes) -> bytes:
         if len(data) != self.block_size:
@@ -749,6 +767,7 @@ class BlockStore:
             # Everything stored now, with its metadata: the tab that deposed us may
             # have flushed since, even rekeyed (then its old records are gone).
             meta, raw = await self.backend.changed_since(MAIN, -1)
+            self._check_complete(raw, meta)
             codec = await self._codec_matching(meta)
             fresh = await self._decode_many(raw, meta.block_count, codec)
             with self._lock:

@@ -225,7 +225,11 @@ class Database:
     def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
         kwargs.setdefault("isolation_level", None)
         kwargs.setdefault("factory", vfs.Connection)
-        conn = sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+        vfs.take_last_error()
+        try:
+            conn = sqlite3.connect(vfs.uri(self._shared.key), uri=True, **kwargs)
+        except sqlite3.Error as exc:
+            _raise_translated(exc)  # a damaged first page: CorruptBlockError, say
         try:
             # Called by the change-capture triggers; registered on every connection
             # so that a store captured once stays writable by each of them.
@@ -241,8 +245,11 @@ class Database:
             # durability come from the block store. In memory it costs no VFS calls
             # (measured in Pyodide: autocommit point reads 23 -> 17 ms per 1000).
             conn.execute("PRAGMA journal_mode=MEMORY")
-        except BaseException:
+        except sqlite3.Error as exc:
             conn.close()  # nothing of a connection that never became ready stays open
+            _raise_translated(exc)
+        except BaseException:
+            conn.close()
             raise
         return conn
 
