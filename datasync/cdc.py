@@ -17,13 +17,17 @@ transaction that also rebuilds the triggers from ``PRAGMA table_info`` and logs 
 ``schema`` change per object of ``sqlite_master`` it created, altered or dropped.
 
 Row keys: the rowid for rowid tables, ``{pk column: value}`` for WITHOUT ROWID
-tables. Values: JSON; a BLOB is ``{"$hex": "..."}`` in the log and ``bytes`` in a
-:class:`Change`, an infinite REAL ``{"$real": "Infinity"}`` and ``float("inf")``. ``version``: see :data:`VERSION_FUNCTION`.
+tables. Values: JSON, lossless for every SQLite type: a BLOB is ``{"$hex": "..."}``
+in the log and ``bytes`` in a :class:`Change`; a REAL is written with all the digits
+that read it back bit for bit (:func:`real_json`), an infinite one as
+``{"$real": "Infinity"}`` and ``float("inf")``; INTEGERs keep all 64 bits and TEXT
+any character. ``version``: see :data:`VERSION_FUNCTION`.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -95,15 +99,29 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: The SQL function the triggers call for a REAL: its exact JSON text (see below).
+REAL_FUNCTION = "datasync_real"
+
+
+def real_json(value: float) -> str:
+    """A REAL as JSON that reads back bit for bit: Python's shortest round-trip
+    ``repr`` (``0.30000000000000004``, ``-0.0``, ``1.7976931348623157e+308``; SQLite
+    3.39/3.40's own JSON keeps only 15 digits), or ``{"$real": "Infinity"}`` for an
+    infinity, which JSON cannot hold. Registered on every datasync connection as
+    ``datasync_real(x)``."""
+    if math.isinf(value):
+        return json.dumps({"$real": "Infinity" if value > 0 else "-Infinity"})
+    return repr(float(value))
+
+
 def _value(ref: str) -> str:
-    """A column value as JSON: a BLOB as {"$hex": ...} (json_object refuses BLOBs),
-    an infinite REAL as {"$real": "Infinity"} (JSON has no infinity)."""
-    # Plain values go to json_object as they are (the common case, the cheapest); the
-    # objects built here keep their JSON subtype through CASE, so they nest as JSON.
+    """A column value as JSON, exactly: a BLOB as {"$hex": ...} (json_object refuses
+    BLOBs), a REAL through ``datasync_real`` (json() keeps its digits as written);
+    INTEGER (all 64 bits), TEXT (NUL included) and NULL as json_object renders them."""
+    # Plain values go to json_object as they are (the cheapest); the objects and the
+    # numbers built here keep their JSON subtype through CASE, so they nest as JSON.
     return (f"CASE typeof({ref}) WHEN 'blob' THEN json_object('$hex', hex({ref})) "
-            f"WHEN 'real' THEN CASE WHEN abs({ref}) > 1.7976931348623157e308 THEN "
-            f"json_object('$real', iif({ref} > 0, 'Infinity', '-Infinity')) "
-            f"ELSE {ref} END ELSE {ref} END")
+            f"WHEN 'real' THEN json({REAL_FUNCTION}({ref})) ELSE {ref} END")
 
 
 def _row_json(row: str, columns: Sequence[str]) -> str:

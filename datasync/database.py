@@ -239,6 +239,7 @@ class Database:
                 return store.next_version
 
             conn.create_function(_cdc.VERSION_FUNCTION, 0, next_version)
+            conn.create_function(_cdc.REAL_FUNCTION, 1, _cdc.real_json, deterministic=True)
             if isinstance(conn, CapturingConnection):  # connect() with capture on
                 conn.next_version = next_version  # type: ignore[method-assign]
             # The rollback journal only has to serve ROLLBACK: atomicity and
