@@ -31,6 +31,8 @@ from .errors import (
     StoreBusyError,
     StoreCreateError,
     StoreNotFoundError,
+    TempObjectError,
+    TransactionStatementError,
     VersionNotRetainedError,
     WrongKeyError,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "StoreBusyError",
     "StoreCreateError",
     "StoreNotFoundError",
+    "TempObjectError",
+    "TransactionStatementError",
     "VersionNotRetainedError",
     "WrongKeyError",
     "open",

@@ -88,6 +88,19 @@ class CrossDatabaseWriteError(DatasyncError):
     each database in its own transaction."""
 
 
+class TransactionStatementError(DatasyncError):
+    """BEGIN, COMMIT, ROLLBACK, SAVEPOINT or RELEASE through ``execute``/``batch`` on a
+    database shared by tabs: each tab's writes run on the leader tab's connection,
+    so a transaction cannot span calls. Pass the statements to ``batch([...])``,
+    which runs them atomically."""
+
+
+class TempObjectError(DatasyncError):
+    """A statement that writes shared tables uses this tab's TEMP objects (or a TEMP
+    trigger is put on a shared table): writes run on the leader tab's connection,
+    which cannot see them. Read temp data first and pass it as parameters."""
+
+
 class DatabaseClosedError(DatasyncError):
     """The database was used after ``close()``; open it again."""
 

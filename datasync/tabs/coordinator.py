@@ -60,6 +60,7 @@ from ..errors import (
 )
 from ..format import Codec, Meta
 from .services import Channel, Lease, LockService, MemoryOutbox, Message, Outbox
+from .statements import ConnState, Kind, TabSession
 
 APPLIED_TABLE = "_datasync_applied"
 #: How long the leader remembers a request id (a retry after that applies again).
@@ -173,6 +174,8 @@ class SharedDatabase:
         self._new_key = asyncio.Event()
         self._key_error: WrongKeyError | None = None
         self._store.rekeyed_codec = self._codec_for
+        #: This tab's connection state: classification, temp objects, rowids.
+        self._session = TabSession(db._conn)
         self._unsubscribe = channel.subscribe(self._on_message)
         #: Every version this tab has seen, in order (tests check it only grows).
         self.versions_seen: list[int] = [self._store.version]
@@ -396,6 +399,7 @@ class SharedDatabase:
                 raise
             self._key_error = None
         if version > before:
+            self._session.forget()  # another tab may have changed the schema
             self._saw(version)
             self.epoch = max(self.epoch, self._store.meta.epoch)
             self._notify({"version": version, "tables": self._tables_between(before, version),
@@ -489,27 +493,73 @@ class SharedDatabase:
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        """Run a statement: reads run locally; writes (whatever SQLite refuses to run
+        """Run a statement: reads run locally; writes (what SQLite says is not
         read-only) go to the leader, exactly once, in any tab including the leader.
+
+        Connection state stays this tab's (see :mod:`datasync.tabs.statements`):
+        a write to the temp schema runs here; ``last_insert_rowid()``,
+        ``changes()`` and ``total_changes()`` answer for this tab's statements;
+        transaction statements raise :class:`~datasync.TransactionStatementError`
+        (use :meth:`batch`) and a write that needs this tab's temp objects raises
+        :class:`~datasync.TempObjectError`.
 
         A follower's copy can lag the leader's by a notice, so a statement that
         fails here for another reason (``no such table`` for a table another tab
         just created) is run by the leader, whose copy is the latest; its result
         or error is the answer."""
         self._check_open()
-        try:
-            return await self.db.execute(sql, params)
-        except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc) and self.is_leader:
-                raise
+        kind = await self._classify(sql)
+        self._session.check_for_tabs(sql, kind, runs_here=True)
+        if kind is not None and kind.temp_only:
+            return await self._run_temp(sql, params)
+        if kind is None or kind.readonly:
+            try:
+                return await self.db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc) and self.is_leader:
+                    raise
         results = await self.batch([(sql, params)])
         return results[0]
 
+    async def _run_temp(self, sql: str, params: Sequence[Any]) -> Result:
+        """A write to this tab's temp schema, on its own connection. Writes are
+        allowed for it alone, and SQLite is told to refuse any outside temp."""
+        db = self.db
+        async with db._turn():
+            plain = sqlite3.Connection.execute
+            plain(db._conn, "PRAGMA query_only = OFF")
+            self._session.guard_temp(True)
+            try:
+                result = db._run(sql, params)
+            finally:
+                self._session.guard_temp(False)
+                plain(db._conn, "PRAGMA query_only = ON")
+        self._session.forget()
+        self._session.ran_here(result.rowcount, result.lastrowid)
+        return result
+
     async def batch(self, statements: Sequence[Statement]) -> list[Result]:
-        """Run statements atomically (one transaction) on the leader, exactly once."""
+        """Run statements atomically (one transaction) on the leader, exactly once.
+
+        Raises :class:`~datasync.TransactionStatementError` for a transaction
+        statement (the batch is the transaction) and
+        :class:`~datasync.TempObjectError` for one that uses this tab's temp objects.
+        """
         self._check_open()
         stmts = [(str(sql), list(params)) for sql, params in statements]
+        for sql, _ in stmts:
+            self._session.check_for_tabs(sql, await self._classify(sql), runs_here=False)
         return await self._write(uuid.uuid4().hex, stmts)
+
+    async def _classify(self, sql: str) -> Kind | None:
+        """What ``sql`` does, as this tab's copy sees it; a copy that cannot prepare
+        it (a table another tab just created) catches up once and looks again."""
+        kind = self._session.classify(sql)
+        if kind is None and not self.is_leader:
+            with contextlib.suppress(DatasyncError):
+                await self._catch_up_when_idle()
+            kind = self._session.classify(sql)
+        return kind
 
     async def _write(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> list[Result]:
         deadline = time.monotonic() + self.write_timeout
@@ -517,7 +567,7 @@ class SharedDatabase:
             self._check_open()
             if self.is_leader:
                 try:
-                    reply = await self._apply(req_id, stmts)
+                    reply = await self._apply(req_id, stmts, state=self._session.state)
                 except DeposedLeaderError:
                     continue  # now a follower: send it to the new leader, same id
             else:
@@ -528,6 +578,8 @@ class SharedDatabase:
                 name, message = reply["error"]
                 raise _rebuild_error(name, message)
             await self._reach(reply["version"])
+            if "state" in reply:
+                self._session.state = ConnState.from_wire(reply["state"])
             return [result_from_wire(r) for r in reply["ok"]]
 
     async def _forward(self, req_id: str, stmts: list[tuple[str, list[Any]]],
@@ -548,7 +600,8 @@ class SharedDatabase:
                 else:
                     self._post({"t": "write", "id": req_id, "tab": self.tab_id,
                                 "to": self.leader_id, "stmts": [[s, [_encode(v) for v in p]]
-                                                                for s, p in stmts]})
+                                                                for s, p in stmts],
+                                "state": self._session.state.to_wire()})
                 self._leader_changed.clear()
                 waiters = [fut, asyncio.ensure_future(self._leader_changed.wait())]
                 await asyncio.wait(waiters, timeout=self.resend_interval,
@@ -559,12 +612,15 @@ class SharedDatabase:
             self._pending.pop(req_id, None)
 
     async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]], *,
-                     record_errors: bool = False) -> dict[str, Any]:
+                     record_errors: bool = False,
+                     state: ConnState | None = None) -> dict[str, Any]:
         """As the leader: apply once, durably; returns the reply. ``record_errors``:
-        a failure is recorded under the id too (a queued write is then done)."""
+        a failure is recorded under the id too (a queued write is then done).
+        ``state``: the sending tab's last_insert_rowid()/changes()/total_changes()."""
         task = self._inflight.get(req_id)
         if task is None:
-            task = asyncio.ensure_future(self._apply_once(req_id, stmts, record_errors))
+            task = asyncio.ensure_future(self._apply_once(
+                req_id, stmts, record_errors, state or ConnState()))
             self._inflight[req_id] = task
             task.add_done_callback(lambda t: self._inflight.pop(req_id, None) and (
                 t.cancelled() or t.exception()))  # retrieved: a dead caller may not
@@ -584,10 +640,11 @@ class SharedDatabase:
                 await self.db.execute("PRAGMA query_only = ON")
 
     async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]],
-                          record_errors: bool = False) -> dict[str, Any]:
+                          record_errors: bool, state: ConnState) -> dict[str, Any]:
         tables: set[str] = set()
         generation = self._store.generation
         failure: dict[str, Any] | None = None
+        session = self._session
         try:
             async with self._writable():
                 done = await self.db.execute(
@@ -595,13 +652,22 @@ class SharedDatabase:
                 if done.rows:
                     reply = json.loads(done.rows[0][0])
                 else:
-                    self.db._conn.set_authorizer(_table_recorder(tables))
+                    for sql, _ in stmts:  # refused here too: never run on our connection
+                        session.check_for_tabs(sql, session.classify(sql), runs_here=False,
+                                               for_another_tab=True)
+                    session.record_tables(tables)
+                    session.begin_apply(state)
+                    results = []
                     try:
-                        results = [await self.db.execute(sql, [_decode(v) for v in params])
-                                   for sql, params in stmts]
+                        for sql, params in stmts:
+                            result = await self.db.execute(sql, [_decode(v) for v in params])
+                            session.applied_statement(result.rowcount)
+                            results.append(result)
                     finally:
-                        self.db._conn.set_authorizer(None)
-                    reply = {"ok": [result_to_wire(r) for r in results]}
+                        session.record_tables(None)
+                        after = session.end_apply()
+                    reply = {"ok": [result_to_wire(r) for r in results],
+                             "state": after.to_wire()}
                     await self.db.execute(
                         f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                         (req_id, json.dumps(reply), time.time()))
@@ -659,9 +725,11 @@ class SharedDatabase:
         applied later, so do not queue it again.
         """
         self._check_open()
+        self._session.check_for_tabs(sql, await self._classify(sql), runs_here=False)
         entry_id = uuid.uuid4().hex
         await self._outbox.put({"id": entry_id, "tab": self.tab_id, "at": time.time(),
-                                "stmts": [[str(sql), [_encode(v) for v in params]]]})
+                                "stmts": [[str(sql), [_encode(v) for v in params]]],
+                                "state": self._session.state.to_wire()})
         self._post({"t": "queued", "id": entry_id})
         if self.is_leader:
             self._kick_drain()
@@ -669,6 +737,8 @@ class SharedDatabase:
         if "error" in reply:
             name, message = reply["error"]
             raise _rebuild_error(name, message)
+        if "state" in reply:
+            self._session.state = ConnState.from_wire(reply["state"])
         return result_from_wire(reply["ok"][0])
 
     async def _await_queued(self, entry_id: str, timeout: float | None) -> dict[str, Any]:
@@ -737,7 +807,8 @@ class SharedDatabase:
                         return
                     entry_id = str(entry["id"])
                     stmts = [(str(sql), list(params)) for sql, params in entry["stmts"]]
-                    reply = await self._apply(entry_id, stmts, record_errors=True)
+                    reply = await self._apply(entry_id, stmts, record_errors=True,
+                                              state=ConnState.from_wire(entry.get("state")))
                     self._post({"t": "result", "id": entry_id, "to": entry.get("tab"), **reply})
                     fut = self._pending.get(entry_id)  # queued by this very tab
                     if fut is not None and not fut.done():
@@ -803,7 +874,8 @@ class SharedDatabase:
     async def _serve_write(self, msg: Message) -> None:
         stmts = [(s, list(p)) for s, p in msg["stmts"]]
         try:
-            reply = await self._apply(msg["id"], stmts)
+            reply = await self._apply(msg["id"], stmts,
+                                      state=ConnState.from_wire(msg.get("state")))
         except DeposedLeaderError:
             return  # the sender resends to the new leader
         self._post({"t": "result", "id": msg["id"], "to": msg["tab"], **reply})
@@ -919,18 +991,6 @@ class SharedDatabase:
         """Copy this tab's copy into a new database ``target`` (see ``Database.backup``)."""
         self._check_open()
         return await self.db.backup(target, **options)
-
-
-_SQLITE_WRITES = {9: "delete", 18: "insert", 23: "update"}  # SQLITE_DELETE/INSERT/UPDATE
-
-
-def _table_recorder(tables: set[str]) -> Callable[..., int]:
-    def authorizer(action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
-        if action in _SQLITE_WRITES and arg1 and not str(arg1).startswith(("sqlite_", "_datasync")):
-            tables.add(str(arg1))
-        return sqlite3.SQLITE_OK
-
-    return authorizer
 
 
 def _rebuild_error(name: str, message: str) -> BaseException:

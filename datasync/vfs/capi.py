@@ -202,6 +202,23 @@ def sqlite_library() -> ctypes.CDLL:
         lib.sqlite3_uri_parameter.restype = c_char_p
         lib.sqlite3_malloc.argtypes = [c_int]
         lib.sqlite3_malloc.restype = c_void_p
+        # Per-connection state the stdlib module does not expose (multi-tab).
+        lib.sqlite3_last_insert_rowid.argtypes = [c_void_p]
+        lib.sqlite3_last_insert_rowid.restype = c_int64
+        lib.sqlite3_set_last_insert_rowid.argtypes = [c_void_p, c_int64]
+        lib.sqlite3_set_last_insert_rowid.restype = None
+        lib.sqlite3_changes.argtypes = [c_void_p]
+        lib.sqlite3_changes.restype = c_int
+        lib.sqlite3_total_changes.argtypes = [c_void_p]
+        lib.sqlite3_total_changes.restype = c_int
+        # Preparing without running: how a statement is classified (tabs).
+        lib.sqlite3_prepare_v2.argtypes = [c_void_p, c_char_p, c_int, POINTER(c_void_p),
+                                           c_void_p]
+        lib.sqlite3_prepare_v2.restype = c_int
+        lib.sqlite3_stmt_readonly.argtypes = [c_void_p]
+        lib.sqlite3_stmt_readonly.restype = c_int
+        lib.sqlite3_finalize.argtypes = [c_void_p]
+        lib.sqlite3_finalize.restype = c_int
         _LIB = lib
     return _LIB
 

@@ -61,3 +61,16 @@ class WriteGuard:
 
 #: The guard of the process's datasync VFS.
 GUARD = WriteGuard()
+
+_opened = threading.local()
+
+
+def note_opened(conn: int | None) -> None:
+    """SQLite told a file of this thread which connection opened it."""
+    _opened.conn = conn
+
+
+def last_opened() -> int | None:
+    """The ``sqlite3*`` of the connection that last opened a database file in this
+    thread: right after ``sqlite3.connect()`` returns, that connection's handle."""
+    return getattr(_opened, "conn", None)

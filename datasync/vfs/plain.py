@@ -32,7 +32,7 @@ from ctypes import c_void_p
 from . import capi
 from .boundary import fail
 from .capi import SQLITE_LOCK_RESERVED, SQLITE_OK
-from .guard import GUARD
+from .guard import GUARD, note_opened
 
 #: Bytes before the inner file in our file struct (sqlite3_file, 8-byte aligned).
 HEADER = 8
@@ -199,6 +199,7 @@ def _p_file_control(pfile: int, op: int, arg: int) -> int:
         f = _files[pfile]
         if op == capi.SQLITE_FCNTL_PDB and arg:
             f.conn = c_void_p.from_address(arg).value
+            note_opened(f.conn)
         return int(f.methods.xFileControl(f.inner, op, arg))
     except BaseException as exc:
         return fail(exc, capi.SQLITE_ERROR)

@@ -52,6 +52,7 @@ from . import plain
 from .boundary import fail as _fail
 from .boundary import last_error, take_last_error
 from .files import LockManager, MemoryFile, StoreFile
+from .guard import last_opened, note_opened
 
 VFS_NAME = "datasync"
 _MAX_PATH = 1024
@@ -247,6 +248,7 @@ def _x_file_control(pfile: int, op: int, arg: int) -> int:
             f = _files[pfile]
             if isinstance(f, StoreFile):
                 f.conn = c_void_p.from_address(arg).value
+                note_opened(f.conn)
             return SQLITE_OK
         return SQLITE_NOTFOUND
     except BaseException as exc:
@@ -578,7 +580,11 @@ class Connection(sqlite3.Connection):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        note_opened(None)
         super().__init__(*args, **kwargs)
+        #: The connection's ``sqlite3*`` (from SQLITE_FCNTL_PDB), for the few C
+        #: calls the stdlib module does not expose; None if SQLite did not say.
+        self.handle: int | None = last_opened()
         _connections.add(self)
 
 

@@ -1,0 +1,146 @@
+"""Multi-tab: connection-scoped state stays each tab's, or is refused by name
+(transactions, savepoints, TEMP objects, last_insert_rowid(), changes())."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+import datasync
+from helpers import run
+from test_tabs import Browser
+
+
+async def three_tabs() -> tuple[Browser, datasync.tabs.SharedDatabase, ...]:  # type: ignore[name-defined]
+    b = Browser(max_delay=0.001)
+    a, f = await b.leader_and_follower()
+    g = await b.open("g")
+    await a.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    return b, a, f, g
+
+
+@pytest.mark.parametrize("who", ["leader", "follower"])
+def test_begin_insert_rollback_is_refused_and_commits_nothing(who: str) -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        tab = a if who == "leader" else f
+        for statement in ("BEGIN", "BEGIN IMMEDIATE", "SAVEPOINT s", "COMMIT", "ROLLBACK",
+                          "END", "RELEASE s"):
+            with pytest.raises(datasync.TransactionStatementError, match="batch"):
+                await tab.execute(statement)
+        with pytest.raises(datasync.TransactionStatementError):
+            await tab.batch([("BEGIN", []), ("INSERT INTO t(v) VALUES (1)", []),
+                             ("ROLLBACK", [])])
+        with pytest.raises(datasync.TransactionStatementError):
+            await tab.queue_write("SAVEPOINT x")
+        # Nothing was applied, and every tab still writes (no transaction left open).
+        for t in (a, f, g):
+            await t.execute("INSERT INTO t(v) VALUES (?)", (t.tab_id,))
+        assert await f.query("SELECT v FROM t ORDER BY id") == [
+            {"v": "a"}, {"v": "f"}, {"v": "g"}]
+        await b.close()
+
+    run(go())
+
+
+def test_a_batch_is_the_atomic_unit_instead_and_rolls_back_on_failure() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        await f.execute("CREATE TABLE u(x UNIQUE)")
+        with pytest.raises(sqlite3.IntegrityError):
+            await f.batch([("INSERT INTO t(v) VALUES ('gone')", []),
+                           ("INSERT INTO u VALUES (1)", []), ("INSERT INTO u VALUES (1)", [])])
+        assert await g.query("SELECT count(*) AS n FROM t") == [{"n": 0}]
+        await b.close()
+
+    run(go())
+
+
+def test_each_tab_has_its_own_temp_tables_views_and_triggers() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        for tab in (a, f, g):  # the second would say "already exists" on a shared one
+            await tab.execute("CREATE TEMP TABLE scratch(v)")
+            await tab.execute("INSERT INTO scratch VALUES (?)", (tab.tab_id,))
+            await tab.execute("CREATE TEMP VIEW mine AS SELECT v FROM scratch")
+            await tab.execute("CREATE TEMP TABLE log(v)")
+            await tab.execute("CREATE TEMP TRIGGER note AFTER INSERT ON scratch "
+                              "BEGIN INSERT INTO log VALUES (new.v); END")
+            await tab.execute("INSERT INTO scratch VALUES (?)", (tab.tab_id + "2",))
+        for tab in (a, f, g):
+            assert await tab.query("SELECT v FROM mine") == [
+                {"v": tab.tab_id}, {"v": tab.tab_id + "2"}]
+            assert await tab.query("SELECT v FROM log") == [{"v": tab.tab_id + "2"}]
+        await f.execute("DROP TABLE scratch")
+        assert await g.query("SELECT count(*) AS n FROM scratch") == [{"n": 2}]
+        # Shared data is untouched by any of it.
+        assert await g.query("SELECT count(*) AS n FROM t") == [{"n": 0}]
+        await b.close()
+
+    run(go())
+
+
+def test_writes_that_need_this_tabs_temp_objects_are_refused_by_name() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        await f.execute("CREATE TEMP TABLE scratch(v)")
+        await f.execute("INSERT INTO scratch VALUES ('x')")
+        with pytest.raises(datasync.TempObjectError, match="parameters"):
+            await f.execute("INSERT INTO t(v) SELECT v FROM scratch")
+        with pytest.raises(datasync.TempObjectError, match="never fire"):
+            await f.execute("CREATE TEMP TRIGGER spy AFTER INSERT ON t "
+                            "BEGIN INSERT INTO scratch VALUES (new.v); END")
+        with pytest.raises(datasync.TempObjectError):
+            await f.batch([("INSERT INTO scratch VALUES (1)", [])])  # batches run elsewhere
+        rows = await f.query("SELECT v FROM scratch")  # the way that works
+        await f.batch([("INSERT INTO t(v) VALUES (?)", [r["v"]]) for r in rows])
+        assert await g.query("SELECT v FROM t") == [{"v": "x"}]
+        await b.close()
+
+    run(go())
+
+
+def test_a_leaders_temp_table_never_captures_another_tabs_write() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        await a.execute("CREATE TEMP TABLE t(v)")  # shadows main.t in the leader only
+        with pytest.raises(datasync.TempObjectError, match="main.<name>"):
+            await f.execute("INSERT INTO t(v) VALUES ('from f')")  # never into a's temp.t
+        await f.execute("INSERT INTO main.t(v) VALUES ('from f')")
+        assert await g.query("SELECT v FROM main.t") == [{"v": "from f"}]
+        assert await a.query("SELECT count(*) AS n FROM temp.t") == [{"n": 0}]
+        await b.close()
+
+    run(go())
+
+
+def test_last_insert_rowid_and_changes_answer_for_each_tabs_own_statements() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        await f.execute("INSERT INTO t(id, v) VALUES (10, 'f')")
+        await g.execute("INSERT INTO t(id, v) VALUES (20, 'g'), (21, 'g')")
+        await a.execute("INSERT INTO t(id, v) VALUES (30, 'a')")
+        assert await f.query("SELECT last_insert_rowid() AS r, changes() AS c") == [
+            {"r": 10, "c": 1}]
+        assert await g.query("SELECT last_insert_rowid() AS r, changes() AS c") == [
+            {"r": 21, "c": 2}]
+        assert await a.query("SELECT last_insert_rowid() AS r, changes() AS c") == [
+            {"r": 30, "c": 1}]
+        await g.execute("UPDATE t SET v = 'x' WHERE id >= 20")  # 3 rows, rowid unchanged
+        assert await g.query("SELECT last_insert_rowid() AS r, changes() AS c, "
+                             "total_changes() AS n") == [{"r": 21, "c": 3, "n": 5}]
+        # Inside a batch, last_insert_rowid() starts from the tab's own value.
+        await f.execute("CREATE TABLE child(parent, v)")
+        await f.batch([("INSERT INTO child VALUES (last_insert_rowid(), 'before')", []),
+                       ("INSERT INTO t(v) VALUES ('parent')", []),
+                       ("INSERT INTO child VALUES (last_insert_rowid(), 'after')", [])])
+        parent = (await f.query("SELECT id FROM t WHERE v = 'parent'"))[0]["id"]
+        assert await a.query("SELECT parent, v FROM child ORDER BY v") == [
+            {"parent": parent, "v": "after"}, {"parent": 10, "v": "before"}]
+        # A temp insert is this tab's own statement too.
+        await g.execute("CREATE TEMP TABLE s(v)")
+        await g.execute("INSERT INTO s VALUES (1)")
+        assert await g.query("SELECT last_insert_rowid() AS r") == [{"r": 1}]
+        await b.close()
+
+    run(go())
