@@ -203,7 +203,8 @@ class Database:
         self.flush_interval = flush_interval
         self._shared = shared
         self._store = shared.store
-        self._conn = self._new_connection(check_same_thread=False)
+        # The database's own connection runs statements as given (autocommit).
+        self._conn = self._new_connection(check_same_thread=False, isolation_level=None)
         self._handed_out: list[sqlite3.Connection] = []
         self._lock = asyncio.Lock()
         self._closed = False
@@ -223,7 +224,6 @@ class Database:
             self._remove_lifecycle = install_lifecycle_flush(self._store.flush)
 
     def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("isolation_level", None)
         kwargs.setdefault("factory", vfs.Connection)
         vfs.take_last_error()
         try:
@@ -680,8 +680,12 @@ class Database:
 
         Example: ``pandas.read_sql("SELECT * FROM t", db.connect())``
 
-        Its commits reach the same store (flushed like the database's own). It is
-        closed by :meth:`close` if still open. With ``cdc=True`` it is a
+        It behaves as ``sqlite3.connect`` does with the same arguments (by default
+        an implicit transaction before INSERT/UPDATE/DELETE, committed by
+        ``commit()`` or ``with conn:``; pass ``isolation_level=None`` for
+        autocommit, or Python 3.12's ``autocommit=``). Its commits reach the same
+        store (flushed like the database's own). It is closed by :meth:`close` if
+        still open. With ``cdc=True`` it is a
         :class:`~datasync.cdc_connection.CapturingConnection`: its schema changes
         are captured as the database's own are (unless you pass a ``factory``).
         """

@@ -517,8 +517,10 @@ def run_subcommand(args: argparse.Namespace) -> int | None:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():
-        # `kill` (SIGTERM) stops it as cleanly as Ctrl-C (a shell's `&` ignores SIGINT)
+        # `kill` (SIGTERM) stops it as cleanly as Ctrl-C, and Ctrl-C works even when
+        # started from a shell that ignores SIGINT for it (`&`, a background job).
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"serving {server.root} at {server.url}", flush=True)
     print(f"demo: {server.url}demo/  (Ctrl-C to stop)", flush=True)
     try:

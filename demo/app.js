@@ -80,13 +80,16 @@ function renderStats() {
   $("st-last").title = s.last_flush_at ? `took ${(s.last_flush_seconds * 1000).toFixed(1)} ms` : "";
 }
 
-async function act(change) {
+/** Run a change, re-render, and say `done` (or the error): true if it worked. */
+async function act(change, done = "") {
   try {
     await change();
     await render();
-    say("");
+    say(done);
+    return true;
   } catch (err) {
     say(`${err.name}: ${err.message}`, true);
+    return false;
   } finally {
     renderStats();
   }
@@ -106,8 +109,7 @@ async function importDatabase(file) {
   await act(async () => {
     await state.db.importDatabase(bytes);
     await state.db.execute(SCHEMA);
-  });
-  say(`Imported ${file.name}.`);
+  }, `Imported ${file.name}.`);  // said only if the import worked
 }
 
 function showRole() {

@@ -24,7 +24,7 @@ def test_database_ten_times_the_cache_is_scanned_and_updated_within_the_bound(
     async def go() -> None:
         path = str(tmp_path / "big.dsdb")
         db = await datasync.open(path, backend="sqlitefile", cache_bytes=CACHE)
-        conn = db.connect()
+        conn = db.connect(isolation_level=None)  # autocommit: each UPDATE commits
         conn.execute("PRAGMA cache_size=-16")  # keep SQLite's own page cache small too
         conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, pad TEXT)")
         conn.execute("BEGIN")

@@ -459,7 +459,7 @@ _reset_names = itertools.count()
 def test_schema_changes_through_db_connect_are_captured_like_the_databases_own() -> None:
     async def go() -> None:
         db = await _open()
-        conn = db.connect()  # autocommit, as handed out
+        conn = db.connect(isolation_level=None)  # autocommit
         conn.execute("CREATE TABLE side(id INTEGER PRIMARY KEY, a)")
         conn.execute("INSERT INTO side(a) VALUES ('one')")
         cur = conn.cursor()  # the path pandas and SQLAlchemy take
@@ -513,7 +513,7 @@ def test_split_script_splits_only_where_sqlite_says_a_statement_ends() -> None:
 def test_capture_through_connect_ignores_the_users_row_and_text_factories() -> None:
     async def go() -> None:
         db = await _open()
-        conn = db.connect()
+        conn = db.connect(isolation_level=None)  # autocommit
         conn.row_factory = lambda cur, row: {d[0]: v for d, v in zip(cur.description, row)}
         conn.text_factory = bytes
         conn.execute("CREATE TABLE d(x TEXT)")
@@ -531,7 +531,7 @@ def test_a_schema_change_interrupted_mid_way_reports_the_interrupt_and_leaves_no
         db = await _open()
         await db.execute("CREATE TABLE src(x)")
         await db.executemany("INSERT INTO src VALUES (?)", [(i,) for i in range(2000)])
-        conn = db.connect()
+        conn = db.connect(isolation_level=None)  # autocommit
         calls = itertools.count()
         # interrupted mid-write inside the caller's transaction: SQLite rolls ALL of it
         # back, our savepoint included

@@ -141,8 +141,10 @@ def test_plain_connection_shares_the_store(db_name, backend_kind) -> None:  # ty
     async def go() -> None:
         db = await datasync.open(db_name, backend=backend_kind)
         await db.execute("CREATE TABLE t(x)")
-        conn = db.connect()
+        conn = db.connect()  # as sqlite3.connect: an implicit transaction until commit()
         conn.execute("INSERT INTO t VALUES ('from sync code')")
+        assert conn.in_transaction
+        conn.commit()
         assert await db.query("SELECT x FROM t") == [{"x": "from sync code"}]
         await db.execute("INSERT INTO t VALUES ('from async')")
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)

@@ -97,7 +97,7 @@ def test_random_workload_dump_matches_plain_sqlite(
     async def go() -> list[str]:
         db = await datasync.open(name, backend=backend_kind, block_size=block_size,
                                  cache_bytes=4 * block_size)
-        conn = db.connect()
+        conn = db.connect(isolation_level=None)  # as the reference connection
         _apply(conn, script)
         conn.close()
         await db.close()

@@ -310,13 +310,17 @@ def test_serve_command_refuses_a_busy_port_with_status_2(site, capsys) -> None: 
     assert status == 2 and capsys.readouterr().err.startswith("error: ")
 
 
-def test_serve_command_prints_the_demo_url_and_stops_on_ctrl_c(built) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_serve_command_prints_the_demo_url_and_stops_on_ctrl_c_or_kill(built, stop: str) -> None:  # type: ignore[no-untyped-def]
     import signal
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Started with SIGINT ignored, as a shell's background job (`make test &`) is:
+    # serve must still stop on Ctrl-C, and on `kill`.
     proc = subprocess.Popen([sys.executable, "-m", "datasync.web", "serve", "--port", "0",
                              "--no-build"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+                            text=True, env=env, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(2)]
@@ -324,7 +328,7 @@ def test_serve_command_prints_the_demo_url_and_stops_on_ctrl_c(built) -> None:  
         assert demo.startswith("http://127.0.0.1:") and demo.endswith("/demo/")
         base = demo[: -len("demo/")]
         assert get(base + "datasync/__init__.py")[0] == 200  # the repository root
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -34,6 +34,14 @@ def test_demo_tasks_are_added_completed_deleted_and_survive_a_reload(context: An
     assert page.locator(".item.done .title").all_inner_texts() == ["Write the report"]
     page.click("#clear-done")
     page.wait_for_function("document.querySelectorAll('.item').length === 1")
+    # Importing a file that is not SQLite says why, and never "Imported" after it.
+    page.set_input_files("#import", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                            "buffer": b"just some text, not a database"}])
+    page.wait_for_selector("#message.error", timeout=15_000)
+    message = page.inner_text("#message")
+    page.wait_for_timeout(300)
+    assert "Imported" not in page.inner_text("#message") and "SQLite" in message
+    assert page.locator(".item").count() == 1  # nothing was replaced
     page.wait_for_timeout(1100)  # the storage panel refreshes every second
     assert int(page.inner_text("#st-version")) >= 1
     Path(ROOT / "build").mkdir(exist_ok=True)

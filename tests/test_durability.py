@@ -1,0 +1,116 @@
+"""Durability as promised: strict writes wait for their flush, reads never do; a
+failed background flush is recorded and reported, never lost; db.connect() hands
+out connections that behave as sqlite3.connect's."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+import datasync
+
+from helpers import run
+
+
+def test_strict_reads_never_flush_nor_fail_because_of_a_flush(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        db = await datasync.open(db_name, backend=backend_kind, durability="strict")
+        await db.execute("CREATE TABLE t(x)")
+        await db.execute("INSERT INTO t VALUES (1)")
+        flushes = db.stats()["flushes"]
+        for _ in range(200):
+            assert (await db.query("SELECT x FROM t")) == [{"x": 1}]
+        assert db.stats()["flushes"] == flushes  # not one flush for 200 reads
+
+        def full(stage: str, detail: int) -> None:
+            raise datasync.StorageFullError("injected: disk full")
+
+        db._store.backend.fault_hook = full
+        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 1}]  # a read works
+        with pytest.raises(datasync.StorageFullError):
+            await db.execute("INSERT INTO t VALUES (2)")  # a strict write reports it
+        db._store.backend.fault_hook = None
+        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 2}]  # kept
+        await db.sync()
+        await db.close()
+
+    run(go())
+
+
+def test_a_failed_background_flush_is_recorded_logged_and_retried(db_name, backend_kind, caplog) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        db = await datasync.open(db_name, backend=backend_kind)
+        await db.execute("CREATE TABLE t(x)")
+        await db.sync()
+        failing = {"on": True}
+
+        def hook(stage: str, detail: int) -> None:
+            if failing["on"]:
+                raise datasync.StorageFullError("injected: disk full")
+
+        db._store.backend.fault_hook = hook
+        conn = db.connect(isolation_level=None)
+        conn.execute("INSERT INTO t VALUES ('through connect')")  # flushed in background
+        await db.execute("INSERT INTO t VALUES ('through the database')")
+        with pytest.raises(datasync.StorageFullError):
+            await db.sync()  # still failing: sync() says so
+        stats = db.stats()
+        assert stats["flush_failures"] >= 1 and "injected" in stats["last_flush_error"]
+        assert stats["recent_flush_errors"] and stats["dirty_blocks"] > 0
+        failing["on"] = False
+        version = await db.sync()
+        stats = db.stats()
+        assert stats["last_flush_error"] is None and stats["dirty_blocks"] == 0
+        assert stats["flush_failures"] >= 1 and stats["recent_flush_errors"]  # kept
+        conn.close()
+        await db.close()
+        db = await datasync.open(db_name, backend=backend_kind)
+        assert db.version == version
+        assert len(await db.query("SELECT x FROM t")) == 2
+        await db.close()
+
+    with caplog.at_level(logging.WARNING, logger="datasync"):
+        run(go())
+    assert any("injected: disk full" in r.getMessage() for r in caplog.records)
+
+
+def test_connect_behaves_as_sqlite3_connect(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        db = await datasync.open(db_name, backend=backend_kind)
+        await db.execute("CREATE TABLE t(x)")
+        conn = db.connect()
+        assert conn.isolation_level == ""  # sqlite3's default
+        commits = db.stats()["commits"]
+        with conn:  # one transaction for the whole batch, as with sqlite3
+            conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
+        assert db.stats()["commits"] == commits + 1
+        conn.execute("INSERT INTO t VALUES (-1)")
+        conn.rollback()
+        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5000}]
+        auto = db.connect(isolation_level=None)
+        auto.execute("INSERT INTO t VALUES (-2)")  # autocommit when asked for
+        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5001}]
+        await db.close()
+
+    run(go())
+
+
+def test_a_read_through_the_database_does_not_wait_for_another_connections_flush(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A strict database: a commit made by a plain connection is flushed by it; the
+    database's next read does not flush again."""
+    async def go() -> None:
+        db = await datasync.open(str(tmp_path / "s.dsdb"), durability="strict")
+        await db.execute("CREATE TABLE t(x)")
+        conn = db.connect()
+        with conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+        assert db.stats()["dirty_blocks"] == 0  # strict: durable at commit
+        flushes = db.stats()["flushes"]
+        await db.query("SELECT * FROM t")
+        assert db.stats()["flushes"] == flushes
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.close() or conn.execute("SELECT 1")
+        await db.close()
+
+    run(go())
