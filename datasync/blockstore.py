@@ -204,6 +204,7 @@ class BlockStore:
             elif codec.tracks_versions:
                 store._versions = {i: v for i, v in (await backend.read_versions(MAIN)).items()
                                    if i < meta.block_count}
+                store._check_complete(store._versions, meta)  # names a missing block
             if codec.tracks_versions and to_write is None:
                 store._check_version_map(meta)
             if to_write is not None:

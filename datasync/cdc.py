@@ -13,7 +13,7 @@ How: AFTER INSERT/UPDATE/DELETE triggers on every user table write a row into
 ``_datasync_changes`` in the same transaction as the change, so a rolled-back
 transaction or a failed statement leaves nothing. A statement that starts with
 CREATE, ALTER or DROP runs (through :class:`datasync.Database`) inside a
-transaction that also rebuilds the triggers from ``PRAGMA table_info`` and logs one
+transaction that also rebuilds the triggers from ``PRAGMA table_xinfo`` and logs one
 ``schema`` change per object of ``sqlite_master`` it created, altered or dropped.
 
 Row keys: the rowid for rowid tables, ``{pk column: value}`` for WITHOUT ROWID
@@ -146,7 +146,9 @@ def _user_tables(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
 
 def trigger_sql(conn: sqlite3.Connection, table: str, without_rowid: bool) -> dict[str, str]:
     """The three capture triggers of ``table``: {trigger name: CREATE TRIGGER text}."""
-    info = conn.execute(f"PRAGMA main.table_info({quote(table)})").fetchall()
+    # table_xinfo: generated columns too (hidden 2 and 3); a row holds their values.
+    info = [r for r in conn.execute(f"PRAGMA main.table_xinfo({quote(table)})").fetchall()
+            if r[6] != 1]
     columns = [str(r[1]) for r in info]
     pk = [str(r[1]) for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
 

@@ -39,7 +39,7 @@ from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
 from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError, StoreBusyError
 from .encryption import EncryptionKey
 from .format import DEFAULT_BLOCK_SIZE
-from .options import check_open_options
+from .options import check_open_options, pragma_statements
 from .platform import IN_PYODIDE
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
@@ -89,6 +89,7 @@ async def open(
     cdc_retention: float | None = None,
     encryption_key: EncryptionKey | None = None,
     resident: bool = False,
+    pragmas: dict[str, Any] | None = None,
     **unknown: Any,
 ) -> "Database":
     """Open (or create) the datasync database ``name``.
@@ -112,6 +113,10 @@ async def open(
     created encrypted; an encrypted store needs its key (``WrongKeyError``
     otherwise, raised before anything is written); a key for an unencrypted store
     raises ``InvalidOptionError`` (encrypt it with :meth:`Database.rekey`).
+
+    ``pragmas`` (``{"foreign_keys": True, "cache_size": -4000}``) are set on every
+    connection this database makes, its own and :meth:`Database.connect`'s (with
+    tabs, every tab's: give every tab the same ones).
 
     ``resident=True`` holds every block in memory (always so in the browser); the
     multi-tab layer asks for it, since another tab's flushes change the backend
@@ -167,7 +172,8 @@ async def open(
     shared.store.retain_versions = max(shared.store.retain_versions, retain_versions)
     shared.users += 1
     try:
-        db = Database(name, shared, durability=durability, flush_interval=flush_interval)
+        db = Database(name, shared, durability=durability, flush_interval=flush_interval,
+                      pragmas=pragma_statements(pragmas or {}))
     except BaseException:
         await _release(shared)
         raise
@@ -196,9 +202,11 @@ class Database:
     """An open datasync database. Create it with :func:`datasync.open`."""
 
     def __init__(
-        self, name: str, shared: _Shared, *, durability: str, flush_interval: float
+        self, name: str, shared: _Shared, *, durability: str, flush_interval: float,
+        pragmas: list[str] | None = None,
     ) -> None:
         self.name = name
+        self._pragmas = pragmas or []
         self.durability = durability
         self.flush_interval = flush_interval
         self._shared = shared
@@ -246,6 +254,8 @@ class Database:
             # durability come from the block store. In memory it costs no VFS calls
             # (measured in Pyodide: autocommit point reads 23 -> 17 ms per 1000).
             conn.execute("PRAGMA journal_mode=MEMORY")
+            for statement in self._pragmas:  # the user's (open(pragmas=...))
+                conn.execute(statement)
         except sqlite3.Error as exc:
             conn.close()  # nothing of a connection that never became ready stays open
             _raise_translated(exc)

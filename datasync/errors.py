@@ -88,17 +88,30 @@ class CrossDatabaseWriteError(DatasyncError):
     each database in its own transaction."""
 
 
-class TransactionStatementError(DatasyncError):
-    """BEGIN, COMMIT, ROLLBACK, SAVEPOINT or RELEASE through ``execute``/``batch`` on a
-    database shared by tabs: each tab's writes run on the leader tab's connection,
-    so a transaction cannot span calls. Pass the statements to ``batch([...])``,
-    which runs them atomically."""
+class TabStatementError(DatasyncError):
+    """A statement depends on the state of one SQLite connection, but on a database
+    shared by tabs each tab's writes run on the leader tab's connection. The
+    subclasses say which state, and what to do instead."""
 
 
-class TempObjectError(DatasyncError):
-    """A statement that writes shared tables uses this tab's TEMP objects (or a TEMP
-    trigger is put on a shared table): writes run on the leader tab's connection,
-    which cannot see them. Read temp data first and pass it as parameters."""
+class TransactionStatementError(TabStatementError):
+    """BEGIN, COMMIT, ROLLBACK, SAVEPOINT or RELEASE through ``execute``/``batch``:
+    a transaction cannot span calls that run on another tab's connection. Pass the
+    statements to ``batch([...])``, which runs them atomically."""
+
+
+class LocalObjectError(TabStatementError):
+    """A write that must run on the leader tab uses objects that live on one tab's
+    connection: its TEMP tables, views and triggers, or databases it ATTACHed (or a
+    TEMP trigger is put on a shared table, where it would never fire). Read such
+    data first and pass it as parameters, or make the objects ordinary tables."""
+
+
+class ConnectionPragmaError(TabStatementError):
+    """A PRAGMA that changes how one connection writes (``foreign_keys``,
+    ``recursive_triggers``...) set through ``execute`` in one tab would not apply to
+    its writes, which run on the leader's connection. Open every tab with
+    ``pragmas={...}`` instead."""
 
 
 class DatabaseClosedError(DatasyncError):

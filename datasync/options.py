@@ -11,6 +11,7 @@ backend is made or a store touched, so a bad option never leaves a store behind.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from .encryption import check_key_type
@@ -21,7 +22,11 @@ DURABILITIES = ("relaxed", "strict")
 #: The keyword options of datasync.open(), in the order its docstring gives them.
 OPEN_OPTIONS = ("backend", "block_size", "cache_bytes", "durability", "flush_interval",
                 "create", "retain_versions", "cdc", "cdc_retention", "encryption_key",
-                "resident")
+                "resident", "pragmas")
+#: PRAGMAs datasync sets itself on its connections (``pragmas=`` may not).
+OWN_PRAGMAS = frozenset({"journal_mode", "locking_mode", "query_only"})
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_VALUE = re.compile(r"-?[A-Za-z0-9_]+\Z")
 
 
 def _number(name: str, value: Any, *, allow_none: bool = False, whole: bool = False) -> None:
@@ -71,3 +76,28 @@ def check_open_options(options: dict[str, Any]) -> None:
             _flag(name, options[name])
     if options.get("encryption_key") is not None:
         check_key_type(options["encryption_key"])
+    if options.get("pragmas") is not None:
+        pragma_statements(options["pragmas"])
+
+
+def pragma_statements(pragmas: Any) -> list[str]:
+    """``{"foreign_keys": True, "cache_size": -2000}`` -> the PRAGMA statements that
+    set them (names and values checked: words and numbers only)."""
+    if not isinstance(pragmas, dict):
+        raise InvalidOptionError(
+            f"pragmas={pragmas!r} is not allowed: use a dict like {{'foreign_keys': True}}")
+    out = []
+    for name, value in pragmas.items():
+        if not isinstance(name, str) or not _WORD.match(name):
+            raise InvalidOptionError(f"pragmas: {name!r} is not a PRAGMA name")
+        if name.lower() in OWN_PRAGMAS:
+            raise InvalidOptionError(
+                f"pragmas: {name} is set by datasync itself and cannot be chosen")
+        if isinstance(value, bool):
+            value = "ON" if value else "OFF"
+        if isinstance(value, float) or not _VALUE.match(str(value)):
+            raise InvalidOptionError(
+                f"pragmas: {name}={value!r} is not allowed: use True/False, a whole "
+                "number or a word")
+        out.append(f"PRAGMA {name} = {value}")
+    return out

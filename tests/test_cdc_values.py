@@ -79,3 +79,19 @@ def test_the_issue_inputs_are_captured_bit_for_bit() -> None:
 def test_any_value_round_trips_through_the_change_log(values: list[Any]) -> None:
     for stored, change in run(captured(values)):
         assert same(stored, change), (stored, change)
+
+
+def test_generated_columns_are_captured_with_the_row() -> None:
+    async def go() -> list[Any]:
+        db = await datasync.open(f"cdc-values-{next(_names)}", backend="memory", cdc=True)
+        await db.execute("CREATE TABLE g(a, b AS (a * 2) STORED, c AS (a || '!'))")
+        await db.execute("INSERT INTO g(a) VALUES (0.1)")
+        await db.execute("UPDATE g SET a = 3")
+        out = [(c.op, c.old, c.new) async for c in db.changes(follow=False) if c.table == "g"
+               and c.op != "schema"]
+        await db.close()
+        return out
+
+    assert run(go()) == [
+        ("insert", None, {"a": 0.1, "b": 0.2, "c": "0.1!"}),
+        ("update", {"a": 0.1, "b": 0.2, "c": "0.1!"}, {"a": 3, "b": 6, "c": "3!"})]

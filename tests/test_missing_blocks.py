@@ -4,6 +4,7 @@ file never had), on the read-on-demand path and when a store is loaded whole."""
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,41 @@ def test_blocks_past_the_end_still_read_as_zeros_and_truncation_keeps_working(tm
         await db.close()
 
     run(go())
+
+
+@native_only
+def test_a_missing_block_of_an_encrypted_store_is_named_at_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("cryptography")
+    path = str(tmp_path / "enc.dsdb")
+
+    async def go() -> None:
+        db = await datasync.open(path, encryption_key=b"k" * 32)
+        await db.execute("CREATE TABLE t(b)")
+        await db.execute("INSERT INTO t VALUES (randomblob(?))", (BLOB,))
+        last = db.stats()["blocks"] - 1
+        await db.close()
+        remove_record("sqlitefile", path, last)
+        with pytest.raises(datasync.CorruptBlockError, match=f"block {last} .*no stored record"):
+            await datasync.open(path, encryption_key=b"k" * 32)
+
+    run(go())
+
+
+@native_only
+def test_two_spellings_of_one_path_are_one_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+
+    async def go() -> list[Any]:
+        a = await datasync.open(str(real / "s.dsdb"))
+        b = await datasync.open(str(tmp_path / "alias" / "s.dsdb"))  # shares a's store
+        assert b._store is a._store
+        await a.execute("CREATE TABLE t(x)")
+        await b.execute("INSERT INTO t VALUES (1)")
+        rows = await a.query("SELECT x FROM t")
+        await b.close()
+        await a.close()
+        return rows
+
+    assert run(go()) == [{"x": 1}]

@@ -85,12 +85,12 @@ def test_writes_that_need_this_tabs_temp_objects_are_refused_by_name() -> None:
         b, a, f, g = await three_tabs()
         await f.execute("CREATE TEMP TABLE scratch(v)")
         await f.execute("INSERT INTO scratch VALUES ('x')")
-        with pytest.raises(datasync.TempObjectError, match="parameters"):
+        with pytest.raises(datasync.LocalObjectError, match="parameters"):
             await f.execute("INSERT INTO t(v) SELECT v FROM scratch")
-        with pytest.raises(datasync.TempObjectError, match="never fire"):
+        with pytest.raises(datasync.LocalObjectError, match="never fire"):
             await f.execute("CREATE TEMP TRIGGER spy AFTER INSERT ON t "
                             "BEGIN INSERT INTO scratch VALUES (new.v); END")
-        with pytest.raises(datasync.TempObjectError):
+        with pytest.raises(datasync.LocalObjectError):
             await f.batch([("INSERT INTO scratch VALUES (1)", [])])  # batches run elsewhere
         rows = await f.query("SELECT v FROM scratch")  # the way that works
         await f.batch([("INSERT INTO t(v) VALUES (?)", [r["v"]]) for r in rows])
@@ -104,7 +104,7 @@ def test_a_leaders_temp_table_never_captures_another_tabs_write() -> None:
     async def go() -> None:
         b, a, f, g = await three_tabs()
         await a.execute("CREATE TEMP TABLE t(v)")  # shadows main.t in the leader only
-        with pytest.raises(datasync.TempObjectError, match="main.<name>"):
+        with pytest.raises(datasync.LocalObjectError, match="main.<name>"):
             await f.execute("INSERT INTO t(v) VALUES ('from f')")  # never into a's temp.t
         await f.execute("INSERT INTO main.t(v) VALUES ('from f')")
         assert await g.query("SELECT v FROM main.t") == [{"v": "from f"}]
@@ -141,6 +141,52 @@ def test_last_insert_rowid_and_changes_answer_for_each_tabs_own_statements() -> 
         await g.execute("CREATE TEMP TABLE s(v)")
         await g.execute("INSERT INTO s VALUES (1)")
         assert await g.query("SELECT last_insert_rowid() AS r") == [{"r": 1}]
+        await b.close()
+
+    run(go())
+
+
+def test_pragmas_that_change_how_a_connection_writes_are_set_for_every_tab_at_open() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.001)
+        a = await b.open("a", pragmas={"foreign_keys": True})
+        await a.wait_for_leadership()
+        f = await b.open("f", pragmas={"foreign_keys": True})
+        await a.execute("CREATE TABLE p(id INTEGER PRIMARY KEY)")
+        await a.execute("CREATE TABLE c(p REFERENCES p(id))")
+        for statement in ("PRAGMA foreign_keys = OFF", "PRAGMA recursive_triggers=1",
+                          "PRAGMA query_only = OFF"):
+            with pytest.raises(datasync.ConnectionPragmaError, match="pragmas="):
+                await f.execute(statement)
+        assert await f.query("PRAGMA foreign_keys") == [{"foreign_keys": 1}]  # reading is fine
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await f.execute("INSERT INTO c VALUES (7)")  # enforced on the leader too
+        await b.close()
+
+    run(go())
+
+
+def test_a_database_attached_to_one_tab_is_read_there_and_never_written_elsewhere(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        side = str(tmp_path / "side.sqlite")
+        plain = sqlite3.connect(side)
+        plain.execute("CREATE TABLE s(v)")
+        plain.execute("INSERT INTO s VALUES ('side')")
+        plain.commit()
+        plain.close()
+        await f.execute("ATTACH ? AS side", (side,))  # this tab's connection only
+        assert await f.query("SELECT v FROM side.s") == [{"v": "side"}]
+        with pytest.raises(datasync.LocalObjectError, match="side"):
+            await f.execute("INSERT INTO side.s VALUES ('no')")
+        with pytest.raises(datasync.LocalObjectError):
+            await f.execute("INSERT INTO t(v) SELECT v FROM side.s")
+        # The leader's attachment never captures another tab's unqualified write.
+        await a.execute("ATTACH ? AS side", (side,))
+        with pytest.raises(datasync.LocalObjectError, match="side"):
+            await g.execute("INSERT INTO s VALUES ('from g')")  # resolved on a: refused
+        await a.execute("DETACH side")
+        await f.execute("DETACH side")
         await b.close()
 
     run(go())

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..errors import (
     BackendError,
+    CorruptBlockError,
     DatasyncError,
     InvalidOptionError,
     NotADatasyncStoreError,
@@ -316,14 +317,22 @@ class IndexedDBBackend(Backend):
         px = _Proxies()
         state: dict[str, Any] = {}
         try:
-            tx = self._transaction(["meta"], "readwrite")
+            tx = self._transaction(["meta", "blocks", "segments"], "readwrite")
             done = self._transaction_done(tx, px, state)
             store = tx.objectStore("meta")
             meta_req, layout_req = store.get("meta"), store.get("layout")
+            # Requests complete in order: the last one's callback sees every result.
+            blocks_req = tx.objectStore("blocks").count()
+            last_req = tx.objectStore("segments").count()
 
             def on_layout(event: Any) -> None:
                 try:
                     raw_meta = meta_req.result
+                    if raw_meta is None and (blocks_req.result or last_req.result):
+                        raise CorruptBlockError(
+                            f"{self.location} holds blocks but no metadata: it was damaged "
+                            "outside datasync. Restore it from a backup; nothing was "
+                            "written", file="meta")
                     if raw_meta is None:
                         if not create:
                             raise StoreNotFoundError(
@@ -341,7 +350,7 @@ class IndexedDBBackend(Backend):
                     state["error"] = exc
                     tx.abort()
 
-            layout_req.onsuccess = px(on_layout)
+            last_req.onsuccess = px(on_layout)
             try:
                 await done
             except _IdbFailure as exc:

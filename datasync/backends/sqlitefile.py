@@ -12,8 +12,13 @@ lock while open, so a second process cannot write the same store at once.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import (
     BackendError,
@@ -29,6 +34,7 @@ from .base import Backend
 
 #: ``PRAGMA application_id`` of a datasync store file ("DSyn").
 APPLICATION_ID = 0x4453796E
+F = TypeVar("F", bound=Callable[..., Any])
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,6 +65,25 @@ class StoreConnection(sqlite3.Connection):
     these open until the stores are flushed and closed)."""
 
 
+def _serialized(method: F) -> F:
+    """Run the method holding the backend's lock: its one SQLite connection is used
+    by whichever thread flushes or reads on demand, and a transaction must not
+    interleave with another thread's statements. (Innermost in the lock order; the
+    coroutines of this backend never suspend, so holding it across them is safe.)"""
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def run_async(self: "SqliteFileBackend", *args: Any, **kwargs: Any) -> Any:
+            with self._io:
+                return await method(self, *args, **kwargs)
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def run(self: "SqliteFileBackend", *args: Any, **kwargs: Any) -> Any:
+        with self._io:
+            return method(self, *args, **kwargs)
+    return run  # type: ignore[return-value]
+
+
 def _page_size_for(block_size: int) -> int:
     """Store pages that hold several block records each, without overflow pages."""
     return min(65536, max(8192, block_size * 4))
@@ -78,11 +103,13 @@ class SqliteFileBackend(Backend):
         page_size: int | None = None,
         wal_autocheckpoint: int = 1000,
     ) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+        # The real path: two spellings of one file (a symlink, ../) are one store.
+        self.path = os.path.realpath(os.fspath(path))
         self.busy_timeout = busy_timeout
         self.page_size = page_size
         self.wal_autocheckpoint = wal_autocheckpoint
         self._conn: sqlite3.Connection | None = None
+        self._io = threading.RLock()
         self._history_cleared = False  # retain 0: old history dropped once
 
     @property
@@ -184,6 +211,7 @@ class SqliteFileBackend(Backend):
         return self._conn
 
     # -- reading -----------------------------------------------------------------
+    @_serialized
     def read_block(self, file: str, index: int) -> Record | None:
         row = self._db().execute(
             "SELECT version, checksum, data FROM blocks WHERE file=? AND idx=?",
@@ -191,16 +219,19 @@ class SqliteFileBackend(Backend):
         ).fetchone()
         return None if row is None else Record(*row)
 
+    @_serialized
     async def read_all(self, file: str = MAIN) -> dict[int, Record]:
         rows = self._db().execute(
             "SELECT idx, version, checksum, data FROM blocks WHERE file=?", (file,)
         )
         return {idx: Record(v, c, d) for idx, v, c, d in rows}
 
+    @_serialized
     async def read_versions(self, file: str = MAIN) -> dict[int, int]:
         return dict(self._db().execute(
             "SELECT idx, version FROM blocks WHERE file=?", (file,)).fetchall())
 
+    @_serialized
     async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
@@ -215,6 +246,7 @@ class SqliteFileBackend(Backend):
             db.execute("COMMIT")
 
     # -- writing -----------------------------------------------------------------
+    @_serialized
     async def write(self, flush: Flush) -> None:
         db = self._db()
         try:
@@ -279,11 +311,13 @@ class SqliteFileBackend(Backend):
         db.execute("DELETE FROM history WHERE superseded <= ?", (new - flush.retain,))
         db.execute("DELETE FROM versions WHERE version < ?", (new - flush.retain,))
 
+    @_serialized
     async def retained(self, file: str = MAIN) -> list[Meta]:
         rows = self._db().execute("SELECT meta FROM versions ORDER BY version").fetchall()
         return [*(Meta.from_json(text, where=self.location) for (text,) in rows),
                 self._stored_meta(self._db())]
 
+    @_serialized
     async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
@@ -307,6 +341,7 @@ class SqliteFileBackend(Backend):
             db.execute("COMMIT")
         return meta, records_as_of(meta, current, history, where=self.location)
 
+    @_serialized
     async def scrub(self) -> None:
         """Rebuild the file (VACUUM: no free page keeps old bytes) and empty the WAL."""
         db = self._db()
@@ -317,6 +352,7 @@ class SqliteFileBackend(Backend):
             raise BackendError(f"scrubbing {self.location} failed: {exc}") from exc
 
     # -- lifecycle ---------------------------------------------------------------
+    @_serialized
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

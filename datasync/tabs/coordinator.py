@@ -501,7 +501,7 @@ class SharedDatabase:
         ``changes()`` and ``total_changes()`` answer for this tab's statements;
         transaction statements raise :class:`~datasync.TransactionStatementError`
         (use :meth:`batch`) and a write that needs this tab's temp objects raises
-        :class:`~datasync.TempObjectError`.
+        :class:`~datasync.LocalObjectError`.
 
         A follower's copy can lag the leader's by a notice, so a statement that
         fails here for another reason (``no such table`` for a table another tab
@@ -512,8 +512,8 @@ class SharedDatabase:
         self._session.check_for_tabs(sql, kind, runs_here=True)
         if kind is not None and kind.temp_only:
             return await self._run_temp(sql, params)
-        if kind is None or kind.readonly:
-            try:
+        if kind is None or kind.readonly or kind.pragma is not None:
+            try:  # a read (or a PRAGMA: run, and forwarded if it writes the database)
                 return await self.db.execute(sql, params)
             except sqlite3.OperationalError as exc:
                 if "readonly" not in str(exc) and self.is_leader:
@@ -543,7 +543,7 @@ class SharedDatabase:
 
         Raises :class:`~datasync.TransactionStatementError` for a transaction
         statement (the batch is the transaction) and
-        :class:`~datasync.TempObjectError` for one that uses this tab's temp objects.
+        :class:`~datasync.LocalObjectError` for one that uses this tab's temp objects.
         """
         self._check_open()
         stmts = [(str(sql), list(params)) for sql, params in statements]

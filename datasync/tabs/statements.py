@@ -16,8 +16,11 @@ So state that belongs to a connection must not silently move to the leader's:
 * **TEMP tables, views and triggers** are each tab's own: a statement that writes
   only the temp schema runs on this tab's connection; one that writes shared
   tables and touches temp objects (a temp trigger on a shared table, an INSERT
-  ... SELECT from a temp table) is refused with
-  :class:`~datasync.TempObjectError`, since the leader cannot see them.
+  ... SELECT from a temp table) or a database ATTACHed to one tab is refused with
+  :class:`~datasync.LocalObjectError`, since the leader cannot see them.
+* **PRAGMAs that change how a connection writes** (``foreign_keys``...) set in
+  one tab raise :class:`~datasync.ConnectionPragmaError`: open every tab with
+  ``pragmas={...}`` (applied to every connection datasync makes).
 * ``last_insert_rowid()``, ``changes()`` and ``total_changes()`` answer for this
   tab's own statements, wherever they ran: each write carries the tab's values to
   the leader, which sets them on its connection before running it and sends the
@@ -35,7 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import TempObjectError, TransactionStatementError
+from ..errors import ConnectionPragmaError, LocalObjectError, TransactionStatementError
 from ..vfs import capi
 
 # Authorizer action codes (sqlite3.h)
@@ -44,7 +47,13 @@ _TEMP_DROPS = {12, 13, 14, 15}  # DROP_TEMP_INDEX/TABLE/TRIGGER/VIEW
 _SCHEMA_WRITES = {1, 2, 7, 8, 10, 11, 16, 17}  # CREATE/DROP INDEX/TABLE/TRIGGER/VIEW
 _ROW_WRITES = {9, 18, 23}       # DELETE, INSERT, UPDATE
 _OTHER_WRITES = {19, 24, 25, 26, 27, 28, 29, 30}  # PRAGMA ATTACH DETACH ALTER REINDEX ANALYZE VTABs
-_READ, _TRANSACTION, _SAVEPOINT, _FUNCTION = 20, 22, 32, 31
+_READ, _TRANSACTION, _SAVEPOINT, _FUNCTION, _PRAGMA = 20, 22, 32, 31, 19
+#: PRAGMAs that change how a connection writes (or whether it may): set in one tab
+#: they would not apply to its writes, which run on the leader's connection.
+WRITE_PRAGMAS = frozenset({
+    "foreign_keys", "defer_foreign_keys", "recursive_triggers", "ignore_check_constraints",
+    "case_sensitive_like", "legacy_alter_table", "trusted_schema", "writable_schema",
+    "secure_delete", "count_changes", "query_only"})
 _CREATE_TEMP_TRIGGER = 5
 STATE_FUNCTIONS = ("last_insert_rowid", "changes", "total_changes")
 _CACHE_SIZE = 256
@@ -60,6 +69,9 @@ class Kind:
     other_writes: bool = False  # PRAGMA, ATTACH, ALTER... (never run locally)
     reads_temp: bool = False
     temp_triggers_on: tuple[str, ...] = ()  # tables a new TEMP trigger is on
+    attached: frozenset[str] = frozenset()  # schemas used besides main and temp
+    pragma: str | None = None  # a PRAGMA statement: its name, lower case (run to see)
+    pragma_set: str | None = None  # ... when it sets a value
 
     @property
     def temp_only(self) -> bool:
@@ -149,7 +161,12 @@ class TabSession:
             self._recording = None
             if stmt.value:
                 self._lib.sqlite3_finalize(stmt)
-        kind = None if rc != 0 or not stmt.value else self._kind(readonly, recording.actions)
+        pragma = next((a for a in recording.actions if a[0] == _PRAGMA), None)
+        if pragma is not None:  # prepared no further: see _authorize
+            kind: Kind | None = Kind(readonly=False, pragma=str(pragma[1]).lower(),
+                                     pragma_set=None if pragma[2] is None else str(pragma[1]).lower())
+        else:
+            kind = None if rc != 0 or not stmt.value else self._kind(readonly, recording.actions)
         self._cache[sql] = kind
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -160,7 +177,10 @@ class TabSession:
         writes: set[str] = set()
         other = transaction = reads_temp = False
         triggers = []
+        attached: set[str] = set()
         for action, arg1, arg2, schema in actions:
+            if schema not in (None, "main", "temp"):
+                attached.add(str(schema))
             if action in (_TRANSACTION, _SAVEPOINT):
                 transaction = True
             elif action in _TEMP_CREATES or action in _TEMP_DROPS:
@@ -174,7 +194,7 @@ class TabSession:
             elif action == _READ and schema == "temp" and arg1 != "sqlite_temp_master":
                 reads_temp = True
         return Kind(readonly and not transaction, transaction, frozenset(writes), other,
-                    reads_temp, tuple(triggers))
+                    reads_temp, tuple(triggers), frozenset(attached))
 
     def check_for_tabs(self, sql: str, kind: Kind | None, *, runs_here: bool,
                        for_another_tab: bool = False) -> None:
@@ -183,8 +203,18 @@ class TabSession:
         ``for_another_tab``: the leader checking a write another tab sent."""
         if kind is None:
             return
+        if kind.pragma_set in WRITE_PRAGMAS:
+            raise ConnectionPragmaError(
+                f"PRAGMA {kind.pragma_set} set in one tab would not apply to its writes, "
+                "which run on the leader tab's connection: open every tab with "
+                f"pragmas={{{kind.pragma_set!r}: ...}} instead")
+        if kind.attached and not kind.readonly:
+            raise LocalObjectError(
+                f"this write uses {', '.join(sorted(kind.attached))}, a database attached "
+                "to one tab's connection only; writes run on the leader tab, which cannot "
+                "see it: write it from a connection of its own")
         if for_another_tab and kind.touches_temp:
-            raise TempObjectError(
+            raise LocalObjectError(
                 "the leader tab has a TEMP object named like a table this write uses, "
                 "and its connection would resolve the name to it: qualify the table "
                 "(main.<name>) or drop that TEMP object in the leader tab")
@@ -197,19 +227,19 @@ class TabSession:
                 "batch([...]), which runs them atomically")
         for table in kind.temp_triggers_on:
             if not self._is_temp_table(table):
-                raise TempObjectError(
+                raise LocalObjectError(
                     f"a TEMP trigger on the shared table {table!r} would never fire: "
                     "writes run on the leader tab's connection. Use an ordinary trigger "
                     "(shared by every tab), or put the trigger on a TEMP table")
         if kind.temp_only:
             if runs_here:
                 return
-            raise TempObjectError(
+            raise LocalObjectError(
                 "this statement writes only this tab's TEMP objects, which live on this "
                 "tab's connection: run it with execute(), not in batch() or queue_write(), "
                 "which run on the leader tab")
         if kind.touches_temp and not kind.readonly:
-            raise TempObjectError(
+            raise LocalObjectError(
                 "this statement writes shared tables and uses this tab's TEMP objects, "
                 "which the leader tab (where writes run) cannot see: read the temp data "
                 "first and pass it as parameters, or make the objects ordinary tables")
@@ -225,6 +255,10 @@ class TabSession:
         recording = self._recording
         if recording is not None:
             recording.actions.append((action, arg1, arg2, schema))
+            if action == _PRAGMA:
+                # Some PRAGMAs act while being prepared (foreign_keys, query_only...):
+                # classifying one must not run it. Denied here, decided by its name.
+                return sqlite3.SQLITE_DENY
         if self._temp_guard and (action in _OTHER_WRITES or (
                 action in _ROW_WRITES or action in _SCHEMA_WRITES) and schema != "temp"):
             return sqlite3.SQLITE_DENY

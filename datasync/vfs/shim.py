@@ -454,7 +454,7 @@ def _x_full_pathname(pvfs: int, zname: bytes, n_out: int, zout: int) -> int:
     try:
         name = zname.decode()
         if name not in _attached and not IN_PYODIDE:
-            name = os.path.abspath(name)
+            name = os.path.realpath(name)  # as SqliteFileBackend.key: one name per file
         raw = name.encode()
         if len(raw) >= n_out:
             return capi.SQLITE_CANTOPEN_FULLPATH

@@ -99,6 +99,21 @@ def test_a_block_record_missing_from_indexeddb_is_named_at_open(pypage: PyPage) 
     pypage.page.evaluate(REMOVE_BLOCK, {"name": "blobs", "index": last})
     index, message = pypage.run(REOPEN_BLOB)
     assert index == last and f"block {last} " in message and "no stored record" in message
+    # A store whose metadata record went missing is damage too, never a new store.
+    pypage.page.evaluate(DELETE_META, "blobs")
+    assert pypage.run(REOPEN_BLOB)[1].endswith("nothing was written")
+
+
+DELETE_META = """async (name) => {
+  const db = await new Promise((resolve, reject) => {
+    const r = indexedDB.open('datasync:' + name);
+    r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error);
+  });
+  const tx = db.transaction(['meta'], 'readwrite');
+  tx.objectStore('meta').delete('meta');
+  await new Promise((resolve) => { tx.oncomplete = resolve; });
+  db.close();
+}"""
 
 
 OPEN_TAB = """async (name) => {
@@ -143,7 +158,7 @@ def test_each_page_keeps_its_own_transactions_temp_tables_and_rowids(context: An
     assert out["BEGIN"] == out["SAVEPOINT s"] == out["ROLLBACK"] == "TransactionStatementError"
     assert out["rowid"] == [{"r": 100, "c": 1}]
     assert out["scratch"] == [{"v": "mine"}]
-    assert out["mixed"] == "TempObjectError"
+    assert out["mixed"] == "LocalObjectError"
     mine = leader.evaluate(LEADER_STATE)
     assert mine["rowid"] == [{"r": 200}] and mine["scratch"] == [{"n": 0}]
     assert mine["t"] == [{"id": 100, "v": "follower"}, {"id": 200, "v": "leader"}]
