@@ -51,6 +51,22 @@ def run_ddl(conn: sqlite3.Connection, run: Callable[[], T], next_version: Callab
     """Run ``run()`` (a schema change) in a savepoint that also logs its ``schema``
     changes and rebuilds the capture triggers; on any error all of it rolls back."""
     plain = sqlite3.Connection.execute
+    if not conn.in_transaction:
+        # A write transaction from the start: a SAVEPOINT would read first and then
+        # fail at once with "database is locked" if another connection writes
+        # (SQLite does not wait to upgrade a read); BEGIN IMMEDIATE waits its turn.
+        plain(conn, "BEGIN IMMEDIATE")
+        try:
+            result = run_ddl(conn, run, next_version)
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    plain(conn, "ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error is the one to report
+            raise
+        plain(conn, "COMMIT")
+        return result
     plain(conn, f"SAVEPOINT {_SAVEPOINT}")
     try:
         with _internal(conn):

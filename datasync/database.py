@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -213,7 +214,9 @@ class Database:
         self._store = shared.store
         # The database's own connection runs statements as given (autocommit).
         self._conn = self._new_connection(check_same_thread=False, isolation_level=None)
-        self._handed_out: list[sqlite3.Connection] = []
+        #: Connections from connect(): (connection, thread that made it, whether
+        #: only that thread may use it).
+        self._handed_out: list[tuple[sqlite3.Connection, int, bool]] = []
         self._lock = asyncio.Lock()
         self._closed = False
         self._loop = asyncio.get_running_loop()
@@ -323,10 +326,11 @@ class Database:
 
         Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``
         """
-        before = self._store.commits_in_this_thread()
         async with self._turn():
+            before = self._store.commits_in_this_thread()  # ours: counted in our turn
             result = self._run(sql, params)
-        await self._after_write(before)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
         return result
 
     async def executemany(
@@ -336,8 +340,8 @@ class Database:
 
         Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``
         """
-        before = self._store.commits_in_this_thread()
         async with self._turn():
+            before = self._store.commits_in_this_thread()
             own_tx = not self._conn.in_transaction
             vfs.take_last_error()
             try:
@@ -355,7 +359,8 @@ class Database:
                     self._conn.execute("ROLLBACK")
                 raise
             result = Result([], [], cur.rowcount, cur.lastrowid)
-        await self._after_write(before)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
         return result
 
     async def query(
@@ -387,8 +392,8 @@ class Database:
             async with self._savepoint():
                 yield self
             return
-        before = self._store.commits_in_this_thread()
         async with self._turn():
+            before = self._store.commits_in_this_thread()
             token = _in_transaction.set((self, asyncio.current_task()))
             try:
                 self._run(f"BEGIN {mode}", ())
@@ -403,7 +408,8 @@ class Database:
                     raise
             finally:
                 _in_transaction.reset(token)
-        await self._after_write(before)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
 
     @asynccontextmanager
     async def _savepoint(self) -> AsyncIterator[None]:
@@ -418,12 +424,11 @@ class Database:
         self._run(f"RELEASE {name}", ())
 
     # -- durability --------------------------------------------------------------
-    async def _after_write(self, commits_before: int) -> None:
-        """Strict durability: once a statement of ours committed, wait until it is
-        durable. A statement that committed nothing (a read) never waits for, or
-        fails because of, a flush."""
-        if self.durability == "strict" and not self._owns_transaction() \
-                and self._store.commits_in_this_thread() != commits_before:
+    async def _after_write(self, committed: bool) -> None:
+        """Strict durability: once a statement of ours committed (counted in our
+        turn, so no other task's commit), wait until it is durable. A statement that
+        committed nothing (a read) never waits for, or fails because of, a flush."""
+        if self.durability == "strict" and committed and not self._owns_transaction():
             await self._store.flush()
 
     def _on_commit(self, store: BlockStore) -> None:
@@ -553,11 +558,22 @@ class Database:
         Example: ``open("copy.sqlite", "wb").write(await db.export())``
         """
         async with self._turn():
-            image = self._conn.serialize()
+            image = self._serialize()
             captured = _cdc.has_triggers(self._conn)
         # The capture triggers call a function only datasync registers: without
         # them, any sqlite3 can write to the exported copy.
         return _cdc.strip_triggers(image) if captured else image
+
+    def _serialize(self) -> bytes:
+        """The database's bytes. sqlite3_serialize() turns a page it cannot read into
+        zeros and says nothing, so the VFS's error (a missing or damaged block) is
+        raised here instead of a silently zeroed copy."""
+        vfs.take_last_error()
+        image = self._conn.serialize()
+        error = vfs.take_last_error()
+        if isinstance(error, DatasyncError):
+            raise error
+        return image
 
     async def import_(self, data: bytes, *, _reason: dict[str, Any] | None = None) -> None:
         """Replace the whole database with a standard SQLite file image, atomically.
@@ -570,8 +586,8 @@ class Database:
         from .sqlite_image import as_rollback_image
 
         image = as_rollback_image(data)
-        before = self._store.commits_in_this_thread()
         async with self._turn():
+            before = self._store.commits_in_this_thread()
             if self._conn.in_transaction:
                 raise DatasyncError("import_() cannot run inside a transaction")
             source = sqlite3.connect(":memory:")
@@ -596,7 +612,8 @@ class Database:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     _raise_translated(exc)
-        await self._after_write(before)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
 
     async def backup(self, target: str, **options: Any) -> dict[str, Any]:
         """Copy this database into a new datasync database ``target`` while it stays
@@ -614,7 +631,7 @@ class Database:
         async with self._turn():
             if self._conn.in_transaction:
                 raise DatasyncError("backup() cannot run inside a transaction")
-            image = self._conn.serialize()
+            image = self._serialize()
             source_version = self._store.version
             captured = _cdc.has_triggers(self._conn)
         if captured and not options.get("cdc"):
@@ -704,7 +721,8 @@ class Database:
             # Schema changes made through it are captured too (cdc_connection.py).
             kwargs["factory"] = CapturingConnection
         conn = self._new_connection(**kwargs)
-        self._handed_out.append(conn)
+        self._handed_out.append(
+            (conn, threading.get_ident(), bool(kwargs.get("check_same_thread", True))))
         return conn
 
     def stats(self) -> dict[str, Any]:
@@ -723,15 +741,29 @@ class Database:
         """Flush and close. If the final flush fails the error is raised and the
         database stays open (nothing committed is lost); call close() again.
 
-        Connections from :meth:`connect` are closed too; one made in another thread
-        (which only that thread may close) keeps working, and its later commits are
-        flushed and the store closed when that thread closes it."""
+        Connections from :meth:`connect` made in this thread are closed too. One
+        made in another thread, or with ``check_same_thread=False`` (another thread
+        may be using it: closing it then could crash the process), is left to its
+        users: it keeps working, and the VFS flushes the store and closes it with
+        the last such connection. A store that can only flush asynchronously
+        (IndexedDB) cannot be handed over like that: close raises
+        :class:`~datasync.StoreBusyError` first, and nothing changes."""
         if self._closed:
             return
         if self._owns_transaction():
             raise DatasyncError("close() inside transaction(): end the transaction first")
         async with self._lock:
             await self._store.flush()
+            here = threading.get_ident()
+            closable = [c for c, thread, same in self._handed_out if same and thread == here]
+            # Files that stay open once ours close (each connection holds one).
+            kept = vfs.open_files(self._shared.key) - 1 - len(closable)
+            if kept > 0 and not self._store.flushes_sync and not IN_PYODIDE:
+                raise StoreBusyError(
+                    f"{kept} other connection(s) are still open on {self.name!r} (from "
+                    "db.connect() in another thread or with check_same_thread=False, or "
+                    "plain sqlite3 ones), and this store cannot be flushed from their "
+                    "threads: close them (in their threads) before closing the database")
             self._closed = True
             self._remove_listener()
             for wake in list(self._close_wakers):
@@ -739,11 +771,9 @@ class Database:
             self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()
-            for conn in self._handed_out:
-                try:
-                    conn.close()
-                except sqlite3.ProgrammingError:
-                    pass  # made in another thread: handed over with the store (_release)
+            # In Pyodide no other thread can be using one: close them all.
+            for conn in (c for c, _, _ in self._handed_out) if IN_PYODIDE else closable:
+                conn.close()
             self._conn.close()
             await _release(self._shared)
 

@@ -23,8 +23,16 @@ DURABILITIES = ("relaxed", "strict")
 OPEN_OPTIONS = ("backend", "block_size", "cache_bytes", "durability", "flush_interval",
                 "create", "retain_versions", "cdc", "cdc_retention", "encryption_key",
                 "resident", "pragmas")
-#: PRAGMAs datasync sets itself on its connections (``pragmas=`` may not).
-OWN_PRAGMAS = frozenset({"journal_mode", "locking_mode", "query_only"})
+#: What ``pragmas=`` may set: PRAGMAs that only configure a connection. One that
+#: writes the database (``user_version``...) would make a multi-tab follower write
+#: its own copy; ``journal_mode``, ``locking_mode`` and ``query_only`` are datasync's.
+CONNECTION_PRAGMAS = frozenset({
+    "analysis_limit", "automatic_index", "busy_timeout", "cache_size", "cache_spill",
+    "case_sensitive_like", "cell_size_check", "count_changes", "defer_foreign_keys",
+    "foreign_keys", "ignore_check_constraints", "legacy_alter_table", "mmap_size",
+    "recursive_triggers", "reverse_unordered_selects", "secure_delete", "synchronous",
+    "temp_store", "threads", "trusted_schema"})
+_TRUE, _FALSE = {"on", "true", "yes", "1"}, {"off", "false", "no", "0"}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VALUE = re.compile(r"-?[A-Za-z0-9_]+\Z")
 
@@ -86,18 +94,29 @@ def pragma_statements(pragmas: Any) -> list[str]:
     if not isinstance(pragmas, dict):
         raise InvalidOptionError(
             f"pragmas={pragmas!r} is not allowed: use a dict like {{'foreign_keys': True}}")
-    out = []
+    return [f"PRAGMA {name} = {value}" for name, value in pragma_values(pragmas).items()]
+
+
+def pragma_values(pragmas: Any) -> dict[str, str]:
+    """``pragmas=`` checked and normalised: ``{"Foreign_Keys": True}`` ->
+    ``{"foreign_keys": "1"}`` (booleans as 1/0, names lower case)."""
+    if not isinstance(pragmas, dict):
+        raise InvalidOptionError(
+            f"pragmas={pragmas!r} is not allowed: use a dict like {{'foreign_keys': True}}")
+    out = {}
     for name, value in pragmas.items():
         if not isinstance(name, str) or not _WORD.match(name):
             raise InvalidOptionError(f"pragmas: {name!r} is not a PRAGMA name")
-        if name.lower() in OWN_PRAGMAS:
+        if name.lower() not in CONNECTION_PRAGMAS:
             raise InvalidOptionError(
-                f"pragmas: {name} is set by datasync itself and cannot be chosen")
+                f"pragmas: {name} cannot be set at open; pragmas= takes only PRAGMAs that "
+                f"configure a connection: {', '.join(sorted(CONNECTION_PRAGMAS))}")
         if isinstance(value, bool):
-            value = "ON" if value else "OFF"
+            value = int(value)
         if isinstance(value, float) or not _VALUE.match(str(value)):
             raise InvalidOptionError(
                 f"pragmas: {name}={value!r} is not allowed: use True/False, a whole "
                 "number or a word")
-        out.append(f"PRAGMA {name} = {value}")
+        text = str(value).lower()
+        out[name.lower()] = "1" if text in _TRUE else "0" if text in _FALSE else str(value)
     return out

@@ -157,3 +157,27 @@ def test_wal_stays_refused_on_a_datasync_store(tmp_path) -> None:  # type: ignor
         await db.close()
 
     run(go())
+
+
+@pytest.mark.parametrize("order", [("a", "o.b"), ("o.b", "a")])
+@pytest.mark.parametrize("other_vfs", ["unix", "unix-none", "unix-dotfile"])
+def test_a_database_attached_through_another_vfs_is_no_way_around_the_rule(
+        tmp_path, order: tuple[str, str], other_vfs: str) -> None:  # type: ignore[no-untyped-def]
+    """SQLite opens it with the VFS the URI names, so datasync never sees its
+    locks: the commit itself asks SQLite which databases the transaction writes."""
+    async def go() -> tuple[int, int]:
+        db = await datasync.open(str(tmp_path / "a.dsdb"))
+        await db.execute("CREATE TABLE a(v)")
+        await db.execute(f"ATTACH 'file:{tmp_path / 'o.sqlite'}?vfs={other_vfs}' AS o")
+        await db.execute("CREATE TABLE o.b(v)")
+        with pytest.raises(datasync.CrossDatabaseWriteError):
+            async with db.transaction():
+                for table in order:
+                    await db.execute(f"INSERT INTO {table} VALUES (1)")
+        counts = ((await db.query("SELECT count(*) AS n FROM a"))[0]["n"],
+                  (await db.query("SELECT count(*) AS n FROM o.b"))[0]["n"])
+        await db.execute("INSERT INTO o.b VALUES (2)")  # one database at a time: fine
+        await db.close()
+        return counts
+
+    assert run(go()) == (0, 0)

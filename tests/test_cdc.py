@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import sqlite3
 import time
 from typing import Any
@@ -545,6 +546,26 @@ def test_a_schema_change_interrupted_mid_way_reports_the_interrupt_and_leaves_no
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'copy'").fetchone() == (0,)
         conn.close()
         assert [c.table for c in await _all(db) if c.op == "schema"] == ["src"]
+        await db.close()
+
+    run(go())
+
+
+def test_a_captured_schema_change_waits_for_another_writer_instead_of_failing() -> None:
+    async def go() -> None:
+        db = await _open()
+        writer = db.connect(isolation_level=None, check_same_thread=False)
+        ddl = db.connect(isolation_level=None, timeout=10, check_same_thread=False)
+        writer.execute("CREATE TABLE w(x)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO w VALUES (1)")
+        ended = threading.Timer(0.2, lambda: writer.execute("COMMIT"))
+        ended.start()
+        ddl.execute("CREATE TABLE later(x)")  # waits its turn (busy timeout), then runs
+        ended.join()
+        assert [c.key for c in await _all(db) if c.op == "schema"][-1] == "later"
+        writer.close()
+        ddl.close()
         await db.close()
 
     run(go())

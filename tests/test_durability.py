@@ -3,6 +3,7 @@ failed background flush is recorded and reported, never lost; db.connect() hands
 out connections that behave as sqlite3.connect's."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 
@@ -111,6 +112,33 @@ def test_a_read_through_the_database_does_not_wait_for_another_connections_flush
         assert db.stats()["flushes"] == flushes
         with pytest.raises(sqlite3.ProgrammingError):
             conn.close() or conn.execute("SELECT 1")
+        await db.close()
+
+    run(go())
+
+
+def test_a_strict_read_never_waits_for_another_tasks_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        db = await datasync.open(str(tmp_path / "r.dsdb"), durability="strict")
+        await db.execute("CREATE TABLE t(x)")
+        started = asyncio.Event()
+
+        async def writer() -> None:
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+                started.set()
+                await asyncio.sleep(0.05)
+
+        def gone(stage: str, detail: int) -> None:
+            raise datasync.BackendError("injected: disk gone")
+
+        task = asyncio.ensure_future(writer())
+        await started.wait()
+        db._store.backend.fault_hook = gone
+        assert await db.query("SELECT count(*) AS n FROM t") in ([{"n": 0}], [{"n": 1}])
+        with pytest.raises(datasync.BackendError):
+            await task  # the writer's own commit reports it
+        db._store.backend.fault_hook = None
         await db.close()
 
     run(go())

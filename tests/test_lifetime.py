@@ -7,6 +7,7 @@ hang (a deadlock in the loop thread) fails the test instead of the whole run.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Coroutine
@@ -290,3 +291,99 @@ def test_a_store_whose_last_flush_failed_keeps_its_commits_until_reopened(tmp_pa
 
     assert within(20, go()) == [{"x": "kept"}]
     assert nothing_registered(path)
+
+
+CLOSE_UNDER_LOAD = """
+import asyncio, sys, threading
+sys.path.insert(0, ROOT)
+import datasync
+
+async def main(path):
+    db = await datasync.open(path)
+    await db.execute("CREATE TABLE t(x)")
+    con = db.connect(check_same_thread=False, isolation_level=None, timeout=30)
+    stop = threading.Event()
+    done = []
+
+    def insert():
+        while not stop.is_set():
+            con.execute("INSERT INTO t VALUES (1)")
+            done.append(1)
+        con.close()  # its own: the store closes with it
+
+    thread = threading.Thread(target=insert)
+    thread.start()
+    while len(done) < 50:
+        await asyncio.sleep(0.001)
+    await db.close()          # never closes a connection another thread may be using
+    stop.set()
+    thread.join()
+    db = await datasync.open(path)
+    n = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
+    await db.close()
+    print(n == len(done), flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_closing_while_a_thread_uses_a_shared_connection_never_crashes_nor_loses_a_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", CLOSE_UNDER_LOAD.replace("ROOT", repr(root)),
+                          str(tmp_path / "c.dsdb")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]  # a crash is a negative return code
+    assert out.stdout.strip() == "True"
+
+
+def test_a_store_that_cannot_be_handed_over_refuses_to_close_and_changes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datasync.backends import MemoryBackend
+
+    class Suspending(MemoryBackend):
+        sync_io = False  # as IndexedDB: cannot be flushed from another thread
+
+    ready, finish = threading.Event(), threading.Event()
+
+    def worker(db: datasync.Database) -> None:
+        con = db.connect()
+        ready.set()
+        finish.wait(10)
+        con.close()
+
+    async def go() -> None:
+        db = await datasync.open("handover", backend=Suspending("handover"))
+        thread = threading.Thread(target=worker, args=(db,))
+        thread.start()
+        while not ready.is_set():
+            await asyncio.sleep(0.01)
+        with pytest.raises(datasync.StoreBusyError, match="close them"):
+            await db.close()
+        assert not db.closed and await db.query("SELECT 1 AS one") == [{"one": 1}]
+        finish.set()
+        while thread.is_alive():
+            await asyncio.sleep(0.01)
+        await db.close()  # its thread closed it: now it can
+        assert nothing_registered("memory:handover")
+
+    within(20, go())
+
+
+def test_shared_cache_mode_is_refused_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    vfs.register()
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite3.connect(f"file:{tmp_path / 's.dsdb'}?vfs=datasync&cache=shared", uri=True)
+    assert isinstance(vfs.take_last_error(), datasync.InvalidOptionError)
+
+
+def test_a_persist_journal_goes_with_its_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "j.dsdb")
+    con = raw(path)
+    con.execute("PRAGMA journal_mode=PERSIST")
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    assert os.path.realpath(path) + "-journal" in shim._memfiles
+    con.close()
+    assert os.path.realpath(path) + "-journal" not in shim._memfiles

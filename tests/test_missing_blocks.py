@@ -159,3 +159,23 @@ def test_two_spellings_of_one_path_are_one_store(tmp_path) -> None:  # type: ign
         return rows
 
     assert run(go()) == [{"x": 1}]
+
+
+@native_only
+@pytest.mark.parametrize("how", ["export", "backup"])
+def test_export_and_backup_of_a_store_missing_a_block_raise_instead_of_copying_zeros(
+        tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "src.dsdb")
+
+    async def go() -> None:
+        last, _ = await store_with_blob(path, "sqlitefile")
+        remove_record("sqlitefile", path, last)
+        db = await datasync.open(path, cache_bytes=0)
+        with pytest.raises(datasync.CorruptBlockError, match=f"block {last} "):
+            if how == "export":
+                await db.export()
+            else:
+                await db.backup(str(tmp_path / "copy.dsdb"))
+        await db.close()
+
+    run(go())

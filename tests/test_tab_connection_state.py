@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -187,6 +188,132 @@ def test_a_database_attached_to_one_tab_is_read_there_and_never_written_elsewher
             await g.execute("INSERT INTO s VALUES ('from g')")  # resolved on a: refused
         await a.execute("DETACH side")
         await f.execute("DETACH side")
+        await b.close()
+
+    run(go())
+
+
+def test_alter_table_rename_and_drop_column_work_from_every_tab() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        await f.execute("ALTER TABLE t ADD COLUMN w")
+        await g.execute("ALTER TABLE t RENAME COLUMN w TO w2")
+        await f.execute("ALTER TABLE t DROP COLUMN w2")
+        await a.execute("ALTER TABLE t RENAME TO t2")
+        await f.execute("INSERT INTO t2(v) VALUES ('renamed')")
+        assert await g.query("SELECT * FROM t2") == [{"id": 1, "v": "renamed"}]
+        await f.execute("CREATE TEMP TABLE s(x)")  # and a temp table's ALTER stays here
+        await f.execute("ALTER TABLE s ADD COLUMN y")
+        await f.execute("ALTER TABLE s RENAME TO s2")
+        assert await f.query("SELECT * FROM s2") == []
+        await b.close()
+
+    run(go())
+
+
+def test_a_batch_cannot_smuggle_a_temp_trigger_past_the_checks() -> None:
+    async def go() -> None:
+        b, a, f, g = await three_tabs()
+        with pytest.raises(datasync.LocalObjectError, match="never fire"):
+            await f.batch([("CREATE TABLE n(v)", []), ("CREATE TABLE log(v)", []),
+                           ("CREATE TEMP TRIGGER tr AFTER INSERT ON n "
+                            "BEGIN INSERT INTO log VALUES (new.v); END", [])])
+        await g.execute("CREATE TABLE n(v)")
+        await g.execute("CREATE TABLE log(v)")
+        await g.execute("INSERT INTO n VALUES (1)")
+        assert await a.query("SELECT count(*) AS n FROM log") == [{"n": 0}]
+        await b.close()
+
+    run(go())
+
+
+STATE_CASES = {
+    "temp create after an insert": ["INSERT INTO t(id, v) VALUES (10, 'x')",
+                                    "CREATE TEMP TABLE s(v)"],
+    "temp update after an insert": ["CREATE TEMP TABLE s(v)", "INSERT INTO s VALUES (1)",
+                                     "INSERT INTO t(id, v) VALUES (10, 'x')",
+                                     "UPDATE s SET v = 2"],
+    "temp insert of last_insert_rowid()": ["CREATE TEMP TABLE s(a)",
+                                           "INSERT INTO t(id, v) VALUES (7, 'x')",
+                                           "INSERT INTO s(a) SELECT last_insert_rowid()"],
+    "cte write": ["WITH x(n) AS (VALUES (1), (2), (3), (4), (5)) "
+                  "INSERT INTO t(v) SELECT n FROM x"],
+    "temp trigger": ["CREATE TEMP TABLE s(a)", "CREATE TEMP TABLE log(a)",
+                     "CREATE TEMP TRIGGER tr AFTER INSERT ON s "
+                     "BEGIN INSERT INTO log VALUES (last_insert_rowid()); END",
+                     "INSERT INTO t(id, v) VALUES (42, 'x')", "INSERT INTO s VALUES (1)"],
+    "update after a failed insert": ["CREATE TABLE u(x UNIQUE)", "INSERT INTO u VALUES (1)",
+                                     "INSERT INTO u VALUES (2), (1)",
+                                     "UPDATE t SET v = 'y'"],
+}
+
+
+def _sqlite3_answers(steps: list[str], folder: Any) -> list[Any]:
+    """What plain sqlite3 says: this connection's statements, after another
+    connection inserted a row (as tab g does)."""
+    conn = sqlite3.connect(folder / "ref.sqlite", isolation_level=None)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    other = sqlite3.connect(folder / "ref.sqlite", isolation_level=None)
+    other.execute("INSERT INTO t(id, v) VALUES (999, 'another tab')")
+    other.close()
+    base = conn.total_changes
+    out = []
+    for sql in steps:
+        try:
+            conn.execute(sql)
+        except sqlite3.IntegrityError:
+            pass
+        r, c = conn.execute("SELECT last_insert_rowid(), changes()").fetchone()
+        out.append((r, c, conn.total_changes - base))
+    extra = [tuple(row) for row in conn.execute("SELECT * FROM temp.log")] \
+        if "temp trigger" in " ".join(steps) or "log" in " ".join(steps) else []
+    return [out, extra]
+
+
+@pytest.mark.parametrize("case", sorted(STATE_CASES))
+@pytest.mark.parametrize("who", ["leader", "follower"])
+def test_connection_functions_match_sqlite3_on_one_connection(tmp_path, case: str, who: str) -> None:  # type: ignore[no-untyped-def]
+    steps = STATE_CASES[case]
+    expected = _sqlite3_answers(steps, tmp_path)
+
+    async def go() -> list[Any]:
+        b, a, f, g = await three_tabs()
+        tab = a if who == "leader" else f
+        await g.execute("INSERT INTO t(id, v) VALUES (999, 'another tab')")  # not ours
+        g_state = await g.query("SELECT total_changes() AS n")
+        out = []
+        base = (await tab.query("SELECT total_changes() AS n"))[0]["n"]
+        for sql in steps:
+            try:
+                await tab.execute(sql)
+            except sqlite3.IntegrityError:
+                pass
+            row = (await tab.query("SELECT last_insert_rowid() AS r, changes() AS c, "
+                                   "total_changes() AS n"))[0]
+            out.append((row["r"], row["c"], row["n"] - base))
+        extra = [tuple(r.values()) for r in await tab.query("SELECT * FROM temp.log")] \
+            if expected[1] or "log" in " ".join(steps) else []
+        assert g_state == [{"n": 1}]
+        await b.close()
+        return [out, extra]
+
+    assert run(go()) == expected
+
+
+def test_pragmas_at_open_must_configure_a_connection_and_match_across_tabs() -> None:
+    async def go() -> None:
+        b = Browser(max_delay=0.001)
+        with pytest.raises(datasync.InvalidOptionError, match="user_version"):
+            await b.open("a", pragmas={"user_version": 5})  # would write the database
+        a = await b.open("a", pragmas={"foreign_keys": True, "cache_size": -4000})
+        await a.wait_for_leadership()
+        f = await b.open("f")  # no foreign_keys: its writes would run by other rules
+        g = await b.open("g", pragmas={"foreign_keys": "on", "cache_size": -2000})
+        await a.execute("CREATE TABLE t(v)")
+        with pytest.raises(datasync.ConnectionPragmaError, match="same pragmas"):
+            await f.execute("INSERT INTO t VALUES (1)")
+        await g.execute("INSERT INTO t VALUES (2)")  # same write pragmas: fine
+        assert await a.query("SELECT v FROM t") == [{"v": 2}]
         await b.close()
 
     run(go())

@@ -51,8 +51,10 @@ from ..backends import Backend, make_backend
 from ..database import Database, Result
 from ..database import open as open_database
 from ..encryption import EncryptionKey, open_codec
+from ..options import check_open_options, pragma_values
 from ..errors import (
     BackendError,
+    ConnectionPragmaError,
     DatabaseClosedError,
     DatasyncError,
     DeposedLeaderError,
@@ -60,7 +62,8 @@ from ..errors import (
 )
 from ..format import Codec, Meta
 from .services import Channel, Lease, LockService, MemoryOutbox, Message, Outbox
-from .statements import ConnState, Kind, TabSession
+from .classify import WRITE_PRAGMAS, Kind
+from .session import ConnState, TabSession
 
 APPLIED_TABLE = "_datasync_applied"
 #: How long the leader remembers a request id (a retry after that applies again).
@@ -176,6 +179,7 @@ class SharedDatabase:
         self._store.rekeyed_codec = self._codec_for
         #: This tab's connection state: classification, temp objects, rowids.
         self._session = TabSession(db._conn)
+        self._write_pragmas: dict[str, str] = {}
         self._unsubscribe = channel.subscribe(self._on_message)
         #: Every version this tab has seen, in order (tests check it only grows).
         self.versions_seen: list[int] = [self._store.version]
@@ -189,6 +193,7 @@ class SharedDatabase:
                    outbox: Outbox | None = None, **options: Any) -> "SharedDatabase":
         """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`.
         ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
+        check_open_options(options)  # before anything is made
         capture = bool(options.pop("cdc", False))
         retention = options.pop("cdc_retention", None)
         if not isinstance(options.get("backend"), Backend):
@@ -202,6 +207,9 @@ class SharedDatabase:
         db = await open_database(name, **options)
         tab = cls(db, name=name, tab_id=tab_id or uuid.uuid4().hex[:12], locks=locks,
                   channel=channel, write_timeout=write_timeout, outbox=outbox)
+        # The PRAGMAs that decide how writes run: every tab's must be the leader's.
+        tab._write_pragmas = {k: v for k, v in pragma_values(options.get("pragmas") or {})
+                              .items() if k in WRITE_PRAGMAS}
         tab._key = options.get("encryption_key")
         await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
         if capture:  # the triggers are writes: the leader installs them (_lead)
@@ -216,6 +224,7 @@ class SharedDatabase:
         if self._closed:
             return
         self._closed = True
+        self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:
             task.cancel()
         self._unsubscribe()
@@ -236,6 +245,7 @@ class SharedDatabase:
         from .. import database
 
         self._closed = True
+        self._session.close()
         for task in [*self._tasks, *self._background]:
             task.cancel()
         self._unsubscribe()
@@ -243,7 +253,7 @@ class SharedDatabase:
         db = self.db
         db._closed = True
         db._remove_listener()
-        for conn in [*db._handed_out, db._conn]:
+        for conn in [*(c for c, _, _ in db._handed_out), db._conn]:
             conn.close()
         database._shared.pop(db._shared.key, None)
         vfs.detach(db._shared.key)
@@ -496,7 +506,7 @@ class SharedDatabase:
         """Run a statement: reads run locally; writes (what SQLite says is not
         read-only) go to the leader, exactly once, in any tab including the leader.
 
-        Connection state stays this tab's (see :mod:`datasync.tabs.statements`):
+        Connection state stays this tab's (see :mod:`datasync.tabs.session`):
         a write to the temp schema runs here; ``last_insert_rowid()``,
         ``changes()`` and ``total_changes()`` answer for this tab's statements;
         transaction statements raise :class:`~datasync.TransactionStatementError`
@@ -509,9 +519,9 @@ class SharedDatabase:
         or error is the answer."""
         self._check_open()
         kind = await self._classify(sql)
-        self._session.check_for_tabs(sql, kind, runs_here=True)
+        self._session.check(sql, kind, runs_here=True)
         if kind is not None and kind.temp_only:
-            return await self._run_temp(sql, params)
+            return await self._run_temp(sql, params, kind)
         if kind is None or kind.readonly or kind.pragma is not None:
             try:  # a read (or a PRAGMA: run, and forwarded if it writes the database)
                 return await self.db.execute(sql, params)
@@ -521,21 +531,25 @@ class SharedDatabase:
         results = await self.batch([(sql, params)])
         return results[0]
 
-    async def _run_temp(self, sql: str, params: Sequence[Any]) -> Result:
+    async def _run_temp(self, sql: str, params: Sequence[Any], kind: Kind) -> Result:
         """A write to this tab's temp schema, on its own connection. Writes are
         allowed for it alone, and SQLite is told to refuse any outside temp."""
-        db = self.db
+        db, session = self.db, self._session
         async with db._turn():
             plain = sqlite3.Connection.execute
             plain(db._conn, "PRAGMA query_only = OFF")
-            self._session.guard_temp(True)
+            session.guard_temp(True)
+            session.begin(session.state)
             try:
-                result = db._run(sql, params)
+                try:
+                    result = db._run(sql, params)
+                finally:
+                    session.ran(kind)  # a failed statement sets changes() too (to 0)
             finally:
-                self._session.guard_temp(False)
+                session.state = session.end()
+                session.guard_temp(False)
                 plain(db._conn, "PRAGMA query_only = ON")
-        self._session.forget()
-        self._session.ran_here(result.rowcount, result.lastrowid)
+        session.forget()
         return result
 
     async def batch(self, statements: Sequence[Statement]) -> list[Result]:
@@ -548,16 +562,18 @@ class SharedDatabase:
         self._check_open()
         stmts = [(str(sql), list(params)) for sql, params in statements]
         for sql, _ in stmts:
-            self._session.check_for_tabs(sql, await self._classify(sql), runs_here=False)
+            self._session.check(sql, await self._classify(sql), runs_here=False)
         return await self._write(uuid.uuid4().hex, stmts)
 
     async def _classify(self, sql: str) -> Kind | None:
         """What ``sql`` does, as this tab's copy sees it; a copy that cannot prepare
         it (a table another tab just created) catches up once and looks again."""
+        self._check_open()
         kind = self._session.classify(sql)
         if kind is None and not self.is_leader:
             with contextlib.suppress(DatasyncError):
                 await self._catch_up_when_idle()
+            self._check_open()  # closed while we waited: never touch the connection
             kind = self._session.classify(sql)
         return kind
 
@@ -574,12 +590,12 @@ class SharedDatabase:
                 reply = await self._forward(req_id, stmts, deadline)
                 if reply is None:
                     continue  # leadership moved while waiting: try again
+            if "state" in reply:  # what SQLite counted for our statements, even failed
+                self._session.state = ConnState.from_wire(reply["state"])
             if "error" in reply:
                 name, message = reply["error"]
                 raise _rebuild_error(name, message)
             await self._reach(reply["version"])
-            if "state" in reply:
-                self._session.state = ConnState.from_wire(reply["state"])
             return [result_from_wire(r) for r in reply["ok"]]
 
     async def _forward(self, req_id: str, stmts: list[tuple[str, list[Any]]],
@@ -601,7 +617,8 @@ class SharedDatabase:
                     self._post({"t": "write", "id": req_id, "tab": self.tab_id,
                                 "to": self.leader_id, "stmts": [[s, [_encode(v) for v in p]]
                                                                 for s, p in stmts],
-                                "state": self._session.state.to_wire()})
+                                "state": self._session.state.to_wire(),
+                                "pragmas": self._write_pragmas})
                 self._leader_changed.clear()
                 waiters = [fut, asyncio.ensure_future(self._leader_changed.wait())]
                 await asyncio.wait(waiters, timeout=self.resend_interval,
@@ -612,15 +629,16 @@ class SharedDatabase:
             self._pending.pop(req_id, None)
 
     async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]], *,
-                     record_errors: bool = False,
-                     state: ConnState | None = None) -> dict[str, Any]:
+                     record_errors: bool = False, state: ConnState | None = None,
+                     pragmas: dict[str, str] | None = None) -> dict[str, Any]:
         """As the leader: apply once, durably; returns the reply. ``record_errors``:
         a failure is recorded under the id too (a queued write is then done).
         ``state``: the sending tab's last_insert_rowid()/changes()/total_changes()."""
         task = self._inflight.get(req_id)
         if task is None:
             task = asyncio.ensure_future(self._apply_once(
-                req_id, stmts, record_errors, state or ConnState()))
+                req_id, stmts, record_errors, state or ConnState(),
+                self._write_pragmas if pragmas is None else pragmas))
             self._inflight[req_id] = task
             task.add_done_callback(lambda t: self._inflight.pop(req_id, None) and (
                 t.cancelled() or t.exception()))  # retrieved: a dead caller may not
@@ -640,7 +658,8 @@ class SharedDatabase:
                 await self.db.execute("PRAGMA query_only = ON")
 
     async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]],
-                          record_errors: bool, state: ConnState) -> dict[str, Any]:
+                          record_errors: bool, state: ConnState,
+                          pragmas: dict[str, str]) -> dict[str, Any]:
         tables: set[str] = set()
         generation = self._store.generation
         failure: dict[str, Any] | None = None
@@ -652,29 +671,38 @@ class SharedDatabase:
                 if done.rows:
                     reply = json.loads(done.rows[0][0])
                 else:
-                    for sql, _ in stmts:  # refused here too: never run on our connection
-                        session.check_for_tabs(sql, session.classify(sql), runs_here=False,
-                                               for_another_tab=True)
+                    if pragmas != self._write_pragmas:
+                        raise ConnectionPragmaError(
+                            f"the tab that sent this write opened with pragmas {pragmas}, "
+                            f"the leader tab with {self._write_pragmas}: its writes would "
+                            "run under other rules; open every tab with the same pragmas=")
                     session.record_tables(tables)
-                    session.begin_apply(state)
+                    session.begin(state)
                     results = []
                     try:
                         for sql, params in stmts:
-                            result = await self.db.execute(sql, [_decode(v) for v in params])
-                            session.applied_statement(result.rowcount)
+                            # Checked here, just before it runs: a table an earlier
+                            # statement of the batch created is known by now.
+                            kind = session.classify(sql)
+                            session.check(sql, kind, runs_here=False, for_another_tab=True)
+                            try:
+                                result = await self.db.execute(
+                                    sql, [_decode(v) for v in params])
+                            finally:
+                                session.ran(kind)  # failed too: changes() is then 0
                             results.append(result)
                     finally:
                         session.record_tables(None)
-                        after = session.end_apply()
+                        state = session.end()
                     reply = {"ok": [result_to_wire(r) for r in results],
-                             "state": after.to_wire()}
+                             "state": state.to_wire()}
                     await self.db.execute(
                         f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                         (req_id, json.dumps(reply), time.time()))
         except Exception as exc:  # sqlite3, ours, or a bad parameter (OverflowError...)
             if isinstance(exc, DeposedLeaderError):
                 raise
-            failure = {"error": [type(exc).__name__, str(exc)]}
+            failure = {"error": [type(exc).__name__, str(exc)], "state": state.to_wire()}
             if not record_errors:
                 return {**failure, "version": self._store.version}
         if failure is not None:  # the statements rolled back; record only the outcome
@@ -725,11 +753,12 @@ class SharedDatabase:
         applied later, so do not queue it again.
         """
         self._check_open()
-        self._session.check_for_tabs(sql, await self._classify(sql), runs_here=False)
+        self._session.check(sql, await self._classify(sql), runs_here=False)
         entry_id = uuid.uuid4().hex
         await self._outbox.put({"id": entry_id, "tab": self.tab_id, "at": time.time(),
                                 "stmts": [[str(sql), [_encode(v) for v in params]]],
-                                "state": self._session.state.to_wire()})
+                                "state": self._session.state.to_wire(),
+                                "pragmas": self._write_pragmas})
         self._post({"t": "queued", "id": entry_id})
         if self.is_leader:
             self._kick_drain()
@@ -808,7 +837,8 @@ class SharedDatabase:
                     entry_id = str(entry["id"])
                     stmts = [(str(sql), list(params)) for sql, params in entry["stmts"]]
                     reply = await self._apply(entry_id, stmts, record_errors=True,
-                                              state=ConnState.from_wire(entry.get("state")))
+                                              state=ConnState.from_wire(entry.get("state")),
+                                              pragmas=dict(entry.get("pragmas") or {}))
                     self._post({"t": "result", "id": entry_id, "to": entry.get("tab"), **reply})
                     fut = self._pending.get(entry_id)  # queued by this very tab
                     if fut is not None and not fut.done():
@@ -875,7 +905,8 @@ class SharedDatabase:
         stmts = [(s, list(p)) for s, p in msg["stmts"]]
         try:
             reply = await self._apply(msg["id"], stmts,
-                                      state=ConnState.from_wire(msg.get("state")))
+                                      state=ConnState.from_wire(msg.get("state")),
+                                      pragmas=dict(msg.get("pragmas") or {}))
         except DeposedLeaderError:
             return  # the sender resends to the new leader
         self._post({"t": "result", "id": msg["id"], "to": msg["tab"], **reply})

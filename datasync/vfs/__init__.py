@@ -16,10 +16,11 @@ from .shim import (
     attached,
     close_idle,
     detach,
+    open_files,
     register,
     take_last_error,
     uri,
 )
 
-__all__ = ["VFS_NAME", "attach", "attached", "close_idle", "detach", "register", "take_last_error",
+__all__ = ["VFS_NAME", "attach", "attached", "close_idle", "detach", "open_files", "register", "take_last_error",
            "uri", "Connection"]

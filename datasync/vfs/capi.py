@@ -211,6 +211,14 @@ def sqlite_library() -> ctypes.CDLL:
         lib.sqlite3_changes.restype = c_int
         lib.sqlite3_total_changes.argtypes = [c_void_p]
         lib.sqlite3_total_changes.restype = c_int
+        # Which schemas a connection writes (the one-database-per-transaction rule).
+        if hasattr(lib, "sqlite3_db_name"):  # SQLite 3.39+
+            lib.sqlite3_db_name.argtypes = [c_void_p, c_int]
+            lib.sqlite3_db_name.restype = c_char_p
+        lib.sqlite3_db_filename.argtypes = [c_void_p, c_char_p]
+        lib.sqlite3_db_filename.restype = c_char_p
+        lib.sqlite3_txn_state.argtypes = [c_void_p, c_char_p]
+        lib.sqlite3_txn_state.restype = c_int
         # Preparing without running: how a statement is classified (tabs).
         lib.sqlite3_prepare_v2.argtypes = [c_void_p, c_char_p, c_int, POINTER(c_void_p),
                                            c_void_p]

@@ -25,6 +25,9 @@ from __future__ import annotations
 import threading
 
 from ..errors import CrossDatabaseWriteError
+from . import capi
+
+_TXN_WRITE = 2  # SQLITE_TXN_WRITE
 
 
 class WriteGuard:
@@ -49,6 +52,35 @@ class WriteGuard:
             f"cannot also write {name!r}: datasync stores are made durable by their own "
             "flushes, so a commit spanning two databases could be torn by a crash. The "
             "transaction was rolled back; write each database in its own transaction")
+
+    def check_commit(self, conn: int | None, file: object, name: str) -> None:
+        """``file`` is about to be written for ``conn`` under an exclusive lock (a
+        commit, or a cache spill): no other persistent database of ``conn`` may be
+        in a write transaction, even one opened through another VFS (``ATTACH
+        'file:x?vfs=unix'``), whose locks this VFS never sees. Asked of SQLite
+        itself: ``sqlite3_txn_state`` of every schema (SQLite 3.39+)."""
+        if conn is None:
+            return
+        lib = capi.sqlite_library()
+        if not hasattr(lib, "sqlite3_db_name"):
+            return
+        index = 0
+        while True:
+            schema = lib.sqlite3_db_name(conn, index)
+            if schema is None:
+                return
+            index += 1
+            if schema == b"temp":
+                continue
+            filename = lib.sqlite3_db_filename(conn, schema) or b""
+            if filename in (b"", name.encode()):
+                continue  # in memory, or this very file
+            if lib.sqlite3_txn_state(conn, schema) == _TXN_WRITE:
+                raise CrossDatabaseWriteError(
+                    f"this transaction writes {filename.decode(errors='replace')!r} and "
+                    f"{name!r}: their commits cannot be made durable together, so a crash "
+                    "could tear it. The transaction was rolled back; write each database "
+                    "in its own transaction")
 
     def release(self, conn: int | None, file: object) -> None:
         """``file`` dropped its write lock (or closed)."""

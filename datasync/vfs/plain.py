@@ -43,13 +43,16 @@ _FAMILY_SUFFIXES = ("-journal", "-wal", "-shm", "-mj")
 class PlainFile:
     """One ordinary file: the inner file's address and methods, lock and connection."""
 
-    __slots__ = ("name", "inner", "methods", "level", "conn", "main")
+    __slots__ = ("name", "inner", "methods", "version", "level", "conn", "main")
 
     def __init__(self, name: str, inner: int, main: bool) -> None:
         self.name = name
         self.inner = inner
-        self.methods = capi.sqlite3_io_methods_v3.from_address(
-            c_void_p.from_address(inner).value)  # type: ignore[arg-type]
+        address = c_void_p.from_address(inner).value
+        # Read only as many methods as the inner struct has (its iVersion).
+        self.version = min(3, ctypes.c_int.from_address(address).value)  # type: ignore[arg-type]
+        struct = capi.sqlite3_io_methods_v3 if self.version >= 2 else capi.sqlite3_io_methods
+        self.methods = struct.from_address(address)  # type: ignore[arg-type]
         self.level = 0
         self.conn: int | None = None
         self.main = main
@@ -88,7 +91,10 @@ def open_file(zname: int, name: str, pfile: int, flags: int, out_flags) -> int: 
         _files[pfile] = PlainFile(name, inner, main)
         if main:
             _families[name] = _families.get(name, 0) + 1
-    c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS)
+    # Our methods claim no more than the inner file has: SQLite then never asks
+    # for shared memory or mmap the default VFS cannot give.
+    c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS_BY_VERSION[
+        _files[pfile].version])
     return SQLITE_OK
 
 
@@ -139,6 +145,8 @@ def _p_read(pfile: int, buf: int, amount: int, offset: int) -> int:
 @_boundary(capi.SQLITE_IOERR_WRITE)
 def _p_write(pfile: int, buf: int, amount: int, offset: int) -> int:
     f = _files[pfile]
+    if offset == 0 and f.main:
+        GUARD.check_commit(f.conn, f, f.name)
     return int(f.methods.xWrite(f.inner, buf, amount, offset))
 
 
@@ -151,6 +159,8 @@ def _p_truncate(pfile: int, size: int) -> int:
 @_boundary(capi.SQLITE_IOERR_FSYNC)
 def _p_sync(pfile: int, flags: int) -> int:
     f = _files[pfile]
+    if f.main:
+        GUARD.check_commit(f.conn, f, f.name)
     return int(f.methods.xSync(f.inner, flags))
 
 
@@ -166,6 +176,8 @@ def _p_lock(pfile: int, level: int) -> int:
         claimed = f.main and level >= SQLITE_LOCK_RESERVED > f.level
         if claimed:
             GUARD.claim(f.conn, f, f.name)
+        if f.main and level == capi.SQLITE_LOCK_EXCLUSIVE:
+            GUARD.check_commit(f.conn, f, f.name)
         rc = int(f.methods.xLock(f.inner, level))
         if rc == SQLITE_OK:
             f.level = max(f.level, level)
@@ -278,9 +290,23 @@ _IO_METHODS = capi.sqlite3_io_methods_v3(
 )
 
 
+def _with_version(version: int) -> capi.sqlite3_io_methods_v3:
+    methods = capi.sqlite3_io_methods_v3()
+    ctypes.memmove(ctypes.addressof(methods), ctypes.addressof(_IO_METHODS),
+                   ctypes.sizeof(methods))
+    methods.iVersion = version
+    return methods
+
+
+#: The same callbacks claiming version 1, 2 or 3, matched to the inner file's.
+_IO_METHODS_BY_VERSION = {1: _with_version(1), 2: _with_version(2), 3: _IO_METHODS}
+
+
 def keep_alive() -> None:
     """Keep the callback thunks alive past interpreter teardown (see shim.register)."""
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(_IO_METHODS))
+    for methods in _IO_METHODS_BY_VERSION.values():
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(methods))
 
 
 def open_count() -> int:

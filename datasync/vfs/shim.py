@@ -52,7 +52,7 @@ from . import plain
 from .boundary import fail as _fail
 from .boundary import last_error, take_last_error
 from .files import LockManager, MemoryFile, StoreFile
-from .guard import last_opened, note_opened
+from .guard import GUARD, last_opened, note_opened
 
 VFS_NAME = "datasync"
 _MAX_PATH = 1024
@@ -135,7 +135,15 @@ def detach(name: str, *, hand_over: bool = False) -> bool:
             entry.store.add_commit_listener(_flush_owned)
             return False
         del _attached[name]
+        _memfiles.pop(name + "-journal", None)  # a PERSIST/TRUNCATE journal
         return True
+
+
+def open_files(name: str) -> int:
+    """How many files of store ``name`` SQLite has open now (one per connection,
+    plus any ATTACH of it)."""
+    entry = _attached.get(name)
+    return 0 if entry is None else entry.open_files
 
 
 def attached(name: str) -> BlockStore | None:
@@ -173,7 +181,10 @@ def _x_read(pfile: int, buf: int, amount: int, offset: int) -> int:
 
 def _x_write(pfile: int, buf: int, amount: int, offset: int) -> int:
     try:
-        _files[pfile].write(offset, string_at(buf, amount))
+        f = _files[pfile]
+        if offset == 0 and isinstance(f, StoreFile):  # page 1: written by every commit
+            GUARD.check_commit(f.conn, f, f.name)
+        f.write(offset, string_at(buf, amount))
         return SQLITE_OK
     except BaseException as exc:
         return _fail(exc, capi.SQLITE_IOERR_WRITE)
@@ -188,8 +199,15 @@ def _x_truncate(pfile: int, size: int) -> int:
 
 
 def _x_sync(pfile: int, flags: int) -> int:
-    # Durability comes from the store's flushes, not from syncing files.
-    return SQLITE_OK
+    # Durability comes from the store's flushes, not from syncing files. A commit
+    # syncs its database: the last moment to refuse one that writes two of them.
+    try:
+        f = _files[pfile]
+        if isinstance(f, StoreFile):
+            GUARD.check_commit(f.conn, f, f.name)
+        return SQLITE_OK
+    except BaseException as exc:
+        return _fail(exc, capi.SQLITE_IOERR_FSYNC)
 
 
 def _x_file_size(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
@@ -202,7 +220,10 @@ def _x_file_size(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
 
 def _x_lock(pfile: int, level: int) -> int:
     try:
-        return SQLITE_OK if _files[pfile].lock(level) else SQLITE_BUSY
+        f = _files[pfile]
+        if level == capi.SQLITE_LOCK_EXCLUSIVE and isinstance(f, StoreFile):
+            GUARD.check_commit(f.conn, f, f.name)
+        return SQLITE_OK if f.lock(level) else SQLITE_BUSY
     except BaseException as exc:
         return _fail(exc, capi.SQLITE_IOERR_LOCK)
 
@@ -372,6 +393,7 @@ def _release_store(name: str) -> None:
             except Exception:
                 return  # recorded by the store; kept with its committed blocks
             del _attached[name]
+            _memfiles.pop(name + "-journal", None)  # a PERSIST/TRUNCATE journal
 
 
 def close_idle(name: str) -> None:
@@ -384,11 +406,12 @@ def close_idle(name: str) -> None:
             return
         if entry.open_files > 0:
             raise StoreBusyError(
-                f"{name!r} is open through {entry.open_files} plain sqlite3 connection "
-                "file(s) in this process; close those connections first, or use "
-                "db.connect() on the database datasync.open() returns")
+                f"{name!r} is still open through {entry.open_files} sqlite3 connection "
+                "file(s) in this process (plain sqlite3 connections, or connections "
+                "from db.connect() left open after db.close()); close them first")
         entry.store.close_sync()
         del _attached[name]
+        _memfiles.pop(name + "-journal", None)
 
 
 def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  # type: ignore[no-untyped-def]
@@ -405,6 +428,11 @@ def _x_open(pvfs: int, zname: int, pfile: int, flags: int, out_flags) -> int:  #
                 "commits come from the block store (use the default journal mode)"
             )
         if flags & capi.SQLITE_OPEN_MAIN_DB and zname:
+            if _uri_params(zname, ("cache",)).get("cache") == "shared":
+                raise InvalidOptionError(
+                    "a datasync database cannot be opened in shared-cache mode "
+                    "(cache=shared): its connections must each have their own pager; "
+                    "drop the cache=shared URI parameter")
             entry = _acquire_store(name, zname)
             f = StoreFile(entry.store, entry.locks, name)
         else:
