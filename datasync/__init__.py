@@ -39,6 +39,9 @@ from .errors import (
     WrongKeyError,
 )
 from .sqlite_image import NotASQLiteImageError
+from . import runtime as _runtime
+
+_runtime.install()  # the native/browser wiring (datasync/runtime.py)
 
 __version__ = "0.3.0"
 

@@ -114,6 +114,16 @@ class ConnectionPragmaError(TabStatementError):
     ``pragmas={...}`` instead."""
 
 
+class NotSupportedError(DatasyncError):
+    """A SQLite feature datasync does not offer on its databases (WAL, exclusive
+    locking mode, shared cache); the message says what to use instead."""
+
+
+class VFSRegistrationError(DatasyncError):
+    """SQLite refused to register the datasync VFS (a SQLite built without VFS
+    support); datasync cannot run on it."""
+
+
 class DatabaseClosedError(DatasyncError):
     """The database was used after ``close()``; open it again."""
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from helpers import EXAMPLES, native_only
 from datasync import vfs
-from datasync.vfs import capi, shim
+from datasync.vfs import callbacks, capi
 
 MODES = ["DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]
 
@@ -123,7 +123,7 @@ def test_two_connections_interleaving_in_any_journal_modes_match_sqlite(tmp_path
 def test_the_vfs_advertises_only_what_its_memory_files_do() -> None:
     """SAFE_APPEND, SEQUENTIAL and POWERSAFE_OVERWRITE hold for bytes in memory; a
     file deleted while open is not kept (UNDELETABLE_WHEN_OPEN is not claimed)."""
-    claimed = shim._x_device_characteristics(0)
+    claimed = callbacks._x_device_characteristics(0)
     assert not claimed & capi.SQLITE_IOCAP_UNDELETABLE_WHEN_OPEN
     allowed = (capi.SQLITE_IOCAP_SAFE_APPEND | capi.SQLITE_IOCAP_SEQUENTIAL
                | capi.SQLITE_IOCAP_POWERSAFE_OVERWRITE)
@@ -134,9 +134,9 @@ def test_a_journal_deleted_while_open_is_recreated_empty_for_the_next_open() -> 
     """Deleting a memory file that a handle holds: the holder keeps its bytes, the
     name starts afresh (what SQLite expects without UNDELETABLE_WHEN_OPEN)."""
     name = "/nowhere/deleted-while-open.dsdb-journal"
-    shim._memfiles[name] = held = bytearray(b"old journal")
-    assert shim._x_delete(0, name.encode(), 0) == capi.SQLITE_OK
-    assert name not in shim._memfiles and held == bytearray(b"old journal")
+    callbacks.VFS.registry.memfiles[name] = held = bytearray(b"old journal")
+    assert callbacks._x_delete(0, name.encode(), 0) == capi.SQLITE_OK
+    assert name not in callbacks.VFS.registry.memfiles and held == bytearray(b"old journal")
     out = (ctypes_int := __import__("ctypes").c_int * 1)()
-    assert shim._x_access(0, name.encode(), 0, out) == capi.SQLITE_OK and out[0] == 0
+    assert callbacks._x_access(0, name.encode(), 0, out) == capi.SQLITE_OK and out[0] == 0
     del ctypes_int

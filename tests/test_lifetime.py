@@ -17,7 +17,7 @@ import pytest
 
 import datasync
 from datasync import database, vfs
-from datasync.vfs import shim
+from datasync.vfs import callbacks
 
 from helpers import native_only
 
@@ -260,20 +260,24 @@ def test_a_connection_made_in_another_thread_outlives_close_and_keeps_its_commit
 def test_a_store_whose_last_flush_failed_keeps_its_commits_until_reopened(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "full.dsdb")
     failing = {"on": True}
-    real_factory = shim.default_store_factory
+    real = callbacks.VFS.registry.opener
 
-    def factory(name, params):  # type: ignore[no-untyped-def]
-        store = real_factory(name, params)
+    class Failing:
+        def recognizes(self, name: str) -> bool:
+            return real.recognizes(name)
 
-        def hook(stage: str, detail: int) -> None:
-            if failing["on"] and stage == "meta":
-                raise datasync.StorageFullError("injected: disk full")
+        def open(self, name, params):  # type: ignore[no-untyped-def]
+            store = real.open(name, params)
 
-        store.backend.fault_hook = hook
-        return store
+            def hook(stage: str, detail: int) -> None:
+                if failing["on"] and stage == "meta":
+                    raise datasync.StorageFullError("injected: disk full")
+
+            store.backend.fault_hook = hook
+            return store
 
     async def go() -> list[Any]:
-        monkeypatch.setattr(shim, "default_store_factory", factory)
+        monkeypatch.setattr(callbacks.VFS.registry, "opener", Failing())
         con = raw(path)
         con.execute("CREATE TABLE t(x)")
         con.execute("INSERT INTO t VALUES ('kept')")
@@ -384,6 +388,6 @@ def test_a_persist_journal_goes_with_its_store(tmp_path) -> None:  # type: ignor
     con.execute("PRAGMA journal_mode=PERSIST")
     con.execute("CREATE TABLE t(x)")
     con.commit()
-    assert os.path.realpath(path) + "-journal" in shim._memfiles
+    assert os.path.realpath(path) + "-journal" in callbacks.VFS.registry.memfiles
     con.close()
-    assert os.path.realpath(path) + "-journal" not in shim._memfiles
+    assert os.path.realpath(path) + "-journal" not in callbacks.VFS.registry.memfiles

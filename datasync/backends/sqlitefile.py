@@ -64,6 +64,8 @@ class StoreConnection(sqlite3.Connection):
     """The backend's own connection to its store file (the VFS's exit hook leaves
     these open until the stores are flushed and closed)."""
 
+    backend_own = True
+
 
 def _serialized(method: F) -> F:
     """Run the method holding the backend's lock: its one SQLite connection is used

@@ -397,10 +397,10 @@ class SharedDatabase:
     async def _catch_up_when_idle(self) -> int:
         before = self._store.version
         async with self.db._lock:  # not between a BEGIN and its COMMIT of ours
-            entry = vfs.shim._attached.get(self._store.backend.key)
-            if self._closed or entry is None:
+            key = self._store.backend.key
+            if self._closed or vfs.attached(key) is None:
                 return before
-            while entry.locks.shared or entry.locks.reserved_held():  # a reader is busy
+            while vfs.in_use(key):  # a reader is inside a transaction
                 await asyncio.sleep(0.005)
             try:
                 version = await self._store.catch_up()

@@ -32,10 +32,15 @@ __all__ = ["LockManager", "MemoryFile", "StoreFile", "NONE", "SHARED", "RESERVED
 
 
 class LockManager:
-    """SQLite's file locks for one store, shared by every connection in-process."""
+    """SQLite's file locks for one store, shared by every connection in-process.
 
-    def __init__(self, store: BlockStore) -> None:
+    ``hot_journal(name)`` (given by the VFS) says whether the journal of the file
+    named ``name`` is hot: a commit that failed half-way and could not roll back."""
+
+    def __init__(self, store: BlockStore,
+                 hot_journal: Callable[[str], bool] = lambda name: False) -> None:
         self.store = store
+        self.hot_journal = hot_journal
         self.shared = 0
         self.reserved: object | None = None
         self.pending: object | None = None
@@ -103,9 +108,6 @@ class LockManager:
                 committed = self.store.commit_pending()
         if committed:
             self.store.after_commit()
-
-    #: Set by the VFS: tells whether a journal file of that name is hot.
-    hot_journal: Callable[[str], bool] = staticmethod(lambda name: False)
 
     def reserved_held(self) -> bool:
         return self.reserved is not None or self.pending is not None or self.exclusive is not None

@@ -7,7 +7,7 @@ Example::
 
 A connection on the datasync VFS opens every other database through it too
 (``ATTACH``, ``VACUUM INTO``). A name that is not a datasync store (see
-``shim._is_store_name``) is an ordinary file, and what sqlite3 users expect of it is
+``core.DatasyncVFS.is_store_name``) is an ordinary file, and what sqlite3 users expect of it is
 what SQLite's default VFS does: an ordinary SQLite file, its own rollback journal
 or WAL on disk, its own locks. So the datasync VFS opens it, and its journal, WAL
 and super-journals, with the default VFS (``unix`` natively; Emscripten's file
@@ -58,54 +58,83 @@ class PlainFile:
         self.main = main
 
 
-_files: dict[int, PlainFile] = {}
-_families: dict[str, int] = {}  # main database name -> open main files
-_lock = threading.Lock()
+class PlainFiles:
+    """The ordinary files open through the datasync VFS, and their families
+    (journal, WAL, shared memory, super-journals), which SQLite's own VFS keeps.
+
+    The io-method callbacks below reach the instance the VFS made (one per process)."""
+
+    def __init__(self) -> None:
+        global _current
+        self.lock = threading.Lock()
+        self.files: dict[int, PlainFile] = {}
+        self.families: dict[str, int] = {}  # main database name -> open main files
+        _current = self
+
+    def is_family(self, name: str) -> bool:
+        """True if ``name`` is an open ordinary database, or its journal, WAL,
+        shared memory or super-journal."""
+        with self.lock:
+            if name in self.families:
+                return True
+            return any(name.startswith(main + sfx)
+                       for main in self.families for sfx in _FAMILY_SUFFIXES)
+
+    def open(self, zname: int, name: str, pfile: int, flags: int, out_flags: Any) -> int:
+        """xOpen for an ordinary file: the default VFS opens it inside our struct."""
+        address, default = capi.default_vfs()
+        inner = pfile + HEADER
+        rc = default.xOpen(address, zname, inner, flags, out_flags)
+        if rc != SQLITE_OK:
+            return int(rc)
+        if not c_void_p.from_address(inner).value:
+            return SQLITE_OK  # opened nothing (SQLite then treats it as closed)
+        main = bool(flags & capi.SQLITE_OPEN_MAIN_DB)
+        f = PlainFile(name, inner, main)
+        with self.lock:
+            self.files[pfile] = f
+            if main:
+                self.families[name] = self.families.get(name, 0) + 1
+        # Our methods claim no more than the inner file has: SQLite then never asks
+        # for shared memory or mmap the default VFS cannot give.
+        c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS_BY_VERSION[f.version])
+        return SQLITE_OK
+
+    def closed(self, pfile: int) -> PlainFile:
+        """Forget a file being closed; returns it."""
+        with self.lock:
+            f = self.files.pop(pfile)
+            if f.main:
+                self.families[f.name] -= 1
+                if not self.families[f.name]:
+                    del self.families[f.name]
+        return f
+
+    @staticmethod
+    def delete(zname: bytes, sync_dir: int) -> int:
+        address, default = capi.default_vfs()
+        return int(default.xDelete(address, zname, sync_dir))
+
+    @staticmethod
+    def access(zname: bytes, flags: int, out: Any) -> int:
+        address, default = capi.default_vfs()
+        return int(default.xAccess(address, zname, flags, out))
+
+    def open_count(self) -> int:
+        return len(self.files)
+
+
+_current: PlainFiles | None = None
+
+
+def _file(pfile: int) -> PlainFile:
+    assert _current is not None
+    return _current.files[pfile]
 
 
 def file_size_needed() -> int:
     """Bytes our file struct needs to hold a default-VFS file after its header."""
     return HEADER + capi.default_vfs()[1].szOsFile
-
-
-def is_family(name: str) -> bool:
-    """True if ``name`` is an open ordinary database, or its journal, WAL, shared
-    memory or super-journal."""
-    with _lock:
-        if name in _families:
-            return True
-        return any(name.startswith(main + sfx) for main in _families for sfx in _FAMILY_SUFFIXES)
-
-
-def open_file(zname: int, name: str, pfile: int, flags: int, out_flags) -> int:  # type: ignore[no-untyped-def]
-    """xOpen for an ordinary file: the default VFS opens it inside our struct."""
-    address, default = capi.default_vfs()
-    inner = pfile + HEADER
-    rc = default.xOpen(address, zname, inner, flags, out_flags)
-    if rc != SQLITE_OK:
-        return int(rc)
-    if not c_void_p.from_address(inner).value:
-        return SQLITE_OK  # opened nothing (SQLite then treats it as closed)
-    main = bool(flags & capi.SQLITE_OPEN_MAIN_DB)
-    with _lock:
-        _files[pfile] = PlainFile(name, inner, main)
-        if main:
-            _families[name] = _families.get(name, 0) + 1
-    # Our methods claim no more than the inner file has: SQLite then never asks
-    # for shared memory or mmap the default VFS cannot give.
-    c_void_p.from_address(pfile).value = ctypes.addressof(_IO_METHODS_BY_VERSION[
-        _files[pfile].version])
-    return SQLITE_OK
-
-
-def delete(zname: bytes, sync_dir: int) -> int:
-    address, default = capi.default_vfs()
-    return int(default.xDelete(address, zname, sync_dir))
-
-
-def access(zname: bytes, flags: int, out) -> int:  # type: ignore[no-untyped-def]
-    address, default = capi.default_vfs()
-    return int(default.xAccess(address, zname, flags, out))
 
 
 # -- io methods: forward to the inner file ------------------------------------------
@@ -124,12 +153,8 @@ def _boundary(code: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def _p_close(pfile: int) -> int:
     try:
-        with _lock:
-            f = _files.pop(pfile)
-            if f.main:
-                _families[f.name] -= 1
-                if not _families[f.name]:
-                    del _families[f.name]
+        assert _current is not None
+        f = _current.closed(pfile)
         GUARD.release(f.conn, f)
         return int(f.methods.xClose(f.inner))
     except BaseException as exc:
@@ -138,13 +163,13 @@ def _p_close(pfile: int) -> int:
 
 @_boundary(capi.SQLITE_IOERR_READ)
 def _p_read(pfile: int, buf: int, amount: int, offset: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xRead(f.inner, buf, amount, offset))
 
 
 @_boundary(capi.SQLITE_IOERR_WRITE)
 def _p_write(pfile: int, buf: int, amount: int, offset: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     if offset == 0 and f.main:
         GUARD.check_commit(f.conn, f, f.name)
     return int(f.methods.xWrite(f.inner, buf, amount, offset))
@@ -152,13 +177,13 @@ def _p_write(pfile: int, buf: int, amount: int, offset: int) -> int:
 
 @_boundary(capi.SQLITE_IOERR_TRUNCATE)
 def _p_truncate(pfile: int, size: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xTruncate(f.inner, size))
 
 
 @_boundary(capi.SQLITE_IOERR_FSYNC)
 def _p_sync(pfile: int, flags: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     if f.main:
         GUARD.check_commit(f.conn, f, f.name)
     return int(f.methods.xSync(f.inner, flags))
@@ -166,13 +191,13 @@ def _p_sync(pfile: int, flags: int) -> int:
 
 @_boundary(capi.SQLITE_IOERR_FSTAT)
 def _p_file_size(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xFileSize(f.inner, out))
 
 
 def _p_lock(pfile: int, level: int) -> int:
     try:
-        f = _files[pfile]
+        f = _file(pfile)
         claimed = f.main and level >= SQLITE_LOCK_RESERVED > f.level
         if claimed:
             GUARD.claim(f.conn, f, f.name)
@@ -190,7 +215,7 @@ def _p_lock(pfile: int, level: int) -> int:
 
 def _p_unlock(pfile: int, level: int) -> int:
     try:
-        f = _files[pfile]
+        f = _file(pfile)
         rc = int(f.methods.xUnlock(f.inner, level))
         f.level = min(f.level, level)
         if level < SQLITE_LOCK_RESERVED:
@@ -202,13 +227,13 @@ def _p_unlock(pfile: int, level: int) -> int:
 
 @_boundary(capi.SQLITE_IOERR_CHECKRESERVEDLOCK)
 def _p_check_reserved(pfile: int, out) -> int:  # type: ignore[no-untyped-def]
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xCheckReservedLock(f.inner, out))
 
 
 def _p_file_control(pfile: int, op: int, arg: int) -> int:
     try:
-        f = _files[pfile]
+        f = _file(pfile)
         if op == capi.SQLITE_FCNTL_PDB and arg:
             f.conn = c_void_p.from_address(arg).value
             note_opened(f.conn)
@@ -219,31 +244,31 @@ def _p_file_control(pfile: int, op: int, arg: int) -> int:
 
 @_boundary(4096)
 def _p_sector_size(pfile: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xSectorSize(f.inner))
 
 
 @_boundary(0)
 def _p_device_characteristics(pfile: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xDeviceCharacteristics(f.inner))
 
 
 @_boundary(capi.SQLITE_IOERR)
 def _p_shm_map(pfile: int, page: int, size: int, extend: int, pp: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xShmMap(f.inner, page, size, extend, pp))
 
 
 @_boundary(capi.SQLITE_IOERR)
 def _p_shm_lock(pfile: int, offset: int, n: int, flags: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xShmLock(f.inner, offset, n, flags))
 
 
 def _p_shm_barrier(pfile: int) -> None:
     try:
-        f = _files[pfile]
+        f = _file(pfile)
         f.methods.xShmBarrier(f.inner)
     except BaseException as exc:
         fail(exc, 0)
@@ -251,19 +276,19 @@ def _p_shm_barrier(pfile: int) -> None:
 
 @_boundary(capi.SQLITE_IOERR)
 def _p_shm_unmap(pfile: int, delete_flag: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xShmUnmap(f.inner, delete_flag))
 
 
 @_boundary(capi.SQLITE_IOERR)
 def _p_fetch(pfile: int, offset: int, amount: int, pp: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xFetch(f.inner, offset, amount, pp))
 
 
 @_boundary(capi.SQLITE_IOERR)
 def _p_unfetch(pfile: int, offset: int, p: int) -> int:
-    f = _files[pfile]
+    f = _file(pfile)
     return int(f.methods.xUnfetch(f.inner, offset, p))
 
 
@@ -303,11 +328,8 @@ _IO_METHODS_BY_VERSION = {1: _with_version(1), 2: _with_version(2), 3: _IO_METHO
 
 
 def keep_alive() -> None:
-    """Keep the callback thunks alive past interpreter teardown (see shim.register)."""
+    """Keep the callback thunks alive past interpreter teardown (see callbacks.register)."""
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(_IO_METHODS))
     for methods in _IO_METHODS_BY_VERSION.values():
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(methods))
 
-
-def open_count() -> int:
-    return len(_files)

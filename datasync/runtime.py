@@ -1,0 +1,68 @@
+"""What differs between native Python and Pyodide, chosen in this one place.
+
+Example::
+
+    from datasync import runtime
+    kind = runtime.default_backend()      # "sqlitefile" natively, "indexeddb" in Pyodide
+    runtime.install()                      # done by `import datasync`
+
+Every other module asks here (or is handed what it needs) instead of testing the
+platform itself; only :mod:`datasync.platform` (the flag) and the C library loader
+(:mod:`datasync.vfs.capi`) look at it too.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import vfs
+from .platform import IN_PYODIDE
+
+__all__ = ["IN_PYODIDE", "SqliteFileOpener", "default_backend", "install"]
+
+#: ``PRAGMA application_id`` of a sqlitefile store, as the SQLite header holds it.
+_STORE_HEADER_ID = (0x4453796E).to_bytes(4, "big")
+
+
+def default_backend() -> str:
+    """The backend a database name means when none is given."""
+    return "indexeddb" if IN_PYODIDE else "sqlitefile"
+
+
+class SqliteFileOpener:
+    """:class:`~datasync.vfs.StoreOpener` natively: a name is a store file's path.
+
+    Example: ``vfs.set_store_opener(SqliteFileOpener())`` (what :func:`install` does)
+    """
+
+    def recognizes(self, name: str) -> bool:
+        """True if ``name`` is an existing store file (its SQLite header says so)."""
+        try:
+            with open(name, "rb") as fh:
+                header = fh.read(72)
+        except OSError:
+            return False
+        return header[:16] == b"SQLite format 3\0" and header[68:72] == _STORE_HEADER_ID
+
+    def open(self, name: str, params: dict[str, str]) -> Any:
+        """Open (or create) the store at path ``name``, synchronously, with the URI
+        parameters ``block_size`` and ``cache_bytes``."""
+        from .backends.sqlitefile import SqliteFileBackend
+        from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
+        from .errors import InvalidOptionError
+        from .format import DEFAULT_BLOCK_SIZE
+
+        try:
+            block_size = int(params.get("block_size", DEFAULT_BLOCK_SIZE))
+            cache_bytes = int(params.get("cache_bytes", DEFAULT_CACHE_BYTES))
+        except ValueError as exc:
+            raise InvalidOptionError(f"bad URI parameter for {name!r}: {exc}") from exc
+        return BlockStore.open_sync(SqliteFileBackend(os.fspath(name)), block_size=block_size,
+                                    cache_bytes=cache_bytes)
+
+
+def install() -> None:
+    """Wire the runtime's pieces: natively the VFS opens stores by path on demand
+    (plain ``sqlite3.connect(vfs.uri(path))``); in Pyodide it serves only stores
+    opened with ``datasync.open``."""
+    vfs.set_store_opener(None if IN_PYODIDE else SqliteFileOpener())
