@@ -16,7 +16,17 @@ Example::
 from .cdc import Change
 from .database import Database, Result, open
 from .errors import (
+    AsyncOnlyError,
     BackendError,
+    BackupTargetError,
+    CryptoUnavailableError,
+    LeaderUnavailableError,
+    NotLeaderError,
+    NotSupportedError,
+    QueuedWriteTimeoutError,
+    RemoteError,
+    TransactionActiveError,
+    VFSRegistrationError,
     CorruptBlockError,
     CrossDatabaseWriteError,
     DatabaseClosedError,
@@ -46,7 +56,17 @@ _runtime.install()  # the native/browser wiring (datasync/runtime.py)
 __version__ = "0.3.0"
 
 __all__ = [
+    "AsyncOnlyError",
     "BackendError",
+    "BackupTargetError",
+    "CryptoUnavailableError",
+    "LeaderUnavailableError",
+    "NotLeaderError",
+    "NotSupportedError",
+    "QueuedWriteTimeoutError",
+    "RemoteError",
+    "TransactionActiveError",
+    "VFSRegistrationError",
     "Change",
     "CorruptBlockError",
     "CrossDatabaseWriteError",

@@ -35,7 +35,8 @@ from typing import Any
 from . import cdc as _cdc
 from .cdc_connection import CapturingConnection, run_ddl
 from . import encryption, vfs
-from .backends import Backend, make_backend
+from .backends import Backend, KeepsHistory, make_backend
+from .backends.contract import no_history
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
 from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError, StoreBusyError
 from .encryption import EncryptionKey
@@ -134,8 +135,8 @@ async def open(
         raise InvalidOptionError(
             f"backend={backend!r} is not allowed: use a backend name or a Backend")
     be = make_backend(name, backend, strict=durability == "strict")
-    if retain_versions and not be.keeps_history:
-        raise be._no_history()
+    if retain_versions and not isinstance(be, KeepsHistory):
+        raise no_history(be)
     key = be.key
     while key in _opening:  # the same store, being opened by another task
         await asyncio.wait([_opening[key]])
@@ -154,7 +155,7 @@ async def open(
         try:
             store = await BlockStore.open(
                 be, block_size=block_size, cache_bytes=cache_bytes, create=create,
-                encryption_key=encryption_key, resident=resident,
+                codecs=encryption.codecs(encryption_key), resident=resident,
             )
             try:
                 vfs.register()
@@ -230,7 +231,7 @@ class Database:
         self._close_wakers: set[Callable[[], None]] = set()
         self._remove_lifecycle: Callable[[], None] = lambda: None
         if IN_PYODIDE:
-            from .browser import install_lifecycle_flush
+            from .browser.lifecycle import install_lifecycle_flush
 
             self._remove_lifecycle = install_lifecycle_flush(self._store.flush)
 

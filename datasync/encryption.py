@@ -42,7 +42,7 @@ import struct
 from typing import Any, Protocol, Union
 
 from .errors import CorruptBlockError, DatasyncError, InvalidOptionError, WrongKeyError
-from .format import Codec, Meta, Record
+from .format import Codec, Meta, PlainCodecs, Record, key_identity, version_map_of, with_version_map
 from .platform import IN_PYODIDE
 
 #: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
@@ -249,6 +249,40 @@ class EncryptedCodec(Codec):
             out ^= self.version_tag(index, version)
         return out
 
+    def _moved(self, value: int, changes: dict[int, int | None],
+               tracked: dict[int, int]) -> int:
+        """Version map ``value`` updated for ``changes`` (from ``tracked``)."""
+        for i, new in changes.items():
+            old = tracked.get(i)
+            if old != new:
+                if old is not None:
+                    value ^= self.version_tag(i, old)
+                if new is not None:
+                    value ^= self.version_tag(i, new)
+        return value
+
+    # The Codec interface of version authentication (see datasync.format.Codec).
+    def versions_authentic(self, versions: dict[int, int], meta: Meta) -> bool:
+        if not self.tracks_versions:
+            return True
+        return self.version_map(versions) == version_map_of(meta)
+
+    def moves_authentic(self, old: Meta, new: Meta, changes: dict[int, int | None],
+                        tracked: dict[int, int]) -> bool:
+        if not self.tracks_versions:
+            return True
+        return self._moved(version_map_of(old) or 0, changes, tracked) == version_map_of(new)
+
+    def meta_after(self, base: Meta, new: Meta, changes: dict[int, int | None],
+                   tracked: dict[int, int], *, full: bool) -> Meta:
+        if not self.tracks_versions:
+            return new
+        if full:  # every block is written (a rekey): start afresh
+            value = self.version_map({i: v for i, v in changes.items() if v is not None})
+        else:
+            value = self._moved(version_map_of(base) or 0, changes, tracked)
+        return with_version_map(new, value)
+
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         nonce = os.urandom(NONCE_BYTES)
         payload = nonce + self.cipher.seal(nonce, bytes(data),
@@ -429,21 +463,22 @@ def map_key(raw: bytes) -> bytes:
     return hmac.new(raw, MAP_LABEL, hashlib.sha256).digest()
 
 
-def stored_map(meta: Meta) -> int | None:
-    """The version map ``meta`` carries (None: not written yet)."""
-    text = (meta.extra.get("encryption") or {}).get("map")
-    return None if text is None else int(text, 16)
+class KeyCodecs:
+    """:class:`~datasync.format.Codecs` of a store opened with an encryption key.
+
+    Example: ``await BlockStore.open(backend, codecs=codecs(key))``"""
+
+    def __init__(self, key: EncryptionKey) -> None:
+        check_key_type(key)
+        self.key = key
+
+    def new_store_extra(self) -> dict[str, Any]:
+        return {"encryption": new_scheme(self.key)}
+
+    async def codec_for(self, meta: Meta, *, where: str = "store") -> tuple[Codec, Meta | None]:
+        return await open_codec(meta, self.key, where=where)
 
 
-def key_identity(meta: Meta) -> dict[str, Any] | None:
-    """What changes when a store is rekeyed (scheme, salt, key check), and only
-    then: the encryption scheme without the version map every flush updates."""
-    scheme = meta.extra.get("encryption")
-    return None if not scheme else {k: v for k, v in scheme.items() if k != "map"}
-
-
-def with_map(meta: Meta, value: int) -> Meta:
-    """``meta`` carrying version map ``value``."""
-    scheme = dict(meta.extra.get("encryption") or {})
-    scheme["map"] = f"{value:032x}"
-    return _with_scheme(meta, scheme)
+def codecs(key: EncryptionKey | None) -> Any:
+    """The :class:`~datasync.format.Codecs` for ``key`` (None: an unencrypted store)."""
+    return PlainCodecs() if key is None else KeyCodecs(key)

@@ -114,6 +114,59 @@ class ConnectionPragmaError(TabStatementError):
     ``pragmas={...}`` instead."""
 
 
+class AsyncOnlyError(DatasyncError):
+    """Something that must complete synchronously would have to wait for I/O (an
+    asynchronous backend such as IndexedDB, or WebCrypto): use the async API."""
+
+
+class UnflushedWritesError(DatasyncError):
+    """A follower's catch-up found writes of its own not yet flushed: only a store
+    that never writes (a multi-tab follower) catches up with another writer."""
+
+
+class TransactionActiveError(DatasyncError):
+    """An operation that replaces or re-encrypts the database, or closes it, was
+    called inside a transaction: end the transaction (commit or roll back) first."""
+
+
+class NotLeaderError(DatasyncError):
+    """Only the leader tab can do this (replace the whole database): call
+    ``request_leadership()`` first."""
+
+
+class BackupTargetError(DatasyncError):
+    """``backup()`` was given a target that already holds a database, or the
+    source itself: back up into a new, empty one."""
+
+
+class CryptoUnavailableError(DatasyncError):
+    """Encryption cannot run here: the ``cryptography`` package is missing natively
+    (``pip install 'datasync[crypto]'``), or WebCrypto is unavailable in the
+    browser (it needs a secure context: https or localhost)."""
+
+
+class LeaderUnavailableError(DatasyncError):
+    """No leader tab answered in time; the write was not applied (safe to retry)."""
+
+
+class QueuedWriteTimeoutError(DatasyncError):
+    """A queued write was not applied in time. It stays queued, durably, and a
+    leader applies it later: do **not** queue it again. ``id`` names it."""
+
+    def __init__(self, message: str, entry_id: str = "") -> None:
+        super().__init__(message)
+        self.id = entry_id
+
+
+class RemoteError(DatasyncError):
+    """A forwarded statement failed on the leader tab with an error of a class this
+    tab does not know; ``name`` is that class's name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
 class NotSupportedError(DatasyncError):
     """A SQLite feature datasync does not offer on its databases (WAL, exclusive
     locking mode, shared cache); the message says what to use instead."""

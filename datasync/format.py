@@ -20,9 +20,9 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from .errors import CorruptBlockError, FormatVersionError, InvalidOptionError
+from .errors import CorruptBlockError, FormatVersionError, InvalidOptionError, WrongKeyError
 
 #: Version of the stored format written by this release.
 FORMAT_VERSION = 1
@@ -138,7 +138,7 @@ class Flush:
     stored version differs refuses the flush (another writer got there first).
     ``blocks`` are the new records; every stored record at index
     ``>= meta.block_count`` is deleted. With ``retain > 0`` the records it replaces
-    or deletes go to the store's history (see :func:`records_as_of`). A block below ``meta.block_count`` that the
+    or deletes go to the store's history (see datasync.backends.history). A block below ``meta.block_count`` that the
     file lost to a truncation (or gained by growing) without being written is sent
     explicitly as zeros, so a backend never has to reason about truncation.
     """
@@ -151,11 +151,34 @@ class Flush:
     #: metadata) so the last ``retain`` versions stay restorable; 0 keeps nothing.
     retain: int = 0
     #: For a backend that cannot read what it supersedes inside its transaction
-    #: (``history_from_store``): the stored records this flush replaces or drops.
+    #: (``HistoryFromStore``): the stored records this flush replaces or drops,
+    #: and ``history_sent`` set (see datasync.backends.history).
     history: dict[int, Record] = field(default_factory=dict)
+    history_sent: bool = False
 
 
 _HEADER = struct.Struct("<qq")
+
+
+def version_map_of(meta: Meta) -> int | None:
+    """The keyed version map ``meta`` carries (``extra.encryption.map``; None: none
+    written yet). See :mod:`datasync.encryption`."""
+    text = (meta.extra.get("encryption") or {}).get("map")
+    return None if text is None else int(text, 16)
+
+
+def with_version_map(meta: Meta, value: int) -> Meta:
+    """``meta`` carrying version map ``value``."""
+    scheme = dict(meta.extra.get("encryption") or {})
+    scheme["map"] = f"{value:032x}"
+    return replace(meta, extra={**meta.extra, "encryption": scheme})
+
+
+def key_identity(meta: Meta) -> dict[str, Any] | None:
+    """What changes when a store is rekeyed (scheme, salt, key check), and only
+    then: its encryption scheme without the version map every flush updates."""
+    scheme = meta.extra.get("encryption")
+    return None if not scheme else {k: v for k, v in scheme.items() if k != "map"}
 
 
 class Codec:
@@ -163,15 +186,37 @@ class Codec:
 
     The checksum covers the file name, block index, version and data, so a record
     that is moved, replayed from another version or altered fails to decode.
+
+    A codec may also *authenticate versions* (``tracks_versions``: an encrypted
+    store's keyed version map, see :mod:`datasync.encryption`): then the block store
+    tracks every block's stored version and asks the codec to check them
+    (:meth:`versions_authentic`, :meth:`moves_authentic`) and to stamp the metadata
+    of each flush (:meth:`meta_after`). This plain codec authenticates nothing.
     """
 
     #: False if only :meth:`decode_many` works (WebCrypto is asynchronous): the
     #: block store then keeps every block resident instead of reading on demand.
     decodes_sync = True
 
-    #: True for a codec that authenticates which version each block must be at
-    #: (an encrypted store's version map, see :mod:`datasync.encryption`).
+    #: True for a codec that authenticates which version each block must be at.
     tracks_versions = False
+
+    def versions_authentic(self, versions: dict[int, int], meta: Meta) -> bool:
+        """Whether ``versions`` (index -> stored version, every block) are the ones
+        ``meta`` authenticates."""
+        return True
+
+    def moves_authentic(self, old: Meta, new: Meta, changes: dict[int, int | None],
+                        tracked: dict[int, int]) -> bool:
+        """Whether going from the ``tracked`` versions of ``old`` by ``changes``
+        (index -> new version, None: dropped) yields what ``new`` authenticates."""
+        return True
+
+    def meta_after(self, base: Meta, new: Meta, changes: dict[int, int | None],
+                   tracked: dict[int, int], *, full: bool) -> Meta:
+        """``new`` (the metadata of a flush over ``base`` writing ``changes``) as
+        stored: stamped with what it authenticates. ``full``: every block written."""
+        return new
 
     def encode(self, file: str, index: int, version: int, data: bytes) -> Record:
         return Record(version, self._checksum(file, index, version, data), bytes(data))
@@ -212,31 +257,30 @@ class Codec:
         return zlib.crc32(data, head)
 
 
-@dataclass(frozen=True)
-class Superseded:
-    """A record kept for point-in-time restore: it held block ``index`` from its own
-    version up to (not including) version ``superseded``."""
+class Codecs(Protocol):
+    """What gives a store its codec: without a key, or with one (encryption).
 
-    index: int
-    superseded: int
-    record: Record
+    Example: ``await BlockStore.open(backend, codecs=encryption.codecs(key))``"""
+
+    def new_store_extra(self) -> dict[str, Any]:
+        """The ``extra`` of a store being created with this key (or none)."""
+
+    async def codec_for(self, meta: Meta, *, where: str = "store") -> tuple["Codec", Meta | None]:
+        """The codec for a store just opened with ``meta`` (``where`` names it in
+        messages), and, for a store just created, the metadata to flush once (its
+        key check); raises WrongKeyError / InvalidOptionError before anything is
+        written."""
 
 
-def records_as_of(meta: Meta, current: dict[int, Record], history: list[Superseded],
-                  *, where: str = "store") -> dict[int, Record]:
-    """The records of every block as they were at ``meta.version``, from the current
-    records and the kept history. Raises ``CorruptBlockError`` if one is missing."""
-    version = meta.version
-    out: dict[int, Record] = {}
-    for idx, rec in current.items():
-        if idx < meta.block_count and rec.version <= version:
-            out[idx] = rec
-    for old in history:
-        if old.index < meta.block_count and old.record.version <= version < old.superseded:
-            out[old.index] = old.record
-    missing = [i for i in range(meta.block_count) if i not in out]
-    if missing:
-        raise CorruptBlockError(
-            f"version {version} of {where} cannot be rebuilt: block {missing[0]} of it was "
-            "not kept", file=MAIN, index=missing[0])
-    return out
+class PlainCodecs:
+    """:class:`Codecs` of a store opened without a key."""
+
+    def new_store_extra(self) -> dict[str, Any]:
+        return {}
+
+    async def codec_for(self, meta: Meta, *, where: str = "store") -> tuple["Codec", Meta | None]:
+        if key_identity(meta) is not None:
+            raise WrongKeyError(
+                f"{where} is encrypted: open it with encryption_key= (the raw key or "
+                "passphrase it was created with)")
+        return Codec(), None

@@ -12,7 +12,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasync.backends import Backend, MemoryBackend, SqliteFileBackend  # noqa: E402
+from datasync.backends import (  # noqa: E402
+    Backend,
+    HistoryFromStore,
+    KeepsHistory,
+    MemoryBackend,
+    SqliteFileBackend,
+    SyncReads,
+)
 from datasync.backends.memory import _STORES  # noqa: E402
 from datasync.platform import IN_PYODIDE  # noqa: E402
 
@@ -79,3 +86,65 @@ def db_name(backend_kind: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if backend_kind in ("memory", "indexeddb"):
         return f"{backend_kind}-{next(_names)}"
     return str(tmp_path / "app.dsdb")
+
+
+class AsyncOnly(Backend):
+    """Another backend's store, without its synchronous reads: every coroutine may
+    suspend (``pause()`` before each call), as IndexedDB's do. Test double."""
+
+    def __init__(self, inner: Backend, pause: Callable[[], Coroutine[Any, Any, None]] | None = None
+                 ) -> None:
+        self.inner = inner
+        self._pause = pause
+
+    async def pause(self) -> None:
+        if self._pause is not None:
+            await self._pause()
+
+    @property
+    def fault_hook(self):  # type: ignore[no-untyped-def,override]
+        return self.inner.fault_hook
+
+    @fault_hook.setter
+    def fault_hook(self, hook) -> None:  # type: ignore[no-untyped-def]
+        self.inner.fault_hook = hook
+
+    location = property(lambda self: self.inner.location)
+    key = property(lambda self: self.inner.key)
+
+    async def open(self, initial: Any, *, create: bool = True) -> Any:
+        await self.pause()
+        return await self.inner.open(initial, create=create)
+
+    async def read_all(self, file: str = "main") -> Any:
+        await self.pause()
+        return await self.inner.read_all(file)
+
+    async def write(self, flush: Any) -> None:
+        await self.pause()
+        await self.inner.write(flush)
+        await self.pause()
+
+    async def changed_since(self, file: str, version: int) -> Any:
+        await self.pause()
+        return await self.inner.changed_since(file, version)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def destroy(self) -> None:
+        await self.inner.destroy()
+
+
+class AsyncWithHistory(AsyncOnly, KeepsHistory):
+    """:class:`AsyncOnly` over a store that keeps history (the inner backend's)."""
+
+    async def retained(self, file: str = "main") -> Any:
+        return await self.inner.retained(file)  # type: ignore[attr-defined]
+
+    async def read_as_of(self, file: str, version: int) -> Any:
+        return await self.inner.read_as_of(file, version)  # type: ignore[attr-defined]
+
+
+class AsyncSentHistory(AsyncWithHistory, HistoryFromStore):
+    """... whose history is what the block store sends, as IndexedDB's is."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datasync
 from helpers import run
-from datasync.blockstore import BlockStore
+from datasync.blockstore import BlockStore, CleanCache
 
 CACHE = 64 * 1024
 
@@ -12,18 +12,21 @@ def test_database_ten_times_the_cache_is_scanned_and_updated_within_the_bound(
     tmp_path, monkeypatch  # type: ignore[no-untyped-def]
 ) -> None:
     peak = {"cache": 0, "dirty": 0}
-    original_put = BlockStore._cache_put
+    original_put = CleanCache.put
+    stores: list[BlockStore] = []
 
     def watched_put(self, idx, data):  # type: ignore[no-untyped-def]
         original_put(self, idx, data)
-        peak["cache"] = max(peak["cache"], self._cache_used)
-        peak["dirty"] = max(peak["dirty"], self._committed.nbytes())
+        peak["cache"] = max(peak["cache"], self.used)
+        for store in stores:
+            peak["dirty"] = max(peak["dirty"], store._committed.nbytes())
 
-    monkeypatch.setattr(BlockStore, "_cache_put", watched_put)
+    monkeypatch.setattr(CleanCache, "put", watched_put)
 
     async def go() -> None:
         path = str(tmp_path / "big.dsdb")
         db = await datasync.open(path, backend="sqlitefile", cache_bytes=CACHE)
+        stores.append(db._store)
         conn = db.connect(isolation_level=None)  # autocommit: each UPDATE commits
         conn.execute("PRAGMA cache_size=-16")  # keep SQLite's own page cache small too
         conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, pad TEXT)")

@@ -12,10 +12,11 @@ import pytest
 import datasync
 from helpers import run
 from datasync.backends import MemoryBackend
-from datasync.backends.base import run_now
+from datasync.backends import run_now
 from datasync.backends.memory import _STORES
 from datasync.blockstore import BlockStore
 from datasync.encryption import (
+    codecs,
     NONCE_BYTES,
     OVERHEAD,
     PBKDF2_ITERATIONS,
@@ -207,7 +208,7 @@ def test_two_stores_with_one_passphrase_get_different_salts_and_keys(tmp_path) -
 
 def _store_with_blocks(name: str, blocks: dict[int, bytes], *, flushes: int = 1) -> None:
     async def go() -> None:
-        store = await BlockStore.open(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+        store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         for _ in range(flushes):
             for idx, data in blocks.items():
                 store.write(idx * 512, data)
@@ -219,7 +220,7 @@ def _store_with_blocks(name: str, blocks: dict[int, bytes], *, flushes: int = 1)
 
 
 async def _reopen(name: str) -> BlockStore:
-    return await BlockStore.open(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+    return await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
 
 
 def test_a_tampered_payload_raises_corrupt_block_naming_the_block() -> None:
@@ -278,7 +279,7 @@ def test_an_older_payload_relabelled_with_the_current_version_raises_corrupt_blo
     old: list[Record] = []
 
     async def go() -> None:
-        store = await BlockStore.open(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+        store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         store.write(0, b"old!" * 128)
         store.commit()
         await store.flush()
@@ -311,7 +312,7 @@ def test_two_writes_of_the_same_block_use_different_nonces() -> None:
     payloads: list[bytes] = []
 
     async def go() -> None:
-        store = await BlockStore.open(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+        store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         for _ in range(2):
             store.write(0, b"same" * 128)
             store.commit()
@@ -493,16 +494,16 @@ def test_a_store_created_without_its_key_check_gets_one_at_the_next_open() -> No
     meta = Meta.new(512)
     run_now(backend.open(replace(meta, extra={"encryption": new_scheme(RAW_KEY)})))
     try:
-        store = BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+        store = BlockStore.open_sync(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         assert store.version == 1 and store.meta.extra["encryption"]["check"]
         store.close_sync()
         with pytest.raises(WrongKeyError):
-            BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=bytes(32))
+            BlockStore.open_sync(MemoryBackend(name), block_size=512, codecs=codecs(bytes(32)))
         # With data in it, a missing check is damage, not an unfinished creation.
         stored = _STORES[name]
         scheme = {**stored.meta.extra["encryption"], "check": None}
         stored.meta = replace(stored.meta, extra={"encryption": scheme})
         with pytest.raises(WrongKeyError, match="damaged"):
-            BlockStore.open_sync(MemoryBackend(name), block_size=512, encryption_key=RAW_KEY)
+            BlockStore.open_sync(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
     finally:
         _STORES.pop(name, None)

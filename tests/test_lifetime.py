@@ -346,8 +346,10 @@ def test_closing_while_a_thread_uses_a_shared_connection_never_crashes_nor_loses
 def test_a_store_that_cannot_be_handed_over_refuses_to_close_and_changes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from datasync.backends import MemoryBackend
 
-    class Suspending(MemoryBackend):
-        sync_io = False  # as IndexedDB: cannot be flushed from another thread
+    from helpers import AsyncOnly
+
+    def Suspending(name: str) -> AsyncOnly:  # noqa: N802  (as IndexedDB: no sync flush)
+        return AsyncOnly(MemoryBackend(name))
 
     ready, finish = threading.Event(), threading.Event()
 

@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 import datasync
-from helpers import pause, run
+from datasync.backends import MemoryBackend
+from helpers import AsyncOnly, AsyncSentHistory, pause, run
 
 
 async def _rows(db: datasync.Database) -> list[tuple[int, str]]:
@@ -101,12 +102,13 @@ def test_without_retain_versions_only_the_current_version_is_restorable(
 
 
 def test_retain_versions_is_refused_by_a_backend_that_cannot_keep_history() -> None:
-    class NoHistory(datasync.backends.MemoryBackend):
-        keeps_history = False
+    class NoHistory(AsyncOnly):
+        """A store without the KeepsHistory capability."""
 
     async def go() -> None:
         with pytest.raises(datasync.InvalidOptionError, match="does not keep old versions"):
-            await datasync.open("nohist", backend=NoHistory("nohist"), retain_versions=2)
+            await datasync.open("nohist", backend=NoHistory(MemoryBackend("nohist")),
+                                retain_versions=2)
         with pytest.raises(datasync.InvalidOptionError, match="retain_versions"):
             await datasync.open("nohist", backend="memory", retain_versions=-1)
 
@@ -170,12 +172,10 @@ def test_a_backup_never_overwrites_an_existing_database(backend_kind: str, db_na
     run(go())
 
 
-class StoreSentHistoryBackend(datasync.backends.MemoryBackend):
+def StoreSentHistoryBackend(name: str) -> AsyncSentHistory:  # noqa: N802
     """A memory store that suspends and keeps only the history the block store sends
     (``Flush.history``), as the IndexedDB backend does: tests that path natively."""
-
-    sync_io = False
-    history_from_store = True
+    return AsyncSentHistory(MemoryBackend(name))
 
 
 def test_history_sent_by_the_store_restores_every_retained_version() -> None:

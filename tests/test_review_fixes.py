@@ -14,7 +14,7 @@ import datasync
 from datasync import vfs
 from datasync.backends.sqlitefile import SqliteFileBackend
 from datasync.blockstore import BlockStore
-from helpers import native_only, run
+from helpers import AsyncWithHistory, native_only, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,16 +134,17 @@ def test_committed_data_survives_exit_with_a_plain_connection_left_open(tmp_path
     assert run(check()) == [{"x": "committed before exit"}]
 
 
-class _SlowWriteBackend(datasync.backends.MemoryBackend):
+class _SlowWriteBackend(AsyncWithHistory):
     """Writes suspend and then commit whatever the caller does, as an IndexedDB
     transaction does once its requests are issued."""
 
-    sync_io = False
+    def __init__(self, name: str) -> None:
+        super().__init__(datasync.backends.MemoryBackend(name))
 
     async def write(self, flush):  # type: ignore[no-untyped-def]
         async def commit() -> None:
             await asyncio.sleep(0.05)
-            await datasync.backends.MemoryBackend.write(self, flush)
+            await self.inner.write(flush)
 
         await asyncio.shield(asyncio.ensure_future(commit()))
 

@@ -18,33 +18,19 @@ from datasync.backends import MemoryBackend
 from datasync.backends.memory import _STORES
 from datasync.tabs import (FakeBroadcast, FakeLocks, MemoryOutbox, QueuedWriteTimeoutError,
                            SharedDatabase)
-from helpers import EXAMPLES, run
+from helpers import EXAMPLES, AsyncWithHistory, run
 
 _names = itertools.count()
 
 
-class SuspendingMemoryBackend(MemoryBackend):
+def SuspendingMemoryBackend(name: str, *, instance: str, rng: random.Random) -> AsyncWithHistory:  # noqa: N802
     """A memory store whose I/O suspends like IndexedDB's: a flush's check and
     write are atomic (one transaction) but happen a random moment after the call,
     and the call returns a random moment after that."""
+    async def pause() -> None:
+        await asyncio.sleep(rng.choice([0, 0, 0.0005, 0.002]))
 
-    sync_io = False
-
-    def __init__(self, name: str, *, instance: str, rng: random.Random) -> None:
-        super().__init__(name, instance=instance)
-        self.rng = rng
-
-    async def _pause(self) -> None:
-        await asyncio.sleep(self.rng.choice([0, 0, 0.0005, 0.002]))
-
-    async def write(self, flush: Any) -> None:
-        await self._pause()
-        await super().write(flush)
-        await self._pause()
-
-    async def changed_since(self, file: str, version: int) -> Any:
-        await self._pause()
-        return await super().changed_since(file, version)
+    return AsyncWithHistory(MemoryBackend(name, instance=instance), pause)
 
 
 class Browser:
@@ -376,14 +362,13 @@ def test_a_leader_that_dies_after_applying_a_queued_write_does_not_apply_it_twic
     run(go())
 
 
-class _GatedBackend(MemoryBackend):
+class _GatedBackend(AsyncWithHistory):
     """Flushes wait at a gate once ``gated`` (storage that is slow to commit)."""
 
-    sync_io = False
     gated = False
 
     def __init__(self, name: str, *, instance: str) -> None:
-        super().__init__(name, instance=instance)
+        super().__init__(MemoryBackend(name, instance=instance))
         self.gate = asyncio.Event()
 
     async def write(self, flush: Any) -> None:

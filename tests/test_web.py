@@ -106,7 +106,7 @@ def test_datasync_wheel_is_pure_python_and_holds_the_package(built, checkout) ->
     with zipfile.ZipFile(out / manifest["wheels"]["datasync"]) as z:
         names = set(z.namelist())
         wheel_meta = z.read(f"datasync-{manifest['version']}.dist-info/WHEEL").decode()
-    assert {"datasync/__init__.py", "datasync/vfs/callbacks.py", "datasync/blockstore.py",
+    assert {"datasync/__init__.py", "datasync/vfs/callbacks.py", "datasync/blockstore/store.py",
             "datasync/backends/sqlitefile.py"} <= names
     assert "Root-Is-Purelib: true" in wheel_meta and "Tag: py3-none-any" in wheel_meta
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -6,20 +6,19 @@ Example::
 
 Stores are kept by name for the life of the process, so closing and reopening
 the same name returns the data (as a persistent backend would); ``destroy()``
-drops it.
+drops it. A flush builds the new state aside and swaps it in whole: atomic.
+Capabilities: :class:`~.contract.SyncReads`, :class:`~.contract.KeepsHistory`
+(also from records the store sends, when a flush carries them).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import (
-    BackendError,
-    FormatVersionError,
-    StoreNotFoundError,
-    VersionNotRetainedError,
-)
-from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record, Superseded, records_as_of
-from .base import Backend
+from ..errors import BackendError, FormatVersionError, StoreNotFoundError, VersionNotRetainedError
+from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record
+from .contract import KeepsHistory, SyncReads, check_writer
+from .history import Superseded, records_as_of, write_history
 
 
 @dataclass
@@ -34,11 +33,37 @@ class _Stored:
 _STORES: dict[str, _Stored] = {}
 
 
-class MemoryBackend(Backend):
-    """Process-local store, atomic by swapping whole dictionaries."""
+class _History:
+    """:class:`~.history.HistoryTxn` over a new state being built."""
 
-    sync_io = True
-    keeps_history = True
+    def __init__(self, old: _Stored, new: _Stored) -> None:
+        self.old, self.new = old, new
+
+    def keep_superseded(self, file: str, indices: Iterable[int], from_index: int,
+                        superseded: int) -> None:
+        wanted = set(indices)
+        for (f, idx), rec in self.old.blocks.items():
+            if f == file and (idx in wanted or idx >= from_index):
+                self.new.history[(f, idx, rec.version)] = Superseded(idx, superseded, rec)
+
+    def keep_sent(self, file: str, records: dict[int, Record], superseded: int) -> None:
+        for idx, rec in records.items():
+            self.new.history[(file, idx, rec.version)] = Superseded(idx, superseded, rec)
+
+    def keep_meta(self, meta: Meta) -> None:
+        self.new.metas[meta.version] = meta
+
+    def drop_through(self, superseded: int) -> None:
+        self.new.history = {k: h for k, h in self.new.history.items()
+                            if h.superseded > superseded}
+        self.new.metas = {v: m for v, m in self.new.metas.items() if v >= superseded}
+
+    def drop_all(self) -> None:
+        self.new.history, self.new.metas = {}, {}
+
+
+class MemoryBackend(SyncReads, KeepsHistory):
+    """Process-local store, atomic by swapping whole dictionaries."""
 
     def __init__(self, name: str, *, instance: str = "") -> None:
         self.name = name
@@ -61,8 +86,7 @@ class MemoryBackend(Backend):
         if stored.meta.format_version != FORMAT_VERSION:
             raise FormatVersionError(
                 f"{self.location} uses stored format {stored.meta.format_version}; "
-                f"this release reads format {FORMAT_VERSION}"
-            )
+                f"this release reads format {FORMAT_VERSION}")
         return stored.meta
 
     def _stored(self) -> _Stored:
@@ -79,39 +103,20 @@ class MemoryBackend(Backend):
 
     async def write(self, flush: Flush) -> None:
         stored = self._stored()
-        self._check_base_version(stored.meta, flush)
+        check_writer(stored.meta, flush, self.location)
         # Build the new state aside, then swap it in: a failure midway leaves the
         # stored state untouched.
         keep = flush.meta.block_count
-        blocks = {
-            k: r for k, r in stored.blocks.items() if k[0] != flush.file or k[1] < keep
-        }
+        new = _Stored(flush.meta, {k: r for k, r in stored.blocks.items()
+                                   if k[0] != flush.file or k[1] < keep},
+                      dict(stored.history), dict(stored.metas))
         for index, record in flush.blocks.items():
             self._fault("block", index)
-            blocks[(flush.file, index)] = record
-        limit = flush.meta.block_count
-        blocks = {k: r for k, r in blocks.items() if k[0] != flush.file or k[1] < limit}
-        history, metas = self._history_after(stored, flush)
+            new.blocks[(flush.file, index)] = record
+        new.blocks = {k: r for k, r in new.blocks.items() if k[0] != flush.file or k[1] < keep}
+        write_history(_History(stored, new), stored.meta, flush, cleared=False)
         self._fault("meta", flush.meta.version)
-        _STORES[self.name] = _Stored(flush.meta, blocks, history, metas)
-
-    def _history_after(self, stored: _Stored, flush: Flush) -> tuple[
-            dict[tuple[str, int, int], Superseded], dict[int, Meta]]:
-        if flush.retain <= 0:
-            return {}, {}
-        new = flush.meta.version
-        history = dict(stored.history)
-        if self.history_from_store:  # (tests: the path the IndexedDB backend takes)
-            for idx, rec in flush.history.items():
-                history[(flush.file, idx, rec.version)] = Superseded(idx, new, rec)
-        else:
-            for (file, idx), rec in stored.blocks.items():
-                if file == flush.file and (idx in flush.blocks or idx >= flush.meta.block_count):
-                    history[(file, idx, rec.version)] = Superseded(idx, new, rec)
-        metas = {**stored.metas, stored.meta.version: stored.meta}
-        oldest = new - flush.retain
-        return ({k: h for k, h in history.items() if h.superseded > oldest},
-                {v: m for v, m in metas.items() if v >= oldest})
+        _STORES[self.name] = new
 
     async def retained(self, file: str = MAIN) -> list[Meta]:
         stored = self._stored()
@@ -130,8 +135,7 @@ class MemoryBackend(Backend):
     async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         stored = self._stored()
         return stored.meta, {
-            i: r for (f, i), r in stored.blocks.items() if f == file and r.version > version
-        }
+            i: r for (f, i), r in stored.blocks.items() if f == file and r.version > version}
 
     async def close(self) -> None:
         pass

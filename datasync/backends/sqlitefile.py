@@ -29,8 +29,9 @@ from ..errors import (
     StoreCreateError,
     StoreNotFoundError,
 )
-from ..format import MAIN, Flush, Meta, Record, Superseded, records_as_of
-from .base import Backend
+from ..format import MAIN, Flush, Meta, Record
+from .contract import KeepsHistory, SyncReads, check_writer
+from .history import Superseded, records_as_of, write_history
 
 #: ``PRAGMA application_id`` of a datasync store file ("DSyn").
 APPLICATION_ID = 0x4453796E
@@ -91,11 +92,8 @@ def _page_size_for(block_size: int) -> int:
     return min(65536, max(8192, block_size * 4))
 
 
-class SqliteFileBackend(Backend):
+class SqliteFileBackend(SyncReads, KeepsHistory):
     """Blocks in a SQLite file on the local file system."""
-
-    sync_io = True
-    keeps_history = True
 
     def __init__(
         self,
@@ -253,11 +251,12 @@ class SqliteFileBackend(Backend):
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
+            cleared = self._history_cleared
             try:
                 self._write_in_transaction(db, flush)
                 db.execute("COMMIT")
-                self._history_cleared = flush.retain <= 0
             except BaseException:
+                self._history_cleared = cleared  # (only once the transaction committed)
                 if db.in_transaction:  # SQLITE_FULL has already rolled back
                     try:
                         db.execute("ROLLBACK")
@@ -274,8 +273,9 @@ class SqliteFileBackend(Backend):
 
     def _write_in_transaction(self, db: sqlite3.Connection, flush: Flush) -> None:
         stored = self._stored_meta(db)
-        self._check_base_version(stored, flush)
-        self._keep_history(db, stored, flush)
+        check_writer(stored, flush, self.location)
+        self._history_cleared = write_history(_History(db), stored, flush,
+                                              cleared=self._history_cleared)
         db.execute("DELETE FROM blocks WHERE file=? AND idx>=?", (flush.file, flush.meta.block_count))
         sql = (
             "INSERT OR REPLACE INTO blocks(file, idx, version, checksum, data) "
@@ -295,23 +295,6 @@ class SqliteFileBackend(Backend):
         )
         self._fault("meta", flush.meta.version)
         db.execute("UPDATE meta SET value=? WHERE key='meta'", (flush.meta.to_json(),))
-
-    def _keep_history(self, db: sqlite3.Connection, stored: Meta, flush: Flush) -> None:
-        """Move what ``flush`` replaces or deletes into ``history`` (retain > 0)."""
-        if flush.retain <= 0:
-            if not self._history_cleared:  # not at every commit: once per opening
-                db.execute("DELETE FROM history")
-                db.execute("DELETE FROM versions")
-            return
-        new = flush.meta.version
-        keep = ("INSERT OR REPLACE INTO history(file, idx, version, superseded, checksum, data) "
-                "SELECT file, idx, version, ?, checksum, data FROM blocks WHERE file=? AND ")
-        db.executemany(keep + "idx=?", ((new, flush.file, i) for i in flush.blocks))
-        db.execute(keep + "idx>=?", (new, flush.file, flush.meta.block_count))
-        db.execute("INSERT OR REPLACE INTO versions(version, meta) VALUES (?, ?)",
-                   (stored.version, stored.to_json()))
-        db.execute("DELETE FROM history WHERE superseded <= ?", (new - flush.retain,))
-        db.execute("DELETE FROM versions WHERE version < ?", (new - flush.retain,))
 
     @_serialized
     async def retained(self, file: str = MAIN) -> list[Meta]:
@@ -367,3 +350,37 @@ class SqliteFileBackend(Backend):
                 os.remove(self.path + suffix)
             except FileNotFoundError:
                 pass
+
+
+class _History:
+    """:class:`~.history.HistoryTxn` in SQL, inside the flush's transaction: tables
+    ``history(file, idx, version, superseded, ...)`` and ``versions(version, meta)``."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    _KEEP = ("INSERT OR REPLACE INTO history(file, idx, version, superseded, checksum, data) "
+             "SELECT file, idx, version, ?, checksum, data FROM blocks WHERE file=? AND ")
+
+    def keep_superseded(self, file: str, indices: Any, from_index: int,
+                        superseded: int) -> None:
+        self.db.executemany(self._KEEP + "idx=?", ((superseded, file, i) for i in indices))
+        self.db.execute(self._KEEP + "idx>=?", (superseded, file, from_index))
+
+    def keep_sent(self, file: str, records: dict[int, Record], superseded: int) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO history(file, idx, version, superseded, checksum, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            ((file, i, r.version, superseded, r.checksum, r.payload) for i, r in records.items()))
+
+    def keep_meta(self, meta: Meta) -> None:
+        self.db.execute("INSERT OR REPLACE INTO versions(version, meta) VALUES (?, ?)",
+                        (meta.version, meta.to_json()))
+
+    def drop_through(self, superseded: int) -> None:
+        self.db.execute("DELETE FROM history WHERE superseded <= ?", (superseded,))
+        self.db.execute("DELETE FROM versions WHERE version < ?", (superseded,))
+
+    def drop_all(self) -> None:
+        self.db.execute("DELETE FROM history")
+        self.db.execute("DELETE FROM versions")

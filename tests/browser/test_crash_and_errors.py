@@ -146,7 +146,7 @@ def test_an_older_schema_held_open_by_another_tab_raises_storage_blocked(pypage:
     })""")
     name, message = pypage.run("""
 import datasync
-from datasync.backends import indexeddb
+from datasync.browser import indexeddb
 indexeddb.IDB_SCHEMA_VERSION = 2        # as a newer datasync release would
 try:
     await datasync.open("held")

@@ -14,7 +14,7 @@ import datasync  # noqa: F401  (the worktree's own, via pyodide_page's sys.path)
 from datasync.backends import MemoryBackend
 from datasync.backends.memory import _STORES
 from datasync.blockstore import BlockStore
-from datasync.encryption import open_codec
+from datasync.encryption import codecs, open_codec
 from datasync.format import MAIN, Meta, Record
 
 MARKER = "quokka-MARKER-8e2f71-plaintext"
@@ -189,9 +189,9 @@ def _records_from_json(text: str) -> dict[int, Record]:
 #: store of its own in IndexedDB and hand back its metadata and raw records.
 BROWSER_SIDE = """
 import base64, json, datasync
-from datasync.backends.indexeddb import IndexedDBBackend
+from datasync.browser.indexeddb import IndexedDBBackend
 from datasync.blockstore import BlockStore
-from datasync.encryption import WebCipher, open_codec
+from datasync.encryption import WebCipher, codecs, open_codec
 from datasync.format import MAIN, Meta, Record
 
 vec = json.loads(%(vectors)r)
@@ -217,7 +217,7 @@ await mem.close()
 mem_ok = mem_rows == [{"x": "in memory"}] * 2 and before is None and after >= 2
 
 store = await BlockStore.open(IndexedDBBackend("vectors"), block_size=512,
-                              encryption_key=vec["passphrase"])
+                              codecs=codecs(vec["passphrase"]))
 for i in range(3):
     store.write(i * 512, bytes([65 + i]) * 512)
 store.commit()
@@ -235,7 +235,7 @@ def test_records_encrypted_natively_decode_in_the_browser_and_the_reverse(pypage
 
     async def native_store() -> tuple[str, dict[int, Record]]:
         store = await BlockStore.open(MemoryBackend("enc-vectors"), block_size=512,
-                                      encryption_key=PASSPHRASE)
+                                      codecs=codecs(PASSPHRASE))
         for i, data in plain.items():
             store.write(i * 512, data)
         store.commit()

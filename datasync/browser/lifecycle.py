@@ -45,7 +45,7 @@ def install_lifecycle_flush(flush: Callable[[], Awaitable[Any]]) -> Callable[[],
 
 
 async def _quietly(flush: Callable[[], Awaitable[Any]]) -> None:
-    from .errors import DatasyncError
+    from ..errors import DatasyncError
 
     try:
         await flush()

@@ -48,7 +48,8 @@ from ..errors import (
     StoreNotFoundError,
 )
 from ..format import MAIN, Flush, Meta, Record
-from .base import Backend
+from ..backends.contract import HistoryFromStore, check_writer
+from ..backends.history import Superseded, records_as_of, write_history
 from .open_lock import OpenLock
 
 IDB_PREFIX = "datasync:"
@@ -112,12 +113,8 @@ def _map_error(err: Any, location: str, doing: str) -> DatasyncError:
     return BackendError(f"{location}: IndexedDB failed while {doing}: {name}: {message}")
 
 
-class IndexedDBBackend(Backend):
+class IndexedDBBackend(HistoryFromStore):
     """Blocks and metadata in IndexedDB; see the module docstring for the layout."""
-
-    sync_io = False
-    keeps_history = True
-    history_from_store = True
 
     def __init__(
         self,
@@ -457,11 +454,12 @@ class IndexedDBBackend(Backend):
                 # are issued already; committing or aborting decides them all.
                 try:
                     stored = Meta.from_json(str(meta_req.result), where=self.location)
-                    self._check_base_version(stored, flush)
+                    check_writer(stored, flush, self.location)
                     if stored.block_count > count and not shrinking:
                         drop_past_end()
-                    if flush.retain > 0:
-                        meta_store.put(stored.to_json(), to_js(["vmeta", stored.version]))
+                    state["cleared"] = write_history(
+                        _History(blocks, meta_store), stored, flush,
+                        cleared=self._history_cleared)
                     for idx in idxs:  # tests inject failures here, mid-transaction
                         self._fault("block", idx)
                     self._fault("meta", flush.meta.version)
@@ -481,7 +479,6 @@ class IndexedDBBackend(Backend):
                               to_js([r.checksum for r in records]),
                               to_js([r.payload for r in records]))
                 meta_store.put(flush.meta.to_json(), "meta")
-                self._write_history(flush, blocks, meta_store)
             except Exception as exc:  # a put refused at once (quota, clone error)
                 state["error"] = exc
                 tx.abort()
@@ -492,7 +489,7 @@ class IndexedDBBackend(Backend):
         finally:
             px.destroy()
         self._stored_count = count
-        self._history_cleared = flush.retain <= 0  # (only once the transaction committed)
+        self._history_cleared = state["cleared"]  # (only once the transaction committed)
         for seg in list(self._deltas):
             if seg * self._seg >= count:
                 del self._deltas[seg]
@@ -500,31 +497,6 @@ class IndexedDBBackend(Backend):
             seg = idx // self._seg
             self._deltas[seg] = self._deltas.get(seg, 0) + 1  # upper bound: may repeat
         self._schedule_compaction()
-
-    def _write_history(self, flush: Flush, blocks: Any, meta_store: Any) -> None:
-        """Inside the flush's transaction: keep what it supersedes, prune what
-        falls out of the window (or, with retain 0, drop old history once)."""
-        from pyodide.ffi import to_js
-
-        js = _js()
-        hfile, new = "h:" + flush.file, flush.meta.version
-        if flush.retain <= 0:
-            if not self._history_cleared:
-                blocks.delete(js.IDBKeyRange.bound(to_js([hfile, 0]), to_js([hfile, js.Infinity])))
-                meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
-                                                       to_js(["vmeta", js.Infinity])))
-            return
-        if flush.history:
-            idxs = list(flush.history)
-            recs = [flush.history[i] for i in idxs]
-            _put_history()(blocks, hfile, new, to_js(idxs), to_js([r.version for r in recs]),
-                           to_js([r.checksum for r in recs]), to_js([r.payload for r in recs]))
-        oldest = new - flush.retain
-        if oldest > 0:
-            blocks.delete(js.IDBKeyRange.bound(to_js([hfile, 0]),
-                                               to_js([hfile, oldest, js.Infinity])))
-            meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
-                                                   to_js(["vmeta", oldest]), False, True))
 
     async def retained(self, file: str = MAIN) -> list[Meta]:
         from pyodide.ffi import to_js
@@ -553,7 +525,6 @@ class IndexedDBBackend(Backend):
         from pyodide.ffi import to_js
 
         from ..errors import VersionNotRetainedError
-        from ..format import Superseded, records_as_of
 
         current_meta, current, _ = await self._read(file, None)
         js = _js()
@@ -763,3 +734,51 @@ def _make_proxy(fn: Callable[..., Any]) -> Any:
     from pyodide.ffi import create_proxy
 
     return create_proxy(fn)
+
+
+class _History:
+    """:class:`~.history.HistoryTxn` inside a flush's transaction: kept records in
+    ``blocks`` under ``["h:<file>", superseded, index]`` (no ``v``: outside the
+    version index and the ``[file, ...]`` ranges), old metadata in ``meta`` under
+    ``["vmeta", version]``; drops are key-range deletes."""
+
+    def __init__(self, blocks: Any, meta_store: Any) -> None:
+        self.blocks, self.meta_store = blocks, meta_store
+
+    def keep_superseded(self, file: str, indices: Any, from_index: int,
+                        superseded: int) -> None:
+        raise BackendError("IndexedDB keeps only the history the block store sends")
+
+    def keep_sent(self, file: str, records: dict[int, Record], superseded: int) -> None:
+        from pyodide.ffi import to_js
+
+        if records:
+            idxs = list(records)
+            recs = [records[i] for i in idxs]
+            _put_history()(self.blocks, "h:" + file, superseded, to_js(idxs),
+                           to_js([r.version for r in recs]), to_js([r.checksum for r in recs]),
+                           to_js([r.payload for r in recs]))
+
+    def keep_meta(self, meta: Meta) -> None:
+        from pyodide.ffi import to_js
+
+        self.meta_store.put(meta.to_json(), to_js(["vmeta", meta.version]))
+
+    def drop_through(self, superseded: int) -> None:
+        from pyodide.ffi import to_js
+
+        js = _js()
+        if superseded > 0:
+            self.blocks.delete(js.IDBKeyRange.bound(to_js([f"h:{MAIN}", 0]),
+                                                    to_js([f"h:{MAIN}", superseded, js.Infinity])))
+            self.meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
+                                                        to_js(["vmeta", superseded]), False, True))
+
+    def drop_all(self) -> None:
+        from pyodide.ffi import to_js
+
+        js = _js()
+        self.blocks.delete(js.IDBKeyRange.bound(to_js([f"h:{MAIN}", 0]),
+                                                to_js([f"h:{MAIN}", js.Infinity])))
+        self.meta_store.delete(js.IDBKeyRange.bound(to_js(["vmeta", 0]),
+                                                    to_js(["vmeta", js.Infinity])))

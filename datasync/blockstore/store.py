@@ -1,0 +1,389 @@
+"""The block store: one file's blocks over a backend, read and written by the VFS.
+
+Example::
+
+    store = await BlockStore.open(MemoryBackend("demo"), cache_bytes=1 << 20)
+    store.write(0, b"hello")
+    store.commit()                 # a commit point: what is written so far is committed
+    version = await store.flush()  # one atomic backend transaction
+    assert store.read(0, 5) == b"hello"
+
+A file is a sequence of ``block_size`` blocks. Reads go through tiers, newest
+first (:mod:`.tiers`): ``pending`` (written by the write transaction still open),
+``committed`` (committed, not yet flushed), ``inflight`` (being flushed now),
+then the clean blocks: an LRU cache bounded in bytes over a backend that reads on
+demand (:class:`~datasync.backends.SyncReads`), or, for backends that cannot read
+synchronously, every block resident in memory.
+
+A *commit point* (:meth:`commit`, called by the VFS when the last write lock on the
+file is released) moves ``pending`` into ``committed``. Flushing is
+:mod:`.flushing`; following another writer (a multi-tab follower) is
+:mod:`.following`; versions kept for restore are :mod:`.history`.
+
+State and its owner: ``meta`` (the durable metadata: version, file size, epoch...)
+is the backend's last acknowledged state, held here only; ``_size`` is the file's
+current size including uncommitted writes, ``_committed_size`` as of the last
+commit point. Thread-safe: ``_lock`` guards every tier and the cache.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from ..backends.contract import Backend, SyncReads, run_now
+from ..errors import CorruptBlockError, InvalidOptionError
+from ..format import (
+    DEFAULT_BLOCK_SIZE,
+    MAIN,
+    Codec,
+    Codecs,
+    Meta,
+    PlainCodecs,
+    Record,
+    validate_block_size,
+)
+from .flushing import Flushing
+from .following import Following
+from .history import History
+from .tiers import CleanCache, Tier
+
+DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+
+
+def record_versions(records: dict[int, Record], count: int | None = None) -> dict[int, int]:
+    """Index -> stored version of ``records`` (those below block ``count``, if given)."""
+    return {i: r.version for i, r in records.items() if count is None or i < count}
+
+
+class BlockStore(Flushing, Following, History):
+    """One file's blocks over a backend. Thread-safe; see the module docstring."""
+
+    def __init__(self, backend: Backend, meta: Meta, *, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 dirty_limit_bytes: int | None = None, codec: Codec | None = None) -> None:
+        if cache_bytes < 0:
+            raise InvalidOptionError("cache_bytes must be zero or more")
+        self.backend = backend
+        self.meta = meta
+        self.block_size = meta.block_size
+        self.cache_limit = cache_bytes
+        self.dirty_limit = dirty_limit_bytes if dirty_limit_bytes is not None else max(
+            cache_bytes, 4 * meta.block_size)
+        self.codec = codec or Codec()
+        self._zero = bytes(self.block_size)
+        self._lock = threading.RLock()
+        self._size = meta.file_size
+        self._committed_size = meta.file_size
+        self._pending, self._committed, self._inflight = Tier(), Tier(), Tier()
+        self._cache = CleanCache(cache_bytes)
+        self._resident: dict[int, bytes] | None = None
+        #: With ``_resident`` or a codec that tracks versions: the version of each
+        #: block's stored record.
+        self._versions: dict[int, int] = {}
+        self._listeners: list[Callable[["BlockStore"], None]] = []
+        #: Leadership epoch written with every flush (multi-tab fencing).
+        self.epoch = meta.epoch
+        self._generation = 0  # bumped by discard_unflushed()
+        #: Keep the last N versions restorable (the backend keeps what flushes replace).
+        self.retain_versions = 0
+        #: Set by a multi-tab layer (the listener interface of following.py): the
+        #: codec for metadata another writer rekeyed.
+        self.rekeyed_codec: Callable[[Meta], Awaitable[Codec]] | None = None
+        self.closed = False
+        self._this_thread = threading.local()
+        self._init_flushing()
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    async def open(cls, backend: Backend, *, block_size: int = DEFAULT_BLOCK_SIZE,
+                   cache_bytes: int = DEFAULT_CACHE_BYTES, dirty_limit_bytes: int | None = None,
+                   create: bool = True, codecs: Codecs | None = None,
+                   resident: bool = False) -> "BlockStore":
+        """Open (or create) the store behind ``backend``.
+
+        An existing store keeps the block size it was created with. ``codecs``
+        gives the store its codec (``datasync.encryption.codecs(key)``; default: no
+        key, and an encrypted store raises WrongKeyError before anything is
+        written). ``resident`` holds every block in memory even over a backend that
+        could read on demand: a store another writer flushes to (a multi-tab
+        follower) must never read a block newer than the version it holds.
+
+        Raises what the backend's ``open`` raises, ``InvalidOptionError`` for a bad
+        size, ``WrongKeyError``, and ``CorruptBlockError`` for a damaged store.
+        """
+        validate_block_size(block_size)
+        if cache_bytes < 0:  # before the backend is touched: nothing gets created
+            raise InvalidOptionError("cache_bytes must be zero or more")
+        codecs = codecs or PlainCodecs()
+        initial = replace(Meta.new(block_size), extra=codecs.new_store_extra())
+        meta = await backend.open(initial, create=create)
+        try:
+            codec, to_write = await codecs.codec_for(meta, where=backend.location)
+            store = cls(backend, meta, cache_bytes=cache_bytes,
+                        dirty_limit_bytes=dirty_limit_bytes, codec=codec)
+            await store._load(resident)
+            if to_write is not None:
+                # A store just created with a key: write its key-check value now.
+                store.meta = to_write
+                await store.flush(force=True)
+        except BaseException:
+            await backend.close()
+            raise
+        return store
+
+    async def _load(self, resident: bool) -> None:
+        """Read what must be in memory from the start, checking it is whole."""
+        backend, meta, codec = self.backend, self.meta, self.codec
+        if resident or not isinstance(backend, SyncReads) or not codec.decodes_sync:
+            # Every block resident: the backend cannot read on demand, or the codec
+            # cannot decode synchronously (WebCrypto, in Pyodide).
+            records = await backend.read_all(MAIN)
+            self._check_complete(records, meta)
+            self._resident = await self._decode_many(records, meta.block_count)
+            self._versions = record_versions(records, meta.block_count)
+        elif codec.tracks_versions:
+            self._versions = {i: v for i, v in (await backend.read_versions(MAIN)).items()
+                              if i < meta.block_count}
+            self._check_complete(self._versions, meta)  # names a missing block
+        if codec.tracks_versions and meta.version > 0 \
+                and not codec.versions_authentic(self._versions, meta):
+            raise CorruptBlockError(
+                f"{backend.location} (version {meta.version}): the versions of its blocks "
+                "are not the ones its metadata authenticates: a block was rolled back, "
+                "replaced or removed outside datasync. Restore it from a backup.")
+
+    @classmethod
+    def open_sync(cls, backend: Backend, **options: Any) -> "BlockStore":
+        """:meth:`open` for a :class:`~datasync.backends.SyncReads` backend."""
+        return run_now(cls.open(backend, **options))
+
+    # -- sizes and counters ------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Current size of the file, including writes not yet committed."""
+        return self._size
+
+    @property
+    def version(self) -> int:
+        """The durable version: the last one the backend acknowledged."""
+        return self.meta.version
+
+    @property
+    def generation(self) -> int:
+        """Bumped by :meth:`discard_unflushed`: a write committed under one
+        generation is durable only if a flush completed before it changed."""
+        return self._generation
+
+    @property
+    def has_unflushed(self) -> bool:
+        """True if committed changes wait for a flush."""
+        return bool(self._committed) or self._committed_size != self.meta.file_size
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: version, sizes, dirty and cached blocks, flushes and failures."""
+        with self._lock:
+            dirty = set(self._pending.blocks) | set(self._committed.blocks) | set(
+                self._inflight.blocks)
+            return {
+                "version": self.meta.version,
+                "block_size": self.block_size,
+                "blocks": -(-self._size // self.block_size),
+                "file_size": self._size,
+                "dirty_blocks": len(dirty),
+                "cache_blocks": len(self._cache),
+                "cache_bytes": self._cache.used,
+                "cache_limit": self.cache_limit,
+                "resident_blocks": None if self._resident is None else len(self._resident),
+                **self.counters,
+                "recent_flush_errors": list(self.counters["recent_flush_errors"]),
+            }
+
+    # -- reading -----------------------------------------------------------------
+    def read_block(self, idx: int) -> bytes:
+        """The current content of block ``idx`` (zeros if the file never had it)."""
+        for tier in (self._pending, self._committed, self._inflight):
+            data = tier.blocks.get(idx)
+            if data is not None:
+                return data
+            if tier.floor is not None and idx >= tier.floor:
+                return self._zero
+        return self._clean_block(idx)
+
+    def _clean_block(self, idx: int) -> bytes:
+        if self._resident is not None:
+            return self._resident.get(idx, self._zero)
+        with self._lock:
+            data = self._cache.get(idx)
+            if data is not None:
+                self.counters["cache_hits"] += 1
+                return data
+            self.counters["cache_misses"] += 1
+            if idx >= self.meta.block_count:
+                return self._zero
+            record = self.backend.read_block(MAIN, idx)  # type: ignore[attr-defined]
+            if record is None:
+                raise self._missing(idx, self.meta)
+            if self.codec.tracks_versions and record.version != self._versions.get(idx):
+                raise CorruptBlockError(
+                    f"block {idx} of {self.backend.location} is at version {record.version}, "
+                    f"not the authenticated {self._versions.get(idx)}: it was rolled back "
+                    "or replaced outside datasync", index=idx)
+            data = self._check_length(idx, self.codec.decode(
+                MAIN, idx, record, where=self.backend.location))
+            self._cache.put(idx, data)
+            return data
+
+    def read(self, offset: int, amount: int) -> bytes:
+        """Up to ``amount`` bytes at ``offset``; shorter at the end of the file."""
+        bs = self.block_size
+        end = min(offset + amount, self._size)
+        if end <= offset:
+            return b""
+        idx, off = divmod(offset, bs)
+        if off + (end - offset) <= bs:
+            block = self.read_block(idx)
+            if off == 0 and end - offset == bs:
+                return block
+            return block[off : off + end - offset]
+        parts = []
+        pos = offset
+        while pos < end:
+            idx, off = divmod(pos, bs)
+            n = min(bs - off, end - pos)
+            parts.append(self.read_block(idx)[off : off + n])
+            pos += n
+        return b"".join(parts)
+
+    async def _decode_many(self, records: dict[int, Any], count: int,
+                           codec: Codec | None = None) -> dict[int, bytes]:
+        """Decode the records below block ``count`` (one batch: WebCrypto is async)."""
+        decoded = await (codec or self.codec).decode_many(
+            MAIN, {i: r for i, r in records.items() if i < count}, where=self.backend.location)
+        return {i: self._check_length(i, d) for i, d in decoded.items()}
+
+    def _check_length(self, idx: int, data: bytes) -> bytes:
+        if len(data) != self.block_size:
+            raise CorruptBlockError(
+                f"block {idx} of {self.backend.location} has {len(data)} bytes, "
+                f"expected {self.block_size}: the stored data is damaged", index=idx)
+        return data
+
+    def _missing(self, idx: int, meta: Meta) -> CorruptBlockError:
+        return CorruptBlockError(
+            f"block {idx} of {self.backend.location} (version {meta.version}, "
+            f"{meta.block_count} blocks) has no stored record: it was deleted outside "
+            "datasync. Restore the store from a backup or export what is still readable.",
+            index=idx)
+
+    def _check_complete(self, records: dict[int, Any], meta: Meta) -> None:
+        """Every block below the file size has a record (a flush stores even the
+        zero blocks a file gains), so one missing was removed outside datasync:
+        zeros are only for blocks the file never had."""
+        count = meta.block_count
+        if sum(1 for i in records if i < count) < count:
+            raise self._missing(next(i for i in range(count) if i not in records), meta)
+
+    # -- writing and commit points ----------------------------------------------
+    def write(self, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` (into the pending tier)."""
+        bs = self.block_size
+        n_total = len(data)
+        with self._lock:
+            pending = self._pending.blocks
+            if offset % bs == 0 and n_total == bs:
+                pending[offset // bs] = bytes(data)
+            else:
+                view = memoryview(data)
+                pos = 0
+                while pos < n_total:
+                    idx, off = divmod(offset + pos, bs)
+                    n = min(bs - off, n_total - pos)
+                    if off == 0 and n == bs:
+                        pending[idx] = bytes(view[pos : pos + n])
+                    else:
+                        block = bytearray(self.read_block(idx))
+                        block[off : off + n] = view[pos : pos + n]
+                        pending[idx] = bytes(block)
+                    pos += n
+            if offset + n_total > self._size:
+                self._size = offset + n_total
+
+    def truncate(self, size: int) -> None:
+        """Set the file's size to ``size`` (smaller: drop the tail; larger: zeros)."""
+        bs = self.block_size
+        with self._lock:
+            if size < self._size:
+                count, rest = divmod(size, bs)
+                tail = None
+                if rest:
+                    tail = bytearray(self.read_block(count))
+                    tail[rest:] = bytes(bs - rest)
+                self._pending.truncate(count)
+                if tail is not None:
+                    self._pending.blocks[count] = bytes(tail)
+            self._size = size
+
+    def add_commit_listener(self, callback: Callable[["BlockStore"], None]) -> Callable[[], None]:
+        """Call ``callback(store)`` after every commit point (the listener interface
+        the layers above use; it runs with no lock of this store held, in the
+        committing thread). Returns a remover."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def commit(self) -> None:
+        """A commit point: everything written so far is committed. Call it with no
+        lock of this store held (the VFS's lock manager calls :meth:`commit_pending`
+        under the lock and :meth:`after_commit` after it)."""
+        if self.commit_pending():
+            self.after_commit()
+
+    def commit_pending(self) -> bool:
+        """Move ``pending`` into ``committed``; True if anything was committed. Cheap
+        and safe under the store lock: it never flushes and calls nobody."""
+        with self._lock:
+            if not self._pending and self._size == self._committed_size:
+                return False
+            self._committed.absorb(self._pending)
+            self._pending = Tier()
+            self._committed_size = self._size
+            self.counters["commits"] += 1
+            self._this_thread.commits = getattr(self._this_thread, "commits", 0) + 1
+            return True
+
+    def after_commit(self) -> None:
+        """What follows a commit point, with NO lock of this store held (the lock
+        order is flush mutex, then store lock): a flush at once past
+        ``dirty_limit`` (keeping memory bounded; synchronous stores only), then the
+        commit listeners. A failed flush here is recorded and retried later."""
+        with self._lock:
+            over_limit = self.flushes_sync and self._committed.nbytes() > self.dirty_limit
+        if over_limit:
+            self.flush_in_background()
+        for callback in list(self._listeners):
+            callback(self)
+
+    def commits_in_this_thread(self) -> int:
+        """How many commit points this thread has made on this store (a caller can
+        tell whether a statement it ran committed anything)."""
+        return getattr(self._this_thread, "commits", 0)
+
+    async def close(self) -> None:
+        """Flush what is committed and release the backend. If the flush fails the
+        error is raised and the store stays open, so nothing committed is lost."""
+        if self.closed:
+            return
+        await self.flush()
+        self.closed = True
+        await self.backend.close()
+
+    def close_sync(self) -> None:
+        """:meth:`close` for a store whose flushes never suspend: entirely
+        synchronous (nothing is scheduled on an event loop, so it also works inside
+        one). If the flush fails the error is raised and the store stays open."""
+        if self.closed:
+            return
+        self.flush_sync()  # waits for another thread's flush
+        self.closed = True
+        run_now(self.backend.close())
+
