@@ -34,7 +34,7 @@ from typing import Any
 
 from . import cdc as _cdc
 from .cdc_connection import CapturingConnection, run_ddl
-from . import encryption, vfs
+from . import encryption, runtime, vfs
 from .backends import Backend, KeepsHistory, make_backend
 from .backends.contract import no_history
 from .blockstore import DEFAULT_CACHE_BYTES, BlockStore
@@ -42,7 +42,6 @@ from .errors import DatabaseClosedError, DatasyncError, InvalidOptionError, Stor
 from .encryption import EncryptionKey
 from .format import DEFAULT_BLOCK_SIZE
 from .options import check_open_options, pragma_statements
-from .platform import IN_PYODIDE
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 
@@ -229,11 +228,8 @@ class Database:
         self._cdc_retention: float | None = None
         #: Wake-ups of waiting change streams, called by close() (they then end).
         self._close_wakers: set[Callable[[], None]] = set()
-        self._remove_lifecycle: Callable[[], None] = lambda: None
-        if IN_PYODIDE:
-            from .browser.lifecycle import install_lifecycle_flush
-
-            self._remove_lifecycle = install_lifecycle_flush(self._store.flush)
+        #: Flush when the page is hidden or unloaded (Pyodide; a no-op natively).
+        self._remove_lifecycle = runtime.lifecycle_flush(self._store.flush)
 
     def _new_connection(self, **kwargs: Any) -> sqlite3.Connection:
         kwargs.setdefault("factory", vfs.Connection)
@@ -759,7 +755,7 @@ class Database:
             closable = [c for c, thread, same in self._handed_out if same and thread == here]
             # Files that stay open once ours close (each connection holds one).
             kept = vfs.open_files(self._shared.key) - 1 - len(closable)
-            if kept > 0 and not self._store.flushes_sync and not IN_PYODIDE:
+            if kept > 0 and not self._store.flushes_sync and not runtime.SINGLE_THREAD:
                 raise StoreBusyError(
                     f"{kept} other connection(s) are still open on {self.name!r} (from "
                     "db.connect() in another thread or with check_same_thread=False, or "
@@ -772,8 +768,8 @@ class Database:
             self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()
-            # In Pyodide no other thread can be using one: close them all.
-            for conn in (c for c, _, _ in self._handed_out) if IN_PYODIDE else closable:
+            # With a single thread no other can be using one: close them all.
+            for conn in (c for c, _, _ in self._handed_out) if runtime.SINGLE_THREAD else closable:
                 conn.close()
             self._conn.close()
             await _release(self._shared)

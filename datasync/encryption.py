@@ -41,9 +41,8 @@ import os
 import struct
 from typing import Any, Protocol, Union
 
-from .errors import CorruptBlockError, DatasyncError, InvalidOptionError, WrongKeyError
+from .errors import CorruptBlockError, CryptoUnavailableError, InvalidOptionError, WrongKeyError
 from .format import Codec, Meta, PlainCodecs, Record, key_identity, version_map_of, with_version_map
-from .platform import IN_PYODIDE
 
 #: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
 EncryptionKey = Union[bytes, bytearray, memoryview, str]
@@ -97,7 +96,7 @@ class NativeCipher:
             from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise DatasyncError(
+            raise CryptoUnavailableError(
                 "encryption needs the 'cryptography' package: pip install 'datasync[crypto]'"
             ) from exc
         self._aead = AESGCM(key)
@@ -119,108 +118,20 @@ class NativeCipher:
         return [self.open(*item) for item in items]
 
 
-_WEB_AES: Any = None
-_WEB_PBKDF2: Any = None
-
-
-def _web_aes() -> Any:
-    """JS ``(key, decrypt, ivs, datas, aads) -> Promise<Array<Uint8Array|undefined>>``:
-    a whole batch in one call (undefined where authentication failed)."""
-    global _WEB_AES
-    if _WEB_AES is None:
-        import js
-
-        _WEB_AES = js.Function.new(
-            "key", "decrypt", "ivs", "datas", "aads",
-            "const s = crypto.subtle;"
-            "const op = decrypt ? s.decrypt.bind(s) : s.encrypt.bind(s);"
-            "return Promise.all(datas.map((d, i) => op({name: 'AES-GCM', iv: ivs[i],"
-            " additionalData: aads[i]}, key, d).then((b) => new Uint8Array(b), () => undefined)));",
-        )
-    return _WEB_AES
-
-
-def _subtle() -> Any:
-    """``crypto.subtle``, or a clear error where the page cannot have it."""
-    import js
-
-    subtle = getattr(getattr(js, "crypto", None), "subtle", None)
-    if subtle is None:
-        raise DatasyncError(
-            "encryption needs WebCrypto (crypto.subtle), which browsers offer only in "
-            "secure contexts: serve the page over https or from localhost")
-    return subtle
-
-
-class WebCipher:
-    """AES-256-GCM with the browser's WebCrypto (Pyodide). Asynchronous only: in
-    Pyodide every block is resident, so nothing decrypts on a synchronous path."""
-
-    def __init__(self, crypto_key: Any) -> None:
-        self._key = crypto_key
-
-    @classmethod
-    async def create(cls, key: bytes) -> "WebCipher":
-        from pyodide.ffi import to_js
-
-        crypto_key = await _subtle().importKey(
-            "raw", to_js(key), "AES-GCM", False, to_js(["encrypt", "decrypt"]))
-        return cls(crypto_key)
-
-    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
-        raise DatasyncError("WebCrypto is asynchronous: use seal_many()")
-
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
-        raise DatasyncError("WebCrypto is asynchronous: use open_many()")
-
-    async def _run(self, decrypt: bool, items: list[tuple[bytes, bytes, bytes]]) -> list[Any]:
-        from pyodide.ffi import to_js
-
-        if not items:
-            return []
-        ivs, datas, aads = zip(*items)
-        out = await _web_aes()(self._key, decrypt, to_js(list(ivs)), to_js(list(datas)),
-                               to_js(list(aads)))
-        return [None if b is None else b.to_bytes() for b in out]
-
-    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
-        sealed = await self._run(False, items)
-        if any(s is None for s in sealed):
-            raise DatasyncError("WebCrypto refused to encrypt a block")
-        return sealed
-
-    async def open_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes | None]:
-        return await self._run(True, items)
-
-
 async def make_cipher(key: bytes) -> Cipher:
-    """The cipher for this runtime: WebCrypto in Pyodide, ``cryptography`` natively."""
-    if IN_PYODIDE:
-        return await WebCipher.create(key)
-    return NativeCipher(key)
+    """The cipher for this runtime: ``cryptography`` natively, WebCrypto in Pyodide
+    (:mod:`datasync.runtime` picks)."""
+    from . import runtime
+
+    return await runtime.make_cipher(key)
 
 
 async def derive_key(passphrase: str, salt: bytes, iterations: int) -> bytes:
-    """PBKDF2-HMAC-SHA256 of the UTF-8 passphrase -> 32 bytes (WebCrypto in Pyodide,
-    where 600,000 rounds of pure-WASM hashing would take seconds)."""
-    data = passphrase.encode("utf-8")
-    if not IN_PYODIDE:
-        return hashlib.pbkdf2_hmac("sha256", data, salt, iterations, KEY_BYTES)
-    global _WEB_PBKDF2
-    from pyodide.ffi import to_js
+    """PBKDF2-HMAC-SHA256 of the UTF-8 passphrase -> 32 bytes (``hashlib`` natively,
+    WebCrypto in Pyodide, where 600,000 rounds of pure-WASM hashing take seconds)."""
+    from . import runtime
 
-    _subtle()
-    if _WEB_PBKDF2 is None:
-        import js
-
-        _WEB_PBKDF2 = js.Function.new(
-            "pass", "salt", "iterations",
-            "return crypto.subtle.importKey('raw', pass, 'PBKDF2', false, ['deriveBits'])"
-            ".then((k) => crypto.subtle.deriveBits({name: 'PBKDF2', hash: 'SHA-256', salt,"
-            " iterations}, k, 256)).then((b) => new Uint8Array(b));",
-        )
-    out = await _WEB_PBKDF2(to_js(data), to_js(salt), iterations)
-    return bytes(out.to_bytes())
+    return await runtime.derive_key(passphrase, salt, iterations)
 
 
 class EncryptedCodec(Codec):
@@ -232,7 +143,7 @@ class EncryptedCodec(Codec):
     def __init__(self, cipher: Cipher, db_id: str, map_key: bytes | None = None) -> None:
         self.cipher = cipher
         self.db_id = db_id
-        self.decodes_sync = not isinstance(cipher, WebCipher)
+        self.decodes_sync = getattr(cipher, "decodes_sync", True)
         self.map_key = map_key
         self.tracks_versions = map_key is not None
 

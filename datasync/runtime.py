@@ -13,15 +13,21 @@ platform itself; only :mod:`datasync.platform` (the flag) and the C library load
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import vfs
 from .platform import IN_PYODIDE
 
-__all__ = ["IN_PYODIDE", "SqliteFileOpener", "default_backend", "install"]
+__all__ = ["IN_PYODIDE", "SINGLE_THREAD", "SqliteFileOpener", "default_backend", "derive_key", "install",
+           "lifecycle_flush", "make_cipher"]
 
 #: ``PRAGMA application_id`` of a sqlitefile store, as the SQLite header holds it.
 _STORE_HEADER_ID = (0x4453796E).to_bytes(4, "big")
+
+
+#: True where no other thread can use a connection (Pyodide runs one thread).
+SINGLE_THREAD = IN_PYODIDE
 
 
 def default_backend() -> str:
@@ -59,6 +65,38 @@ class SqliteFileOpener:
             raise InvalidOptionError(f"bad URI parameter for {name!r}: {exc}") from exc
         return BlockStore.open_sync(SqliteFileBackend(os.fspath(name)), block_size=block_size,
                                     cache_bytes=cache_bytes)
+
+
+async def make_cipher(key: bytes) -> Any:
+    """AES-256-GCM under ``key``: ``cryptography`` natively, WebCrypto in Pyodide."""
+    if IN_PYODIDE:
+        from .browser.webcrypto import WebCipher
+
+        return await WebCipher.create(key)
+    from .encryption import NativeCipher
+
+    return NativeCipher(key)
+
+
+async def derive_key(passphrase: str, salt: bytes, iterations: int) -> bytes:
+    """PBKDF2-HMAC-SHA256 of the UTF-8 passphrase -> 32 bytes."""
+    if IN_PYODIDE:
+        from .browser.webcrypto import derive_key as web_derive_key
+
+        return await web_derive_key(passphrase, salt, iterations)
+    import hashlib
+
+    return hashlib.pbkdf2_hmac("sha256", passphrase.encode("utf-8"), salt, iterations, 32)
+
+
+def lifecycle_flush(flush: Callable[[], Awaitable[Any]]) -> Callable[[], None]:
+    """Start ``flush()`` when the page is hidden or unloaded (Pyodide with a
+    document); returns a remover. Natively: nothing to do."""
+    if not IN_PYODIDE:
+        return lambda: None
+    from .browser.lifecycle import install_lifecycle_flush
+
+    return install_lifecycle_flush(flush)
 
 
 def install() -> None:

@@ -109,7 +109,7 @@ async function boot(options) {
       const micropip = pyodide.pyimport("micropip");
       await micropip.install(wheel("datasync"), { deps: false });
       micropip.destroy();
-      return { pyodide, bridge: pyodide.pyimport("datasync.jsbridge") };
+      return { pyodide, bridge: pyodide.pyimport("datasync.browser.bridge") };
     })());
     runtimes.get(key).catch(() => runtimes.delete(key));
   }

@@ -9,7 +9,7 @@ Example (native, many simulated tabs in one process)::
 
 * :class:`LockService` is Web Locks: ``acquire(name)`` waits until the lock is
   granted and returns a :class:`Lease`; the lease is *lost* when another tab steals
-  it or when the holder dies. The browser adapter is in :mod:`datasync.tabs.web`.
+  it or when the holder dies. The browser adapter is in :mod:`datasync.browser.tabs`.
 * :class:`Channel` is BroadcastChannel: ``post(message)`` reaches every other tab
   (not the sender), asynchronously, in no guaranteed order across senders.
 """

@@ -18,8 +18,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .database import Database
-from .database import open as open_database
+from ..database import Database
+from ..database import open as open_database
 
 _OPEN_OPTIONS = {
     "backend": "backend",
@@ -40,7 +40,7 @@ def _key_from_json(value: Any) -> Any:
     """An encryption key as datasync.js sends it: a passphrase (str), a list of
     byte values (from a Uint8Array), or null."""
     if isinstance(value, list):
-        from .errors import InvalidOptionError
+        from ..errors import InvalidOptionError
 
         if not all(isinstance(b, int) and 0 <= b < 256 for b in value):
             raise InvalidOptionError("encryptionKey must be a string or a Uint8Array")
@@ -55,7 +55,7 @@ def _open_kwargs(options_json: str, *, tabs: bool) -> dict[str, Any]:
     allowed = [k for k, v in _OPEN_OPTIONS.items() if v or tabs]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        from .errors import InvalidOptionError
+        from ..errors import InvalidOptionError
 
         raise InvalidOptionError(
             f"unknown option(s) {', '.join(unknown)}: use {', '.join(allowed)}")
@@ -349,7 +349,7 @@ async def open(name: str, options_json: str = "{}") -> Any:
         kwargs = _open_kwargs(options_json, tabs=True)
         tabs = bool(kwargs.pop("tabs", False))
         if tabs:
-            from .tabs.web import open_shared
+            from .tabs import open_shared
 
             return JsDatabase(await open_shared(str(name), **kwargs))
         return JsDatabase(await open_database(str(name), **kwargs))

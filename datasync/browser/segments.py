@@ -1,0 +1,220 @@
+"""Segments: how an IndexedDB store packs blocks, reads them back and compacts.
+
+Example (Pyodide)::
+
+    records = await backend.read_all(MAIN)     # segments + block records, merged
+    folded = await backend.compact_all()       # every block record into its segment
+
+A store keeps each flush's blocks as small records in ``blocks`` (cheap to write),
+and *compaction* folds them into ``segments``: ``[file, n]`` -> ``{v, vs, cs, d}``,
+blocks ``n*S .. n*S+S-1`` packed in one record (per-block versions and checksums,
+version 0 = absent), so a cold open reads a few large records instead of
+thousands of small ones. For each block the record with the higher version wins,
+so compaction (its own transaction) never changes content. It runs in the
+background once more than ``compact_threshold`` block records wait, and on close.
+
+This is a mixin of :class:`~.indexeddb.IndexedDBBackend`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..format import MAIN, Meta, Record
+from .idb import IdbFailure, Proxies, js as idb_js, map_error, request, transaction_done
+
+
+class Segments:
+    """Reading and compacting the packed blocks of an IndexedDB store."""
+
+    async def read_all(self, file: str = MAIN) -> dict[int, Record]:
+        _, records, delta_indices = await self._read(file, None)
+        self._deltas = {}
+        for idx in delta_indices:
+            seg = idx // self._seg
+            self._deltas[seg] = self._deltas.get(seg, 0) + 1
+        return records
+
+    async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
+        meta, records, _ = await self._read(file, version)
+        return meta, records
+
+    async def _read(
+        self, file: str, since: int | None
+    ) -> tuple[Meta, dict[int, Record], list[int]]:
+        """Metadata plus the winning record of every block (of those written after
+        ``since``, if given), and the indices that have block records."""
+        js = idb_js()
+        px = Proxies()
+        try:
+            tx = self._tx(["meta", "blocks", "segments"], "readonly")
+            segs, blocks = tx.objectStore("segments"), tx.objectStore("blocks")
+            if since is None:
+                query = self._range(file, 0)
+            else:
+                query = js.IDBKeyRange.lowerBound(since, True)
+                segs, blocks = segs.index("version"), blocks.index("version")
+            reqs = (
+                tx.objectStore("meta").get("meta"),
+                segs.getAllKeys(query),
+                segs.getAll(query),
+                blocks.getAllKeys(query),
+                blocks.getAll(query),
+            )
+            results = await asyncio.gather(*(request(r, px) for r in reqs))
+        except IdbFailure as exc:
+            raise map_error(exc.error, self.location, "reading") from None
+        finally:
+            px.destroy()
+        raw_meta, seg_keys, seg_vals, block_keys, block_vals = results
+        meta = Meta.from_json(str(raw_meta), where=self.location)
+        self._stored_count = meta.block_count
+        floor = -1 if since is None else since
+        records: dict[int, Record] = {}
+        seg_size = self._seg
+        for key, seg in zip(seg_keys, seg_vals):
+            if key[0] != file:
+                continue
+            base = int(key[1]) * seg_size
+            checksums = seg.cs.to_py()
+            data = seg.d.to_bytes()
+            # Record length: the block size, plus the nonce and tag when encrypted.
+            bs = len(data) // seg_size
+            for slot, v in enumerate(seg.vs.to_py()):
+                if v > floor:
+                    records[base + slot] = Record(
+                        int(v), int(checksums[slot]), data[slot * bs : (slot + 1) * bs]
+                    )
+        delta_indices = []
+        for key, rec in zip(block_keys, block_vals):
+            if key[0] != file:
+                continue
+            idx, v = int(key[1]), int(rec.v)
+            delta_indices.append(idx)
+            have = records.get(idx)
+            if v > floor and (have is None or have.version < v):
+                records[idx] = Record(v, int(rec.c), rec.d.to_bytes())
+        return meta, records, delta_indices
+
+    def _schedule_compaction(self) -> None:
+        if self._compaction is not None and not self._compaction.done():
+            return
+        if not self._compaction_targets():
+            return
+        self._compaction = asyncio.ensure_future(self.compact())
+
+    def _compaction_targets(self, threshold: int | None = None) -> list[int]:
+        """Segments to fold, most block records first, once there are more than
+        ``threshold`` records in all; folds until at most half of it remain."""
+        limit = self.compact_threshold if threshold is None else threshold
+        total = sum(self._deltas.values())
+        if total <= limit:
+            return []
+        targets = []
+        for seg in sorted(self._deltas, key=self._deltas.__getitem__, reverse=True):
+            if total <= limit // 2:
+                break
+            targets.append(seg)
+            total -= self._deltas[seg]
+        return targets
+
+    async def compact(self, segments: list[int] | None = None, file: str = MAIN) -> int:
+        """Fold block records into their segments (one transaction); returns how
+        many block records were folded. The stored content does not change."""
+        from pyodide.ffi import to_js
+
+        js = idb_js()
+        targets = self._compaction_targets() if segments is None else segments
+        if not targets:
+            return 0
+        px = Proxies()
+        state: dict[str, Any] = {"folded": 0}
+        seg_size = self._seg
+        try:
+            tx = self._tx(["blocks", "segments"], "readwrite")
+            done = transaction_done(tx, px, state)
+            blocks, segs = tx.objectStore("blocks"), tx.objectStore("segments")
+
+            def fold(seg: int) -> None:
+                lo, hi = seg * seg_size, seg * seg_size + seg_size - 1
+                seg_req = segs.get(to_js([file, seg]))
+                rng = self._range(file, lo, hi)
+                keys_req, vals_req = blocks.getAllKeys(rng), blocks.getAll(rng)
+
+                def merge(event: Any) -> None:
+                    try:
+                        old = seg_req.result
+                        found = list(zip(keys_req.result, vals_req.result))
+                        if not found:
+                            return  # nothing to fold into this segment
+                        # Records are block_size long, + 28 bytes when encrypted.
+                        bs = int(found[0][1].d.byteLength)
+                        if old is None or int(old.d.byteLength) != seg_size * bs:
+                            # New, or packed before a rekey changed the record
+                            # length: that rekey rewrote every live block, and all
+                            # of them are block records here, so start afresh.
+                            versions, checks = [0] * seg_size, [0] * seg_size
+                            data = bytearray(seg_size * bs)
+                        else:
+                            versions, checks = old.vs.to_py(), old.cs.to_py()
+                            data = bytearray(old.d.to_bytes())
+                        for key, rec in found:
+                            slot, v = int(key[1]) - lo, int(rec.v)
+                            if v > versions[slot]:
+                                versions[slot], checks[slot] = v, int(rec.c)
+                                data[slot * bs : (slot + 1) * bs] = rec.d.to_bytes()
+                            state["folded"] += 1
+                        value = js.Object.new()
+                        value.v = max(versions)
+                        value.vs, value.cs = to_js(versions), to_js(checks)
+                        value.d = to_js(bytes(data))
+                        segs.put(value, to_js([file, seg]))
+                        blocks.delete(rng)
+                    except BaseException as exc:
+                        state["error"] = exc
+                        tx.abort()
+
+                vals_req.onsuccess = px(merge)
+
+            for seg in targets:
+                fold(seg)
+            try:
+                await done
+            except IdbFailure as exc:
+                raise map_error(exc.error, self.location, "compacting") from None
+        finally:
+            px.destroy()
+        for seg in targets:
+            self._deltas.pop(seg, None)
+        self.counters["compactions"] += 1
+        self.counters["compacted_records"] += state["folded"]
+        return int(state["folded"])
+
+    async def scrub(self) -> None:
+        """Fold every block record into its segment: no segment packed under an old
+        key remains. (What IndexedDB's own files keep of deleted values is the
+        browser's to reclaim.)"""
+        await self.compact_all()
+
+    async def compact_all(self) -> int:
+        """Fold every block record into its segment. After a rekey this replaces
+        the segments packed under the old key (or in plaintext), which would
+        otherwise stay in IndexedDB until a later compaction reached them."""
+        if self._compaction is not None and not self._compaction.done():
+            await self._compaction
+        return await self.compact(sorted(self._deltas))
+
+
+_PUT_BLOCKS: Any = None
+
+
+def put_blocks() -> Any:
+    """A JS function putting block records in one call (one proxy call, not four
+    per record): ``(store, file, idx[], v[], c[], d[])``."""
+    global _PUT_BLOCKS
+    if _PUT_BLOCKS is None:
+        _PUT_BLOCKS = idb_js().Function.new(
+            "store", "file", "idx", "v", "c", "d",
+            "for (let i = 0; i < idx.length; i++) store.put({v: v[i], c: c[i], d: d[i]}, [file, idx[i]]);",
+        )
+    return _PUT_BLOCKS
