@@ -1,7 +1,7 @@
-"""``python -m datasync``: see :mod:`datasync.cli`."""
+"""``python -m datasync``: see :mod:`datasync.tools.cli`."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
