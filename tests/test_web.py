@@ -7,6 +7,7 @@ first run, the package index for the micropip and packaging wheels (then cached 
 from __future__ import annotations
 
 import argparse
+import ast
 import http.client
 import json
 import os
@@ -141,6 +142,75 @@ def test_datasync_wheel_installs_and_imports_outside_the_checkout(built, tmp_pat
     assert res.returncode == 0, res.stderr
     path, value = res.stdout.split()
     assert Path(path).is_relative_to(target) and value == "7"
+
+
+def _imports_tools(name: str, source: bytes) -> bool:
+    """Whether the wheel's module ``name`` (``datasync/x/y.py``) imports datasync.tools
+    anywhere in its code (at import time or inside a function)."""
+    package = name[:-3].split("/")[:-1]  # datasync/vfs/shim.py and vfs/__init__.py: vfs
+    for node in ast.walk(ast.parse(source)):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        if any(t == "datasync.tools" or t.startswith("datasync.tools.") for t in targets):
+            return True
+    return False
+
+
+def _python_on_wheel(wheel: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that sees the standard library and the wheel
+    (imported from the zip), nothing else: no checkout, no site-packages (-I -S)."""
+    setup = f"import sys; sys.path.insert(0, {str(wheel)!r})\n"
+    return subprocess.run([sys.executable, "-I", "-S", "-c", setup + code, *args],
+                          capture_output=True, text=True, timeout=120, cwd=wheel.parent)
+
+
+REFUSE_TOOLS = """
+import importlib, importlib.abc, json, sys
+tried = []
+class RefuseTools(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "datasync.tools" or name.startswith("datasync.tools."):
+            tried.append(name)
+            raise ModuleNotFoundError(f"{name} is not in the browser wheel", name=name)
+        return None
+sys.meta_path.insert(0, RefuseTools())
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+import datasync
+print(json.dumps({"tried": tried, "file": datasync.__file__}))
+"""
+
+
+def test_browser_wheel_holds_no_tools_and_the_runtime_imports_none(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    wheel = out / manifest["wheels"]["datasync"]
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        sources = {n: z.read(n) for n in names if n.startswith("datasync/") and n.endswith(".py")}
+    assert not [n for n in names if n.startswith("datasync/tools/")]
+    assert {"datasync/__init__.py", "datasync/vfs/shim.py", "datasync/tabs/web.py"} <= set(sources)
+    # In the code: only the `python -m datasync` entry point names the tools (it imports
+    # them when run, natively; the next test runs it from the browser wheel).
+    assert [n for n in sorted(sources) if _imports_tools(n, sources[n])] == ["datasync/__main__.py"]
+    # On import: every module of the wheel imports with datasync.tools refused.
+    modules = [n[:-3].replace("/", ".").removesuffix(".__init__") for n in sorted(sources)]
+    res = _python_on_wheel(wheel, REFUSE_TOOLS, *modules)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["tried"] == [] and Path(report["file"]).is_relative_to(wheel)
+
+
+def test_browser_wheel_command_line_says_how_to_get_the_tools(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    res = _python_on_wheel(out / manifest["wheels"]["datasync"],
+                           "from datasync.__main__ import main; sys.exit(main(['--help']))")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: ") and "pip install ." in res.stderr
 
 
 def test_rebuild_reuses_the_cache_and_reports_up_to_date(built, checkout) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""The wheels the browser installs: datasync's, built from this checkout, and pinned
-pure-Python wheels from PyPI (micropip and packaging), cached in ``build/wheels/``.
+"""The wheels the browser installs: datasync's, built from this checkout without
+``datasync/tools/`` (the browser downloads only what runs), and pinned pure-Python
+wheels from PyPI (micropip and packaging), cached in ``build/wheels/``.
 
 Example::
 
@@ -40,9 +41,17 @@ def _run(cmd: Sequence[str], what: str, *, cwd: Path | None = None) -> None:
         raise WebBuildError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
 
 
+#: Subpackages of ``datasync/`` left out of the wheel the browser installs: this package,
+#: native tooling no page ever runs (nothing outside it imports it).
+NATIVE_ONLY = ("tools",)
+
+
 def _wheel_sources(root: Path) -> list[Path]:
-    """Every file that goes into the datasync wheel (or decides its metadata)."""
-    files = [p for p in (root / "datasync").rglob("*") if p.is_file()
+    """Every file that goes into the browser's datasync wheel (or decides its metadata):
+    the package without its :data:`NATIVE_ONLY` subpackages."""
+    pkg = root / "datasync"
+    files = [p for p in pkg.rglob("*") if p.is_file()
+             and p.relative_to(pkg).parts[0] not in NATIVE_ONLY
              and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
     for name in ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "README.md"):
         if (root / name).is_file():
@@ -72,12 +81,15 @@ def source_digest(root: Path | str = REPO_ROOT) -> str:
 
 def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None,
                 quiet: bool = True) -> tuple[Path, str]:
-    """``wheel, digest = build_wheel()``: build datasync's pure-Python wheel with the
-    standard build backend (setuptools, through ``pip wheel``); return its path in
-    ``build/wheels/datasync-<digest>/`` and the digest of the sources it was built from.
+    """``wheel, digest = build_wheel()``: build datasync's pure-Python wheel for the
+    browser with the standard build backend (setuptools, through ``pip wheel``); return
+    its path in ``build/wheels/datasync-<digest>/`` and the digest of the sources it was
+    built from.
 
-    The sources are copied to a temporary directory first, so setuptools' ``build/lib``
-    never packs a stale module. A wheel already built from identical sources is reused.
+    The sources are copied to a temporary directory first, without ``datasync/tools/``
+    (:data:`NATIVE_ONLY`), so setuptools' ``build/lib`` never packs a stale module and
+    the wheel holds only what runs in a page. A wheel already built from identical
+    sources is reused.
     Raises :class:`WebBuildError` (with pip's output) if pip cannot build it.
     """
     root = Path(root)
