@@ -112,8 +112,10 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
              "building the datasync wheel")
         wheels = sorted(out.glob("datasync-*-py3-none-any.whl"))
         if len(wheels) != 1:
-            raise WebBuildError(f"expected one pure-Python datasync wheel, got "
-                                f"{[w.name for w in out.iterdir()]}")
+            raise WebBuildError(
+                f"expected one pure-Python datasync wheel, got {[w.name for w in out.iterdir()]}:"
+                " datasync must build as datasync-<version>-py3-none-any.whl; check "
+                "pyproject.toml for a compiled extension or a second distribution")
         target.mkdir(parents=True, exist_ok=True)
         final = target / wheels[0].name
         shutil.copy2(wheels[0], final.with_suffix(".part"))
@@ -159,11 +161,14 @@ def fetch_wheel(name: str, version: str, *, cache: Path | str | None = None,
              f"downloading the {name} {version} wheel (needs the package index)")
         got = [p for p in Path(tmp).iterdir() if _wheel_name_matches(p.name, name, version)]
         if len(got) != 1:
-            raise WebBuildError(f"pip did not produce one pure-Python wheel of {name} "
-                                f"{version}; got {sorted(p.name for p in Path(tmp).iterdir())}")
+            raise WebBuildError(
+                f"pip did not produce one pure-Python wheel of {name} {version}; got "
+                f"{sorted(p.name for p in Path(tmp).iterdir())}: pin a version of {name} "
+                "that is published as a py3-none-any wheel")
         with zipfile.ZipFile(got[0]) as z:  # a truncated download must not enter the cache
             if z.testzip() is not None:
-                raise WebBuildError(f"downloaded {got[0].name} is corrupt")
+                raise WebBuildError(f"downloaded {got[0].name} is corrupt (nothing was "
+                                    "cached): run the build again")
         hit = cache / got[0].name
         os.replace(got[0], hit)
     return hit
