@@ -35,10 +35,10 @@ npm:                ## node_modules/ from package-lock.json (the pinned Pyodide 
 
 web:                ## build web/: Pyodide runtime, datasync + micropip wheels, manifest.json
 	@[ -f node_modules/pyodide/package.json ] || $(MAKE) --no-print-directory npm
-	$(PYTHON) -m datasync.web build
+	$(PYTHON) -m datasync build
 
 demo: web           ## serve the repository (demo at http://127.0.0.1:$(PORT)/demo/)
-	$(PYTHON) -m datasync.web serve --no-build --port $(PORT)
+	$(PYTHON) -m datasync serve --no-build --port $(PORT)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis quickstart.dsdb*

@@ -70,7 +70,7 @@ def launch_persistent(playwright: Any, user_data_dir: str | os.PathLike[str], *,
 def server(coop_coep: bool = False) -> Any:
     """Serve the project root (``js/``, ``demo/``, ``web/``) on a free localhost port,
     in a background thread, for a ``with`` block; ``.url`` is its base URL."""
-    from datasync.web import serving
+    from datasync.tools.serve import serving
 
     return serving(root=ROOT, port=0, coop_coep=coop_coep)
 

@@ -11,10 +11,11 @@ Headless Chromium (``playwright.config.py``: ``launch_persistent`` on a fresh te
 profile, so IndexedDB is on disk) loads ``benchmarks/browser.html`` from the local
 server (``config.server(coop_coep=True)``: a cross-origin-isolated page has a 5 µs
 clock instead of 100 µs; ``web/`` is built from this checkout by
-``datasync.web.ensure_web``, nothing comes from a CDN). Every time is taken inside the
-page: ``time.perf_counter()`` in Pyodide or ``performance.now()`` in JS, never around
-Playwright calls. The page also counts the asyncio callbacks Pyodide schedules (through
-a MessageChannel), which exposes a task that polls the event loop. Systems:
+``datasync.tools.build.ensure_web``, nothing comes from a CDN). Every time is taken
+inside the page: ``time.perf_counter()`` in Pyodide or ``performance.now()`` in JS,
+never around Playwright calls. The page also counts the asyncio callbacks Pyodide
+schedules (through a MessageChannel), which exposes a task that polls the event loop.
+Systems:
 
 * **A** datasync: ``db = await datasync.open(name)`` (IndexedDB backend), the async API;
   ``A conn`` runs the same SQL as D through ``db.connect()`` (a plain sqlite3
@@ -506,7 +507,7 @@ def git_state() -> str:
 def run(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
-    from datasync.web import ensure_web
+    from datasync.tools.build import ensure_web
 
     config = load_config()
     manifest = ensure_web("web")

@@ -7,9 +7,9 @@ Usage::
 
 Two pages of one app open the same database with ``DataSync.open(name, {tabs: true})``
 (``js/datasync.js``; Pyodide and the wheel come from the local server, built from this
-checkout by ``datasync.web.ensure_web``). The first page leads, the second follows.
-Every time is taken inside the pages with ``performance.now()``; to compare two
-pages' clocks, ``performance.timeOrigin + performance.now()`` (one monotonic clock
+checkout by ``datasync.tools.build.ensure_web``). The first page leads, the second
+follows. Every time is taken inside the pages with ``performance.now()``; to compare
+two pages' clocks, ``performance.timeOrigin + performance.now()`` (one monotonic clock
 per browser). Measurements, each a sequence of single-row INSERTs awaited one by one:
 
 * **local**: the leader's ``await db.execute(INSERT)`` (runs in its own Pyodide, then
@@ -102,7 +102,7 @@ def propagation(stream: list[dict[str, Any]], seen: list[dict[str, Any]],
 def run(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
-    from datasync.web import ensure_web
+    from datasync.tools.build import ensure_web
 
     config = load_config()
     ensure_web("web")

@@ -1,4 +1,4 @@
-"""datasync.web: the browser bundle (web/) and the local static server. Native, no browser.
+"""datasync.tools: the browser bundle (web/) and the local static server. Native, no browser.
 
 The bundle needs ``node_modules/pyodide`` (``npm ci``, run by ``make install``) and, on a
 first run, the package index for the micropip and packaging wheels (then cached in
@@ -7,6 +7,7 @@ first run, the package index for the micropip and packaging wheels (then cached 
 from __future__ import annotations
 
 import argparse
+import ast
 import http.client
 import json
 import os
@@ -22,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from datasync import web
+from datasync import tools
+from datasync.tools import build, cli, serve
+from datasync.tools import wheels as wheel_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "wheels"
@@ -40,7 +43,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (ROOT / "node_modules" / "pyodide" / "package.json").is_file():
         pytest.fail("node_modules/pyodide is missing: run `npm ci` (make install does)")
     copy = tmp_path_factory.mktemp("checkout")
-    for rel, data in web._snapshot(ROOT).items():
+    for rel, data in wheel_tools._snapshot(ROOT).items():
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         (copy / rel).write_bytes(data)
     (copy / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
@@ -53,7 +56,7 @@ def built(checkout: Path) -> tuple[Path, dict[str, Any]]:
     is the checkout's build/wheels/, so wheels are downloaded at most once."""
     out = checkout / "web"
     started = time.perf_counter()
-    manifest = web.build_web(out, root=checkout, cache=CACHE)
+    manifest = build.build_web(out, root=checkout, cache=CACHE)
     # A fresh checkout builds the wheel and downloads two small wheels once; after
     # that only the ~14 MB Pyodide copy remains. Either way it is a matter of seconds.
     assert time.perf_counter() - started < 120
@@ -81,7 +84,7 @@ def test_build_writes_a_manifest_naming_pyodide_and_every_wheel(built) -> None: 
     wheels = manifest["wheels"]
     assert set(wheels) == {"datasync", "micropip", "packaging"}
     assert wheels["datasync"] == f"wheels/datasync-{manifest['version']}-py3-none-any.whl"
-    assert wheels["micropip"] == f"wheels/micropip-{web.MICROPIP_VERSION}-py3-none-any.whl"
+    assert wheels["micropip"] == f"wheels/micropip-{wheel_tools.MICROPIP_VERSION}-py3-none-any.whl"
     assert wheels["packaging"].startswith("wheels/packaging-")
     for rel in wheels.values():
         assert zipfile.is_zipfile(out / rel), rel
@@ -92,13 +95,13 @@ def test_build_writes_a_manifest_naming_pyodide_and_every_wheel(built) -> None: 
 def test_build_copies_every_file_load_pyodide_fetches(built) -> None:  # type: ignore[no-untyped-def]
     out, _ = built
     src = ROOT / "node_modules" / "pyodide"
-    for name in web.PYODIDE_REQUIRED:
+    for name in build.PYODIDE_REQUIRED:
         copy = out / "pyodide" / name
         assert copy.is_file(), name
         assert copy.stat().st_size == (src / name).stat().st_size, name
     assert (out / "pyodide" / "pyodide.asm.wasm").read_bytes()[:4] == b"\0asm"
     lock = json.loads((out / "pyodide" / "pyodide-lock.json").read_text())
-    assert lock["info"]["python"].startswith(web.PYODIDE_PYTHON)
+    assert lock["info"]["python"].startswith(wheel_tools.PYODIDE_PYTHON)
 
 
 def test_datasync_wheel_is_pure_python_and_holds_the_package(built, checkout) -> None:  # type: ignore[no-untyped-def]
@@ -141,30 +144,99 @@ def test_datasync_wheel_installs_and_imports_outside_the_checkout(built, tmp_pat
     assert Path(path).is_relative_to(target) and value == "7"
 
 
+def _imports_tools(name: str, source: bytes) -> bool:
+    """Whether the wheel's module ``name`` (``datasync/x/y.py``) imports datasync.tools
+    anywhere in its code (at import time or inside a function)."""
+    package = name[:-3].split("/")[:-1]  # datasync/vfs/shim.py and vfs/__init__.py: vfs
+    for node in ast.walk(ast.parse(source)):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        if any(t == "datasync.tools" or t.startswith("datasync.tools.") for t in targets):
+            return True
+    return False
+
+
+def _python_on_wheel(wheel: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that sees the standard library and the wheel
+    (imported from the zip), nothing else: no checkout, no site-packages (-I -S)."""
+    setup = f"import sys; sys.path.insert(0, {str(wheel)!r})\n"
+    return subprocess.run([sys.executable, "-I", "-S", "-c", setup + code, *args],
+                          capture_output=True, text=True, timeout=120, cwd=wheel.parent)
+
+
+REFUSE_TOOLS = """
+import importlib, importlib.abc, json, sys
+tried = []
+class RefuseTools(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "datasync.tools" or name.startswith("datasync.tools."):
+            tried.append(name)
+            raise ModuleNotFoundError(f"{name} is not in the browser wheel", name=name)
+        return None
+sys.meta_path.insert(0, RefuseTools())
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+import datasync
+print(json.dumps({"tried": tried, "file": datasync.__file__}))
+"""
+
+
+def test_browser_wheel_holds_no_tools_and_the_runtime_imports_none(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    wheel = out / manifest["wheels"]["datasync"]
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        sources = {n: z.read(n) for n in names if n.startswith("datasync/") and n.endswith(".py")}
+    assert not [n for n in names if n.startswith("datasync/tools/")]
+    assert {"datasync/__init__.py", "datasync/vfs/shim.py", "datasync/tabs/web.py"} <= set(sources)
+    # In the code: only the `python -m datasync` entry point names the tools (it imports
+    # them when run, natively; the next test runs it from the browser wheel).
+    assert [n for n in sorted(sources) if _imports_tools(n, sources[n])] == ["datasync/__main__.py"]
+    # On import: every module of the wheel imports with datasync.tools refused.
+    modules = [n[:-3].replace("/", ".").removesuffix(".__init__") for n in sorted(sources)]
+    res = _python_on_wheel(wheel, REFUSE_TOOLS, *modules)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["tried"] == [] and Path(report["file"]).is_relative_to(wheel)
+
+
+def test_browser_wheel_command_line_says_how_to_get_the_tools(built) -> None:  # type: ignore[no-untyped-def]
+    out, manifest = built
+    res = _python_on_wheel(out / manifest["wheels"]["datasync"],
+                           "from datasync.__main__ import main; sys.exit(main(['--help']))")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: ") and "pip install ." in res.stderr
+
+
 def test_rebuild_reuses_the_cache_and_reports_up_to_date(built, checkout) -> None:  # type: ignore[no-untyped-def]
     out, manifest = built
-    assert web.web_is_stale(out, root=checkout) is None
+    assert build.web_is_stale(out, root=checkout) is None
     started = time.perf_counter()
-    again = web.build_web(out, root=checkout, cache=CACHE)
+    again = build.build_web(out, root=checkout, cache=CACHE)
     assert time.perf_counter() - started < 10  # no wheel build, no download
     assert again == manifest
     (out / "pyodide" / "pyodide.asm.wasm").unlink()
-    assert "pyodide.asm.wasm" in (web.web_is_stale(out, root=checkout) or "")
-    assert web.ensure_web(out, root=checkout, cache=CACHE) == manifest
-    assert web.web_is_stale(out, root=checkout) is None
+    assert "pyodide.asm.wasm" in (build.web_is_stale(out, root=checkout) or "")
+    assert build.ensure_web(out, root=checkout, cache=CACHE) == manifest
+    assert build.web_is_stale(out, root=checkout) is None
     init = checkout / "datasync" / "__init__.py"
     original = init.read_bytes()
     try:
         init.write_bytes(original + b"# changed\n")
-        assert web.web_is_stale(out, root=checkout) == "the datasync sources changed"
+        assert build.web_is_stale(out, root=checkout) == "the datasync sources changed"
     finally:
         init.write_bytes(original)
-    assert web.web_is_stale(out, root=checkout) is None
+    assert build.web_is_stale(out, root=checkout) is None
 
 
 def test_build_without_node_modules_says_to_run_npm_ci(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(web.WebBuildError, match="npm ci"):
-        web.build_web(tmp_path / "web", root=tmp_path)
+    with pytest.raises(tools.WebBuildError, match="npm ci"):
+        build.build_web(tmp_path / "web", root=tmp_path)
     assert not (tmp_path / "web").exists()
 
 
@@ -172,21 +244,21 @@ def test_source_digest_changes_with_the_sources(tmp_path) -> None:  # type: igno
     (tmp_path / "datasync").mkdir()
     (tmp_path / "datasync" / "__init__.py").write_text("x = 1\n")
     (tmp_path / "pyproject.toml").write_text("[project]\nname='datasync'\n")
-    first = web.source_digest(tmp_path)
+    first = wheel_tools.source_digest(tmp_path)
     (tmp_path / "datasync" / "__pycache__").mkdir()
     (tmp_path / "datasync" / "__pycache__" / "x.pyc").write_bytes(b"junk")
-    assert web.source_digest(tmp_path) == first
+    assert wheel_tools.source_digest(tmp_path) == first
     (tmp_path / "datasync" / "__init__.py").write_text("x = 2\n")
-    assert web.source_digest(tmp_path) != first
+    assert wheel_tools.source_digest(tmp_path) != first
 
 
 def test_fetch_wheel_serves_the_cache_without_the_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cached = tmp_path / "sortedcontainers-2.4.0-py2.py3-none-any.whl"
     cached.write_bytes(b"PK\5\6" + bytes(18))
     (tmp_path / "sortedcontainers-2.4.1-py3-none-any.whl").write_bytes(b"")
-    assert web.fetch_wheel("SortedContainers", "2.4.0", cache=tmp_path) == cached
-    assert web._wheel_name_matches("pytest_timeout-2.4.0-py3-none-any.whl", "pytest-timeout", "2.4.0")
-    assert not web._wheel_name_matches("numpy-2.0-cp314-cp314-pyodide_2026_0_wasm32.whl", "numpy", "2.0")
+    assert wheel_tools.fetch_wheel("SortedContainers", "2.4.0", cache=tmp_path) == cached
+    assert wheel_tools._wheel_name_matches("pytest_timeout-2.4.0-py3-none-any.whl", "pytest-timeout", "2.4.0")
+    assert not wheel_tools._wheel_name_matches("numpy-2.0-cp314-cp314-pyodide_2026_0_wasm32.whl", "numpy", "2.0")
 
 
 # --------------------------------------------------------------------------- serve
@@ -209,7 +281,7 @@ def test_server_sends_the_mime_types_browsers_require(site) -> None:  # type: ig
                 "c.js": "text/javascript", "d.json": "application/json",
                 "s.zip": "application/zip", "index.html": "text/html", "style.css": "text/css",
                 "i.svg": "image/svg+xml"}
-    with web.serving(root=site) as server:
+    with serve.serving(root=site) as server:
         for name, mime in expected.items():
             status, headers, body = get(server.url + name)
             assert status == 200 and body == (site / name).read_bytes(), name
@@ -222,7 +294,7 @@ def test_server_sends_the_mime_types_browsers_require(site) -> None:  # type: ig
 
 
 def test_server_answers_404_for_missing_and_hidden_files(site) -> None:  # type: ignore[no-untyped-def]
-    with web.serving(root=site) as server:
+    with serve.serving(root=site) as server:
         assert get(server.url + "missing.wasm")[0] == 404
         assert get(server.url + "nope/deeper.mjs")[0] == 404
         assert get(server.url + ".git/config")[0] == 404
@@ -233,10 +305,10 @@ def test_server_answers_404_for_missing_and_hidden_files(site) -> None:  # type:
 def test_coop_coep_headers_only_with_the_option(site) -> None:  # type: ignore[no-untyped-def]
     isolation = ("cross-origin-opener-policy", "cross-origin-embedder-policy",
                  "cross-origin-resource-policy")
-    with web.serving(root=site) as server:
+    with serve.serving(root=site) as server:
         _, headers, _ = get(server.url + "index.html")
         assert not [h for h in isolation if h in headers]
-    with web.serving(root=site, coop_coep=True) as server:
+    with serve.serving(root=site, coop_coep=True) as server:
         _, headers, _ = get(server.url + "index.html")
         assert headers["cross-origin-opener-policy"] == "same-origin"
         assert headers["cross-origin-embedder-policy"] == "require-corp"
@@ -246,7 +318,7 @@ def test_coop_coep_headers_only_with_the_option(site) -> None:  # type: ignore[n
 
 
 def test_port_zero_binds_a_free_port_and_reports_its_url(site) -> None:  # type: ignore[no-untyped-def]
-    with web.serving(root=site, port=0) as one, web.serving(root=site, port=0) as two:
+    with serve.serving(root=site, port=0) as one, serve.serving(root=site, port=0) as two:
         assert one.port != two.port and one.port > 0
         assert one.url == f"http://127.0.0.1:{one.port}/"
         assert get(two.url + "d.json")[0] == 200
@@ -257,7 +329,7 @@ def test_port_zero_binds_a_free_port_and_reports_its_url(site) -> None:  # type:
 
 
 def test_server_keeps_a_connection_alive_across_requests(site) -> None:  # type: ignore[no-untyped-def]
-    with web.serving(root=site) as server:
+    with serve.serving(root=site) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         for name in ("m.mjs", "a.wasm", "missing", "d.json"):
             conn.request("GET", "/" + name)
@@ -269,7 +341,7 @@ def test_server_keeps_a_connection_alive_across_requests(site) -> None:  # type:
 
 def test_served_bundle_has_wasm_and_module_types(built) -> None:  # type: ignore[no-untyped-def]
     out, manifest = built
-    with web.serving(root=out.parent) as server:
+    with serve.serving(root=out.parent) as server:
         base = server.url + "web/"
         status, headers, body = get(base + "manifest.json")
         assert status == 200 and body == (out / "manifest.json").read_bytes()
@@ -284,7 +356,7 @@ def test_served_bundle_has_wasm_and_module_types(built) -> None:  # type: ignore
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    web.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 
@@ -294,19 +366,19 @@ def test_subcommands_parse_their_options() -> None:
     args = _parse("serve")
     assert (args.port, args.host, args.coop_coep, args.no_build) == (8000, "127.0.0.1", False, False)
     assert _parse("build").out == "web" and _parse("build", "--out", "x").out == "x"
-    assert web.run_subcommand(argparse.Namespace(command="inspect")) is None
+    assert cli.run_subcommand(argparse.Namespace(command="inspect")) is None
 
 
 def test_build_command_builds_the_checkout_and_prints_the_wheels(built, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert web.main(["build", "--out", str(tmp_path / "w")]) == 0
+    assert cli.main(["build", "--out", str(tmp_path / "w")]) == 0
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     printed = capsys.readouterr().out
     assert str(tmp_path / "w") in printed and manifest["wheels"]["datasync"] in printed
 
 
 def test_serve_command_refuses_a_busy_port_with_status_2(site, capsys) -> None:  # type: ignore[no-untyped-def]
-    with web.serving(root=site) as busy:
-        status = web.run_subcommand(_parse("serve", "--no-build", "--port", str(busy.port)))
+    with serve.serving(root=site) as busy:
+        status = cli.run_subcommand(_parse("serve", "--no-build", "--port", str(busy.port)))
     assert status == 2 and capsys.readouterr().err.startswith("error: ")
 
 
@@ -317,7 +389,7 @@ def test_serve_command_prints_the_demo_url_and_stops_on_ctrl_c_or_kill(built, st
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # Started with SIGINT ignored, as a shell's background job (`make test &`) is:
     # serve must still stop on Ctrl-C, and on `kill`.
-    proc = subprocess.Popen([sys.executable, "-m", "datasync.web", "serve", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "datasync", "serve", "--port", "0",
                              "--no-build"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))

@@ -49,7 +49,7 @@ BOOT = """async ({manifest}) => {
 
 @pytest.fixture(scope="session")
 def manifest() -> dict[str, Any]:
-    from datasync.web import ensure_web
+    from datasync.tools.build import ensure_web
 
     return ensure_web("web")
 
@@ -123,7 +123,7 @@ def pypage(context: Any, server: Any, manifest: dict[str, Any]) -> PyPage:
 
 def fetch_test_wheels() -> dict[str, str]:
     """Paths (relative to the repo root) of the wheels pytest needs in Pyodide."""
-    from datasync.web import fetch_wheel
+    from datasync.tools.wheels import fetch_wheel
 
     return {name: str(fetch_wheel(name, version).relative_to(ROOT))
             for name, version in TEST_WHEELS.items()}

@@ -23,12 +23,12 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from . import open as open_database
-from . import web
-from .backends.sqlitefile import SqliteFileBackend
-from .errors import CorruptBlockError, DatasyncError
-from .format import MAIN, Codec, Meta
-from .sqlite_image import as_rollback_image
+from .. import open as open_database
+from ..backends.sqlitefile import SqliteFileBackend
+from ..errors import CorruptBlockError, DatasyncError
+from ..format import MAIN, Codec, Meta
+from ..sqlite_image import as_rollback_image
+from . import build, serve
 
 
 async def inspect_store(path: str, *, verify: bool = False) -> dict[str, Any]:
@@ -134,10 +134,51 @@ async def run_sql(path: str, statements: Sequence[str]) -> list[dict[str, Any]]:
         await db.close()
 
 
+def add_subcommands(subparsers: Any) -> None:
+    """``add_subcommands(parser.add_subparsers(dest="command"))``: add the browser
+    bundle's commands, ``build`` and ``serve``, to an argparse subparsers object."""
+    s = subparsers.add_parser("build", help="build the browser bundle (web/): Pyodide, wheels")
+    s.add_argument("--out", default="web", help="output directory (default: web)")
+    s = subparsers.add_parser("serve", help="serve the repository (demo, js, web) locally")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
+    s.add_argument("--coop-coep", action="store_true",
+                   help="send COOP/COEP headers (cross-origin isolation: SharedArrayBuffer)")
+    s.add_argument("--no-build", action="store_true",
+                   help="do not (re)build web/ even if it is missing or stale")
+    s.add_argument("--out", default="web", help=argparse.SUPPRESS)
+    s.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def run_subcommand(args: argparse.Namespace) -> int | None:
+    """``status = run_subcommand(args)``: run ``build`` or ``serve`` if that is
+    ``args.command`` and return the exit status; else return None."""
+    command = getattr(args, "command", None)
+    if command not in ("build", "serve"):
+        return None
+    try:
+        if command == "build":
+            manifest = build.build_web(args.out, quiet=False)
+            print(f"{build.web_dir(args.out)}: {', '.join(manifest['wheels'].values())}")
+            return 0
+        if not args.no_build:
+            reason = build.web_is_stale(args.out)
+            if reason:
+                print(f"building {args.out}/ ({reason})", file=sys.stderr, flush=True)
+                build.build_web(args.out, quiet=False)
+        server = serve.serve(args.host, args.port, coop_coep=args.coop_coep,
+                             verbose=args.verbose)
+    except (OSError, DatasyncError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve.run_until_stopped(server)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m datasync", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    web.add_subcommands(sub)
+    add_subcommands(sub)
     s = sub.add_parser("inspect", help="show a store's format, block size, version and size")
     s.add_argument("store")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -158,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datasync``; returns the exit status."""
     args = _parser().parse_args(argv)
-    status = web.run_subcommand(args)
+    status = run_subcommand(args)
     if status is not None:
         return status
     try:
