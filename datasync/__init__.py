@@ -35,6 +35,7 @@ from .errors import (
     FormatVersionError,
     InvalidOptionError,
     NotADatasyncStoreError,
+    NotASQLiteImageError,
     StorageBlockedError,
     StorageFullError,
     StorageUnavailableError,
@@ -48,7 +49,6 @@ from .errors import (
     VersionNotRetainedError,
     WrongKeyError,
 )
-from .sqlite_image import NotASQLiteImageError
 from . import runtime as _runtime
 
 _runtime.install()  # the native/browser wiring (datasync/runtime.py)

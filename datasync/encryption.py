@@ -42,7 +42,7 @@ import struct
 from typing import Any, Protocol, Union
 
 from .errors import CorruptBlockError, CryptoUnavailableError, InvalidOptionError, WrongKeyError
-from .format import Codec, Meta, PlainCodecs, Record, key_identity, version_map_of, with_version_map
+from .format import Codec, Meta, PlainCodecs, Record, version_map_of, with_version_map
 
 #: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
 EncryptionKey = Union[bytes, bytearray, memoryview, str]

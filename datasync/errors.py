@@ -42,6 +42,11 @@ class CorruptBlockError(DatasyncError):
         self.index = index
 
 
+class NotASQLiteImageError(DatasyncError, ValueError):
+    """The bytes given to import are not a SQLite database file (the message says
+    how to make one: sqlite3's .backup, or datasync export)."""
+
+
 class StoreCreateError(DatasyncError):
     """The store could not be created or opened at the given location (missing
     directory, no permission, read-only file system)."""

@@ -11,13 +11,9 @@ after a checkpoint these two bytes are the only difference.
 """
 from __future__ import annotations
 
-from .errors import DatasyncError
+from .errors import NotASQLiteImageError
 
 MAGIC = b"SQLite format 3\x00"
-
-
-class NotASQLiteImageError(DatasyncError, ValueError):
-    """The bytes are not a SQLite database file."""
 
 
 def page_size(image: bytes) -> int:

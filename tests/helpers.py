@@ -67,7 +67,7 @@ def make_backend(backend_kind: str, tmp_path) -> Callable[[str], Backend]:  # ty
         if backend_kind == "memory":
             return MemoryBackend(f"{prefix}-{name}")
         if backend_kind == "indexeddb":
-            from datasync.backends.indexeddb import IndexedDBBackend
+            from datasync.browser.indexeddb import IndexedDBBackend
 
             made.append(IndexedDBBackend(f"{prefix}-{name}"))
             return made[-1]

@@ -17,6 +17,7 @@ import pytest
 
 import datasync
 from datasync import database, vfs
+from datasync.database import opening
 from datasync.vfs import callbacks
 
 from helpers import native_only
@@ -50,7 +51,7 @@ def raw(path: str) -> sqlite3.Connection:
 
 
 def nothing_registered(path: str) -> bool:
-    return vfs.attached(path) is None and path not in database._shared
+    return vfs.attached(path) is None and path not in opening._shared
 
 
 def test_a_raw_connection_closed_inside_a_loop_lets_datasync_open_the_store(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,26 @@ def SuspendingMemoryBackend(name: str, *, instance: str, rng: random.Random) -> 
     return AsyncWithHistory(MemoryBackend(name, instance=instance), pause)
 
 
+def crash(tab: SharedDatabase) -> None:
+    """Simulate the tab dying: stop at once and write nothing more (the lock service
+    and channel hub drop the tab too, in Browser.kill)."""
+    from datasync.database import opening
+
+    tab._closed = True
+    tab._session.close()
+    for task in [*tab._tasks, *tab._background]:
+        task.cancel()
+    tab._unsubscribe()
+    tab._outbox.close()
+    db = tab.db
+    db._closed = True
+    db._remove_listener()
+    for conn in [*(c for c, _, _ in db._handed_out), db._conn]:
+        conn.close()
+    opening._shared.pop(db._shared.key, None)
+    datasync.vfs.detach(db._shared.key)
+
+
 class Browser:
     """Simulated tabs of one browser sharing one database (``suspending``: with
     I/O that suspends, as IndexedDB's does)."""
@@ -65,7 +85,7 @@ class Browser:
 
     def kill(self, tab: str) -> None:
         db = self.tabs.pop(tab)
-        db.crash()
+        crash(db)
         self.locks.kill(tab)
         self.hub.kill(tab)
         self.dead.append(db)
@@ -259,7 +279,7 @@ def test_a_deposed_leader_cannot_overwrite_newer_data() -> None:
         with pytest.raises(datasync.DeposedLeaderError):
             await a.db.sync()
         assert await f.query("SELECT x FROM t") == [{"x": "new leader"}]
-        a.crash()
+        crash(a)
         b.tabs.pop("a")
         await b.close()
 
@@ -611,9 +631,9 @@ async def _rows_are(tab: SharedDatabase, expected: list[str]) -> bool:
 
 
 def test_a_tab_that_missed_a_rekey_says_so_and_never_leads(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from datasync.tabs import coordinator
+    from datasync.tabs import wire
 
-    monkeypatch.setattr(coordinator, "KEY_WAIT", 0.05)
+    monkeypatch.setattr(wire, "KEY_WAIT", 0.05)
 
     async def go() -> None:
         b = Browser(max_delay=0)

@@ -147,7 +147,7 @@ def test_datasync_wheel_installs_and_imports_outside_the_checkout(built, tmp_pat
 def _imports_tools(name: str, source: bytes) -> bool:
     """Whether the wheel's module ``name`` (``datasync/x/y.py``) imports datasync.tools
     anywhere in its code (at import time or inside a function)."""
-    package = name[:-3].split("/")[:-1]  # datasync/vfs/shim.py and vfs/__init__.py: vfs
+    package = name[:-3].split("/")[:-1]  # datasync/vfs/core.py and vfs/__init__.py: vfs
     for node in ast.walk(ast.parse(source)):
         targets: list[str] = []
         if isinstance(node, ast.Import):
@@ -193,7 +193,7 @@ def test_browser_wheel_holds_no_tools_and_the_runtime_imports_none(built) -> Non
         names = z.namelist()
         sources = {n: z.read(n) for n in names if n.startswith("datasync/") and n.endswith(".py")}
     assert not [n for n in names if n.startswith("datasync/tools/")]
-    assert {"datasync/__init__.py", "datasync/vfs/shim.py", "datasync/tabs/web.py"} <= set(sources)
+    assert {"datasync/__init__.py", "datasync/vfs/callbacks.py", "datasync/browser/tabs.py"} <= set(sources)
     # In the code: only the `python -m datasync` entry point names the tools (it imports
     # them when run, natively; the next test runs it from the browser wheel).
     assert [n for n in sorted(sources) if _imports_tools(n, sources[n])] == ["datasync/__main__.py"]

@@ -44,6 +44,8 @@ class Flushing:
     def _init_flushing(self) -> None:
         self._flush_mutex = threading.Lock()
         self._flush_done: asyncio.Future[None] | None = None  # set while an async flush runs
+        #: Every commit up to this number is durable (or was discarded).
+        self.durable_seq = 0
         self.counters: dict[str, Any] = {
             "cache_hits": 0, "cache_misses": 0, "commits": 0, "flushes": 0,
             "blocks_flushed": 0, "bytes_flushed": 0, "flush_failures": 0,
@@ -57,6 +59,11 @@ class Flushing:
         durable version + 1, or + 2 while a flush is in flight (a commit made now
         goes into the flush after it). A failed flush can make it one too high."""
         return self.meta.version + (2 if self._flush_mutex.locked() else 1)  # type: ignore[attr-defined]
+
+    @property
+    def commit_seq(self) -> int:
+        """How many commit points this store has had: the number of the last one."""
+        return int(self.counters["commits"])
 
     @property
     def flushes_sync(self) -> bool:
@@ -158,9 +165,11 @@ class Flushing:
         store: Any = self
         with store._lock:
             if not store.has_unflushed and not force and rekey is None:
+                store.durable_seq = store.commit_seq  # nothing committed waits
                 return int(store.meta.version)
             snapshot, store._committed = store._committed, Tier()
             store._inflight = snapshot
+            flushing_seq = store.commit_seq  # what this flush makes durable
             generation = store._generation
             base = store.meta
             new_meta = base.next(store._committed_size, epoch=store.epoch)
@@ -210,6 +219,7 @@ class Flushing:
             raise
         with store._lock:
             store.meta = new_meta
+            store.durable_seq = max(store.durable_seq, flushing_seq)
             store.codec = codec
             if store._resident is None and not codec.decodes_sync:
                 store._resident = dict(blocks)  # rekeyed to an async-only codec

@@ -41,6 +41,7 @@ class Following:
             await asyncio.wait([store._flush_done])
         with store._flush_mutex, store._lock:
             store._generation += 1
+            store.durable_seq = store.commit_seq  # nothing left to wait for: dropped
             store._pending, store._committed, store._inflight = Tier(), Tier(), Tier()
             store._size = store._committed_size = store.meta.file_size
             store._cache.clear()

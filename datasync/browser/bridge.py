@@ -225,7 +225,7 @@ class JsDatabase:
             callback(to_js(change, dict_converter=js.Object.fromEntries))
 
         if not self.shared:
-            remove = self.db._store.add_commit_listener(
+            remove = self.db.store.add_commit_listener(
                 lambda store: forward({"version": store.version, "tables": None, "by": "local"}))
         else:
             remove = self.db.on_change(forward)

@@ -2,7 +2,7 @@
 
 Example::
 
-    session = TabSession(db._conn)
+    session = TabSession(db.connection)
     kind = session.classify("CREATE TEMP TABLE scratch(v)")
     session.check(sql, kind, runs_here=True)     # raises the named error, if any
     session.begin(origin_state)                   # a batch of some tab's, here

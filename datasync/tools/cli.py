@@ -25,7 +25,13 @@ from typing import Any
 
 from .. import open as open_database
 from ..backends.sqlitefile import SqliteFileBackend
-from ..errors import CorruptBlockError, DatasyncError
+from ..errors import (
+    BackupTargetError,
+    CorruptBlockError,
+    DatasyncError,
+    NotASQLiteImageError,
+    StoreNotFoundError,
+)
 from ..format import MAIN, Codec, Meta
 from ..sqlite_image import as_rollback_image
 from . import build, serve
@@ -84,7 +90,7 @@ def _write_atomically(path: str, data: bytes) -> None:
 async def export_store(path: str, out: str) -> int:
     """Write the store's database to ``out`` as a standard SQLite file; returns bytes."""
     if not os.path.exists(path):
-        raise DatasyncError(f"no store at {path!r}")
+        raise StoreNotFoundError(f"no store at {path!r}: check the path")
     db = await open_database(path, create=False)
     try:
         data = await db.export()
@@ -98,7 +104,7 @@ async def import_file(source: str, path: str, *, replace: bool = False) -> int:
     """Load a standard SQLite file into a store (created if missing); returns the
     durable version. An existing non-empty store is replaced only with ``replace``."""
     if not os.path.exists(source):
-        raise DatasyncError(f"no file at {source!r}")
+        raise StoreNotFoundError(f"no file at {source!r}: check the path")
     try:
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
@@ -106,12 +112,14 @@ async def import_file(source: str, path: str, *, replace: bool = False) -> int:
         finally:
             src.close()
     except sqlite3.DatabaseError as exc:
-        raise DatasyncError(f"{source!r} is not a readable SQLite database: {exc}") from exc
+        raise NotASQLiteImageError(
+            f"{source!r} is not a readable SQLite database ({exc}); export it with "
+            "sqlite3's .backup first") from exc
     image = as_rollback_image(image)
     db = await open_database(path)
     try:
         if db.stats()["file_size"] and not replace:
-            raise DatasyncError(
+            raise BackupTargetError(
                 f"the store {path!r} already holds a database; pass --replace to "
                 "replace it (atomically) or choose a new store path"
             )

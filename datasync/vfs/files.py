@@ -12,6 +12,19 @@ Example::
 EXCLUSIVE) across every connection of this process, and turns the release of
 the last write lock into the store's commit point. :class:`MemoryFile` holds
 journals and temporary files, which live in memory only.
+
+**Forks.** SQLite keeps a connection's page cache across transactions while the
+16 header bytes at offset 24 (file change counter, page count, freelist) read the
+same when it next takes a SHARED lock: the file format's way to learn that
+another process changed the file ("File change counter", sqlite.org/fileformat2).
+A store whose unflushed commits were discarded (:meth:`BlockStore.discard_unflushed`,
+a deposed leader tab) and which then caught up on another writer's history can
+hold different pages under the SAME counter: both branches counted one commit
+from the same start. So a file that sees the store's ``generation`` change answers
+that one header read with bytes that cannot match (each byte inverted); SQLite
+then drops its cache and reads page 1 again, getting the true bytes. The
+connection's cached schema has the same blind spot (a schema cookie both branches
+bumped once): the database layer resets it (``PRAGMA writable_schema=RESET``).
 """
 from __future__ import annotations
 
@@ -116,7 +129,8 @@ class LockManager:
 class StoreFile:
     """The main database file, backed by a :class:`BlockStore`."""
 
-    __slots__ = ("store", "locks", "level", "read", "write", "truncate", "name", "conn")
+    __slots__ = ("store", "locks", "level", "read", "write", "truncate", "name", "conn",
+                 "generation")
 
     def __init__(self, store: BlockStore, locks: LockManager, name: str = "") -> None:
         self.store = store
@@ -128,12 +142,27 @@ class StoreFile:
         self.read = store.read
         self.write = store.write
         self.truncate = store.truncate
+        self.generation = store.generation  # the history this file's reader has seen
 
     def size(self) -> int:
         return self.store.size
 
     def lock(self, level: int) -> bool:
+        if self.level == NONE and self.generation != self.store.generation:
+            # A fork since this file's reader last looked (see the module
+            # docstring): its next header check must fail.
+            self.generation = self.store.generation
+            self.read = self._read_after_fork
         return self.locks.lock(self, level)
+
+    def _read_after_fork(self, offset: int, amount: int) -> bytes:
+        """The first read after a fork: SQLite's check of the change counter
+        (offset 24, 16 bytes) reads bytes that differ from any cached copy."""
+        self.read = self.store.read
+        data = self.store.read(offset, amount)
+        if offset == 24 and amount == 16:
+            return bytes(b ^ 0xFF for b in data)
+        return data
 
     def unlock(self, level: int) -> None:
         self.locks.unlock(self, level)

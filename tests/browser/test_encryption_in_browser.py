@@ -191,7 +191,8 @@ BROWSER_SIDE = """
 import base64, json, datasync
 from datasync.browser.indexeddb import IndexedDBBackend
 from datasync.blockstore import BlockStore
-from datasync.encryption import WebCipher, codecs, open_codec
+from datasync.browser.webcrypto import WebCipher
+from datasync.encryption import codecs, open_codec
 from datasync.format import MAIN, Meta, Record
 
 vec = json.loads(%(vectors)r)

@@ -13,7 +13,7 @@ from pyodide_page import ROOT, PyPage, fetch_test_wheels
 
 SUITES = ["test_format.py", "test_blockstore.py", "test_vfs.py", "test_database.py", "test_restore.py",
           "test_rollback.py", "test_cdc_values.py", "test_missing_blocks.py",
-          "test_differential.py", "test_cache_bound.py"]
+          "test_differential.py", "test_cache_bound.py", "test_forks.py"]
 FILES = ["helpers.py", "conftest.py", *SUITES]
 
 INSTALL = """async ({wheels}) => {

@@ -1,0 +1,133 @@
+"""Statements and transactions of a database.
+
+Example::
+
+    res = await db.execute("INSERT INTO t(v) VALUES (?)", ("a",))   # Result
+    rows = await db.query("SELECT * FROM t")                          # list of dicts
+    await db.executemany("INSERT INTO t(v) VALUES (?)", [("b",), ("c",)])
+    async with db.transaction():
+        ...
+
+A mixin of :class:`~datasync.Database` over the internal API of :mod:`.core`.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from .. import vfs
+from ..errors import InvalidOptionError
+from .core import Result, _in_transaction, raise_translated
+
+
+class Statements:
+    """execute, executemany, query, transaction."""
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
+        """Run one statement; returns its columns, rows, rowcount and lastrowid.
+
+        Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``
+        """
+        async with self.turn():
+            before = self._store.commits_in_this_thread()  # ours: counted in our turn
+            result = self.run(sql, params)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
+        return result
+
+    async def executemany(
+        self, sql: str, seq_of_params: Iterable[Sequence[Any] | dict[str, Any]]
+    ) -> Result:
+        """Run ``sql`` once per parameter set, atomically (in one transaction).
+
+        Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``
+        """
+        async with self.turn():
+            before = self._store.commits_in_this_thread()
+            own_tx = not self._conn.in_transaction
+            vfs.take_last_error()
+            self._running_own = True
+            try:
+                if own_tx:
+                    self._conn.execute("BEGIN")
+                cur = self._conn.executemany(sql, seq_of_params)
+                if own_tx:
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if own_tx and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise_translated(exc)
+            except BaseException:
+                if own_tx and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._running_own = False
+            result = Result([], [], cur.rowcount, cur.lastrowid)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
+        return result
+
+    async def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Run a statement and return its rows as dictionaries.
+
+        Example: ``[{'id': 1}] == await db.query("SELECT 1 AS id")``
+        """
+        res = await self.execute(sql, params)
+        return [dict(zip(res.columns, row)) for row in res.rows]
+
+    @asynccontextmanager
+    async def transaction(self, mode: str = "DEFERRED") -> AsyncIterator[Any]:
+        """A transaction: committed when the block ends, rolled back on an exception.
+
+        Example::
+
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+                await db.execute("INSERT INTO t VALUES (2)")
+
+        ``mode`` is DEFERRED, IMMEDIATE or EXCLUSIVE. Nested, it is a savepoint.
+        """
+        mode = mode.upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise InvalidOptionError("mode must be DEFERRED, IMMEDIATE or EXCLUSIVE")
+        if self._owns_transaction():
+            async with self._savepoint():
+                yield self
+            return
+        async with self.turn():
+            before = self._store.commits_in_this_thread()
+            token = _in_transaction.set((self, asyncio.current_task()))
+            try:
+                self.run(f"BEGIN {mode}", ())
+                try:
+                    yield self
+                    self.run("COMMIT", ())
+                except BaseException:
+                    # Also when COMMIT itself failed (busy, full): never leave the
+                    # connection inside a transaction others would silently join.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            finally:
+                _in_transaction.reset(token)
+            committed = self._store.commits_in_this_thread() != before
+        await self._after_write(committed)
+
+    @asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        name = f"datasync_sp_{id(asyncio.current_task())}"
+        self.run(f"SAVEPOINT {name}", ())
+        try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        self.run(f"RELEASE {name}", ())
+

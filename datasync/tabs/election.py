@@ -1,0 +1,150 @@
+"""Leadership: a Web Lock held for the tab's life, and epochs that fence.
+
+Example::
+
+    await tab.wait_for_leadership()
+    await tab.request_leadership()     # steal: the current leader steps down
+
+A part of :class:`~datasync.tabs.SharedDatabase` (see :mod:`datasync.tabs` for the
+protocol); the tab's state is set up in :mod:`.core`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    BackendError,
+    DatabaseClosedError,
+    DatasyncError,
+    DeposedLeaderError,
+)
+from .services import Lease
+from .wire import (
+    APPLIED_RETENTION,
+    APPLIED_TABLE,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+class Election:
+    """Leadership: a Web Lock held for the tab's life, and epochs that fence."""
+
+    async def wait_for_leadership(self) -> None:
+        """Wait until this tab is the leader."""
+        await self._became_leader.wait()
+
+    async def request_leadership(self) -> None:
+        """Take leadership now (the current leader steps down cleanly)."""
+        if self.is_leader:
+            return
+        self._check_open()
+        lease = await self._locks.acquire(self._lock_name, steal=True)
+        hold = asyncio.ensure_future(self._hold(lease))
+        self._tasks.append(hold)
+        became = asyncio.ensure_future(self._became_leader.wait())
+        await asyncio.wait([hold, became], return_when=asyncio.FIRST_COMPLETED)
+        if became.done():
+            return
+        became.cancel()
+        if hold.cancelled():
+            raise DatabaseClosedError(f"database {self.name!r} was closed in this tab")
+        if hold.exception() is not None:
+            raise hold.exception()  # type: ignore[misc]
+        raise DeposedLeaderError(
+            f"leadership of {self.name!r} moved to another tab before this one could lead")
+
+    async def _campaign(self) -> None:
+        while not self._closed:
+            if self._key_error is not None:
+                # Cannot read the store (rekeyed elsewhere, key not received): not a
+                # candidate until a catch-up succeeds again.
+                await asyncio.sleep(self.poll_interval)
+                continue
+            try:
+                await self._hold(await self._locks.acquire(self._lock_name))
+            except DatasyncError:
+                await asyncio.sleep(self.poll_interval)  # lease released: others may lead
+
+    async def _hold(self, lease: Lease) -> None:
+        """Lead while ``lease`` is held, then step down."""
+        if self._closed or self._key_error is not None:
+            self._locks.release(lease)
+            return
+        try:
+            await self._lead(lease)
+        except DatasyncError:
+            # Could not take over (rekeyed elsewhere and we lack the key, storage
+            # trouble, deposed meanwhile): let another tab lead, and drop whatever
+            # this attempt committed but did not flush.
+            self._locks.release(lease)
+            if self._lease is lease:
+                self._lease = None
+                self.is_leader = False
+                self._became_leader.clear()
+                if self.leader_id == self.tab_id:
+                    self.leader_id = None
+                with contextlib.suppress(DatasyncError):
+                    await self._discard_unflushed()
+            raise
+        await lease.lost.wait()
+        if self._lease is lease:
+            await self._step_down()
+
+    async def _lead(self, lease: Lease) -> None:
+        self._lease = lease
+        while not lease.lost.is_set():
+            await self._catch_up_when_idle()
+            self._store.epoch = self._store.meta.epoch + 1
+            try:
+                await self._store.flush(force=True)  # stakes the epoch
+                break
+            except BackendError:
+                continue  # someone flushed meanwhile: catch up and try again
+        if lease.lost.is_set():
+            return
+        self.leaderships.append(self._store.epoch)
+        self._post({"t": "changed", "version": self._store.version, "epoch": self._store.epoch,
+                    "tables": [], "tab": self.tab_id})
+        self.epoch = self._store.epoch
+        self.is_leader = True
+        self.leader_id = self.tab_id
+        try:  # ids still queued keep their record, however old, so none applies twice
+            queued: list[str] | None = [str(e["id"]) for e in await self._outbox.entries()]
+        except DatasyncError:
+            queued = None  # the outbox is unreadable now: prune nothing this time
+        async with self._writable():
+            await self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
+                "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
+            if queued is not None:
+                await self.db.execute(
+                    f"DELETE FROM {APPLIED_TABLE} WHERE at < ? AND id NOT IN "
+                    "(SELECT value FROM json_each(?))",
+                    (time.time() - APPLIED_RETENTION, json.dumps(queued)))
+            if self.db.capturing:
+                await self._install_cdc()
+        await self._flush_and_announce(set())
+        self._became_leader.set()
+        self._leader_changed.set()
+        self._post({"t": "leader", "tab": self.tab_id, "epoch": self.epoch})
+        self._kick_drain()
+
+    async def _step_down(self) -> None:
+        self.is_leader = False
+        self._became_leader.clear()
+        self._lease = None
+        if self.leader_id == self.tab_id:
+            self.leader_id = None
+        # Whatever we committed but did not flush was never acknowledged: drop it.
+        await self._discard_unflushed()
+
+    async def _discard_unflushed(self) -> None:
+        async with self.db.turn():  # not in the middle of one of our statements
+            await self._store.discard_unflushed()
+        await self._catch_up_when_idle()

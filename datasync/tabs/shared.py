@@ -1,0 +1,27 @@
+"""SharedDatabase: one tab's view of a database that every tab of an app shares.
+
+Example (native simulation; in the browser: datasync.browser.tabs.open_shared)::
+
+    locks, hub = FakeLocks(), FakeBroadcast()
+    a = await SharedDatabase.open("app", backend="memory", tab_id="a",
+                                  locks=locks.for_tab("a"), channel=hub.channel("a"))
+    await a.wait_for_leadership()
+    await a.execute("CREATE TABLE t(x)")
+
+Its parts, one concern each: :mod:`.core` (state, messages, leader-only work),
+:mod:`.election`, :mod:`.follower`, :mod:`.forwarding`, :mod:`.queued`,
+:mod:`.keys`, on the wire format of :mod:`.wire`, the services of :mod:`.services`
+and the connection state of :mod:`.session`.
+"""
+from __future__ import annotations
+
+from .core import TabCore
+from .election import Election
+from .follower import Following
+from .forwarding import Forwarding
+from .keys import KeyDistribution
+from .queued import QueuedWrites
+
+
+class SharedDatabase(KeyDistribution, QueuedWrites, Forwarding, Following, Election, TabCore):
+    """One tab's view of a database shared by every tab; see :mod:`datasync.tabs`."""
