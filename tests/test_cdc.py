@@ -499,7 +499,7 @@ def test_schema_changes_through_db_connect_are_captured_like_the_databases_own()
 
 
 def test_split_script_splits_only_where_sqlite_says_a_statement_ends() -> None:
-    from datasync.cdc_connection import split_script
+    from datasync.cdc.connection import split_script
 
     script = ("CREATE TABLE a(x); INSERT INTO a VALUES ('x;y'); -- a comment; here\n"
               "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;\n"

@@ -15,9 +15,9 @@ then the clean blocks: an LRU cache bounded in bytes over a backend that reads o
 demand (:class:`~datasync.backends.SyncReads`), or, for backends that cannot read
 synchronously, every block resident in memory.
 
-A *commit point* (:meth:`commit`, called by the VFS when the last write lock on the
-file is released) moves ``pending`` into ``committed``. Flushing is
-:mod:`.flushing`; following another writer (a multi-tab follower) is
+Writes and *commit points* (:meth:`commit`, called by the VFS when the last write
+lock on the file is released: ``pending`` moves into ``committed``) are
+:mod:`.committing`. Flushing is :mod:`.flushing`; following another writer (a multi-tab follower) is
 :mod:`.following`; versions kept for restore are :mod:`.history`.
 
 State and its owner: ``meta`` (the durable metadata: version, file size, epoch...)
@@ -44,6 +44,7 @@ from ..format import (
     Record,
     validate_block_size,
 )
+from .committing import Committing
 from .flushing import Flushing
 from .following import Following
 from .history import History
@@ -57,7 +58,7 @@ def record_versions(records: dict[int, Record], count: int | None = None) -> dic
     return {i: r.version for i, r in records.items() if count is None or i < count}
 
 
-class BlockStore(Flushing, Following, History):
+class BlockStore(Committing, Flushing, Following, History):
     """One file's blocks over a backend. Thread-safe; see the module docstring."""
 
     def __init__(self, backend: Backend, meta: Meta, *, cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -283,90 +284,6 @@ class BlockStore(Flushing, Following, History):
         count = meta.block_count
         if sum(1 for i in records if i < count) < count:
             raise self._missing(next(i for i in range(count) if i not in records), meta)
-
-    # -- writing and commit points ----------------------------------------------
-    def write(self, offset: int, data: bytes) -> None:
-        """Write ``data`` at ``offset`` (into the pending tier)."""
-        bs = self.block_size
-        n_total = len(data)
-        with self._lock:
-            pending = self._pending.blocks
-            if offset % bs == 0 and n_total == bs:
-                pending[offset // bs] = bytes(data)
-            else:
-                view = memoryview(data)
-                pos = 0
-                while pos < n_total:
-                    idx, off = divmod(offset + pos, bs)
-                    n = min(bs - off, n_total - pos)
-                    if off == 0 and n == bs:
-                        pending[idx] = bytes(view[pos : pos + n])
-                    else:
-                        block = bytearray(self.read_block(idx))
-                        block[off : off + n] = view[pos : pos + n]
-                        pending[idx] = bytes(block)
-                    pos += n
-            if offset + n_total > self._size:
-                self._size = offset + n_total
-
-    def truncate(self, size: int) -> None:
-        """Set the file's size to ``size`` (smaller: drop the tail; larger: zeros)."""
-        bs = self.block_size
-        with self._lock:
-            if size < self._size:
-                count, rest = divmod(size, bs)
-                tail = None
-                if rest:
-                    tail = bytearray(self.read_block(count))
-                    tail[rest:] = bytes(bs - rest)
-                self._pending.truncate(count)
-                if tail is not None:
-                    self._pending.blocks[count] = bytes(tail)
-            self._size = size
-
-    def add_commit_listener(self, callback: Callable[["BlockStore"], None]) -> Callable[[], None]:
-        """Call ``callback(store)`` after every commit point (the listener interface
-        the layers above use; it runs with no lock of this store held, in the
-        committing thread). Returns a remover."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
-
-    def commit(self) -> None:
-        """A commit point: everything written so far is committed. Call it with no
-        lock of this store held (the VFS's lock manager calls :meth:`commit_pending`
-        under the lock and :meth:`after_commit` after it)."""
-        if self.commit_pending():
-            self.after_commit()
-
-    def commit_pending(self) -> bool:
-        """Move ``pending`` into ``committed``; True if anything was committed. Cheap
-        and safe under the store lock: it never flushes and calls nobody."""
-        with self._lock:
-            if not self._pending and self._size == self._committed_size:
-                return False
-            self._committed.absorb(self._pending)
-            self._pending = Tier()
-            self._committed_size = self._size
-            self.counters["commits"] += 1
-            self._this_thread.commits = getattr(self._this_thread, "commits", 0) + 1
-            return True
-
-    def after_commit(self) -> None:
-        """What follows a commit point, with NO lock of this store held (the lock
-        order is flush mutex, then store lock): a flush at once past
-        ``dirty_limit`` (keeping memory bounded; synchronous stores only), then the
-        commit listeners. A failed flush here is recorded and retried later."""
-        with self._lock:
-            over_limit = self.flushes_sync and self._committed.nbytes() > self.dirty_limit
-        if over_limit:
-            self.flush_in_background()
-        for callback in list(self._listeners):
-            callback(self)
-
-    def commits_in_this_thread(self) -> int:
-        """How many commit points this thread has made on this store (a caller can
-        tell whether a statement it ran committed anything)."""
-        return getattr(self._this_thread, "commits", 0)
 
     async def close(self) -> None:
         """Flush what is committed and release the backend. If the flush fails the

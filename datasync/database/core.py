@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import cdc as _cdc
 from .. import runtime, vfs
-from ..cdc_connection import CapturingConnection, run_ddl
+from ..cdc.connection import CapturingConnection, run_ddl
 from ..errors import DatabaseClosedError, DatasyncError, StoreBusyError, TransactionActiveError
 
 if TYPE_CHECKING:
@@ -238,12 +238,12 @@ class DatabaseCore:
         autocommit, or Python 3.12's ``autocommit=``). Its commits reach the same
         store (flushed like the database's own). It is closed by :meth:`close` if
         still open. With ``cdc=True`` it is a
-        :class:`~datasync.cdc_connection.CapturingConnection`: its schema changes
+        :class:`~datasync.cdc.connection.CapturingConnection`: its schema changes
         are captured as the database's own are (unless you pass a ``factory``).
         """
         self._check_open()
         if self._cdc and "factory" not in kwargs:
-            # Schema changes made through it are captured too (cdc_connection.py).
+            # Schema changes made through it are captured too (datasync.cdc.connection).
             kwargs["factory"] = CapturingConnection
         conn = self._new_connection(**kwargs)
         self._handed_out.append(

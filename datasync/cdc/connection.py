@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from . import cdc
-from .vfs import Connection
+from ..vfs import Connection
+from . import triggers as cdc
 
 T = TypeVar("T")
 _SAVEPOINT = "_datasync_ddl"
