@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..backends.contract import HistoryFromStore, SyncReads, run_now
-from ..errors import BackendError, DatasyncError, AsyncOnlyError
+from ..errors import AsyncOnlyError, BackendError, DatasyncError
 from ..format import MAIN, Codec, Flush, Record
 from .tiers import Tier
 

@@ -19,7 +19,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .log import NOW_SQL, CONSUMERS_TABLE, LOG_TABLE, SCHEMA_SQL, TRIGGER_PREFIX, VERSION_FUNCTION
+from .log import (
+    CONSUMERS_TABLE,
+    LOG_TABLE,
+    NOW_SQL,
+    SCHEMA_SQL,
+    TRIGGER_PREFIX,
+    VERSION_FUNCTION,
+)
 
 _DDL_WORDS = ("CREATE", "ALTER", "DROP")
 _JSON_CHUNK = 40  # columns per json_object() call (SQLite allows 127 arguments)

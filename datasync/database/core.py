@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 from .. import cdc as _cdc
 from .. import runtime, vfs
 from ..cdc.connection import CapturingConnection, run_ddl
-from ..errors import DatabaseClosedError, DatasyncError, StoreBusyError, TransactionActiveError
+from ..errors import (
+    DatabaseClosedError,
+    DatasyncError,
+    StoreBusyError,
+    TransactionActiveError,
+)
 
 if TYPE_CHECKING:
     from .opening import Shared
@@ -195,29 +200,19 @@ class DatabaseCore:
 
     def run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
         """Run one statement now, on the database's connection (inside :meth:`turn`).
-        Raises the VFS's named error, or SQLite's."""
+        Raises the VFS's named error, or SQLite's. With capture on, a schema change
+        runs in one transaction with its ``schema`` changes and the rebuilt triggers."""
         vfs.take_last_error()
+        conn, store = self._conn, self._store
         if self._cdc and _cdc.is_ddl(sql):
-            return self._run_ddl(sql, params)
+            def execute() -> sqlite3.Cursor:
+                return run_ddl(conn, lambda: conn.execute(sql, params), lambda: store.next_version)
+        else:
+            def execute() -> sqlite3.Cursor:
+                return conn.execute(sql, params)
         self._running_own = True  # (durability: our commit is not a plain connection's)
         try:
-            cur = self._conn.execute(sql, params)
-            rows = cur.fetchall()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
-        finally:
-            self._running_own = False
-        columns = [d[0] for d in cur.description] if cur.description else []
-        return Result(columns, rows, cur.rowcount, cur.lastrowid)
-
-    def _run_ddl(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
-        """A schema change with capture on: in one transaction with its ``schema``
-        changes and the rebuilt triggers."""
-        store = self._store
-        self._running_own = True
-        try:
-            cur = run_ddl(self._conn, lambda: self._conn.execute(sql, params),
-                          lambda: store.next_version)
+            cur = execute()
             rows = cur.fetchall()
         except sqlite3.Error as exc:
             raise_translated(exc)

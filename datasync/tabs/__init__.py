@@ -37,7 +37,15 @@ on the new leader under the same ids.
 from __future__ import annotations
 
 from ..errors import LeaderUnavailableError, QueuedWriteTimeoutError, RemoteError
-from .services import Channel, FakeBroadcast, FakeLocks, Lease, LockService, MemoryOutbox, Outbox
+from .services import (
+           Channel,
+           FakeBroadcast,
+           FakeLocks,
+           Lease,
+           LockService,
+           MemoryOutbox,
+           Outbox,
+)
 from .shared import SharedDatabase
 
 __all__ = ["Channel", "FakeBroadcast", "FakeLocks", "Lease", "LeaderUnavailableError",

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING
 
 from ..errors import (
     BackendError,
@@ -27,9 +26,6 @@ from .wire import (
     APPLIED_RETENTION,
     APPLIED_TABLE,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Election:

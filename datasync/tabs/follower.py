@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import cdc, vfs
 from ..errors import (
@@ -23,9 +23,6 @@ from ..errors import (
 from .wire import (
     ChangeCallback,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Following:

@@ -18,7 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..database import Result
 from ..errors import (
@@ -39,9 +39,6 @@ from .wire import (
     result_from_wire,
     result_to_wire,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Forwarding:

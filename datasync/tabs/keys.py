@@ -10,7 +10,6 @@ protocol); the tab's state is set up in :mod:`.core`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from ..encryption import EncryptionKey, open_codec
 from ..errors import (
@@ -22,9 +21,6 @@ from . import wire
 from .wire import (
     key_to_wire,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class KeyDistribution:

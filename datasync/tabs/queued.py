@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..database import Result
 from ..errors import (
@@ -29,9 +29,6 @@ from .wire import (
     rebuild_error,
     result_from_wire,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class QueuedWrites:
