@@ -39,9 +39,10 @@ import hashlib
 import hmac
 import os
 import struct
-from typing import Any, Protocol, Union
+from typing import Any, Union
 
-from .errors import CorruptBlockError, CryptoUnavailableError, InvalidOptionError, WrongKeyError
+from .cipher import Cipher, NativeCipher  # noqa: F401 (NativeCipher: part of this API)
+from .errors import CorruptBlockError, InvalidOptionError, WrongKeyError
 from .format import Codec, Meta, PlainCodecs, Record, version_map_of, with_version_map
 
 #: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
@@ -72,50 +73,6 @@ def block_aad(db_id: str, file: str, index: int, version: int) -> bytes:
 
 def check_aad(db_id: str) -> bytes:
     return (db_id + "key-check").encode()
-
-
-class Cipher(Protocol):
-    """AES-256-GCM under one key; ``open`` returns None when authentication fails."""
-
-    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes: ...
-
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None: ...
-
-    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]: ...
-
-    async def open_many(
-        self, items: list[tuple[bytes, bytes, bytes]]
-    ) -> list[bytes | None]: ...
-
-
-class NativeCipher:
-    """AES-256-GCM with the ``cryptography`` package (the ``crypto`` extra)."""
-
-    def __init__(self, key: bytes) -> None:
-        try:
-            from cryptography.exceptions import InvalidTag
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise CryptoUnavailableError(
-                "encryption needs the 'cryptography' package: pip install 'datasync[crypto]'"
-            ) from exc
-        self._aead = AESGCM(key)
-        self._invalid = InvalidTag
-
-    def seal(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
-        return self._aead.encrypt(nonce, data, aad)
-
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
-        try:
-            return self._aead.decrypt(nonce, sealed, aad)
-        except self._invalid:
-            return None
-
-    async def seal_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
-        return [self.seal(*item) for item in items]
-
-    async def open_many(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bytes | None]:
-        return [self.open(*item) for item in items]
 
 
 async def make_cipher(key: bytes) -> Cipher:

@@ -73,7 +73,7 @@ async def make_cipher(key: bytes) -> Any:
         from .browser.webcrypto import WebCipher
 
         return await WebCipher.create(key)
-    from .encryption import NativeCipher
+    from .cipher import NativeCipher
 
     return NativeCipher(key)
 

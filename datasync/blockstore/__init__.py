@@ -12,7 +12,7 @@ flushes), :mod:`.following` (a follower's catch-up), :mod:`.history` (restorable
 versions). The store imports no encryption: a codec (``datasync.format.Codec``)
 encodes, decodes and authenticates block versions.
 """
-from .store import DEFAULT_CACHE_BYTES, BlockStore, record_versions
-from .tiers import CleanCache, Tier
+from .store import DEFAULT_CACHE_BYTES, BlockStore
+from .tiers import CleanCache, Tier, record_versions
 
 __all__ = ["DEFAULT_CACHE_BYTES", "BlockStore", "CleanCache", "Tier", "record_versions"]

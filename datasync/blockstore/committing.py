@@ -18,12 +18,9 @@ documented there.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .tiers import Tier
-
-if TYPE_CHECKING:
-    from .store import BlockStore
 
 
 class Committing:
@@ -35,7 +32,7 @@ class Committing:
     _committed: Tier
     _size: int
     _committed_size: int
-    _listeners: list[Callable[["BlockStore"], None]]
+    _listeners: list[Callable[[Any], None]]
     _this_thread: Any
     counters: dict[str, Any]
     dirty_limit: int
@@ -82,7 +79,7 @@ class Committing:
                     self._pending.blocks[count] = bytes(tail)
             self._size = size
 
-    def add_commit_listener(self, callback: Callable[["BlockStore"], None]) -> Callable[[], None]:
+    def add_commit_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]:
         """Call ``callback(store)`` after every commit point (the listener interface
         the layers above use; it runs with no lock of this store held, in the
         committing thread). Returns a remover."""

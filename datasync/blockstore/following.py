@@ -24,7 +24,7 @@ from typing import Any
 from ..backends.contract import EVERYTHING
 from ..errors import CorruptBlockError, UnflushedWritesError, WrongKeyError
 from ..format import MAIN, Codec, Meta, Record, key_identity
-from .tiers import Tier
+from .tiers import Tier, record_versions
 
 
 class Following:
@@ -34,8 +34,6 @@ class Following:
         """Forget every write not yet durable (a deposed leader's: nobody was told
         they were stored). Waits for a flush in flight first, so its failure cannot
         put the discarded blocks back."""
-        from .store import record_versions
-
         store: Any = self
         while store._flush_done is not None:
             await asyncio.wait([store._flush_done])
@@ -122,8 +120,6 @@ class Following:
         """Catching up across another writer's rekey (under the lock): that rekey
         wrote every block again, so ``records`` holds them all; check them against
         the new metadata as a whole, then decode with ``codec``."""
-        from .store import record_versions
-
         store: Any = self
         versions = record_versions(records, meta.block_count)
         if len(versions) < meta.block_count:

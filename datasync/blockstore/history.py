@@ -15,6 +15,7 @@ from typing import Any
 from ..backends.contract import KeepsHistory, no_history
 from ..errors import CorruptBlockError, VersionNotRetainedError
 from ..format import MAIN, Meta, version_map_of
+from .tiers import record_versions
 
 
 class History:
@@ -31,8 +32,6 @@ class History:
     async def image_at(self, version: int) -> bytes:
         """The file's bytes as they were at a retained ``version`` (checked records).
         Raises VersionNotRetainedError, or CorruptBlockError for damaged records."""
-        from .store import record_versions
-
         store: Any = self
         backend = store.backend
         if version < 0 or version > store.meta.version:

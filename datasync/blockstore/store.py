@@ -41,21 +41,15 @@ from ..format import (
     Codecs,
     Meta,
     PlainCodecs,
-    Record,
     validate_block_size,
 )
 from .committing import Committing
 from .flushing import Flushing
 from .following import Following
 from .history import History
-from .tiers import CleanCache, Tier
+from .tiers import CleanCache, Tier, record_versions
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
-
-
-def record_versions(records: dict[int, Record], count: int | None = None) -> dict[int, int]:
-    """Index -> stored version of ``records`` (those below block ``count``, if given)."""
-    return {i: r.version for i, r in records.items() if count is None or i < count}
 
 
 class BlockStore(Committing, Flushing, Following, History):

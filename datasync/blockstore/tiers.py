@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ..format import Record
+
 
 class Tier:
     """Blocks by index plus an optional truncation floor: blocks at or above it that
@@ -83,3 +85,8 @@ class CleanCache:
     def clear(self) -> None:
         self._blocks.clear()
         self.used = 0
+
+
+def record_versions(records: dict[int, Record], count: int | None = None) -> dict[int, int]:
+    """Index -> stored version of ``records`` (those below block ``count``, if given)."""
+    return {i: r.version for i, r in records.items() if count is None or i < count}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 from ..backends import Backend, make_backend
 from ..database import Database
@@ -35,9 +35,6 @@ from .wire import (
     key_from_wire,
     key_to_wire,
 )
-
-if TYPE_CHECKING:
-    from .shared import SharedDatabase
 
 
 class TabCore:
@@ -92,7 +89,7 @@ class TabCore:
     @classmethod
     async def open(cls, name: str, *, locks: LockService, channel: Channel,
                    tab_id: str | None = None, write_timeout: float = 30.0,
-                   outbox: Outbox | None = None, **options: Any) -> "SharedDatabase":
+                   outbox: Outbox | None = None, **options: Any) -> Self:
         """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`.
         ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
         check_open_options(options)  # before anything is made
