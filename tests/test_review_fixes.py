@@ -58,52 +58,43 @@ def test_a_full_disk_is_reported_as_storage_full_and_the_next_flush_succeeds(tmp
     again.close_sync()
 
 
-def test_a_failed_commit_rolls_back_instead_of_leaving_the_transaction_open(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
-        await db.execute("CREATE TABLE t(x)")
-        reader = db.connect(timeout=0)
-        reader.execute("BEGIN")
-        reader.execute("SELECT * FROM t").fetchall()  # holds SHARED: COMMIT gets busy
-        with pytest.raises(sqlite3.OperationalError):
-            async with db.transaction():
-                await db.execute("INSERT INTO t VALUES (1)")
-        assert not db._conn.in_transaction
-        reader.execute("COMMIT")
-        await db.execute("INSERT INTO t VALUES (2)")
-        assert await db.query("SELECT x FROM t") == [{"x": 2}]
-        await db.close()
-
-    run(go())
-
-
-def test_a_task_created_inside_a_transaction_does_not_join_it(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
-        await db.execute("CREATE TABLE t(x)")
-        child = None
-        with pytest.raises(RuntimeError):
-            async with db.transaction():
-                await db.execute("INSERT INTO t VALUES ('rolled back')")
-                child = asyncio.ensure_future(db.execute("INSERT INTO t VALUES ('child')"))
-                await asyncio.sleep(0.01)
-                raise RuntimeError("abort the transaction")
-        await child
-        assert await db.query("SELECT x FROM t") == [{"x": "child"}]
-        await db.close()
-
-    run(go())
-
-
-def test_close_inside_a_transaction_raises_instead_of_hanging(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
+async def test_a_failed_commit_rolls_back_instead_of_leaving_the_transaction_open(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    reader = db.connect(timeout=0)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # holds SHARED: COMMIT gets busy
+    with pytest.raises(sqlite3.OperationalError):
         async with db.transaction():
-            with pytest.raises(datasync.DatasyncError, match="end the transaction first"):
-                await db.close()
-        await db.close()
+            await db.execute("INSERT INTO t VALUES (1)")
+    assert not db._conn.in_transaction
+    reader.execute("COMMIT")
+    await db.execute("INSERT INTO t VALUES (2)")
+    assert await db.query("SELECT x FROM t") == [{"x": 2}]
+    await db.close()
 
-    run(go())
+
+async def test_a_task_created_inside_a_transaction_does_not_join_it(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    child = None
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES ('rolled back')")
+            child = asyncio.ensure_future(db.execute("INSERT INTO t VALUES ('child')"))
+            await asyncio.sleep(0.01)
+            raise RuntimeError("abort the transaction")
+    await child
+    assert await db.query("SELECT x FROM t") == [{"x": "child"}]
+    await db.close()
+
+
+async def test_close_inside_a_transaction_raises_instead_of_hanging(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    async with db.transaction():
+        with pytest.raises(datasync.DatasyncError, match="end the transaction first"):
+            await db.close()
+    await db.close()
 
 
 @native_only
@@ -149,22 +140,19 @@ class _SlowWriteBackend(AsyncWithHistory):
         await asyncio.shield(asyncio.ensure_future(commit()))
 
 
-def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_behind() -> None:
-    async def go() -> None:
-        name = "cancelled-sync"
-        db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="relaxed")
-        await db.execute("CREATE TABLE t(x)")
-        await db.sync()
-        await db.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(db.sync(), 0.01)  # cancelled mid-write
-        await db.execute("INSERT INTO t VALUES (2)")
-        version = await db.sync()  # was: BackendError "another writer flushed first"
-        assert version == datasync.backends.memory._STORES[name].meta.version
-        await db.close()
-        db = await datasync.open(name, backend=_SlowWriteBackend(name))
-        assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
-        await db.close()
-        datasync.backends.memory._STORES.pop(name, None)
-
-    run(go())
+async def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_behind() -> None:
+    name = "cancelled-sync"
+    db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="relaxed")
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    await db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(db.sync(), 0.01)  # cancelled mid-write
+    await db.execute("INSERT INTO t VALUES (2)")
+    version = await db.sync()  # was: BackendError "another writer flushed first"
+    assert version == datasync.backends.memory._STORES[name].meta.version
+    await db.close()
+    db = await datasync.open(name, backend=_SlowWriteBackend(name))
+    assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)
