@@ -235,7 +235,7 @@ async def test_without_cdc_nothing_is_created() -> None:
 
 
 async def test_a_follower_streams_the_leaders_changes_and_its_own_forwarded_ones() -> None:
-    from test_tabs import Browser
+    from tabs.harness import Browser
 
     b = Browser()
     a = await b.open("a", cdc=True)
@@ -303,7 +303,7 @@ async def test_wide_tables_odd_names_and_infinite_reals_are_captured_without_fai
 
 
 async def test_a_new_leader_keeps_capturing_after_the_old_one_closes() -> None:
-    from test_tabs import Browser
+    from tabs.harness import Browser
 
     b = Browser()
     a = await b.open("a", cdc=True)

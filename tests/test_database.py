@@ -84,6 +84,46 @@ async def test_other_tasks_wait_for_an_open_transaction(db_name, backend_kind) -
     await db.close()
 
 
+@native_only  # in Pyodide the busy COMMIT never returns (the page hangs); never ran there
+async def test_a_failed_commit_rolls_back_instead_of_leaving_the_transaction_open(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    reader = db.connect(timeout=0)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # holds SHARED: COMMIT gets busy
+    with pytest.raises(sqlite3.OperationalError):
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES (1)")
+    assert not db._conn.in_transaction
+    reader.execute("COMMIT")
+    await db.execute("INSERT INTO t VALUES (2)")
+    assert await db.query("SELECT x FROM t") == [{"x": 2}]
+    await db.close()
+
+
+async def test_a_task_created_inside_a_transaction_does_not_join_it(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    child = None
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES ('rolled back')")
+            child = asyncio.ensure_future(db.execute("INSERT INTO t VALUES ('child')"))
+            await asyncio.sleep(0.01)
+            raise RuntimeError("abort the transaction")
+    await child
+    assert await db.query("SELECT x FROM t") == [{"x": "child"}]
+    await db.close()
+
+
+async def test_close_inside_a_transaction_raises_instead_of_hanging(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    async with db.transaction():
+        with pytest.raises(datasync.DatasyncError, match="end the transaction first"):
+            await db.close()
+    await db.close()
+
+
 async def test_strict_durability_flushes_every_awaited_write(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
     db = await datasync.open(db_name, backend=backend_kind, durability="strict")
     await db.execute("CREATE TABLE t(x)")

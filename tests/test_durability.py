@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 import datasync
+from helpers import AsyncWithHistory
 
 
 async def test_strict_reads_never_flush_nor_fail_because_of_a_flush(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
@@ -125,3 +126,36 @@ async def test_a_strict_read_never_waits_for_another_tasks_commit(tmp_path) -> N
         await task  # the writer's own commit reports it
     db._store.backend.fault_hook = None
     await db.close()
+
+
+class _SlowWriteBackend(AsyncWithHistory):
+    """Writes suspend and then commit whatever the caller does, as an IndexedDB
+    transaction does once its requests are issued."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(datasync.backends.MemoryBackend(name))
+
+    async def write(self, flush):  # type: ignore[no-untyped-def]
+        async def commit() -> None:
+            await asyncio.sleep(0.05)
+            await self.inner.write(flush)
+
+        await asyncio.shield(asyncio.ensure_future(commit()))
+
+
+async def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_behind() -> None:
+    name = "cancelled-sync"
+    db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="relaxed")
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    await db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(db.sync(), 0.01)  # cancelled mid-write
+    await db.execute("INSERT INTO t VALUES (2)")
+    version = await db.sync()  # was: BackendError "another writer flushed first"
+    assert version == datasync.backends.memory._STORES[name].meta.version
+    await db.close()
+    db = await datasync.open(name, backend=_SlowWriteBackend(name))
+    assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)

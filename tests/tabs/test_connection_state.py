@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import datasync
-from test_tabs import Browser
+from tabs.harness import Browser
 
 
 async def three_tabs() -> tuple[Browser, datasync.tabs.SharedDatabase, ...]:  # type: ignore[name-defined]
