@@ -14,7 +14,7 @@ import pytest
 import datasync
 from datasync import vfs
 
-from helpers import native_only, run
+from helpers import native_only
 
 pytestmark = native_only
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,36 +34,33 @@ async def two_stores(tmp_path, keep_other_open: bool = False):  # type: ignore[n
 
 
 @pytest.mark.parametrize("second", ["store", "plain file", "store opened elsewhere"])
-def test_a_transaction_writing_two_databases_is_refused_and_rolled_back(tmp_path, second: str) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> tuple[list, list]:  # type: ignore[type-arg]
-        if second == "plain file":
-            plain = sqlite3.connect(tmp_path / "o.sqlite")
-            plain.execute("CREATE TABLE b(v)")
-            plain.close()
-            db = await datasync.open(str(tmp_path / "a.dsdb"))
-            await db.execute("CREATE TABLE a(v)")
-            await db.execute("ATTACH ? AS o", (str(tmp_path / "o.sqlite"),))
-            held = None
-        else:
-            db, held = await two_stores(tmp_path, second == "store opened elsewhere")
-        with pytest.raises(datasync.CrossDatabaseWriteError, match="own transaction"):
-            async with db.transaction():
-                await db.execute("INSERT INTO a VALUES ('a')")
-                await db.execute("INSERT INTO o.b VALUES ('b')")
-        # Nothing of it remains, and each database is still writable on its own.
-        assert not db._conn.in_transaction
-        rows = (await db.query("SELECT v FROM a"), await db.query("SELECT v FROM o.b"))
-        await db.execute("INSERT INTO a VALUES ('a alone')")
-        await db.execute("INSERT INTO o.b VALUES ('b alone')")
-        joined = await db.query("SELECT a.v AS x, b.v AS y FROM a, o.b")
-        await db.execute("DETACH o")
-        await db.close()
-        if held is not None:
-            await held.close()
-        assert joined == [{"x": "a alone", "y": "b alone"}]
-        return rows
-
-    assert run(go()) == ([], [])
+async def test_a_transaction_writing_two_databases_is_refused_and_rolled_back(tmp_path, second: str) -> None:  # type: ignore[no-untyped-def]
+    if second == "plain file":
+        plain = sqlite3.connect(tmp_path / "o.sqlite")
+        plain.execute("CREATE TABLE b(v)")
+        plain.close()
+        db = await datasync.open(str(tmp_path / "a.dsdb"))
+        await db.execute("CREATE TABLE a(v)")
+        await db.execute("ATTACH ? AS o", (str(tmp_path / "o.sqlite"),))
+        held = None
+    else:
+        db, held = await two_stores(tmp_path, second == "store opened elsewhere")
+    with pytest.raises(datasync.CrossDatabaseWriteError, match="own transaction"):
+        async with db.transaction():
+            await db.execute("INSERT INTO a VALUES ('a')")
+            await db.execute("INSERT INTO o.b VALUES ('b')")
+    # Nothing of it remains, and each database is still writable on its own.
+    assert not db._conn.in_transaction
+    rows = (await db.query("SELECT v FROM a"), await db.query("SELECT v FROM o.b"))
+    await db.execute("INSERT INTO a VALUES ('a alone')")
+    await db.execute("INSERT INTO o.b VALUES ('b alone')")
+    joined = await db.query("SELECT a.v AS x, b.v AS y FROM a, o.b")
+    await db.execute("DETACH o")
+    await db.close()
+    if held is not None:
+        await held.close()
+    assert joined == [{"x": "a alone", "y": "b alone"}]
+    assert rows == ([], [])
 
 
 def test_a_raw_connection_is_refused_the_same_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +81,7 @@ def test_a_raw_connection_is_refused_the_same_way(tmp_path) -> None:  # type: ig
     con.close()
 
 
-def test_a_process_exiting_right_after_a_two_store_transaction_keeps_no_half(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_process_exiting_right_after_a_two_store_transaction_keeps_no_half(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The issue's input: relaxed durability, then os._exit(0) at once."""
     child = textwrap.dedent(f"""
         import asyncio, os, sys
@@ -108,76 +105,60 @@ def test_a_process_exiting_right_after_a_two_store_transaction_keeps_no_half(tmp
 
         asyncio.run(main())
     """)
-    async def make_store() -> None:  # ATTACH opens an existing store as a store
-        await (await datasync.open(str(tmp_path / "o.dsdb"))).close()
-
-    run(make_store())
+    # ATTACH opens an existing store as a store
+    await (await datasync.open(str(tmp_path / "o.dsdb"))).close()
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "refused", out.stderr
-
-    async def read() -> tuple[int, int]:
-        a = await datasync.open(str(tmp_path / "a.dsdb"))
-        o = await datasync.open(str(tmp_path / "o.dsdb"))
-        counts = ((await a.query("SELECT count(*) AS n FROM a"))[0]["n"],
-                  (await o.query("SELECT count(*) AS n FROM b"))[0]["n"])
-        await a.close()
-        await o.close()
-        return counts
-
-    assert run(read()) == (0, 0)
+    a = await datasync.open(str(tmp_path / "a.dsdb"))
+    o = await datasync.open(str(tmp_path / "o.dsdb"))
+    counts = ((await a.query("SELECT count(*) AS n FROM a"))[0]["n"],
+              (await o.query("SELECT count(*) AS n FROM b"))[0]["n"])
+    await a.close()
+    await o.close()
+    assert counts == (0, 0)
 
 
-def test_an_attached_ordinary_file_keeps_its_own_journal_and_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_an_attached_ordinary_file_keeps_its_own_journal_and_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
     target = str(tmp_path / "wal.sqlite")
-
-    async def go() -> None:
-        db = await datasync.open(str(tmp_path / "a.dsdb"))
-        await db.execute("ATTACH ? AS w", (target,))
-        assert (await db.execute("PRAGMA w.journal_mode=WAL")).rows == [("wal",)]
-        await db.execute("CREATE TABLE w.t(v)")
-        await db.execute("INSERT INTO w.t VALUES ('in wal')")
-        assert os.path.exists(target + "-wal")
-        await db.execute("DETACH w")
-        await db.close()
-
-    run(go())
+    db = await datasync.open(str(tmp_path / "a.dsdb"))
+    await db.execute("ATTACH ? AS w", (target,))
+    assert (await db.execute("PRAGMA w.journal_mode=WAL")).rows == [("wal",)]
+    await db.execute("CREATE TABLE w.t(v)")
+    await db.execute("INSERT INTO w.t VALUES ('in wal')")
+    assert os.path.exists(target + "-wal")
+    await db.execute("DETACH w")
+    await db.close()
     plain = sqlite3.connect(target)
     assert plain.execute("SELECT v FROM t").fetchall() == [("in wal",)]
     assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     plain.close()
 
 
-def test_wal_stays_refused_on_a_datasync_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(str(tmp_path / "a.dsdb"))
-        with pytest.raises(sqlite3.OperationalError, match="WAL"):
-            await db.execute("PRAGMA journal_mode=WAL")
-        assert (await db.execute("PRAGMA journal_mode")).rows == [("memory",)]
-        await db.close()
-
-    run(go())
+async def test_wal_stays_refused_on_a_datasync_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(str(tmp_path / "a.dsdb"))
+    with pytest.raises(sqlite3.OperationalError, match="WAL"):
+        await db.execute("PRAGMA journal_mode=WAL")
+    assert (await db.execute("PRAGMA journal_mode")).rows == [("memory",)]
+    await db.close()
 
 
 @pytest.mark.parametrize("order", [("a", "o.b"), ("o.b", "a")])
 @pytest.mark.parametrize("other_vfs", ["unix", "unix-none", "unix-dotfile"])
-def test_a_database_attached_through_another_vfs_is_no_way_around_the_rule(
+async def test_a_database_attached_through_another_vfs_is_no_way_around_the_rule(
         tmp_path, order: tuple[str, str], other_vfs: str) -> None:  # type: ignore[no-untyped-def]
     """SQLite opens it with the VFS the URI names, so datasync never sees its
     locks: the commit itself asks SQLite which databases the transaction writes."""
-    async def go() -> tuple[int, int]:
-        db = await datasync.open(str(tmp_path / "a.dsdb"))
-        await db.execute("CREATE TABLE a(v)")
-        await db.execute(f"ATTACH 'file:{tmp_path / 'o.sqlite'}?vfs={other_vfs}' AS o")
-        await db.execute("CREATE TABLE o.b(v)")
-        with pytest.raises(datasync.CrossDatabaseWriteError):
-            async with db.transaction():
-                for table in order:
-                    await db.execute(f"INSERT INTO {table} VALUES (1)")
-        counts = ((await db.query("SELECT count(*) AS n FROM a"))[0]["n"],
-                  (await db.query("SELECT count(*) AS n FROM o.b"))[0]["n"])
-        await db.execute("INSERT INTO o.b VALUES (2)")  # one database at a time: fine
-        await db.close()
-        return counts
-
-    assert run(go()) == (0, 0)
+    db = await datasync.open(str(tmp_path / "a.dsdb"))
+    await db.execute("CREATE TABLE a(v)")
+    await db.execute(f"ATTACH 'file:{tmp_path / 'o.sqlite'}?vfs={other_vfs}' AS o")
+    await db.execute("CREATE TABLE o.b(v)")
+    with pytest.raises(datasync.CrossDatabaseWriteError):
+        async with db.transaction():
+            for table in order:
+                await db.execute(f"INSERT INTO {table} VALUES (1)")
+    counts = ((await db.query("SELECT count(*) AS n FROM a"))[0]["n"],
+              (await db.query("SELECT count(*) AS n FROM o.b"))[0]["n"])
+    await db.execute("INSERT INTO o.b VALUES (2)")  # one database at a time: fine
+    await db.close()
+    assert counts == (0, 0)

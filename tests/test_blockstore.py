@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import EXAMPLES, run
+import datasync
+from helpers import EXAMPLES, native_only, run
 from datasync.blockstore import BlockStore
 from datasync.backends import SyncReads
+from datasync.backends.sqlitefile import SqliteFileBackend
 from datasync.errors import BackendError, CorruptBlockError, StorageFullError
 from datasync.format import MAIN
 
@@ -140,6 +143,29 @@ def test_flush_is_atomic_when_backend_fails_midway(make_backend) -> None:  # typ
 
 def _reopen_args(backend):  # type: ignore[no-untyped-def]
     return (backend.name,) if hasattr(backend, "name") else (backend.path,)
+
+
+@native_only
+def test_a_full_disk_is_reported_as_storage_full_and_the_next_flush_succeeds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = BlockStore.open_sync(SqliteFileBackend(tmp_path / "f.dsdb"))
+    store.write(0, b"x" * 4096)
+    store.commit()
+    store.flush_sync()
+    conn = store.backend._conn
+    conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0] + 1}")
+    for i in range(1, 40):
+        store.write(i * 4096, os.urandom(4096))
+    store.commit()
+    with pytest.raises(datasync.StorageFullError):
+        store.flush_sync()
+    assert store.has_unflushed
+    conn.execute("PRAGMA max_page_count=1073741823")
+    version = store.flush_sync()
+    data = store.read(0, store.size)
+    store.close_sync()
+    again = BlockStore.open_sync(SqliteFileBackend(tmp_path / "f.dsdb"))
+    assert again.version == version and again.read(0, again.size) == data
+    again.close_sync()
 
 
 def test_commits_made_during_a_failed_flush_are_kept_over_it(make_backend) -> None:  # type: ignore[no-untyped-def]

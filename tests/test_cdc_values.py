@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import datasync
 
-from helpers import EXAMPLES, run
+from helpers import EXAMPLES
 
 ISSUE_INPUTS = [0.1 + 0.2, 1 / 3, -0.0, 1.7976931348623157e308, time.time(), 5e-324,
                 -1e-300, 2**53 + 1, -2**63, 2**63 - 1, "nul\x00inside", b"\x00\xff",
@@ -67,8 +67,8 @@ async def captured(values: list[Any], without_rowid_key: Any = None) -> list[tup
     return pairs
 
 
-def test_the_issue_inputs_are_captured_bit_for_bit() -> None:
-    pairs = run(captured(ISSUE_INPUTS))
+async def test_the_issue_inputs_are_captured_bit_for_bit() -> None:
+    pairs = await captured(ISSUE_INPUTS)
     assert len(pairs) == 4 * len(ISSUE_INPUTS)
     bad = [(s, c) for s, c in pairs if not same(s, c)]
     assert bad == []
@@ -76,22 +76,19 @@ def test_the_issue_inputs_are_captured_bit_for_bit() -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(values=st.lists(VALUES, min_size=1, max_size=12))
-def test_any_value_round_trips_through_the_change_log(values: list[Any]) -> None:
-    for stored, change in run(captured(values)):
+async def test_any_value_round_trips_through_the_change_log(values: list[Any]) -> None:
+    for stored, change in await captured(values):
         assert same(stored, change), (stored, change)
 
 
-def test_generated_columns_are_captured_with_the_row() -> None:
-    async def go() -> list[Any]:
-        db = await datasync.open(f"cdc-values-{next(_names)}", backend="memory", cdc=True)
-        await db.execute("CREATE TABLE g(a, b AS (a * 2) STORED, c AS (a || '!'))")
-        await db.execute("INSERT INTO g(a) VALUES (0.1)")
-        await db.execute("UPDATE g SET a = 3")
-        out = [(c.op, c.old, c.new) async for c in db.changes(follow=False) if c.table == "g"
-               and c.op != "schema"]
-        await db.close()
-        return out
-
-    assert run(go()) == [
+async def test_generated_columns_are_captured_with_the_row() -> None:
+    db = await datasync.open(f"cdc-values-{next(_names)}", backend="memory", cdc=True)
+    await db.execute("CREATE TABLE g(a, b AS (a * 2) STORED, c AS (a || '!'))")
+    await db.execute("INSERT INTO g(a) VALUES (0.1)")
+    await db.execute("UPDATE g SET a = 3")
+    out = [(c.op, c.old, c.new) async for c in db.changes(follow=False) if c.table == "g"
+           and c.op != "schema"]
+    await db.close()
+    assert out == [
         ("insert", None, {"a": 0.1, "b": 0.2, "c": "0.1!"}),
         ("update", {"a": 0.1, "b": 0.2, "c": "0.1!"}, {"a": 3, "b": 6, "c": "3!"})]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import datasync
-from helpers import EXAMPLES, run
+from helpers import EXAMPLES
 
 _ids = itertools.count()
 values = st.one_of(
@@ -84,7 +84,7 @@ def _apply(conn: sqlite3.Connection, script) -> None:  # type: ignore[no-untyped
 @pytest.mark.parametrize("block_size", [512, 4096, 65536])
 @settings(max_examples=max(EXAMPLES // 2, 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=workload)
-def test_random_workload_dump_matches_plain_sqlite(
+async def test_random_workload_dump_matches_plain_sqlite(
     script, block_size: int, backend_kind: str, tmp_path_factory  # type: ignore[no-untyped-def]
 ) -> None:
     folder = tmp_path_factory.mktemp("diff")
@@ -94,19 +94,16 @@ def test_random_workload_dump_matches_plain_sqlite(
     reference.close()
     name = (f"diff-{next(_ids)}" if backend_kind != "sqlitefile" else str(folder / "d.dsdb"))
 
-    async def go() -> list[str]:
-        db = await datasync.open(name, backend=backend_kind, block_size=block_size,
-                                 cache_bytes=4 * block_size)
-        conn = db.connect(isolation_level=None)  # as the reference connection
-        _apply(conn, script)
-        conn.close()
-        await db.close()
-        db = await datasync.open(name, backend=backend_kind)  # from the stored blocks
-        conn = db.connect()
-        dump = list(conn.iterdump())
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        conn.close()
-        await db.close()
-        return dump
-
-    assert run(go()) == expected
+    db = await datasync.open(name, backend=backend_kind, block_size=block_size,
+                             cache_bytes=4 * block_size)
+    conn = db.connect(isolation_level=None)  # as the reference connection
+    _apply(conn, script)
+    conn.close()
+    await db.close()
+    db = await datasync.open(name, backend=backend_kind)  # from the stored blocks
+    conn = db.connect()
+    dump = list(conn.iterdump())
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+    await db.close()
+    assert dump == expected

@@ -10,37 +10,33 @@ import sqlite3
 import pytest
 
 import datasync
-
-from helpers import run
-
-
-def test_strict_reads_never_flush_nor_fail_because_of_a_flush(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind, durability="strict")
-        await db.execute("CREATE TABLE t(x)")
-        await db.execute("INSERT INTO t VALUES (1)")
-        flushes = db.stats()["flushes"]
-        for _ in range(200):
-            assert (await db.query("SELECT x FROM t")) == [{"x": 1}]
-        assert db.stats()["flushes"] == flushes  # not one flush for 200 reads
-
-        def full(stage: str, detail: int) -> None:
-            raise datasync.StorageFullError("injected: disk full")
-
-        db._store.backend.fault_hook = full
-        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 1}]  # a read works
-        with pytest.raises(datasync.StorageFullError):
-            await db.execute("INSERT INTO t VALUES (2)")  # a strict write reports it
-        db._store.backend.fault_hook = None
-        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 2}]  # kept
-        await db.sync()
-        await db.close()
-
-    run(go())
+from helpers import AsyncWithHistory
 
 
-def test_a_failed_background_flush_is_recorded_logged_and_retried(db_name, backend_kind, caplog) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
+async def test_strict_reads_never_flush_nor_fail_because_of_a_flush(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind, durability="strict")
+    await db.execute("CREATE TABLE t(x)")
+    await db.execute("INSERT INTO t VALUES (1)")
+    flushes = db.stats()["flushes"]
+    for _ in range(200):
+        assert (await db.query("SELECT x FROM t")) == [{"x": 1}]
+    assert db.stats()["flushes"] == flushes  # not one flush for 200 reads
+
+    def full(stage: str, detail: int) -> None:
+        raise datasync.StorageFullError("injected: disk full")
+
+    db._store.backend.fault_hook = full
+    assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 1}]  # a read works
+    with pytest.raises(datasync.StorageFullError):
+        await db.execute("INSERT INTO t VALUES (2)")  # a strict write reports it
+    db._store.backend.fault_hook = None
+    assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 2}]  # kept
+    await db.sync()
+    await db.close()
+
+
+async def test_a_failed_background_flush_is_recorded_logged_and_retried(db_name, backend_kind, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.WARNING, logger="datasync"):
         db = await datasync.open(db_name, backend=backend_kind)
         await db.execute("CREATE TABLE t(x)")
         await db.sync()
@@ -70,75 +66,96 @@ def test_a_failed_background_flush_is_recorded_logged_and_retried(db_name, backe
         assert db.version == version
         assert len(await db.query("SELECT x FROM t")) == 2
         await db.close()
-
-    with caplog.at_level(logging.WARNING, logger="datasync"):
-        run(go())
     assert any("injected: disk full" in r.getMessage() for r in caplog.records)
 
 
-def test_connect_behaves_as_sqlite3_connect(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
-        await db.execute("CREATE TABLE t(x)")
-        conn = db.connect()
-        assert conn.isolation_level == ""  # sqlite3's default
-        commits = db.stats()["commits"]
-        with conn:  # one transaction for the whole batch, as with sqlite3
-            conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
-        assert db.stats()["commits"] == commits + 1
-        conn.execute("INSERT INTO t VALUES (-1)")
-        conn.rollback()
-        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5000}]
-        auto = db.connect(isolation_level=None)
-        auto.execute("INSERT INTO t VALUES (-2)")  # autocommit when asked for
-        assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5001}]
-        await db.close()
-
-    run(go())
+async def test_connect_behaves_as_sqlite3_connect(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    conn = db.connect()
+    assert conn.isolation_level == ""  # sqlite3's default
+    commits = db.stats()["commits"]
+    with conn:  # one transaction for the whole batch, as with sqlite3
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
+    assert db.stats()["commits"] == commits + 1
+    conn.execute("INSERT INTO t VALUES (-1)")
+    conn.rollback()
+    assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5000}]
+    auto = db.connect(isolation_level=None)
+    auto.execute("INSERT INTO t VALUES (-2)")  # autocommit when asked for
+    assert (await db.query("SELECT count(*) AS n FROM t")) == [{"n": 5001}]
+    await db.close()
 
 
-def test_a_read_through_the_database_does_not_wait_for_another_connections_flush(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_read_through_the_database_does_not_wait_for_another_connections_flush(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A strict database: a commit made by a plain connection is flushed by it; the
     database's next read does not flush again."""
-    async def go() -> None:
-        db = await datasync.open(str(tmp_path / "s.dsdb"), durability="strict")
-        await db.execute("CREATE TABLE t(x)")
-        conn = db.connect()
-        with conn:
-            conn.execute("INSERT INTO t VALUES (1)")
-        assert db.stats()["dirty_blocks"] == 0  # strict: durable at commit
-        flushes = db.stats()["flushes"]
-        await db.query("SELECT * FROM t")
-        assert db.stats()["flushes"] == flushes
-        with pytest.raises(sqlite3.ProgrammingError):
-            conn.close() or conn.execute("SELECT 1")
-        await db.close()
-
-    run(go())
+    db = await datasync.open(str(tmp_path / "s.dsdb"), durability="strict")
+    await db.execute("CREATE TABLE t(x)")
+    conn = db.connect()
+    with conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert db.stats()["dirty_blocks"] == 0  # strict: durable at commit
+    flushes = db.stats()["flushes"]
+    await db.query("SELECT * FROM t")
+    assert db.stats()["flushes"] == flushes
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.close() or conn.execute("SELECT 1")
+    await db.close()
 
 
-def test_a_strict_read_never_waits_for_another_tasks_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(str(tmp_path / "r.dsdb"), durability="strict")
-        await db.execute("CREATE TABLE t(x)")
-        started = asyncio.Event()
+async def test_a_strict_read_never_waits_for_another_tasks_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(str(tmp_path / "r.dsdb"), durability="strict")
+    await db.execute("CREATE TABLE t(x)")
+    started = asyncio.Event()
 
-        async def writer() -> None:
-            async with db.transaction():
-                await db.execute("INSERT INTO t VALUES (1)")
-                started.set()
-                await asyncio.sleep(0.05)
+    async def writer() -> None:
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES (1)")
+            started.set()
+            await asyncio.sleep(0.05)
 
-        def gone(stage: str, detail: int) -> None:
-            raise datasync.BackendError("injected: disk gone")
+    def gone(stage: str, detail: int) -> None:
+        raise datasync.BackendError("injected: disk gone")
 
-        task = asyncio.ensure_future(writer())
-        await started.wait()
-        db._store.backend.fault_hook = gone
-        assert await db.query("SELECT count(*) AS n FROM t") in ([{"n": 0}], [{"n": 1}])
-        with pytest.raises(datasync.BackendError):
-            await task  # the writer's own commit reports it
-        db._store.backend.fault_hook = None
-        await db.close()
+    task = asyncio.ensure_future(writer())
+    await started.wait()
+    db._store.backend.fault_hook = gone
+    assert await db.query("SELECT count(*) AS n FROM t") in ([{"n": 0}], [{"n": 1}])
+    with pytest.raises(datasync.BackendError):
+        await task  # the writer's own commit reports it
+    db._store.backend.fault_hook = None
+    await db.close()
 
-    run(go())
+
+class _SlowWriteBackend(AsyncWithHistory):
+    """Writes suspend and then commit whatever the caller does, as an IndexedDB
+    transaction does once its requests are issued."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(datasync.backends.MemoryBackend(name))
+
+    async def write(self, flush):  # type: ignore[no-untyped-def]
+        async def commit() -> None:
+            await asyncio.sleep(0.05)
+            await self.inner.write(flush)
+
+        await asyncio.shield(asyncio.ensure_future(commit()))
+
+
+async def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_behind() -> None:
+    name = "cancelled-sync"
+    db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="relaxed")
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    await db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(db.sync(), 0.01)  # cancelled mid-write
+    await db.execute("INSERT INTO t VALUES (2)")
+    version = await db.sync()  # was: BackendError "another writer flushed first"
+    assert version == datasync.backends.memory._STORES[name].meta.version
+    await db.close()
+    db = await datasync.open(name, backend=_SlowWriteBackend(name))
+    assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)

@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 
 import datasync
-from helpers import run
 from datasync.backends import MemoryBackend
 from datasync.backends import run_now
 from datasync.backends.memory import _STORES
@@ -51,57 +50,43 @@ def _forged(file: str, index: int, version: int, payload: bytes) -> Record:
 
 
 @pytest.mark.parametrize("key_kind", sorted(KEYS))
-def test_encrypted_database_round_trips_across_close_and_reopen(
+async def test_encrypted_database_round_trips_across_close_and_reopen(
         db_name, backend_kind, key_kind) -> None:  # type: ignore[no-untyped-def]
     key = KEYS[key_kind]
 
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind, encryption_key=key)
-        assert db.encrypted
-        await _write_marker(db, rows=300)
-        await db.close()
-        db = await datasync.open(db_name, backend=backend_kind, encryption_key=key)
-        assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 300}]
-        assert (await db.query("SELECT body FROM t WHERE id = 7"))[0]["body"] == f"{MARKER} 6"
-        assert await db.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
-        await db.close()
-
-    run(go())
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=key)
+    assert db.encrypted
+    await _write_marker(db, rows=300)
+    await db.close()
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=key)
+    assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 300}]
+    assert (await db.query("SELECT body FROM t WHERE id = 7"))[0]["body"] == f"{MARKER} 6"
+    assert await db.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    await db.close()
 
 
 @pytest.mark.parametrize("key_kind", sorted(KEYS))
-def test_marker_is_absent_from_the_raw_store_file(tmp_path, key_kind) -> None:  # type: ignore[no-untyped-def]
+async def test_marker_is_absent_from_the_raw_store_file(tmp_path, key_kind) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "secret.dsdb")
-
-    async def go() -> None:
-        db = await datasync.open(path, encryption_key=KEYS[key_kind])
-        await _write_marker(db)
-        await db.sync()
-        assert MARKER.encode() not in _store_files(path)  # WAL included, while open
-        await db.close()
-
-    run(go())
+    db = await datasync.open(path, encryption_key=KEYS[key_kind])
+    await _write_marker(db)
+    await db.sync()
+    assert MARKER.encode() not in _store_files(path)  # WAL included, while open
+    await db.close()
     assert MARKER.encode() not in _store_files(path)
     # The same writes without a key do put the marker on disk: the check can fail.
     plain = str(tmp_path / "plain.dsdb")
-
-    async def plain_go() -> None:
-        db = await datasync.open(plain)
-        await _write_marker(db)
-        await db.close()
-
-    run(plain_go())
+    db = await datasync.open(plain)
+    await _write_marker(db)
+    await db.close()
     assert MARKER.encode() in _store_files(plain)
 
 
-def test_marker_is_absent_from_every_memory_record() -> None:
-    async def go() -> None:
+async def test_marker_is_absent_from_every_memory_record() -> None:
+    try:
         db = await datasync.open("enc-memory-marker", backend="memory", encryption_key=RAW_KEY)
         await _write_marker(db)
         await db.close()
-
-    try:
-        run(go())
         stored = _STORES["enc-memory-marker"]
         assert stored.blocks and all(
             MARKER.encode() not in r.payload for r in stored.blocks.values())
@@ -112,33 +97,26 @@ def test_marker_is_absent_from_every_memory_record() -> None:
 
 @pytest.mark.parametrize("wrong", [RAW_KEY[::-1], "not the passphrase", None],
                          ids=["other-raw-key", "other-passphrase", "no-key"])
-def test_wrong_or_missing_key_raises_and_leaves_the_store_untouched(tmp_path, wrong) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_or_missing_key_raises_and_leaves_the_store_untouched(tmp_path, wrong) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "locked.dsdb")
-
-    async def create() -> None:
-        db = await datasync.open(path, encryption_key=PASSPHRASE)
-        await _write_marker(db)
-        await db.close()
-
-    run(create())
+    db = await datasync.open(path, encryption_key=PASSPHRASE)
+    await _write_marker(db)
+    await db.close()
     before = _store_files(path)
     with pytest.raises(WrongKeyError) as err:
-        run(datasync.open(path, encryption_key=wrong))
+        await datasync.open(path, encryption_key=wrong)
     assert _store_files(path) == before
     if wrong is None:
         assert "encrypted" in str(err.value) and "encryption_key" in str(err.value)
-
-    async def right_key_still_opens() -> int:
-        db = await datasync.open(path, encryption_key=PASSPHRASE)
-        n = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
-        await db.close()
-        return int(n)
-
-    assert run(right_key_still_opens()) == 50
+    # the right key still opens it
+    db = await datasync.open(path, encryption_key=PASSPHRASE)
+    n = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
+    await db.close()
+    assert int(n) == 50
 
 
-def test_a_second_open_in_the_same_process_needs_the_right_key_too() -> None:
-    async def go() -> None:
+async def test_a_second_open_in_the_same_process_needs_the_right_key_too() -> None:
+    try:
         db = await datasync.open("enc-shared", backend="memory", encryption_key=RAW_KEY)
         with pytest.raises(WrongKeyError):
             await datasync.open("enc-shared", backend="memory", encryption_key=bytes(32))
@@ -147,42 +125,32 @@ def test_a_second_open_in_the_same_process_needs_the_right_key_too() -> None:
         again = await datasync.open("enc-shared", backend="memory", encryption_key=RAW_KEY)
         await again.close()
         await db.close()
-
-    try:
-        run(go())
     finally:
         _STORES.pop("enc-shared", None)
 
 
-def test_a_key_for_an_unencrypted_store_is_refused(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
-        await _write_marker(db)
-        await db.close()
-        with pytest.raises(InvalidOptionError, match="rekey"):
-            await datasync.open(db_name, backend=backend_kind, encryption_key=RAW_KEY)
-        db = await datasync.open(db_name, backend=backend_kind)
-        assert not db.encrypted
-        await db.close()
-
-    run(go())
+async def test_a_key_for_an_unencrypted_store_is_refused(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await _write_marker(db)
+    await db.close()
+    with pytest.raises(InvalidOptionError, match="rekey"):
+        await datasync.open(db_name, backend=backend_kind, encryption_key=RAW_KEY)
+    db = await datasync.open(db_name, backend=backend_kind)
+    assert not db.encrypted
+    await db.close()
 
 
 @pytest.mark.parametrize("bad", [b"short", 42, ""], ids=["31-bytes", "int", "empty"])
-def test_a_malformed_key_is_an_invalid_option(bad) -> None:  # type: ignore[no-untyped-def]
+async def test_a_malformed_key_is_an_invalid_option(bad) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidOptionError):
-        run(datasync.open("enc-bad-key", backend="memory", encryption_key=bad))
+        await datasync.open("enc-bad-key", backend="memory", encryption_key=bad)
     assert "enc-bad-key" not in _STORES  # refused before the store was created
 
 
-def test_metadata_records_pbkdf2_with_600000_iterations_a_salt_and_a_key_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_metadata_records_pbkdf2_with_600000_iterations_a_salt_and_a_key_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "kdf.dsdb")
-
-    async def go() -> None:
-        db = await datasync.open(path, encryption_key=PASSPHRASE)
-        await db.close()
-
-    run(go())
+    db = await datasync.open(path, encryption_key=PASSPHRASE)
+    await db.close()
     conn = sqlite3.connect(path)
     try:
         meta = datasync.format.Meta.from_json(
@@ -196,89 +164,77 @@ def test_metadata_records_pbkdf2_with_600000_iterations_a_salt_and_a_key_check(t
     assert len(base64.b64decode(scheme["check"])) == NONCE_BYTES + 21 + 16
 
 
-def test_two_stores_with_one_passphrase_get_different_salts_and_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_two_stores_with_one_passphrase_get_different_salts_and_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
     async def salt(name: str) -> str:
         db = await datasync.open(str(tmp_path / name), encryption_key=PASSPHRASE)
         value = db._store.meta.extra["encryption"]["salt"]
         await db.close()
         return str(value)
 
-    assert run(salt("a.dsdb")) != run(salt("b.dsdb"))
+    assert await salt("a.dsdb") != await salt("b.dsdb")
 
 
-def _store_with_blocks(name: str, blocks: dict[int, bytes], *, flushes: int = 1) -> None:
-    async def go() -> None:
-        store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
-        for _ in range(flushes):
-            for idx, data in blocks.items():
-                store.write(idx * 512, data)
-            store.commit()
-            await store.flush()
-        await store.close()
-
-    run(go())
+async def _store_with_blocks(name: str, blocks: dict[int, bytes], *, flushes: int = 1) -> None:
+    store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
+    for _ in range(flushes):
+        for idx, data in blocks.items():
+            store.write(idx * 512, data)
+        store.commit()
+        await store.flush()
+    await store.close()
 
 
 async def _reopen(name: str) -> BlockStore:
     return await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
 
 
-def test_a_tampered_payload_raises_corrupt_block_naming_the_block() -> None:
+async def test_a_tampered_payload_raises_corrupt_block_naming_the_block() -> None:
     name = "enc-tamper"
-    _store_with_blocks(name, {0: b"a" * 512, 1: b"b" * 512, 2: b"c" * 512})
+    await _store_with_blocks(name, {0: b"a" * 512, 1: b"b" * 512, 2: b"c" * 512})
     try:
         key = (MAIN, 1)
         rec = _STORES[name].blocks[key]
         flipped = bytearray(rec.payload)
         flipped[NONCE_BYTES + 5] ^= 1
         _STORES[name].blocks[key] = _forged(MAIN, 1, rec.version, bytes(flipped))
-
-        async def go() -> None:
-            store = await _reopen(name)
-            assert store.read_block(0) == b"a" * 512
-            with pytest.raises(CorruptBlockError, match="block 1 .*failed authentication") as err:
-                store.read_block(1)
-            assert err.value.index == 1 and err.value.file == MAIN
-            # The batch path (how the browser loads every block) names it as well.
-            with pytest.raises(CorruptBlockError) as err:
-                await store.codec.decode_many(MAIN, dict(await store.backend.read_all()))
-            assert err.value.index == 1
-            await store.close()
-
-        run(go())
+        store = await _reopen(name)
+        assert store.read_block(0) == b"a" * 512
+        with pytest.raises(CorruptBlockError, match="block 1 .*failed authentication") as err:
+            store.read_block(1)
+        assert err.value.index == 1 and err.value.file == MAIN
+        # The batch path (how the browser loads every block) names it as well.
+        with pytest.raises(CorruptBlockError) as err:
+            await store.codec.decode_many(MAIN, dict(await store.backend.read_all()))
+        assert err.value.index == 1
+        await store.close()
     finally:
         _STORES.pop(name, None)
 
 
-def test_swapped_blocks_raise_corrupt_block() -> None:
+async def test_swapped_blocks_raise_corrupt_block() -> None:
     name = "enc-swap"
-    _store_with_blocks(name, {0: b"a" * 512, 1: b"b" * 512, 2: b"c" * 512})
+    await _store_with_blocks(name, {0: b"a" * 512, 1: b"b" * 512, 2: b"c" * 512})
     try:
         blocks = _STORES[name].blocks
         r1, r2 = blocks[(MAIN, 1)], blocks[(MAIN, 2)]
         assert r1.version == r2.version
         blocks[(MAIN, 1)] = _forged(MAIN, 1, r1.version, r2.payload)
         blocks[(MAIN, 2)] = _forged(MAIN, 2, r2.version, r1.payload)
-
-        async def go() -> None:
-            store = await _reopen(name)
-            for idx in (1, 2):
-                with pytest.raises(CorruptBlockError, match=f"block {idx} ") as err:
-                    store.read_block(idx)
-                assert err.value.index == idx
-            assert store.read_block(0) == b"a" * 512
-            await store.close()
-
-        run(go())
+        store = await _reopen(name)
+        for idx in (1, 2):
+            with pytest.raises(CorruptBlockError, match=f"block {idx} ") as err:
+                store.read_block(idx)
+            assert err.value.index == idx
+        assert store.read_block(0) == b"a" * 512
+        await store.close()
     finally:
         _STORES.pop(name, None)
 
 
-def test_an_older_payload_relabelled_with_the_current_version_raises_corrupt_block() -> None:
+async def test_an_older_payload_relabelled_with_the_current_version_raises_corrupt_block() -> None:
     name = "enc-replay"
     old: list[Record] = []
-
-    async def go() -> None:
+    try:
         store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         store.write(0, b"old!" * 128)
         store.commit()
@@ -288,30 +244,22 @@ def test_an_older_payload_relabelled_with_the_current_version_raises_corrupt_blo
         store.commit()
         await store.flush()
         await store.close()
-
-    try:
-        run(go())
         current = _STORES[name].blocks[(MAIN, 0)]
         assert current.version > old[0].version
         _STORES[name].blocks[(MAIN, 0)] = _forged(MAIN, 0, current.version, old[0].payload)
-
-        async def check() -> None:
-            store = await _reopen(name)
-            with pytest.raises(CorruptBlockError, match="block 0 ") as err:
-                store.read_block(0)
-            assert err.value.index == 0
-            await store.close()
-
-        run(check())
+        store = await _reopen(name)
+        with pytest.raises(CorruptBlockError, match="block 0 ") as err:
+            store.read_block(0)
+        assert err.value.index == 0
+        await store.close()
     finally:
         _STORES.pop(name, None)
 
 
-def test_two_writes_of_the_same_block_use_different_nonces() -> None:
+async def test_two_writes_of_the_same_block_use_different_nonces() -> None:
     name = "enc-nonce"
     payloads: list[bytes] = []
-
-    async def go() -> None:
+    try:
         store = await BlockStore.open(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
         for _ in range(2):
             store.write(0, b"same" * 128)
@@ -319,9 +267,6 @@ def test_two_writes_of_the_same_block_use_different_nonces() -> None:
             await store.flush()
             payloads.append(_STORES[name].blocks[(MAIN, 0)].payload)
         await store.close()
-
-    try:
-        run(go())
     finally:
         _STORES.pop(name, None)
     first, second = payloads
@@ -330,91 +275,78 @@ def test_two_writes_of_the_same_block_use_different_nonces() -> None:
     assert first[NONCE_BYTES:] != second[NONCE_BYTES:]
 
 
-def test_rekey_then_reopen_works_with_the_new_key_and_not_the_old(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+async def test_rekey_then_reopen_works_with_the_new_key_and_not_the_old(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
     new_key = os.urandom(32)
 
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind, encryption_key=PASSPHRASE)
-        await _write_marker(db, rows=200)
-        await db.execute("DELETE FROM t WHERE id > 150")  # committed, not yet flushed
-        version = await db.rekey(new_key)
-        assert version == db.version and db.encrypted
-        await db.execute("INSERT INTO t(body) VALUES ('after rekey')")
-        await db.close()
-        with pytest.raises(WrongKeyError):
-            await datasync.open(db_name, backend=backend_kind, encryption_key=PASSPHRASE)
-        db = await datasync.open(db_name, backend=backend_kind, encryption_key=new_key)
-        assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 151}]
-        assert await db.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
-        await db.close()
-
-    run(go())
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=PASSPHRASE)
+    await _write_marker(db, rows=200)
+    await db.execute("DELETE FROM t WHERE id > 150")  # committed, not yet flushed
+    version = await db.rekey(new_key)
+    assert version == db.version and db.encrypted
+    await db.execute("INSERT INTO t(body) VALUES ('after rekey')")
+    await db.close()
+    with pytest.raises(WrongKeyError):
+        await datasync.open(db_name, backend=backend_kind, encryption_key=PASSPHRASE)
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=new_key)
+    assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 151}]
+    assert await db.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    await db.close()
 
 
-def test_rekey_encrypts_an_unencrypted_store_and_none_decrypts_it(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend=backend_kind)
-        await _write_marker(db)
-        await db.rekey(RAW_KEY)
-        await db.close()
-        with pytest.raises(WrongKeyError):
-            await datasync.open(db_name, backend=backend_kind)
-        db = await datasync.open(db_name, backend=backend_kind, encryption_key=RAW_KEY)
-        await db.rekey(None)
-        assert not db.encrypted
-        await db.close()
-        db = await datasync.open(db_name, backend=backend_kind)
-        assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 50}]
-        await db.close()
-
-    run(go())
+async def test_rekey_encrypts_an_unencrypted_store_and_none_decrypts_it(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend=backend_kind)
+    await _write_marker(db)
+    await db.rekey(RAW_KEY)
+    await db.close()
+    with pytest.raises(WrongKeyError):
+        await datasync.open(db_name, backend=backend_kind)
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=RAW_KEY)
+    await db.rekey(None)
+    assert not db.encrypted
+    await db.close()
+    db = await datasync.open(db_name, backend=backend_kind)
+    assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 50}]
+    await db.close()
 
 
-def test_encrypting_a_plain_file_store_leaves_no_plaintext_on_disk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_encrypting_a_plain_file_store_leaves_no_plaintext_on_disk(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "was-plain.dsdb")
 
-    async def go() -> None:
-        db = await datasync.open(path, retain_versions=3)
-        await _write_marker(db, rows=400)
-        await db.sync()
-        await db.execute("UPDATE t SET body = body || ' edited'")  # history + freed pages
-        await db.sync()
-        assert MARKER.encode() in _store_files(path)  # the check can fail
+    db = await datasync.open(path, retain_versions=3)
+    await _write_marker(db, rows=400)
+    await db.sync()
+    await db.execute("UPDATE t SET body = body || ' edited'")  # history + freed pages
+    await db.sync()
+    assert MARKER.encode() in _store_files(path)  # the check can fail
+    await db.rekey(RAW_KEY)
+    assert MARKER.encode() not in _store_files(path)  # WAL included, while open
+    await db.close()
+    assert MARKER.encode() not in _store_files(path)
+    db = await datasync.open(path, encryption_key=RAW_KEY)
+    assert await db.query("SELECT count(*) AS n FROM t WHERE body LIKE '% edited'") == [{"n": 400}]
+    await db.close()
+
+
+async def test_a_scrub_that_fails_after_a_rekey_says_the_rekey_is_done(db_name) -> None:  # type: ignore[no-untyped-def]
+    db = await datasync.open(db_name, backend="memory")
+    await _write_marker(db)
+
+    async def broken_scrub() -> None:
+        raise datasync.BackendError("the disk went away")
+
+    db._store.backend.scrub = broken_scrub  # type: ignore[method-assign]
+    with pytest.raises(datasync.BackendError, match="the rekey is done .* the disk went away"):
         await db.rekey(RAW_KEY)
-        assert MARKER.encode() not in _store_files(path)  # WAL included, while open
-        await db.close()
-        assert MARKER.encode() not in _store_files(path)
-        db = await datasync.open(path, encryption_key=RAW_KEY)
-        assert await db.query("SELECT count(*) AS n FROM t WHERE body LIKE '% edited'") == [{"n": 400}]
-        await db.close()
-
-    run(go())
+    assert db.encrypted
+    await db.close()
+    db = await datasync.open(db_name, backend="memory", encryption_key=RAW_KEY)
+    assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 50}]
+    await db.close()
 
 
-def test_a_scrub_that_fails_after_a_rekey_says_the_rekey_is_done(db_name) -> None:  # type: ignore[no-untyped-def]
-    async def go() -> None:
-        db = await datasync.open(db_name, backend="memory")
-        await _write_marker(db)
-
-        async def broken_scrub() -> None:
-            raise datasync.BackendError("the disk went away")
-
-        db._store.backend.scrub = broken_scrub  # type: ignore[method-assign]
-        with pytest.raises(datasync.BackendError, match="the rekey is done .* the disk went away"):
-            await db.rekey(RAW_KEY)
-        assert db.encrypted
-        await db.close()
-        db = await datasync.open(db_name, backend="memory", encryption_key=RAW_KEY)
-        assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 50}]
-        await db.close()
-
-    run(go())
-
-
-def test_a_rekey_that_fails_midway_leaves_the_old_key_and_data() -> None:
+async def test_a_rekey_that_fails_midway_leaves_the_old_key_and_data() -> None:
     name = "enc-rekey-fail"
-
-    async def go() -> None:
+    try:
         db = await datasync.open(name, backend="memory", encryption_key=RAW_KEY)
         await _write_marker(db, rows=200)
         await db.sync()
@@ -434,36 +366,24 @@ def test_a_rekey_that_fails_midway_leaves_the_old_key_and_data() -> None:
         db = await datasync.open(name, backend="memory", encryption_key=RAW_KEY)
         assert await db.query("SELECT count(*) AS n FROM t") == [{"n": 200}]
         await db.close()
-
-    try:
-        run(go())
     finally:
         _STORES.pop(name, None)
 
 
-def test_export_is_plaintext_sqlite_and_import_into_an_encrypted_store_encrypts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_export_is_plaintext_sqlite_and_import_into_an_encrypted_store_encrypts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "exp.dsdb")
-
-    async def go() -> bytes:
-        db = await datasync.open(path, encryption_key=RAW_KEY)
-        await _write_marker(db)
-        image = await db.export()
-        await db.execute("DROP TABLE t")
-        await db.import_(image)
-        await db.close()
-        return image
-
-    image = run(go())
+    db = await datasync.open(path, encryption_key=RAW_KEY)
+    await _write_marker(db)
+    image = await db.export()
+    await db.execute("DROP TABLE t")
+    await db.import_(image)
+    await db.close()
     assert image.startswith(b"SQLite format 3\x00") and MARKER.encode() in image
     assert MARKER.encode() not in _store_files(path)
-
-    async def reread() -> int:
-        db = await datasync.open(path, encryption_key=RAW_KEY)
-        n = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
-        await db.close()
-        return int(n)
-
-    assert run(reread()) == 50
+    db = await datasync.open(path, encryption_key=RAW_KEY)
+    n = (await db.query("SELECT count(*) AS n FROM t"))[0]["n"]
+    await db.close()
+    assert int(n) == 50
 
 
 def test_records_decode_with_an_independent_aes_gcm_implementation() -> None:
@@ -480,9 +400,9 @@ def test_records_decode_with_an_independent_aes_gcm_implementation() -> None:
         EncryptedCodec(NativeCipher(RAW_KEY), "db-5678").decode(MAIN, 9, rec)
 
 
-def test_passphrase_derivation_is_pbkdf2_hmac_sha256() -> None:
+async def test_passphrase_derivation_is_pbkdf2_hmac_sha256() -> None:
     # RFC 7914 section 11 test vector for PBKDF2-HMAC-SHA256 (first 32 bytes).
-    got = run(derive_key("passwd", b"salt", 1))
+    got = await derive_key("passwd", b"salt", 1)
     assert got.hex() == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
 
 

@@ -12,7 +12,6 @@ import pytest
 
 import datasync
 from datasync.backends import MemoryBackend
-from helpers import run
 
 _names = itertools.count()
 
@@ -45,34 +44,28 @@ async def close(*dbs: Any) -> None:
         await db.close()
 
 
-def test_rows_of_the_dropped_branch_are_not_read_from_the_page_cache() -> None:
-    async def go() -> None:
-        a, b = await forked(["CREATE TABLE t(k TEXT)", "INSERT INTO t VALUES ('base')"],
-                            ["INSERT INTO t VALUES ('dropped')"],
-                            ["INSERT INTO t VALUES ('kept')"])
-        rows = [r[0] for r in (await a.execute("SELECT k FROM t ORDER BY k")).rows]
-        assert rows == ["base", "kept"]
-        assert (await a.execute("PRAGMA integrity_check")).rows == [("ok",)]
-        await close(a, b)
-
-    run(go())
+async def test_rows_of_the_dropped_branch_are_not_read_from_the_page_cache() -> None:
+    a, b = await forked(["CREATE TABLE t(k TEXT)", "INSERT INTO t VALUES ('base')"],
+                        ["INSERT INTO t VALUES ('dropped')"],
+                        ["INSERT INTO t VALUES ('kept')"])
+    rows = [r[0] for r in (await a.execute("SELECT k FROM t ORDER BY k")).rows]
+    assert rows == ["base", "kept"]
+    assert (await a.execute("PRAGMA integrity_check")).rows == [("ok",)]
+    await close(a, b)
 
 
-def test_a_write_after_the_fork_builds_on_the_kept_branch() -> None:
-    async def go() -> None:
-        a, b = await forked(["CREATE TABLE t(k TEXT)"],
-                            ["INSERT INTO t VALUES ('dropped')"] * 3,
-                            ["INSERT INTO t VALUES ('kept')"] * 3)
-        a.store.epoch = a.store.meta.epoch + 1  # a leads now
-        await a.execute("INSERT INTO t VALUES ('after')")
-        await a.sync()
-        await b.store.catch_up()
-        for db in (a, b):
-            rows = [r[0] for r in (await db.execute("SELECT k FROM t")).rows]
-            assert sorted(rows) == ["after", "kept", "kept", "kept"]
-        await close(a, b)
-
-    run(go())
+async def test_a_write_after_the_fork_builds_on_the_kept_branch() -> None:
+    a, b = await forked(["CREATE TABLE t(k TEXT)"],
+                        ["INSERT INTO t VALUES ('dropped')"] * 3,
+                        ["INSERT INTO t VALUES ('kept')"] * 3)
+    a.store.epoch = a.store.meta.epoch + 1  # a leads now
+    await a.execute("INSERT INTO t VALUES ('after')")
+    await a.sync()
+    await b.store.catch_up()
+    for db in (a, b):
+        rows = [r[0] for r in (await db.execute("SELECT k FROM t")).rows]
+        assert sorted(rows) == ["after", "kept", "kept", "kept"]
+    await close(a, b)
 
 
 @pytest.mark.parametrize("dropped, kept, gone, there", [
@@ -80,43 +73,37 @@ def test_a_write_after_the_fork_builds_on_the_kept_branch() -> None:
     ("ALTER TABLE t ADD COLUMN dropped", "ALTER TABLE t ADD COLUMN kept", None, "t"),
     ("DROP TABLE t", "CREATE INDEX ti ON t(k)", None, "t"),
 ])
-def test_the_schema_of_the_dropped_branch_is_not_kept(
+async def test_the_schema_of_the_dropped_branch_is_not_kept(
         dropped: str, kept: str, gone: str | None, there: str) -> None:
-    async def go() -> None:
-        a, b = await forked(["CREATE TABLE t(k TEXT)", "INSERT INTO t VALUES ('base')"],
-                            [dropped], [kept])
-        schema = (await a.execute("SELECT sql FROM sqlite_schema ORDER BY name")).rows
-        assert schema == (await b.execute("SELECT sql FROM sqlite_schema ORDER BY name")).rows
-        if gone is not None:
-            with pytest.raises(Exception, match="no such table"):
-                await a.execute(f"SELECT * FROM {gone}")
-        await a.execute(f"SELECT * FROM {there}")
-        columns = [c[1] for c in (await a.execute("PRAGMA table_info(t)")).rows]
-        assert "dropped" not in columns
-        assert (await a.execute("PRAGMA integrity_check")).rows == [("ok",)]
-        await close(a, b)
-
-    run(go())
+    a, b = await forked(["CREATE TABLE t(k TEXT)", "INSERT INTO t VALUES ('base')"],
+                        [dropped], [kept])
+    schema = (await a.execute("SELECT sql FROM sqlite_schema ORDER BY name")).rows
+    assert schema == (await b.execute("SELECT sql FROM sqlite_schema ORDER BY name")).rows
+    if gone is not None:
+        with pytest.raises(Exception, match="no such table"):
+            await a.execute(f"SELECT * FROM {gone}")
+    await a.execute(f"SELECT * FROM {there}")
+    columns = [c[1] for c in (await a.execute("PRAGMA table_info(t)")).rows]
+    assert "dropped" not in columns
+    assert (await a.execute("PRAGMA integrity_check")).rows == [("ok",)]
+    await close(a, b)
 
 
-def test_a_plain_connection_reads_the_kept_branch_too() -> None:
-    async def go() -> None:
-        name = f"forks-{next(_names)}"
-        a = await datasync.open(name, backend=MemoryBackend(name, instance="a"),
-                                flush_interval=3600)
-        await a.execute("CREATE TABLE t(k TEXT)")
-        await a.sync()
-        plain = a.connect(isolation_level=None)
-        assert plain.execute("SELECT count(*) FROM t").fetchone() == (0,)
-        b = await datasync.open(name, backend=MemoryBackend(name, instance="b"))
-        plain.execute("INSERT INTO t VALUES ('dropped')")
-        await b.execute("INSERT INTO t VALUES ('kept')")
-        await b.sync()
-        async with a.turn():
-            await a.store.discard_unflushed()
-        await a.store.catch_up()
-        assert plain.execute("SELECT k FROM t").fetchall() == [("kept",)]
-        plain.close()
-        await close(a, b)
-
-    run(go())
+async def test_a_plain_connection_reads_the_kept_branch_too() -> None:
+    name = f"forks-{next(_names)}"
+    a = await datasync.open(name, backend=MemoryBackend(name, instance="a"),
+                            flush_interval=3600)
+    await a.execute("CREATE TABLE t(k TEXT)")
+    await a.sync()
+    plain = a.connect(isolation_level=None)
+    assert plain.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    b = await datasync.open(name, backend=MemoryBackend(name, instance="b"))
+    plain.execute("INSERT INTO t VALUES ('dropped')")
+    await b.execute("INSERT INTO t VALUES ('kept')")
+    await b.sync()
+    async with a.turn():
+        await a.store.discard_unflushed()
+    await a.store.catch_up()
+    assert plain.execute("SELECT k FROM t").fetchall() == [("kept",)]
+    plain.close()
+    await close(a, b)

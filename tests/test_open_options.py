@@ -8,7 +8,7 @@ import pytest
 import datasync
 from datasync.backends.memory import _STORES
 
-from helpers import native_only, run
+from helpers import native_only
 
 BAD = [
     ({"cache_bytes": -1}, "cache_bytes"),
@@ -30,18 +30,18 @@ BAD = [
 
 @pytest.mark.parametrize("kind", ["memory", "sqlitefile"])
 @pytest.mark.parametrize("options,named", BAD, ids=[n for _, n in BAD])
-def test_a_bad_option_raises_invalid_option_error_and_creates_nothing(
+async def test_a_bad_option_raises_invalid_option_error_and_creates_nothing(
         tmp_path, kind: str, options: dict, named: str) -> None:  # type: ignore[no-untyped-def,type-arg]
     name = str(tmp_path / "x.dsdb") if kind == "sqlitefile" else f"opts-{named}"
     options = {"backend": kind, **options}
     with pytest.raises(datasync.InvalidOptionError, match=named):
-        run(datasync.open(name, **options))
+        await datasync.open(name, **options)
     assert not os.path.exists(name) and name not in _STORES
 
 
-def test_an_unknown_keyword_names_the_valid_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_an_unknown_keyword_names_the_valid_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(datasync.InvalidOptionError) as err:
-        run(datasync.open(str(tmp_path / "x.dsdb"), cache=1 << 20, durabilty="strict"))
+        await datasync.open(str(tmp_path / "x.dsdb"), cache=1 << 20, durabilty="strict")
     message = str(err.value)
     assert "cache, durabilty" in message and "cache_bytes" in message and "durability" in message
     assert isinstance(err.value, ValueError)
@@ -49,10 +49,10 @@ def test_an_unknown_keyword_names_the_valid_options(tmp_path) -> None:  # type: 
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlitefile"])
-def test_create_false_on_a_missing_store_raises_store_not_found_everywhere(tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
+async def test_create_false_on_a_missing_store_raises_store_not_found_everywhere(tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
     name = str(tmp_path / "missing.dsdb") if kind == "sqlitefile" else "never-created"
     with pytest.raises(datasync.StoreNotFoundError, match="does not exist"):
-        run(datasync.open(name, backend=kind, create=False))
+        await datasync.open(name, backend=kind, create=False)
     assert not os.path.exists(name) and name not in _STORES
     assert issubclass(datasync.StoreNotFoundError, datasync.StoreCreateError)
 

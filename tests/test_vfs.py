@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+import datasync
 from helpers import native_only, run
 from datasync import vfs
 from datasync.blockstore import BlockStore
@@ -61,6 +62,22 @@ def test_journals_and_temp_files_never_touch_the_disk(tmp_path) -> None:  # type
     assert sorted(os.listdir(tmp_path)) == ["raw.dsdb", "raw.dsdb-wal"]  # the store only
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    conn.close()
+
+
+@native_only
+@pytest.mark.parametrize("sql", ["VACUUM", "SELECT x FROM t ORDER BY x", "CREATE INDEX i ON t(x)"])
+def test_temp_files_open_so_big_sorts_indexes_and_vacuum_work(tmp_path, sql: str) -> None:  # type: ignore[no-untyped-def]
+    vfs.register()
+    conn = sqlite3.connect(vfs.uri(str(tmp_path / "a.dsdb")), uri=True, isolation_level=None)
+    conn.execute("PRAGMA temp_store=FILE")
+    conn.execute("PRAGMA cache_size=5")
+    conn.execute("CREATE TABLE t(x)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t VALUES (?)", [(os.urandom(300),) for _ in range(3000)])
+    conn.execute("COMMIT")
+    conn.execute(sql).fetchall()
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
 
 
@@ -217,3 +234,31 @@ def test_process_using_the_vfs_exits_cleanly_even_with_connections_left_open(tmp
     check = sqlite3.connect(vfs.uri(str(tmp_path / "exit.dsdb")), uri=True)
     assert check.execute("SELECT x FROM t").fetchall() == [(42,)]
     check.close()
+
+
+@native_only
+def test_committed_data_survives_exit_with_a_plain_connection_left_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "exit.dsdb")
+    script = textwrap.dedent(f"""
+        import asyncio, sqlite3, sys
+        sys.path.insert(0, {ROOT!r})
+        import datasync
+
+        async def main():
+            db = await datasync.open({path!r}, flush_interval=3600)
+            await db.execute("CREATE TABLE t(x)")
+            await db.execute("INSERT INTO t VALUES ('committed before exit')")
+            global plain
+            plain = db.connect()   # left open, database never closed
+        asyncio.run(main())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+    async def check() -> list[dict[str, str]]:
+        db = await datasync.open(path)
+        rows = await db.query("SELECT x FROM t")
+        await db.close()
+        return rows
+
+    assert run(check()) == [{"x": "committed before exit"}]

@@ -1,0 +1,114 @@
+"""Randomized campaigns: many tabs writing, queueing, rekeying, taking the lead, killed
+and restarted at random moments, over storage whose I/O may suspend. The invariants:
+no two leaderships share an epoch, every acknowledged or queued write is applied
+exactly once, versions seen never go back, and every live tab ends up reading it all.
+``DATASYNC_TAB_EXAMPLES`` sets the number of examples of each."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import datasync
+from datasync.tabs import SharedDatabase
+from helpers import EXAMPLES
+from tabs.harness import Browser, acked_writer, count_is, open_writing_tabs, play, tab_ops, until
+
+
+ops = tab_ops(["write", "queue", "kill", "restart", "steal"], 8, 40)
+
+
+@settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 4, 4))), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(script=ops, seed=st.integers(0, 2**16), suspending=st.booleans())
+async def test_eight_tabs_with_random_kills_restarts_and_delays_keep_the_invariants(script, seed, suspending) -> None:  # type: ignore[no-untyped-def]
+    """Never two leaders with one epoch; every acknowledged write applied exactly
+    once; every queued write (its tab alive or not) applied exactly once; the
+    versions each tab sees only grow. Half the runs use storage whose I/O
+    suspends (as IndexedDB's does), so leadership can move mid-flush."""
+    b = Browser(max_delay=0.003, seed=seed, suspending=suspending)
+    rng = random.Random(seed)
+    await open_writing_tabs(b, 8)
+    acked: list[str] = []
+    serial = itertools.count()
+    write = acked_writer(acked, serial)
+
+    queued: list[str] = []
+
+    async def queue(tab: SharedDatabase) -> None:
+        key = f"q-{tab.tab_id}-{next(serial)}"
+        try:
+            await tab.queue_write("INSERT INTO w VALUES (?)", (key,))
+        except datasync.DatabaseClosedError:
+            if key not in [e["stmts"][0][1][0] for e in b.queued()]:
+                return  # its tab died before the write was queued
+        queued.append(key)
+
+    writes = await play(b, script, rng, {"write": write, "queue": queue})
+    await asyncio.wait_for(asyncio.gather(*writes), 30)
+    leader = await b.leader()
+    await b.drained()
+    await leader.sync()
+    rows = [r["k"] for r in await leader.query("SELECT k FROM w")]
+    epochs = [e for t in b.all_tabs() for e in t.leaderships]
+    assert len(epochs) == len(set(epochs)), f"two leaderships shared an epoch: {epochs}"
+    assert len(rows) == len(set(rows)), "a write was applied twice"
+    assert set(acked) <= set(rows), f"acknowledged writes lost: {set(acked) - set(rows)}"
+    assert set(queued) <= set(rows), f"queued writes lost: {set(queued) - set(rows)}"
+    for t in b.all_tabs():
+        seen = t.versions_seen
+        assert all(x <= y for x, y in zip(seen, seen[1:])), f"{t.tab_id} went back: {seen}"
+    await b.close()
+
+
+rekey_ops = tab_ops(["write", "rekey", "kill", "restart"], 5, 30)
+
+
+@settings(max_examples=int(os.environ.get("DATASYNC_TAB_EXAMPLES", max(EXAMPLES // 6, 4))),
+          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=rekey_ops, seed=st.integers(0, 2**16), suspending=st.booleans())
+async def test_tabs_rekeying_while_others_write_die_and_restart_lose_nothing(script, seed, suspending) -> None:  # type: ignore[no-untyped-def]
+    """Rekeys from random tabs among writes, kills and restarts: every
+    acknowledged write is applied exactly once, and afterwards the store opens
+    with the key of the last rekey that took effect and every live tab reads it."""
+    b = Browser(max_delay=0.003, seed=seed, suspending=suspending)
+    rng = random.Random(seed)
+    keys = [bytes(32)]  # raw keys: a passphrase's PBKDF2 per open would dominate
+    await open_writing_tabs(b, 5, encryption_key=keys[0])
+    acked: list[str] = []
+    serial = itertools.count()
+    write = acked_writer(acked, serial)
+
+    async def rekey(tab: SharedDatabase) -> None:
+        new = next(serial).to_bytes(32, "big")
+        keys.append(new)  # it may take effect even if its tab dies right after
+        try:
+            await tab.rekey(new)
+        except datasync.DatasyncError:
+            pass
+
+    async def restart(tab_id: str) -> None:
+        for key in reversed(keys):
+            try:
+                await b.open(tab_id, encryption_key=key)
+                return
+            except datasync.WrongKeyError:
+                continue
+        raise AssertionError("no key known to the test opens the store")
+
+    tasks = await play(b, script, rng, {"write": write, "rekey": rekey}, restart)
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    leader = await b.leader()
+    await leader.sync()
+    rows = [r["k"] for r in await leader.query("SELECT k FROM w")]
+    assert len(rows) == len(set(rows)), "a write was applied twice"
+    assert set(acked) <= set(rows), f"acknowledged writes lost: {set(acked) - set(rows)}"
+    for tab in b.tabs.values():
+        await until(lambda: count_is(tab, len(rows), table="w"), f"{tab.tab_id} reads it all")
+    await restart("late")  # some known key opens it
+    await b.close()
+

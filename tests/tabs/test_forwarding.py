@@ -1,0 +1,93 @@
+"""Writes from follower tabs: forwarded to the leader and read back at once, with the
+leader's errors; none lost or applied twice when the leader dies mid-stream."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+import datasync
+from datasync.tabs import SharedDatabase
+from tabs.harness import Browser
+
+
+async def test_follower_writes_are_forwarded_and_read_back_at_once() -> None:
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    await f.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")  # DDL is a write
+    res = await f.execute("INSERT INTO t(v) VALUES (?)", (b"\x00blob",))
+    assert res.rowcount == 1 and res.lastrowid == 1
+    assert await f.query("SELECT v FROM t") == [{"v": b"\x00blob"}]  # read-your-writes
+    await f.execute("WITH x(n) AS (VALUES (2), (3)) INSERT INTO t(v) SELECT n FROM x")
+    assert (await f.query("SELECT count(*) AS n FROM t")) == [{"n": 3}]
+    assert (await a.query("SELECT count(*) AS n FROM t")) == [{"n": 3}]
+    assert not f.is_leader and f.leader_info()["leader_id"] == "a"
+    await b.close()
+
+
+async def test_a_follower_behind_the_leader_still_writes_to_a_table_another_tab_created() -> None:
+    b = Browser(max_delay=0)
+    a, f = await b.leader_and_follower()
+    g = await b.open("g")
+    f._catchup_wanted.set = lambda: None  # f misses every notice...
+    f._catch_up_for_notice = _idle  # type: ignore[method-assign]
+    f.poll_interval = 3600  # ...and does not poll
+    await asyncio.sleep(0.01)
+    await g.execute("CREATE TABLE t(x)")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await f.db.execute("SELECT x FROM t")  # f's own copy is behind
+    await f.execute("INSERT INTO t VALUES (1)")
+    assert await f.query("SELECT x FROM t") == [{"x": 1}]
+    with pytest.raises(sqlite3.OperationalError, match="no such table: nope"):
+        await f.execute("INSERT INTO nope VALUES (1)")  # the leader's error
+    await b.close()
+
+
+async def _idle() -> None:
+    return None
+
+
+async def test_errors_on_the_leader_reach_the_caller_with_their_class() -> None:
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    await f.execute("CREATE TABLE t(x UNIQUE)")
+    await f.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        await f.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError):
+        await f.batch([("INSERT INTO t VALUES (2)", []), ("INSERT INTO t VALUES (1)", [])])
+    assert await f.query("SELECT x FROM t") == [{"x": 1}]  # the batch was atomic
+    await b.close()
+
+
+async def test_leader_crash_mid_stream_loses_no_acknowledged_write_and_applies_none_twice() -> None:
+    b = Browser(max_delay=0.003, seed=7)
+    a = await b.open("a")
+    await a.wait_for_leadership()
+    tabs = [a, await b.open("b"), await b.open("c"), await b.open("d")]
+    await tabs[1].execute("CREATE TABLE t(k TEXT)")
+
+    async def writer(tab: SharedDatabase) -> list[str]:
+        done = []
+        for i in range(40):
+            key = f"{tab.tab_id}-{i}"
+            try:
+                await tab.execute("INSERT INTO t VALUES (?)", (key,))
+                done.append(key)
+            except datasync.DatabaseClosedError:
+                break
+        return done
+
+    tasks = [asyncio.ensure_future(writer(t)) for t in tabs[1:]]
+    await asyncio.sleep(0.03)
+    b.kill("a")
+    acked = [k for t in tasks for k in await t]
+    survivor = await b.leader()
+    rows = [r["k"] for r in await survivor.query("SELECT k FROM t")]
+    assert len(acked) == 120
+    assert sorted(rows) == sorted(set(rows)), "a write was applied twice"
+    assert set(acked) <= set(rows), "an acknowledged write was lost"
+    assert survivor.epoch > 1
+    await b.close()
+
