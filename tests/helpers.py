@@ -5,8 +5,9 @@ import asyncio
 import itertools
 import os
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -56,22 +57,39 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+class BackendFactory(Protocol):
+    """``factory(name)``: a backend of the store ``name``, not opened yet; the same
+    name gives another backend of the same store."""
+
+    def __call__(self, name: str = "db") -> Backend: ...
+
+
+def backend_of(kind: str, name: str, directory: Path) -> Backend:
+    """A backend of ``kind`` (one of :data:`BACKENDS`) for the store ``name`` (a file
+    in ``directory`` for sqlitefile), not opened yet."""
+    if kind == "memory":
+        return MemoryBackend(name)
+    if kind == "sqlitefile":
+        return SqliteFileBackend(directory / f"{name}.dsdb")
+    if kind == "indexeddb":
+        from datasync.browser.indexeddb import IndexedDBBackend  # Pyodide only
+
+        return IndexedDBBackend(name)
+    raise AssertionError(f"no backend kind {kind!r}: add it to tests/helpers.py")
+
+
 @pytest.fixture
-def make_backend(backend_kind: str, tmp_path) -> Callable[[str], Backend]:  # type: ignore[no-untyped-def]
+def make_backend(backend_kind: str, tmp_path: Path) -> Iterator[BackendFactory]:
     """A factory of backends of the current kind; the same name reopens the same store."""
     prefix = f"t{next(_names)}"
 
     made: list[Backend] = []
 
     def factory(name: str = "db") -> Backend:
-        if backend_kind == "memory":
-            return MemoryBackend(f"{prefix}-{name}")
+        backend = backend_of(backend_kind, f"{prefix}-{name}", tmp_path)
         if backend_kind == "indexeddb":
-            from datasync.browser.indexeddb import IndexedDBBackend
-
-            made.append(IndexedDBBackend(f"{prefix}-{name}"))
-            return made[-1]
-        return SqliteFileBackend(tmp_path / f"{name}.dsdb")
+            made.append(backend)
+        return backend
 
     yield factory
     for key in [k for k in _STORES if k.startswith(prefix + "-")]:

@@ -48,7 +48,7 @@ from .idb import (
     transaction_done,
 )
 from .open_lock import OpenLock
-from .segments import Segments, put_blocks
+from .segments import Segments, put_blocks, trim_segment
 from .versions import IdbHistory, RetainedVersions
 
 IDB_PREFIX = "datasync:"
@@ -194,6 +194,10 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
             def drop_past_end() -> None:
                 blocks.delete(self._range(flush.file, count))
                 segments.delete(self._range(flush.file, -(-count // self._seg)))
+                if count % self._seg:  # and the slots past the end in the segment it ends in
+                    trim_segment()(segments, to_js([flush.file, count // self._seg]),
+                                   count % self._seg)
+                    state["trimming"] = True  # its put comes after on_meta: no commit()
 
             def on_meta(event: Any) -> None:
                 # Requests run in order: this is the metadata before our writes, which
@@ -202,13 +206,14 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
                     stored = Meta.from_json(str(meta_req.result), where=self.location)
                     check_writer(stored, flush, self.location)
                     if stored.block_count > count and not shrinking:
-                        drop_past_end()
+                        drop_past_end()  # another backend of this store grew it since
                     state["cleared"] = write_history(IdbHistory(blocks, meta_store), stored,
                                                      flush, cleared=self._history_cleared)
                     for idx in idxs:  # tests inject failures here, mid-transaction
                         self._fault("block", idx)
                     self._fault("meta", flush.meta.version)
-                    tx.commit()  # nothing more to ask: commit without waiting a turn
+                    if not state.get("trimming"):
+                        tx.commit()  # nothing more to ask: commit without waiting a turn
                 except BaseException as exc:
                     state["error"] = exc
                     tx.abort()

@@ -69,7 +69,7 @@ class Segments:
         raw_meta, seg_keys, seg_vals, block_keys, block_vals = results
         meta = Meta.from_json(str(raw_meta), where=self.location)
         self._stored_count = meta.block_count
-        floor = -1 if since is None else since
+        floor = 0 if since is None else max(since, 0)  # a slot at version 0 is empty
         records: dict[int, Record] = {}
         seg_size = self._seg
         for key, seg in zip(seg_keys, seg_vals):
@@ -218,3 +218,28 @@ def put_blocks() -> Any:
             "for (let i = 0; i < idx.length; i++) store.put({v: v[i], c: c[i], d: d[i]}, [file, idx[i]]);",
         )
     return _PUT_BLOCKS
+
+
+_TRIM_SEGMENT: Any = None
+
+
+def trim_segment() -> Any:
+    """A JS function emptying the slots from ``first`` on of one segment, in the
+    caller's transaction (a truncation that ends inside it): ``(store, key, first)``."""
+    global _TRIM_SEGMENT
+    if _TRIM_SEGMENT is None:
+        _TRIM_SEGMENT = idb_js().Function.new(
+            "store", "key", "first",
+            "const req = store.get(key);"
+            "req.onsuccess = () => {"
+            "  const seg = req.result;"
+            "  if (!seg || !seg.vs.slice(first).some((v) => v > 0)) return;"
+            "  const d = ArrayBuffer.isView(seg.d) ? seg.d : new Uint8Array(seg.d);"
+            "  d.fill(0, first * (d.byteLength / seg.vs.length));"
+            "  seg.vs.fill(0, first);"
+            "  seg.cs.fill(0, first);"
+            "  seg.v = seg.vs.reduce((a, b) => Math.max(a, b), 0);"
+            "  store.put(seg, key);"
+            "};",
+        )
+    return _TRIM_SEGMENT

@@ -1,8 +1,10 @@
-"""The native VFS, block-store and database suites, run inside Pyodide in Chromium.
+"""The native VFS, block-store and database suites, and the backend conformance
+suite, run inside Pyodide in Chromium.
 
 This proves the VFS in the runtime it is for: the same tests, with IndexedDB added
 to the backends they run over (tests/helpers.py), installed with pytest and
-Hypothesis from local wheels and run by pytest inside the page.
+Hypothesis from local wheels and run by pytest inside the page. The conformance
+suite (tests/backends/) is how IndexedDB is shown to keep the backend contract.
 """
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from pathlib import Path
 
 from pyodide_page import ROOT, PyPage, fetch_test_wheels
 
+TESTS = ROOT / "tests"
 SUITES = ["test_format.py", "test_blockstore.py", "test_vfs.py", "test_database.py", "test_restore.py",
           "test_rollback.py", "test_cdc_values.py", "test_missing_blocks.py",
-          "test_differential.py", "test_cache_bound.py", "test_forks.py"]
-FILES = ["helpers.py", "conftest.py", *SUITES]
+          "test_differential.py", "test_cache_bound.py", "test_forks.py",
+          "backends"]  # a directory: every suite in it, with its conftest.py
+#: Paths under tests/, copied to the same paths under the page's /home/pyodide/tests.
+FILES = ["helpers.py", "conftest.py", *(s for s in SUITES if s.endswith(".py")),
+         *(str(p.relative_to(TESTS)) for p in sorted((TESTS / "backends").glob("*.py")))]
 
 INSTALL = """async ({wheels}) => {
   const micropip = window.py.pyimport('micropip');
@@ -26,28 +32,43 @@ INSTALL = """async ({wheels}) => {
 def test_native_suites_pass_inside_pyodide(pypage: PyPage) -> None:
     wheels = fetch_test_wheels()
     pypage.page.evaluate(INSTALL, {"wheels": sorted(wheels.values())})
-    files = {name: (ROOT / "tests" / name).read_text() for name in FILES}
+    files = {name: (TESTS / name).read_text() for name in FILES}
     pypage.page.evaluate("""(files) => {
-        window.py.FS.mkdirTree('/home/pyodide/tests');
         for (const [name, text] of Object.entries(files)) {
-          window.py.FS.writeFile('/home/pyodide/tests/' + name, text);
+          const path = '/home/pyodide/tests/' + name;
+          window.py.FS.mkdirTree(path.slice(0, path.lastIndexOf('/')));
+          window.py.FS.writeFile(path, text);
         }
     }""", files)
     report = pypage.run("""
-import io, contextlib, pytest
+import collections, io, contextlib, pytest, re, xml.etree.ElementTree as ET
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+                        "--junitxml", "/home/pyodide/suites.xml",
                         "--rootdir", "/home/pyodide/tests", *[
                         "/home/pyodide/tests/" + f for f in %r]])
-[int(code), out.getvalue()[-6000:]]
+# The conformance suite's outcomes by variant (a parameter of each test id).
+contract = collections.defaultdict(collections.Counter)
+for case in ET.parse("/home/pyodide/suites.xml").iter("testcase"):
+    found = re.search(r"\\[(?:.*-)?((?:memory|sqlitefile|indexeddb)(?:\\+[a-z-]+history)?)\\b",
+                      case.get("name", ""))
+    if case.get("classname", "").endswith("test_contract") and found:
+        variant = found.group(1)
+        outcome = next((c.tag for c in case if c.tag in ("skipped", "failure", "error")),
+                       "passed")
+        contract[variant][outcome] += 1
+[int(code), out.getvalue()[-6000:], {v: dict(c) for v, c in contract.items()}]
 """ % (SUITES,))
-    code, tail = report
+    code, tail, contract = report
     summary = tail.strip().splitlines()[-1]
+    figures = "\n".join(f"backend contract, {v}: {c}" for v, c in sorted(contract.items()))
+    Path(ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "pyodide-suites.txt").write_text(f"{tail}\n{figures}\n")
     assert code == 0, tail
     passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]
     assert "failed" not in summary and "error" not in summary, tail
     # IndexedDB joins the backends in Pyodide: more runs than natively, not fewer.
     assert passed >= 100, summary
-    Path(ROOT / "build").mkdir(exist_ok=True)
-    (ROOT / "build" / "pyodide-suites.txt").write_text(tail)
+    # ... and keeps the backend contract: the conformance suite ran over it.
+    assert contract.get("indexeddb", {}).get("passed", 0) >= 20, figures

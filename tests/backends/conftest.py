@@ -1,0 +1,51 @@
+"""The backend factory of the conformance suite: one fixture parameter per variant.
+
+A *variant* is a backend the runtime has (``helpers.BACKENDS``: memory and
+sqlitefile natively, IndexedDB too in Pyodide) or one wrapped so that it takes
+another path through a capability: ``<kind>+sent-history`` is the backend behind
+:class:`helpers.AsyncSentHistory`, a :class:`~datasync.backends.HistoryFromStore`
+whose history is what the flush carries (``Flush.history``), kept by the inner
+backend's ``keep_sent`` instead of read inside its transaction.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import BACKENDS, AsyncSentHistory, BackendFactory, backend_of, run
+from datasync.backends import Backend
+
+#: Every variant the suite runs over in this runtime.
+VARIANTS = [*BACKENDS, "memory+sent-history", "sqlitefile+sent-history"]
+_stores = itertools.count()
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def new_backend(variant: str, tmp_path: Path) -> Iterator[BackendFactory]:
+    """``new_backend(name)``: a backend of this variant, not opened yet; the same name
+    gives another backend of the same store. Every store made is destroyed after
+    the test (IndexedDB's outlive the page otherwise)."""
+    kind, _, wrapper = variant.partition("+")
+    prefix = f"contract{next(_stores)}"
+    made: list[Backend] = []
+
+    def factory(name: str = "db") -> Backend:
+        backend = backend_of(kind, f"{prefix}-{name}", tmp_path)
+        if wrapper == "sent-history":
+            backend = AsyncSentHistory(backend)
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        run(backend.close())
+    for backend in {b.key: b for b in made}.values():
+        run(backend.destroy())
