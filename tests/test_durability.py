@@ -159,3 +159,60 @@ async def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_beh
     assert (await db.execute("SELECT x FROM t ORDER BY x")).rows == [(1,), (2,)]
     await db.close()
     datasync.backends.memory._STORES.pop(name, None)
+
+
+async def test_a_wait_for_durability_ends_when_the_database_closes() -> None:
+    """Every strict write and sync() waiting when the database closes gets its
+    answer: close() flushed, so each returns its durable version; none hangs."""
+    name = "close-while-waiting"
+    db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="strict")
+    await db.execute("CREATE TABLE t(x)")
+    waits = [asyncio.ensure_future(db.execute("INSERT INTO t VALUES (1)")),
+             asyncio.ensure_future(db.sync())]
+    await asyncio.sleep(0.01)  # both waiting on the flusher's slow write
+    await db.close()
+    results = await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 5)
+    assert not any(isinstance(r, BaseException) for r in results), results
+    db = await datasync.open(name, backend=_SlowWriteBackend(name))
+    assert (await db.execute("SELECT x FROM t")).rows == [(1,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)
+
+
+class _FailingWriteBackend(AsyncWithHistory):
+    """Writes fail while ``failing`` is set (a disk that went away)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(datasync.backends.MemoryBackend(name))
+        self.failing = False
+
+    async def write(self, flush):  # type: ignore[no-untyped-def]
+        if self.failing:
+            raise datasync.BackendError("the disk went away")
+        await self.inner.write(flush)
+
+
+async def test_a_wait_for_durability_after_the_flusher_stopped_raises_instead_of_hanging() -> None:
+    """A sync() that starts waiting while the flusher backs off from a failed flush,
+    and the database stops for good before the flusher looks again (a page that
+    dies): the flusher's last act answers it with DatabaseClosedError; a sync()
+    after that raises at once. Neither hangs."""
+    name = "flusher-gone"
+    backend = _FailingWriteBackend(name)
+    db = await datasync.open(name, backend=backend)
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    backend.failing = True
+    await db.execute("INSERT INTO t VALUES (1)")
+    while not db.stats()["flush_failures"]:
+        await asyncio.sleep(0.001)  # the flusher failed once and backs off now
+    waiting = asyncio.ensure_future(db.sync())
+    await asyncio.sleep(0)  # sync() waits on the flusher, which has not looked yet
+    db._closed = True  # no close(), no final flush
+    with pytest.raises(datasync.DatabaseClosedError, match="check whether the commit is there"):
+        await asyncio.wait_for(waiting, 5)
+    with pytest.raises(datasync.DatabaseClosedError):
+        await asyncio.wait_for(db._durable_through(db._store.commit_seq), 5)
+    db._closed, backend.failing = False, False
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)

@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from ..backends.contract import Backend, SyncReads, run_now
-from ..errors import CorruptBlockError, InvalidOptionError
+from ..backends.contract import EVERYTHING, Backend, SyncReads, run_now
+from ..errors import CorruptBlockError, InvalidOptionError, StoreBusyError
 from ..format import (
     DEFAULT_BLOCK_SIZE,
     MAIN,
@@ -50,6 +50,8 @@ from .history import History
 from .tiers import CleanCache, Tier, record_versions
 
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+#: Opens retried when another writer flushes between reading the metadata and the blocks.
+OPEN_ATTEMPTS = 10
 
 
 class BlockStore(Committing, Flushing, Following, History):
@@ -105,7 +107,9 @@ class BlockStore(Committing, Flushing, Following, History):
         follower) must never read a block newer than the version it holds.
 
         Raises what the backend's ``open`` raises, ``InvalidOptionError`` for a bad
-        size, ``WrongKeyError``, and ``CorruptBlockError`` for a damaged store.
+        size, ``WrongKeyError``, ``CorruptBlockError`` for a damaged store, and
+        ``StoreBusyError`` if another writer flushed between every one of
+        ``OPEN_ATTEMPTS`` reads of its metadata and its blocks.
         """
         validate_block_size(block_size)
         if cache_bytes < 0:  # before the backend is touched: nothing gets created
@@ -114,10 +118,18 @@ class BlockStore(Committing, Flushing, Following, History):
         initial = replace(Meta.new(block_size), extra=codecs.new_store_extra())
         meta = await backend.open(initial, create=create)
         try:
-            codec, to_write = await codecs.codec_for(meta, where=backend.location)
-            store = cls(backend, meta, cache_bytes=cache_bytes,
-                        dirty_limit_bytes=dirty_limit_bytes, codec=codec)
-            await store._load(resident)
+            for _ in range(OPEN_ATTEMPTS):
+                codec, to_write = await codecs.codec_for(meta, where=backend.location)
+                store = cls(backend, meta, cache_bytes=cache_bytes,
+                            dirty_limit_bytes=dirty_limit_bytes, codec=codec)
+                moved_on = await store._load(resident)
+                if moved_on is None:
+                    break
+                meta = moved_on  # another writer flushed meanwhile: again, from its metadata
+            else:
+                raise StoreBusyError(
+                    f"{backend.location} changed {OPEN_ATTEMPTS} times while it was being "
+                    "opened: another writer flushes without pause; open it again")
             if to_write is not None:
                 # A store just created with a key: write its key-check value now.
                 store.meta = to_write
@@ -127,13 +139,19 @@ class BlockStore(Committing, Flushing, Following, History):
             raise
         return store
 
-    async def _load(self, resident: bool) -> None:
-        """Read what must be in memory from the start, checking it is whole."""
+    async def _load(self, resident: bool) -> Meta | None:
+        """Read what must be in memory from the start, checking it is whole.
+
+        Returns None, or the newer metadata another writer stored since ``meta``
+        was read (the blocks read belong to it: the caller opens again from it)."""
         backend, meta, codec = self.backend, self.meta, self.codec
         if resident or not isinstance(backend, SyncReads) or not codec.decodes_sync:
             # Every block resident: the backend cannot read on demand, or the codec
-            # cannot decode synchronously (WebCrypto, in Pyodide).
-            records = await backend.read_all(MAIN)
+            # cannot decode synchronously (WebCrypto, in Pyodide). One snapshot of
+            # metadata and records, so both belong to one version.
+            now, records = await backend.changed_since(MAIN, EVERYTHING)
+            if now.version != meta.version:
+                return now
             self._check_complete(records, meta)
             self._resident = await self._decode_many(records, meta.block_count)
             self._versions = record_versions(records, meta.block_count)
@@ -143,10 +161,14 @@ class BlockStore(Committing, Flushing, Following, History):
             self._check_complete(self._versions, meta)  # names a missing block
         if codec.tracks_versions and meta.version > 0 \
                 and not codec.versions_authentic(self._versions, meta):
+            now, _ = await backend.changed_since(MAIN, meta.version)
+            if now.version != meta.version:
+                return now  # not damage: the versions were read after another flush
             raise CorruptBlockError(
                 f"{backend.location} (version {meta.version}): the versions of its blocks "
                 "are not the ones its metadata authenticates: a block was rolled back, "
                 "replaced or removed outside datasync. Restore it from a backup.")
+        return None
 
     @classmethod
     def open_sync(cls, backend: Backend, **options: Any) -> "BlockStore":

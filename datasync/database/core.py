@@ -291,6 +291,7 @@ class DatabaseCore:
             self._remove_lifecycle()
             if self._flush_task and not self._flush_task.done():
                 self._flush_task.cancel()
+            self._settle(self._closed_before_durable())  # flushed above: all durable
             # With a single thread no other can be using one: close them all.
             for conn in (c for c, _, _ in self._handed_out) if runtime.SINGLE_THREAD else closable:
                 conn.close()

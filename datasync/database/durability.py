@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 
 from ..blockstore import BlockStore
-from ..errors import DatasyncError
+from ..errors import DatabaseClosedError, DatasyncError
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 
@@ -58,6 +58,8 @@ class Durability:
         store: BlockStore = self._store  # type: ignore[attr-defined]
         if store.durable_seq >= seq:
             return store.version
+        if self._closed:  # type: ignore[attr-defined]
+            raise self._closed_before_durable()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         self._ensure_flusher()
@@ -120,7 +122,13 @@ class Durability:
                 self._settle(exc)
                 await self._pause(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
-        self._settle()
+        # Closed: no flush comes any more, so every wait ends here.
+        self._settle(self._closed_before_durable() if self._closed else None)  # type: ignore[attr-defined]
+
+    def _closed_before_durable(self) -> DatabaseClosedError:
+        return DatabaseClosedError(
+            f"{self.name!r} was closed before this commit was durable: open it again "  # type: ignore[attr-defined]
+            "and check whether the commit is there")
 
     async def sync(self) -> int:
         """Make everything committed so far durable; returns the durable version.

@@ -126,6 +126,7 @@ class TabCore:
         self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:
             task.cancel()
+        self._fail_pending()
         self._unsubscribe()
         if self._lease is not None:
             self._locks.release(self._lease)
@@ -137,6 +138,15 @@ class TabCore:
             # Deposed with writes nobody acknowledged: they are not ours to store.
             await self._store.discard_unflushed()
             await self.db.close()
+
+    def _fail_pending(self) -> None:
+        """Answer every write still waiting for the leader (closing: none comes)."""
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(DatabaseClosedError(
+                    f"database {self.name!r} was closed in this tab before the leader "
+                    "answered: the write may have been applied; check before writing it "
+                    "again (a queued write stays queued)"))
 
     def leader_info(self) -> dict[str, Any]:
         return {"is_leader": self.is_leader, "leader_id": self.leader_id, "epoch": self.epoch,

@@ -151,6 +151,7 @@ class Forwarding:
         self._pending[req_id] = fut
         try:
             while not fut.done():
+                self._check_open()  # closed while waiting: close() answered it
                 if self.is_leader:
                     return None
                 if time.monotonic() > deadline:

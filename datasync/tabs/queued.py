@@ -76,11 +76,11 @@ class QueuedWrites:
         nudge_at = loop.time() + self.resend_interval
         try:
             while True:
-                self._check_open()
-                if fut.done():
+                if fut.done():  # a reply, or close()'s DatabaseClosedError
                     reply = fut.result()
                     await self._reach(int(reply.get("version", 0)))
                     return reply
+                self._check_open()
                 # Our own copy's applied table, when it holds only durable data: a
                 # follower's copy (caught up from storage), never a leader's, whose
                 # record may be committed and not yet flushed.

@@ -40,6 +40,7 @@ def crash(tab: SharedDatabase) -> None:
     tab._session.close()
     for task in [*tab._tasks, *tab._background]:
         task.cancel()
+    tab._fail_pending()  # the page's own awaits end with it
     tab._unsubscribe()
     tab._outbox.close()
     db = tab.db

@@ -91,3 +91,22 @@ async def test_leader_crash_mid_stream_loses_no_acknowledged_write_and_applies_n
     assert survivor.epoch > 1
     await b.close()
 
+
+
+@pytest.mark.parametrize("queued", [False, True])
+async def test_closing_a_tab_answers_its_writes_still_waiting_for_the_leader(queued: bool) -> None:
+    """A write (forwarded or queued) still waiting for the leader when its tab
+    closes raises DatabaseClosedError at once, not after write_timeout (20 s here)
+    as LeaderUnavailableError."""
+    b = Browser(max_delay=0)
+    a, f = await b.leader_and_follower()
+    await f.execute("CREATE TABLE t(x)")
+    b.hub.kill("a")  # the leader hears nothing more: no answer comes
+    write = asyncio.ensure_future(f.queue_write("INSERT INTO t VALUES (1)", []) if queued
+                                  else f.execute("INSERT INTO t VALUES (1)"))
+    await asyncio.sleep(0.05)
+    assert not write.done()
+    await f.close()
+    with pytest.raises(datasync.DatabaseClosedError, match="closed in this tab"):
+        await asyncio.wait_for(write, 5)
+    await b.close()
