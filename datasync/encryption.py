@@ -37,13 +37,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import struct
 from typing import Any, Union
 
 from .cipher import Cipher, NativeCipher  # noqa: F401 (NativeCipher: part of this API)
 from .errors import CorruptBlockError, InvalidOptionError, WrongKeyError
-from .format import Codec, Meta, PlainCodecs, Record, version_map_of, with_version_map
+from .format import (
+    Codec,
+    Meta,
+    PlainCodecs,
+    Record,
+    key_identity,
+    version_map_of,
+    with_version_map,
+)
 
 #: What ``encryption_key`` accepts: 32 raw bytes or a passphrase.
 EncryptionKey = Union[bytes, bytearray, memoryview, str]
@@ -339,12 +348,19 @@ class KeyCodecs:
     def __init__(self, key: EncryptionKey) -> None:
         check_key_type(key)
         self.key = key
+        self._opened: dict[str, Codec] = {}  # key identity -> codec (one derivation)
 
     def new_store_extra(self) -> dict[str, Any]:
         return {"encryption": new_scheme(self.key)}
 
     async def codec_for(self, meta: Meta, *, where: str = "store") -> tuple[Codec, Meta | None]:
-        return await open_codec(meta, self.key, where=where)
+        identity = json.dumps(key_identity(meta), sort_keys=True)
+        if identity in self._opened:  # an open started over: no second PBKDF2
+            return self._opened[identity], None
+        codec, to_write = await open_codec(meta, self.key, where=where)
+        if to_write is None:
+            self._opened[identity] = codec
+        return codec, to_write
 
 
 def codecs(key: EncryptionKey | None) -> Any:

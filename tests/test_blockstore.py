@@ -303,11 +303,24 @@ async def test_opening_while_another_writer_flushes_reads_one_consistent_version
 
 
 async def test_opening_a_store_that_never_stops_changing_raises_store_busy() -> None:
+    """Reading versions on demand, each check finds a newer version: after
+    OPEN_ATTEMPTS tries, StoreBusyError (a resident open uses its snapshot instead)."""
     from datasync.blockstore.store import OPEN_ATTEMPTS
+    from datasync.encryption import codecs
 
     name = f"raced-{next(_counter)}"
-    writer = await BlockStore.open(datasync.backends.MemoryBackend(name))
+    key = codecs(b"k" * 32)
+    writer = await BlockStore.open(datasync.backends.MemoryBackend(name), codecs=key)
+    writer.write(0, b"\x01" * 100)
+    writer.commit()
+    await writer.flush()
+    forever = _FlushedMeanwhile(name, writer, 1000)
     with pytest.raises(datasync.StoreBusyError, match="open it again"):
-        await BlockStore.open(_FlushedMeanwhile(name, writer, OPEN_ATTEMPTS), resident=True)
+        await BlockStore.open(forever, codecs=key)
+    assert 1000 - forever.times >= OPEN_ATTEMPTS  # it did try again each time
+    steady = await BlockStore.open(_FlushedMeanwhile(name, writer, 1000), codecs=key,
+                                   resident=True)
+    assert steady.version == writer.version
+    await steady.close()
     await writer.close()
     await writer.backend.destroy()

@@ -216,3 +216,27 @@ async def test_a_wait_for_durability_after_the_flusher_stopped_raises_instead_of
     db._closed, backend.failing = False, False
     await db.close()
     datasync.backends.memory._STORES.pop(name, None)
+
+
+async def test_a_wait_for_commits_the_store_dropped_fails_instead_of_reporting_them_durable() -> None:
+    """A deposed leader tab's store drops its unflushed commits; a sync() waiting
+    for them raises DeposedLeaderError instead of returning a version they never
+    reached."""
+    name = "dropped-while-waiting"
+    backend = _FailingWriteBackend(name)
+    db = await datasync.open(name, backend=backend)
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    backend.failing = True
+    await db.execute("INSERT INTO t VALUES (1)")
+    while not db.stats()["flush_failures"]:
+        await asyncio.sleep(0.001)
+    waiting = asyncio.ensure_future(db.sync())
+    await asyncio.sleep(0)
+    await db._store.discard_unflushed()  # what stepping down does
+    backend.failing = False
+    with pytest.raises(datasync.DeposedLeaderError, match="not stored"):
+        await asyncio.wait_for(waiting, 5)
+    assert (await db.execute("SELECT count(*) FROM t")).rows == [(0,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)

@@ -41,6 +41,7 @@ from ..format import (
     Codecs,
     Meta,
     PlainCodecs,
+    key_identity,
     validate_block_size,
 )
 from .committing import Committing
@@ -151,7 +152,9 @@ class BlockStore(Committing, Flushing, Following, History):
             # metadata and records, so both belong to one version.
             now, records = await backend.changed_since(MAIN, EVERYTHING)
             if now.version != meta.version:
-                return now
+                if key_identity(now) != key_identity(meta):
+                    return now  # rekeyed meanwhile: the codec must be found again
+                meta = self._adopt(now)  # same key: the snapshot is whole, use it
             self._check_complete(records, meta)
             self._resident = await self._decode_many(records, meta.block_count)
             self._versions = record_versions(records, meta.block_count)
@@ -170,10 +173,23 @@ class BlockStore(Committing, Flushing, Following, History):
                 "replaced or removed outside datasync. Restore it from a backup.")
         return None
 
+    def _adopt(self, meta: Meta) -> Meta:
+        """Take newer stored ``meta`` (same key) as this store's, before any use."""
+        self.meta, self.epoch = meta, meta.epoch
+        self._size = self._committed_size = meta.file_size
+        return meta
+
     @classmethod
     def open_sync(cls, backend: Backend, **options: Any) -> "BlockStore":
         """:meth:`open` for a :class:`~datasync.backends.SyncReads` backend."""
         return run_now(cls.open(backend, **options))
+
+    @property
+    def state_lock(self) -> threading.RLock:
+        """The lock guarding every tier and the cache (``_lock``): the VFS's lock
+        manager takes it to make a commit point atomic with its lock change; its
+        place in the lock order is in docs/architecture.md."""
+        return self._lock  # type: ignore[return-value]
 
     # -- sizes and counters ------------------------------------------------------
     @property

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 
 from ..blockstore import BlockStore
-from ..errors import DatabaseClosedError, DatasyncError
+from ..errors import DatabaseClosedError, DatasyncError, DeposedLeaderError
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 
@@ -41,8 +41,9 @@ class Durability:
         self._flush_task: asyncio.Task[None] | None = None
         self._retry_delay = _RETRY_MIN
         self._wake = asyncio.Event()  # cuts a flusher's wait (delay or backoff) short
-        #: Strict waits: (commit sequence number, future of the durable version).
-        self._waiters: list[tuple[int, asyncio.Future[int]]] = []
+        #: Strict waits: (commit sequence number, store generation then, future of
+        #: the durable version).
+        self._waiters: list[tuple[int, int, asyncio.Future[int]]] = []
         self._running_own = False  # the database's own statement is running
         self._remove_listener = self._store.add_commit_listener(self._on_commit)  # type: ignore[attr-defined]
 
@@ -61,25 +62,30 @@ class Durability:
         if self._closed:  # type: ignore[attr-defined]
             raise self._closed_before_durable()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append((seq, fut))
+        self._waiters.append((seq, store.generation, fut))
         self._ensure_flusher()
         self._wake.set()
         return await asyncio.shield(fut)
 
     def _settle(self, error: BaseException | None = None) -> None:
         """Answer the strict waits: durable ones with the version, the others with
-        ``error`` (a failed flush), if any."""
+        ``error`` (a failed flush), if any. A wait from before the store dropped its
+        unflushed commits (a deposed leader tab) was not made durable: it fails."""
         store: BlockStore = self._store  # type: ignore[attr-defined]
         left = []
-        for seq, fut in self._waiters:
+        for seq, generation, fut in self._waiters:
             if fut.done():
                 continue
-            if seq <= store.durable_seq:
+            if generation != store.generation:
+                fut.set_exception(DeposedLeaderError(
+                    f"{self.name!r} dropped this commit before it was durable: another "  # type: ignore[attr-defined]
+                    "tab took the lead; the write was not stored"))
+            elif seq <= store.durable_seq:
                 fut.set_result(store.version)
             elif error is not None:
                 fut.set_exception(error)
             else:
-                left.append((seq, fut))
+                left.append((seq, generation, fut))
         self._waiters = left
 
     def _on_commit(self, store: BlockStore) -> None:

@@ -119,9 +119,18 @@ class TabCore:
         return tab
 
     async def close(self) -> None:
-        """Leave: give up leadership (the next tab takes over) and close."""
+        """Leave: give up leadership (the next tab takes over) and close.
+
+        Flushes first: if that fails, its error (``StorageFullError``...) is raised
+        and nothing changed (still leading, nothing lost): call close() again."""
         if self._closed:
+            if not self.db.closed:
+                await self._close_database()  # a retry: the last flush failed
             return
+        try:
+            await self.db.sync()
+        except DeposedLeaderError:
+            pass  # nothing of ours to keep: _close_database() drops it
         self._closed = True
         self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:
@@ -132,6 +141,9 @@ class TabCore:
             self._locks.release(self._lease)
         self._channel.close()
         self._outbox.close()
+        await self._close_database()
+
+    async def _close_database(self) -> None:
         try:
             await self.db.close()
         except DeposedLeaderError:

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DatabaseClosedError, TabStatementError
+from ..errors import DatabaseClosedError, NotSupportedError
 from ..vfs import capi
 from .classify import PRAGMA, Kind, kind_of, refusal
 
@@ -86,7 +86,7 @@ class TabSession:
     def __init__(self, conn: sqlite3.Connection) -> None:
         handle = getattr(conn, "handle", None)
         if not handle:
-            raise TabStatementError(
+            raise NotSupportedError(
                 "SQLite did not identify this tab's connection (SQLITE_FCNTL_PDB), so "
                 "multi-tab statements cannot be classified; this SQLite is too old")
         self.conn = conn

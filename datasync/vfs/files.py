@@ -62,7 +62,7 @@ class LockManager:
     def lock(self, f: "StoreFile", level: int) -> bool:
         """Raise ``f`` to ``level``; False means SQLITE_BUSY (state unchanged, except
         that a writer waiting for readers to leave keeps PENDING, as SQLite expects)."""
-        with self.store._lock:
+        with self.store.state_lock:
             if f.level >= level:
                 return True
             if level == SHARED:
@@ -102,7 +102,7 @@ class LockManager:
         flush, the commit listeners) runs after the lock is released: a flush takes
         the flush mutex, which comes before the store lock in the lock order."""
         committed = False
-        with self.store._lock:
+        with self.store.state_lock:
             if f.level <= level:
                 return
             was_writer = f.level >= RESERVED

@@ -56,3 +56,31 @@ async def test_a_deposed_leader_cannot_overwrite_newer_data() -> None:
     b.tabs.pop("a")
     await b.close()
 
+
+
+async def test_a_leader_whose_last_flush_fails_stays_leader_and_closes_on_retry() -> None:
+    """close() flushes before it gives anything up: a failing flush raises with the
+    tab still leading and the write kept ("nothing lost, retried"); the next close()
+    stores it and hands over."""
+    b = Browser(max_delay=0)
+    a, f = await b.leader_and_follower()
+    await a.execute("CREATE TABLE t(x)")
+    await a.sync()
+    backend = a._store.backend
+    stored_write = backend.write
+
+    async def full(flush):  # type: ignore[no-untyped-def]
+        raise datasync.StorageFullError("the quota is used up")
+
+    backend.write = full  # type: ignore[method-assign]
+    with pytest.raises(datasync.StorageFullError):  # committed, kept, not durable yet
+        await a.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(datasync.StorageFullError):
+        await a.close()
+    assert a.is_leader and not f.is_leader
+    backend.write = stored_write  # type: ignore[method-assign]
+    await a.close()
+    await asyncio.wait_for(f.wait_for_leadership(), 5)
+    assert await f.query("SELECT x FROM t") == [{"x": 1}]
+    b.tabs.pop("a")
+    await b.close()
