@@ -166,3 +166,14 @@ class AsyncWithHistory(AsyncOnly, KeepsHistory):
 
 class AsyncSentHistory(AsyncWithHistory, HistoryFromStore):
     """... whose history is what the block store sends, as IndexedDB's is."""
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The fenced code blocks of README.md in ``language`` ("" for unlabelled), as
+    written (tests/test_readme.py and tests/browser/test_readme_in_browser.py run
+    every one of them)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return [m.group(2) for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)
+            if m.group(1) == language]

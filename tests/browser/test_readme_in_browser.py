@@ -1,0 +1,182 @@
+"""Every JS and HTML block of README.md, run as written in Chromium (the Python and
+command-line blocks run natively: tests/test_readme.py).
+
+A block is put into a page of its own, verbatim. A fragment (one that calls an app's
+``refresh()`` or uses a ``newKey`` it does not make) gets a prelude that defines what
+the text around it says it has, and an epilogue that checks what it did; the block's
+own text is never changed. Each test has a fresh profile: "app" starts empty."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers import readme_blocks
+from pyodide_page import ROOT
+
+PAGES = ROOT / "build" / "readme"
+DONE = "window.readmeDone !== undefined"
+
+
+def _page(context: Any, server: Any, name: str, html: str) -> tuple[Any, list[str]]:
+    """Write ``html`` to build/readme/``name``.html, open it; returns (page, console)."""
+    PAGES.mkdir(parents=True, exist_ok=True)
+    (PAGES / f"{name}.html").write_text(html)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(msg.text))
+    page.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
+    page.goto(f"{server.url}build/readme/{name}.html")
+    return page, console
+
+
+def _module_page(block: str, *, prelude: str = "", epilogue: str = "",
+                 head: str = "") -> str:
+    """A page running ``block`` in a module script between ``prelude`` and
+    ``epilogue``; ``window.readmeDone`` is ``{ok, result}`` or ``{ok: false, error}``."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+{head}</head><body><script type="module">
+import {{ DataSync }} from "/js/datasync.js";
+class Stop extends Error {{}}
+try {{
+{prelude}
+// ---- README block, as written ----
+{block}
+// ---- end of block ----
+{epilogue}
+}} catch (e) {{
+  window.readmeDone = {{ok: false, error: String(e && e.stack || e)}};
+}}
+</script></body></html>"""
+
+
+def _done(page: Any) -> Any:
+    page.wait_for_function(DONE, timeout=120_000)
+    done = page.evaluate("window.readmeDone")
+    assert done["ok"], done.get("error")
+    return done.get("result")
+
+
+def _check_page(context: Any, server: Any, name: str, script: str) -> Any:
+    """Run ``script`` (a module body ending in ``window.readmeDone = ...``) in a page
+    of the same profile: what another tab, or a reload, would see."""
+    page, _ = _page(context, server, name, _module_page("", epilogue=script))
+    return _done(page)
+
+
+def test_the_readme_has_the_blocks_these_tests_run() -> None:
+    assert len(readme_blocks("js")) == 4 and len(readme_blocks("html")) == 2
+
+
+def test_the_script_module_quick_start_writes_a_durable_row(context: Any, server: Any,
+                                                            manifest: Any) -> None:
+    block = readme_blocks("html")[0]
+    logged: list[Any] = []
+    PAGES.mkdir(parents=True, exist_ok=True)
+    (PAGES / "quickstart.html").write_text(f"""<!doctype html><html><head>
+<meta charset="utf-8"><link rel="icon" href="data:,"></head><body>{block}</body></html>""")
+    page = context.new_page()
+    page.on("console", lambda msg: logged.append(
+        msg.args[0].json_value() if msg.type == "log" and msg.args else msg.text))
+    page.goto(f"{server.url}build/readme/quickstart.html")
+    for _ in range(1200):
+        if any(isinstance(entry, list) for entry in logged):
+            break
+        page.wait_for_timeout(100)
+    assert [{"id": 1, "body": "hello"}] in logged, logged  # what its comment says
+    page.wait_for_timeout(500)  # then its sync(): one IndexedDB transaction
+    page.close()
+    rows = _check_page(context, server, "quickstart-check", """
+const db = await DataSync.open("app");
+window.readmeDone = {ok: true, result: await db.query("SELECT * FROM notes")};""")
+    assert rows == [{"id": 1, "body": "hello"}]
+
+
+def test_the_many_tabs_block_takes_the_lead_and_applies_its_queued_write(
+        context: Any, server: Any, manifest: Any) -> None:
+    # Another tab leads first and made the log table the block writes to.
+    first, _ = _page(context, server, "tabs-first", _module_page("", epilogue="""
+const db = await DataSync.open("app", { tabs: true });
+await db.execute("CREATE TABLE IF NOT EXISTS log(x)");
+window.readmeDone = {ok: true, result: db.getLeaderInfo()};"""))
+    assert _done(first)["isLeader"]
+    page, console = _page(context, server, "tabs", _module_page(
+        readme_blocks("js")[0],
+        prelude="let refreshes = 0; const refresh = () => { refreshes += 1; };",
+        epilogue="""
+for (let i = 0; i < 200 && refreshes === 0; i++) await new Promise(r => setTimeout(r, 25));
+window.readmeDone = {ok: true, result: {
+  info: db.getLeaderInfo(), refreshes, rows: await db.query("SELECT x FROM log")}};"""))
+    result = _done(page)
+    assert result["info"]["isLeader"] and result["rows"] == [{"x": "bye"}]
+    assert result["refreshes"] >= 1, "onChange never fired after the write"
+    assert any("isLeader" in c or "Object" in c for c in console), console
+
+
+def test_the_change_stream_block_reads_and_acknowledges_changes(
+        context: Any, server: Any, manifest: Any) -> None:
+    page, _ = _page(context, server, "cdc", _module_page(
+        readme_blocks("js")[1],
+        prelude="""
+const before = await DataSync.open("app", { cdc: true });
+await before.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)");
+await before.execute("INSERT INTO notes(body) VALUES ('hello')");
+await before.close();
+const seen = window.seen = [];  // the catch below reads it
+const index = (c) => { seen.push(c.op); if (seen.length === 2) throw new Stop(); };""",
+        epilogue="window.readmeDone = {ok: true, result: seen};").replace(
+        "} catch (e) {", """} catch (e) {
+  if (e instanceof Stop) { window.readmeDone = {ok: true, result: window.seen}; } else""", 1))
+    # Both changes came through the block's loop (it follows for ever: the second
+    # index() stops it), the first one acknowledged in between.
+    assert _done(page) == ["schema", "insert"]
+
+
+def test_the_pyodide_quick_start_prints_the_row(context: Any, server: Any,
+                                                manifest: dict[str, Any]) -> None:
+    block = readme_blocks("js")[2]
+    built = {Path(w).name for w in manifest["wheels"].values()}  # web/manifest.json
+    named = {w for w in built if w in block}
+    assert {w.split("-")[0] for w in named} == {"micropip", "datasync"}, (
+        f"README's block names wheels web/ does not have: web/ has {sorted(built)}")
+    page, console = _page(context, server, "pyodide", _module_page(
+        block, head='<script src="/web/pyodide/pyodide.js"></script>',
+        epilogue="window.readmeDone = {ok: true};"))
+    _done(page)
+    assert "[{'x': 42}]" in console, console
+
+
+def test_the_encryption_block_rekeys_so_only_the_new_key_opens(
+        context: Any, server: Any, manifest: Any) -> None:
+    page, _ = _page(context, server, "encryption", _module_page(
+        readme_blocks("js")[3],
+        prelude="const newKey = crypto.getRandomValues(new Uint8Array(32));",
+        epilogue="""
+await db.execute("CREATE TABLE t(x)");
+await db.close();
+let old = "opened";
+try { await DataSync.open("app", { encryptionKey: "a long passphrase" }); }
+catch (e) { old = e.name; }
+const again = await DataSync.open("app", { encryptionKey: newKey });
+window.readmeDone = {ok: true, result: {old, tables: await again.query(
+  "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 't'")}};"""))
+    result = _done(page)
+    assert result == {"old": "WrongKeyError", "tables": [{"name": "t"}]}
+
+
+def test_the_pyscript_block_opens_a_database(context: Any, server: Any, manifest: Any) -> None:
+    block = readme_blocks("html")[1]
+    assert (ROOT / "node_modules/@pyscript/core/dist/core.js").exists(), (
+        "PyScript is missing: run `make npm` (package-lock.json pins @pyscript/core)")
+    page, console = _page(context, server, "pyscript", f"""<!doctype html><html><head>
+<meta charset="utf-8"><link rel="icon" href="data:,">
+<script>addEventListener("py:all-done", () => {{ window.readmeDone = {{ok: true}}; }});</script>
+</head><body>{block}</body></html>""")
+    _done(page)
+    assert not any("Error" in c for c in console), console
+    page.wait_for_timeout(1000)  # its CREATE TABLE was flushed in the background
+    page.close()
+    tables = _check_page(context, server, "pyscript-check", """
+const db = await DataSync.open("app");
+window.readmeDone = {ok: true, result: await db.query(
+  "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 't'")};""")
+    assert tables == [{"name": "t"}]

@@ -1,0 +1,116 @@
+"""Every Python and command-line block of README.md, run as written (the JS and
+HTML blocks run in Chromium: tests/browser/test_readme_in_browser.py).
+
+A block that is a fragment (it uses a ``db`` it does not open) runs in a namespace
+that gives it what the text around it says it has; its text is not changed."""
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import datasync
+from helpers import native_only, readme_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = native_only
+
+
+def test_the_readme_has_the_blocks_these_tests_run() -> None:
+    """A new block must get a test: fail when the count changes."""
+    counts = {lang: len(readme_blocks(lang)) for lang in ("python", "js", "html", "")}
+    assert counts == {"python": 3, "js": 4, "html": 2, "": 1}, counts
+
+
+def test_the_first_python_block_runs_as_a_script_twice(tmp_path: Path) -> None:
+    script = tmp_path / "readme.py"
+    script.write_text(readme_blocks("python")[0])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "[{'id': 1, 'body': 'HELLO'}]"  # as its comment says
+    again = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # the store persisted: two notes now
+    assert again.stdout.strip() == "[{'id': 1, 'body': 'HELLO'}, {'id': 2, 'body': 'HELLO'}]"
+
+
+async def _run_fragment(code: str, namespace: dict[str, Any], seconds: float) -> str:
+    """Run ``code`` (top-level await allowed) in ``namespace``; stop it after
+    ``seconds`` (a block that follows changes forever); returns what it printed."""
+    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = eval(compiled, namespace)
+        if asyncio.iscoroutine(result):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(result, seconds)
+    return out.getvalue()
+
+
+async def test_the_change_stream_block_prints_each_change(tmp_path: Path) -> None:
+    db = await datasync.open(str(tmp_path / "app.dsdb"), cdc=True)
+    await db.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    await db.execute("INSERT INTO notes(body) VALUES ('hello')")
+    await db.execute("UPDATE notes SET body = 'bye'")
+    printed = await _run_fragment(readme_blocks("python")[1],
+                                  {"db": db, "last_seq": 0}, seconds=1.0)
+    ops = [line.split()[1] for line in printed.splitlines()]
+    assert ops == ["schema", "insert", "update"], printed
+    await db.close()
+
+
+async def test_the_encryption_block_rekeys_and_only_the_new_key_opens(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the block names "app.dsdb"
+    try:
+        namespace: dict[str, Any] = {"datasync": datasync, "os": os}
+        await _run_fragment(readme_blocks("python")[2], namespace, seconds=60)
+        db = namespace["db"]
+        await db.execute("CREATE TABLE t(x)")
+        await db.close()
+        with pytest.raises(datasync.WrongKeyError):
+            await datasync.open("app.dsdb", encryption_key="a long passphrase")
+        assert b"CREATE TABLE t(x)" not in Path("app.dsdb").read_bytes()  # encrypted
+    finally:
+        os.chdir(cwd)
+
+
+def test_every_command_line_in_the_readme_runs(tmp_path: Path) -> None:
+    """The command-line block with its placeholders filled in: each command runs."""
+    filled = {'["SQL" ...]': '"INSERT INTO t VALUES (1)" "SELECT x FROM t"',
+              "STORE": str(tmp_path / "cli.dsdb"), '"SQL"': '"CREATE TABLE t(x)"',
+              "OUT.sqlite": str(tmp_path / "out.sqlite"),
+              "IN.sqlite": str(tmp_path / "out.sqlite")}
+    ran = []
+    for line in readme_blocks("")[0].splitlines():
+        command = line.split("#")[0].strip()
+        for placeholder, value in filled.items():
+            command = command.replace(placeholder, value)
+        command = re.sub(r"\[(--[\w-]+)(?: [\w.]+)?\]", "", command)  # optional flags
+        args = shlex.split(command)[3:]  # after "python -m datasync"
+        if args[0] == "serve":
+            args += ["--port", "0", "--help"]  # it would serve until stopped
+        if args[0] == "build":
+            args += ["--help"]  # the browser suite builds for real
+        if args[0] == "import":
+            args[2] = str(tmp_path / "imported.dsdb")
+        proc = subprocess.run([sys.executable, "-m", "datasync", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (line, proc.stderr)
+        ran.append((args[0], proc.stdout))
+    out = dict(ran)
+    assert "[[1]]" in out["sql"].replace(" ", "") or "1" in out["sql"], out["sql"]
+    assert [a for a, _ in ran] == ["sql", "inspect", "export", "import", "build", "serve"]
