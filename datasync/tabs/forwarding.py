@@ -269,8 +269,13 @@ class Forwarding:
         return {**reply, "version": version}
 
     async def _flush_and_announce(self, tables: set[str]) -> int:
+        """Make our commits durable, announce the durable version and return it.
+        That is the store's version when we resume, not the one the flush that
+        carried our commit reached: another task's later flush may have landed
+        while this task waited to resume, and what a tab announces only grows."""
         try:
-            version = await self.db.sync()
+            await self.db.sync()
+            version = self._store.version
         except DeposedLeaderError:
             if self._lease is not None:
                 self._locks.release(self._lease)  # it was stolen; make sure we let go
