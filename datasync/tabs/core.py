@@ -128,7 +128,8 @@ class TabCore:
                 await self._close_database()  # a retry: the last flush failed
             return
         try:
-            await self.db.sync()
+            if not self.db.closed:
+                await self.db.sync()
         except DeposedLeaderError:
             pass  # nothing of ours to keep: _close_database() drops it
         self._closed = True
