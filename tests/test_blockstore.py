@@ -253,14 +253,18 @@ class _FlushedMeanwhile(datasync.backends.MemoryBackend):
     """A memory store another writer flushes to between each of this backend's
     reads: ``times`` flushes, one just before each read after ``open()``."""
 
-    def __init__(self, name: str, writer: BlockStore, times: int) -> None:
+    def __init__(self, name: str, writer: BlockStore, times: int,
+                 truncate_to: int | None = None) -> None:
         super().__init__(name, instance="opening")
-        self.writer, self.times = writer, times
+        self.writer, self.times, self.truncate_to = writer, times, truncate_to
 
     async def _another_flush(self) -> None:
         if self.times:
             self.times -= 1
-            self.writer.write(0, os.urandom(16))
+            if self.truncate_to is None:
+                self.writer.write(0, os.urandom(16))
+            else:
+                self.writer.truncate(self.truncate_to)
             self.writer.commit()
             await self.writer.flush()
 
@@ -277,15 +281,16 @@ class _FlushedMeanwhile(datasync.backends.MemoryBackend):
         return await super().changed_since(file, version)
 
 
-@pytest.mark.parametrize("resident", [True, False])
-@pytest.mark.parametrize("key", [None, b"k" * 32], ids=["plain", "encrypted"])
+@pytest.mark.parametrize(("resident", "key"), [(True, None), (True, b"k" * 32), (False, b"k" * 32)],
+                         ids=["resident-plain", "resident-encrypted", "on-demand-encrypted"])
 @pytest.mark.parametrize("times", [1, 3])
 async def test_opening_while_another_writer_flushes_reads_one_consistent_version(
         resident: bool, key: bytes | None, times: int) -> None:
     """Metadata and blocks read at two moments with another writer's flush between
-    them are not damage: the open starts again from the newer metadata and ends
-    with the writer's last version (was: CorruptBlockError for an encrypted store,
-    a mix of versions for a plain one)."""
+    them are not damage: a resident open uses its one snapshot, an on-demand one
+    starts again from the newer metadata; each ends with the writer's last version
+    (was: CorruptBlockError for an encrypted store, a mix of versions for a plain
+    one). (A plain on-demand open reads no versions: nothing to race.)"""
     from datasync.encryption import codecs
 
     name = f"raced-{next(_counter)}"
@@ -295,8 +300,30 @@ async def test_opening_while_another_writer_flushes_reads_one_consistent_version
     await writer.flush()
     raced = _FlushedMeanwhile(name, writer, times)
     store = await BlockStore.open(raced, codecs=codecs(key), resident=resident)
+    assert raced.times < times, "no flush landed during the open: nothing was tested"
     assert store.version == writer.version
     assert store.read(0, 5000) == writer.read(0, 5000)
+    await store.close()
+    await writer.close()
+    await writer.backend.destroy()
+
+
+@pytest.mark.parametrize("resident", [True, False])
+async def test_opening_while_another_writer_truncates_reads_the_shorter_file(resident: bool) -> None:
+    """The blocks past the new end are gone when the blocks are read: not a missing
+    block (damage) but a newer version to open from."""
+    from datasync.encryption import codecs
+
+    name = f"raced-{next(_counter)}"
+    key = codecs(b"k" * 32)
+    writer = await BlockStore.open(datasync.backends.MemoryBackend(name), codecs=key)
+    writer.write(0, b"\x01" * (4096 * 8))
+    writer.commit()
+    await writer.flush()
+    raced = _FlushedMeanwhile(name, writer, 1, truncate_to=4096)
+    store = await BlockStore.open(raced, codecs=key, resident=resident)
+    assert raced.times == 0 and store.version == writer.version and store.size == 4096
+    assert store.read(0, 4096) == b"\x01" * 4096
     await store.close()
     await writer.close()
     await writer.backend.destroy()

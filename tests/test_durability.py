@@ -161,24 +161,6 @@ async def test_a_cancelled_sync_neither_loses_the_flush_nor_leaves_the_store_beh
     datasync.backends.memory._STORES.pop(name, None)
 
 
-async def test_a_wait_for_durability_ends_when_the_database_closes() -> None:
-    """Every strict write and sync() waiting when the database closes gets its
-    answer: close() flushed, so each returns its durable version; none hangs."""
-    name = "close-while-waiting"
-    db = await datasync.open(name, backend=_SlowWriteBackend(name), durability="strict")
-    await db.execute("CREATE TABLE t(x)")
-    waits = [asyncio.ensure_future(db.execute("INSERT INTO t VALUES (1)")),
-             asyncio.ensure_future(db.sync())]
-    await asyncio.sleep(0.01)  # both waiting on the flusher's slow write
-    await db.close()
-    results = await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 5)
-    assert not any(isinstance(r, BaseException) for r in results), results
-    db = await datasync.open(name, backend=_SlowWriteBackend(name))
-    assert (await db.execute("SELECT x FROM t")).rows == [(1,)]
-    await db.close()
-    datasync.backends.memory._STORES.pop(name, None)
-
-
 class _FailingWriteBackend(AsyncWithHistory):
     """Writes fail while ``failing`` is set (a disk that went away)."""
 
@@ -238,5 +220,45 @@ async def test_a_wait_for_commits_the_store_dropped_fails_instead_of_reporting_t
     with pytest.raises(datasync.DeposedLeaderError, match="not stored"):
         await asyncio.wait_for(waiting, 5)
     assert (await db.execute("SELECT count(*) FROM t")).rows == [(0,)]
+    await db.close()
+    datasync.backends.memory._STORES.pop(name, None)
+
+
+async def test_a_sync_waiting_when_the_database_closes_gets_the_version_close_flushed() -> None:
+    """sync() registered while the flusher backs off, then close(): close() flushes
+    and cancels the flusher, so close() itself must answer the wait (it hung)."""
+    name = "close-in-backoff"
+    backend = _FailingWriteBackend(name)
+    db = await datasync.open(name, backend=backend)
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    backend.failing = True
+    await db.execute("INSERT INTO t VALUES (1)")
+    while not db.stats()["flush_failures"]:
+        await asyncio.sleep(0.001)
+    backend.failing = False
+    waiting = asyncio.ensure_future(db.sync())
+    await asyncio.sleep(0)  # registered; the flusher has not looked again
+    await db.close()
+    version = await asyncio.wait_for(waiting, 5)
+    assert version == datasync.backends.memory._STORES[name].meta.version
+    datasync.backends.memory._STORES.pop(name, None)
+
+
+async def test_a_commit_stored_before_the_store_dropped_the_rest_is_reported_durable() -> None:
+    """A flush in flight lands, then the store steps down (discard_unflushed): the
+    wait for the commit that flush stored returns its version, not "not stored"."""
+    name = "stored-then-dropped"
+    db = await datasync.open(name, backend=_SlowWriteBackend(name))
+    await db.execute("CREATE TABLE t(x)")
+    await db.sync()
+    await db.execute("INSERT INTO t VALUES (1)")
+    waiting = asyncio.ensure_future(db.sync())  # the flusher starts the slow write
+    await asyncio.sleep(0.01)
+    dropping = asyncio.ensure_future(db._store.discard_unflushed())  # waits for it
+    version = await asyncio.wait_for(waiting, 5)
+    await dropping
+    assert version == datasync.backends.memory._STORES[name].meta.version
+    assert (await db.execute("SELECT count(*) FROM t")).rows == [(1,)]
     await db.close()
     datasync.backends.memory._STORES.pop(name, None)

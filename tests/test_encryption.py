@@ -427,3 +427,25 @@ def test_a_store_created_without_its_key_check_gets_one_at_the_next_open() -> No
             BlockStore.open_sync(MemoryBackend(name), block_size=512, codecs=codecs(RAW_KEY))
     finally:
         _STORES.pop(name, None)
+
+
+async def test_an_open_that_starts_over_derives_the_key_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """KeyCodecs keeps the codec per key identity: an open that starts over (another
+    writer flushed meanwhile) runs PBKDF2 (600,000 iterations) once, not per try."""
+    from datasync import encryption
+
+    calls = []
+    real = encryption.open_codec
+
+    async def counting(meta, key, *, where="store"):  # type: ignore[no-untyped-def]
+        calls.append(meta.version)
+        return await real(meta, key, where=where)
+
+    monkeypatch.setattr(encryption, "open_codec", counting)
+    key = encryption.codecs("a passphrase")
+    meta = replace(Meta.new(4096), extra=key.new_store_extra())
+    codec, to_write = await key.codec_for(meta)
+    assert to_write is not None  # a new store: its key check is written, not cached
+    first, _ = await key.codec_for(to_write)
+    again, _ = await key.codec_for(replace(to_write, version=to_write.version + 3))
+    assert again is first and len(calls) == 2

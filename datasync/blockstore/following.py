@@ -38,6 +38,9 @@ class Following:
         while store._flush_done is not None:
             await asyncio.wait([store._flush_done])
         with store._flush_mutex, store._lock:
+            # What was durable when this generation ended (waits on later commits
+            # of it learn they were dropped: see durable_in_generation).
+            store._durable_by_generation[store._generation] = store.durable_seq
             store._generation += 1
             store.durable_seq = store.commit_seq  # nothing left to wait for: dropped
             store._pending, store._committed, store._inflight = Tier(), Tier(), Tier()

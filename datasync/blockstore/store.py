@@ -83,6 +83,7 @@ class BlockStore(Committing, Flushing, Following, History):
         #: Leadership epoch written with every flush (multi-tab fencing).
         self.epoch = meta.epoch
         self._generation = 0  # bumped by discard_unflushed()
+        self._durable_by_generation: dict[int, int] = {}  # ended generation -> durable_seq
         #: Keep the last N versions restorable (the backend keeps what flushes replace).
         self.retain_versions = 0
         #: Set by a multi-tab layer (the listener interface of following.py): the
@@ -161,17 +162,28 @@ class BlockStore(Committing, Flushing, Following, History):
         elif codec.tracks_versions:
             self._versions = {i: v for i, v in (await backend.read_versions(MAIN)).items()
                               if i < meta.block_count}
-            self._check_complete(self._versions, meta)  # names a missing block
+            try:
+                self._check_complete(self._versions, meta)  # names a missing block
+            except CorruptBlockError:
+                moved = await self._moved_on()
+                if moved is None:
+                    raise  # at an unchanged version: damage
+                return moved  # a truncating flush landed after our metadata
         if codec.tracks_versions and meta.version > 0 \
                 and not codec.versions_authentic(self._versions, meta):
-            now, _ = await backend.changed_since(MAIN, meta.version)
-            if now.version != meta.version:
-                return now  # not damage: the versions were read after another flush
+            moved = await self._moved_on()
+            if moved is not None:
+                return moved  # not damage: the versions were read after another flush
             raise CorruptBlockError(
                 f"{backend.location} (version {meta.version}): the versions of its blocks "
                 "are not the ones its metadata authenticates: a block was rolled back, "
                 "replaced or removed outside datasync. Restore it from a backup.")
         return None
+
+    async def _moved_on(self) -> Meta | None:
+        """The stored metadata, if another writer flushed since ours was read."""
+        now, _ = await self.backend.changed_since(MAIN, self.meta.version)
+        return now if now.version != self.meta.version else None
 
     def _adopt(self, meta: Meta) -> Meta:
         """Take newer stored ``meta`` (same key) as this store's, before any use."""
@@ -183,6 +195,14 @@ class BlockStore(Committing, Flushing, Following, History):
     def open_sync(cls, backend: Backend, **options: Any) -> "BlockStore":
         """:meth:`open` for a :class:`~datasync.backends.SyncReads` backend."""
         return run_now(cls.open(backend, **options))
+
+    def durable_in_generation(self, seq: int, generation: int) -> bool:
+        """Whether commit number ``seq``, made in ``generation``, is durable: in the
+        current generation once ``durable_seq`` reaches it; in an ended one only if
+        it was durable before :meth:`discard_unflushed` dropped the rest."""
+        if generation == self._generation:
+            return seq <= self.durable_seq
+        return seq <= self._durable_by_generation.get(generation, -1)
 
     @property
     def state_lock(self) -> threading.RLock:

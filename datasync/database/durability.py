@@ -69,19 +69,19 @@ class Durability:
 
     def _settle(self, error: BaseException | None = None) -> None:
         """Answer the strict waits: durable ones with the version, the others with
-        ``error`` (a failed flush), if any. A wait from before the store dropped its
-        unflushed commits (a deposed leader tab) was not made durable: it fails."""
+        ``error`` (a failed flush), if any. A wait for a commit the store dropped
+        unflushed (a deposed leader tab) fails with DeposedLeaderError."""
         store: BlockStore = self._store  # type: ignore[attr-defined]
         left = []
         for seq, generation, fut in self._waiters:
             if fut.done():
                 continue
-            if generation != store.generation:
+            if store.durable_in_generation(seq, generation):
+                fut.set_result(store.version)
+            elif generation != store.generation:
                 fut.set_exception(DeposedLeaderError(
                     f"{self.name!r} dropped this commit before it was durable: another "  # type: ignore[attr-defined]
                     "tab took the lead; the write was not stored"))
-            elif seq <= store.durable_seq:
-                fut.set_result(store.version)
             elif error is not None:
                 fut.set_exception(error)
             else:
