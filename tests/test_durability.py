@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -174,12 +175,9 @@ class _FailingWriteBackend(AsyncWithHistory):
         await self.inner.write(flush)
 
 
-async def test_a_wait_for_durability_after_the_flusher_stopped_raises_instead_of_hanging() -> None:
-    """A sync() that starts waiting while the flusher backs off from a failed flush,
-    and the database stops for good before the flusher looks again (a page that
-    dies): the flusher's last act answers it with DatabaseClosedError; a sync()
-    after that raises at once. Neither hangs."""
-    name = "flusher-gone"
+async def _in_flush_backoff(name: str) -> tuple[Any, _FailingWriteBackend]:
+    """A database whose INSERT of 1 into ``t`` is committed and not durable: its
+    flush failed once and the flusher backs off (the backend still fails)."""
     backend = _FailingWriteBackend(name)
     db = await datasync.open(name, backend=backend)
     await db.execute("CREATE TABLE t(x)")
@@ -187,7 +185,17 @@ async def test_a_wait_for_durability_after_the_flusher_stopped_raises_instead_of
     backend.failing = True
     await db.execute("INSERT INTO t VALUES (1)")
     while not db.stats()["flush_failures"]:
-        await asyncio.sleep(0.001)  # the flusher failed once and backs off now
+        await asyncio.sleep(0.001)
+    return db, backend
+
+
+async def test_a_wait_for_durability_after_the_flusher_stopped_raises_instead_of_hanging() -> None:
+    """A sync() that starts waiting while the flusher backs off from a failed flush,
+    and the database stops for good before the flusher looks again (a page that
+    dies): the flusher's last act answers it with DatabaseClosedError; a sync()
+    after that raises at once. Neither hangs."""
+    name = "flusher-gone"
+    db, backend = await _in_flush_backoff(name)
     waiting = asyncio.ensure_future(db.sync())
     await asyncio.sleep(0)  # sync() waits on the flusher, which has not looked yet
     db._closed = True  # no close(), no final flush
@@ -205,14 +213,7 @@ async def test_a_wait_for_commits_the_store_dropped_fails_instead_of_reporting_t
     for them raises DeposedLeaderError instead of returning a version they never
     reached."""
     name = "dropped-while-waiting"
-    backend = _FailingWriteBackend(name)
-    db = await datasync.open(name, backend=backend)
-    await db.execute("CREATE TABLE t(x)")
-    await db.sync()
-    backend.failing = True
-    await db.execute("INSERT INTO t VALUES (1)")
-    while not db.stats()["flush_failures"]:
-        await asyncio.sleep(0.001)
+    db, backend = await _in_flush_backoff(name)
     waiting = asyncio.ensure_future(db.sync())
     await asyncio.sleep(0)
     await db._store.discard_unflushed()  # what stepping down does
@@ -228,14 +229,7 @@ async def test_a_sync_waiting_when_the_database_closes_gets_the_version_close_fl
     """sync() registered while the flusher backs off, then close(): close() flushes
     and cancels the flusher, so close() itself must answer the wait (it hung)."""
     name = "close-in-backoff"
-    backend = _FailingWriteBackend(name)
-    db = await datasync.open(name, backend=backend)
-    await db.execute("CREATE TABLE t(x)")
-    await db.sync()
-    backend.failing = True
-    await db.execute("INSERT INTO t VALUES (1)")
-    while not db.stats()["flush_failures"]:
-        await asyncio.sleep(0.001)
+    db, backend = await _in_flush_backoff(name)
     backend.failing = False
     waiting = asyncio.ensure_future(db.sync())
     await asyncio.sleep(0)  # registered; the flusher has not looked again
