@@ -32,11 +32,13 @@ def _page(context: Any, server: Any, name: str, html: str) -> tuple[Any, list[st
 def _module_page(block: str, *, prelude: str = "", epilogue: str = "",
                  head: str = "") -> str:
     """A page running ``block`` in a module script between ``prelude`` and
-    ``epilogue``; ``window.readmeDone`` is ``{ok, result}`` or ``{ok: false, error}``."""
+    ``epilogue``; ``window.readmeDone`` is ``{ok, result}`` or ``{ok: false, error}``.
+    A prelude's helper may end a block that never returns with ``throw new
+    Stop(result)``."""
     return f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 {head}</head><body><script type="module">
 import {{ DataSync }} from "/js/datasync.js";
-class Stop extends Error {{}}
+class Stop extends Error {{ constructor(result) {{ super("stop"); this.result = result; }} }}
 try {{
 {prelude}
 // ---- README block, as written ----
@@ -44,7 +46,8 @@ try {{
 // ---- end of block ----
 {epilogue}
 }} catch (e) {{
-  window.readmeDone = {{ok: false, error: String(e && e.stack || e)}};
+  window.readmeDone = e instanceof Stop ? {{ok: true, result: e.result}}
+                                        : {{ok: false, error: String(e && e.stack || e)}};
 }}
 </script></body></html>"""
 
@@ -121,11 +124,9 @@ const before = await DataSync.open("app", { cdc: true });
 await before.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)");
 await before.execute("INSERT INTO notes(body) VALUES ('hello')");
 await before.close();
-const seen = window.seen = [];  // the catch below reads it
-const index = (c) => { seen.push(c.op); if (seen.length === 2) throw new Stop(); };""",
-        epilogue="window.readmeDone = {ok: true, result: seen};").replace(
-        "} catch (e) {", """} catch (e) {
-  if (e instanceof Stop) { window.readmeDone = {ok: true, result: window.seen}; } else""", 1))
+const seen = [];
+const index = (c) => { seen.push(c.op); if (seen.length === 2) throw new Stop(seen); };""",
+        epilogue="window.readmeDone = {ok: true, result: seen};"))
     # Both changes came through the block's loop (it follows for ever: the second
     # index() stops it), the first one acknowledged in between.
     assert _done(page) == ["schema", "insert"]
