@@ -62,6 +62,10 @@ class TabCore:
         self._lease: Lease | None = None
         self._closed = False
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: Transactions this (leader) tab holds open, by id; and, for another
+        #: tab's, the last op run and its reply (see :mod:`.transactions`).
+        self._holders: dict[str, Any] = {}
+        self._served: dict[str, Any] = {}
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._leader_changed = asyncio.Event()
         self._became_leader = asyncio.Event()
@@ -132,6 +136,7 @@ class TabCore:
                 await self.db.sync()
         except DeposedLeaderError:
             pass  # nothing of ours to keep: _close_database() drops it
+        self._abort_transactions("its tab closed")
         self._closed = True
         self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:
@@ -215,6 +220,12 @@ class TabCore:
             self._spawn(self._serve_write(msg))
         elif kind == "result" and msg.get("to") == self.tab_id:
             fut = self._pending.get(msg["id"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif kind == "tx" and self.is_leader and msg.get("to") == self.tab_id:
+            self._spawn(self._serve_tx(msg))
+        elif kind == "tx-reply" and msg.get("to") == self.tab_id:
+            fut = self._pending.get(f"{msg.get('id')}:{msg.get('seq')}")
             if fut is not None and not fut.done():
                 fut.set_result(msg)
 
