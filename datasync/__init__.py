@@ -14,7 +14,7 @@ Example::
     asyncio.run(main())
 """
 from .cdc import Change
-from .database import Database, Result, open
+from .database import Database, Result
 from .errors import (
     AsyncOnlyError,
     BackendError,
@@ -53,6 +53,7 @@ from .errors import (
     WrongKeyError,
 )
 from . import runtime as _runtime
+from .opener import open
 
 _runtime.install()  # the native/browser wiring (datasync/runtime.py)
 

@@ -89,6 +89,14 @@ class WebChannel:
         self._channel.close()
 
 
+def services_available() -> bool:
+    """True where multi-tab mode can run: Web Locks and BroadcastChannel exist
+    (a secure context; pages and workers alike)."""
+    import js
+
+    return web_locks(required=False) is not None and hasattr(js, "BroadcastChannel")
+
+
 async def open_shared(name: str, **options: Any) -> Any:
     """Open ``name`` in this tab as one of many: Web Locks elect the leader,
     BroadcastChannel carries the rest, queued writes wait in IndexedDB.

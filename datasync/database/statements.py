@@ -56,6 +56,8 @@ class Statements:
                 if own_tx:
                     self._conn.execute("BEGIN")
                 cur = self._conn.executemany(sql, seq_of_params)
+                # sqlite3 leaves lastrowid None after executemany: the last insert's
+                lastrowid = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if own_tx:
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -68,7 +70,7 @@ class Statements:
                 raise
             finally:
                 self._running_own = False
-            result = Result([], [], cur.rowcount, cur.lastrowid)
+            result = Result([], [], cur.rowcount, lastrowid)
             committed = self._store.commits_in_this_thread() != before
         await self._after_write(committed)
         return result
