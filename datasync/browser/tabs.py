@@ -3,7 +3,7 @@
 Example (Pyodide)::
 
     from datasync.browser.tabs import open_shared
-    tab = await open_shared("app")            # what DataSync.open(name, {tabs: true}) does
+    tab = await open_shared("app")            # what DataSync.open(name) does in a browser
 
 :class:`WebLocks` is the :class:`~datasync.tabs.services.LockService` over
 ``navigator.locks`` (:mod:`.locks`); :class:`WebChannel` the
