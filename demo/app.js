@@ -2,7 +2,19 @@
 import { DataSync } from "../js/datasync.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { db: null, filter: "all" };
+const state = { db: null, filter: "all", worker: new URLSearchParams(location.search).has("worker") };
+
+// The longest task the page's main thread ran since navigation (what freezes it).
+const mainThread = { longest: 0, count: 0 };
+try {
+  new PerformanceObserver((list) => {
+    for (const task of list.getEntries()) {
+      mainThread.count += 1;
+      mainThread.longest = Math.max(mainThread.longest, task.duration);
+    }
+    renderMainThread();
+  }).observe({ type: "longtask", buffered: true });
+} catch { /* no Long Tasks API: the figure stays "–" */ }
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS tasks(
   id INTEGER PRIMARY KEY,
@@ -65,19 +77,32 @@ async function render() {
   $("clear-done").disabled = total - open === 0;
 }
 
+function renderMainThread() {
+  const el = $("st-main");
+  if (!el) return;
+  el.textContent = mainThread.count
+    ? `longest task ${Math.round(mainThread.longest)} ms` : "never blocked over 50 ms";
+  el.title = `${mainThread.count} task(s) over 50 ms since the page opened`;
+}
+
 function renderStats() {
   if (!state.db) return;
   const s = state.db.stats();
+  const leads = s.is_leader !== false;
   const lookups = s.cache_hits + s.cache_misses;
   $("st-version").textContent = s.version;
   $("st-blocks").textContent = `${s.blocks} × ${s.block_size / 1024} KiB`;
   $("st-dirty").textContent = s.dirty_blocks;
   $("st-hits").textContent = s.resident_blocks !== null
     ? "all in memory" : lookups ? `${Math.round((100 * s.cache_hits) / lookups)}%` : "–";
-  $("st-flushes").textContent = s.flushes;
-  $("st-last").textContent = s.last_flush_at
+  // Only the leader flushes: a follower has no flush figures of its own to show.
+  $("st-flushes").textContent = leads ? s.flushes : "–";
+  $("st-flushes").title = leads ? "" : "the leader tab flushes for every tab";
+  $("st-last").textContent = leads && s.last_flush_at
     ? new Date(s.last_flush_at * 1000).toLocaleTimeString([], { hour12: false }) : "–";
-  $("st-last").title = s.last_flush_at ? `took ${(s.last_flush_seconds * 1000).toFixed(1)} ms` : "";
+  $("st-last").title = leads && s.last_flush_at
+    ? `took ${(s.last_flush_seconds * 1000).toFixed(1)} ms` : leads ? "" : "the leader tab flushes";
+  renderMainThread();
 }
 
 /** Run a change, re-render, and say `done` (or the error): true if it worked. */
@@ -114,15 +139,18 @@ async function importDatabase(file) {
 
 function showRole() {
   const info = state.db.getLeaderInfo();
-  if (info.isLeader) setBadge("leader", "Leader · writes for all tabs");
-  else setBadge("follower", info.leaderId ? "Follower · live" : "Follower · finding leader…");
+  if (info.isLeader) setBadge("leader", "Leader");
+  else setBadge("follower", info.leaderId ? "Follower" : "Electing…");
+  $("badge").title = info.isLeader ? "This tab writes the database for every tab"
+    : info.leaderId ? "Another tab writes; this one follows its changes live"
+      : "The leader tab went away: a new one is being elected";
   $("lead").hidden = info.isLeader;
   $("st-epoch").textContent = info.epoch;
 }
 
 async function main() {
   try {
-    state.db = await DataSync.open("tasks-demo", { tabs: true });
+    state.db = await DataSync.open("tasks-demo", state.worker ? { worker: true } : {});
     await state.db.execute(SCHEMA);
   } catch (err) {
     setBadge("error", "Unavailable");
@@ -135,6 +163,12 @@ async function main() {
   state.db.onChange(() => { render(); renderStats(); showRole(); });
   $("lead").addEventListener("click", () => act(async () => { await state.db.requestLeadership(); showRole(); }));
   for (const id of ["new-title", "add-btn", "export", "import"]) $(id).disabled = false;
+  $("worker").checked = state.worker;
+  $("worker").addEventListener("change", () => {
+    const url = new URL(location.href);
+    if ($("worker").checked) url.searchParams.set("worker", "1"); else url.searchParams.delete("worker");
+    location.assign(url);  // datasync runs where the page opened it: reload to switch
+  });
   $("loading").hidden = true;
   $("add-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -71,3 +71,46 @@ def test_demo_a_task_added_in_one_tab_shows_up_in_the_other(context: Any, server
     Path(ROOT / "build").mkdir(exist_ok=True)
     first.screenshot(path=str(ROOT / "build" / "demo-tab1.png"))
     second.screenshot(path=str(ROOT / "build" / "demo-tab2.png"))
+
+
+def test_demo_follower_on_a_phone_screen_shows_one_line_badge_and_no_zero_flushes(
+        context: Any, server: Any) -> None:
+    leader, follower = context.new_page(), context.new_page()
+    leader.goto(server.url + "demo/")
+    _ready(leader)
+    follower.set_viewport_size({"width": 390, "height": 844})
+    follower.goto(server.url + "demo/")
+    _ready(follower)
+    assert follower.inner_text("#badge") == "Follower"  # knows its leader from the start
+    badge = follower.evaluate("""() => { const b = document.getElementById('badge');
+        const r = b.getBoundingClientRect();
+        return {height: r.height, line: parseFloat(getComputedStyle(b).lineHeight) || 20,
+                right: r.right, width: document.documentElement.clientWidth}; }""")
+    assert badge["height"] < 2 * badge["line"], badge  # one line
+    assert badge["right"] <= badge["width"], badge      # on screen
+    follower.wait_for_timeout(1100)
+    assert follower.inner_text("#st-flushes") == "–"   # the leader flushes, not this tab
+    assert leader.inner_text("#st-flushes") not in ("–", "0")
+    Path(ROOT / "build").mkdir(exist_ok=True)
+    follower.screenshot(path=str(ROOT / "build" / "demo-390px.png"))
+
+
+def test_demo_worker_toggle_keeps_the_main_thread_free(context: Any, server: Any) -> None:
+    page = context.new_page()
+    page.goto(server.url + "demo/")
+    _ready(page)
+    page.check("#worker")  # reloads with the database in a Worker
+    page.wait_for_url("**/demo/?worker=1")
+    _ready(page)
+    assert page.is_checked("#worker")
+    page.fill("#new-title", "From the worker")
+    page.press("#new-title", "Enter")
+    page.wait_for_function("document.querySelectorAll('.item').length >= 1")
+    longest = page.evaluate("""() => new Promise((done) => {
+        let longest = 0;
+        new PerformanceObserver((l) => { for (const t of l.getEntries())
+            longest = Math.max(longest, t.duration); })
+          .observe({type: 'longtask', buffered: true});
+        setTimeout(() => done(longest), 100); })""")
+    assert longest <= 50, f"a {longest} ms task blocked the page's main thread"
+    assert page.inner_text("#st-main") == "never blocked over 50 ms"
