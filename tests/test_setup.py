@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from datasync.tools import wheels
-from helpers import native_only
+from helpers import native_only, readme_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [native_only, pytest.mark.skipif(shutil.which("make") is None,
@@ -73,3 +73,10 @@ def test_ci_installs_into_the_venv_never_the_system_python() -> None:
     assert not [c for c in commands if re.search(r"\bpip\b", c)], "PEP 668: pip installs only into .venv"
     assert "make install" in commands and "make test" in commands
 
+
+def test_readme_quick_starts_name_no_wheel_version() -> None:
+    """They install the wheels web/manifest.json names: a version bump cannot stale them."""
+    versioned = re.compile(r"[\w.]+-\d[\w.+]*-py\w*-none-any\.whl")
+    for lang in ("js", "html", "python", ""):
+        for block in readme_blocks(lang):
+            assert not versioned.search(block), block
