@@ -1,14 +1,21 @@
-"""python -m datasync: inspect, export, import, sql."""
+"""python -m datasync: inspect, export, import, sql, and serve --root (an app folder)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
 
 import datasync
+from datasync.tools import serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,3 +95,63 @@ def test_inspect_lists_the_versions_a_store_can_be_restored_to(tmp_path) -> None
     assert len(versions) == 4
     human = cli("inspect", store)
     assert ", ".join(map(str, versions)) in human.stdout
+
+
+# ------------------------------------------------------------- serve --root DIR
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_serve_root_serves_an_app_folder_next_to_the_runtime(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = tmp_path / "myapp"
+    (app / "web").mkdir(parents=True)  # hidden: /web/ is datasync's runtime
+    (app / "index.html").write_text("<!doctype html><title>my app</title>")
+    (app / "web" / "manifest.json").write_text('{"mine": true}')
+    (tmp_path / "secret.txt").write_text("outside the root")
+    web = tmp_path / "runtime-web"  # stands for the built web/
+    web.mkdir()
+    (web / "manifest.json").write_text('{"runtime": true}')
+    mounts = serve.runtime_mounts(web)
+    with serve.serving(root=app, mounts=mounts) as server:
+        assert _get(server.url) == (200, (app / "index.html").read_bytes())
+        assert _get(server.url + "web/manifest.json") == (200, b'{"runtime": true}')
+        status, body = _get(server.url + "js/datasync.js")
+        assert status == 200 and body == (Path(ROOT) / "js" / "datasync.js").read_bytes()
+        assert _get(server.url + "web")[0] == 200  # redirected to /web/, a listing
+        for escape in ("web/../../secret.txt", "js/%2e%2e/%2e%2e/secret.txt",
+                       "../secret.txt", "demo/index.html", "web/.hidden"):
+            assert _get(server.url + escape)[0] == 404, escape
+    with pytest.raises(FileNotFoundError, match="--root"):
+        serve.serve(port=0, root=tmp_path / "missing")
+
+
+def test_serve_command_with_root_prints_where_the_runtime_is(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "index.html").write_text("<!doctype html><title>mine</title>")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, "-m", "datasync", "serve", "--port", "0",
+                             "--no-build", "--root", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        base = first.split()[-1]
+        assert first.startswith(f"serving {tmp_path.resolve()} at http://127.0.0.1:")
+        assert second.startswith(f"runtime: {base}web/, {base}js/ ")
+        assert _get(base + "index.html") == (200, (tmp_path / "index.html").read_bytes())
+        assert _get(base + "js/datasync.js")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_command_refuses_a_missing_root(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = cli("serve", "--port", "0", "--no-build", "--root", str(tmp_path / "nope"))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "--root" in out.stderr

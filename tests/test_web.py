@@ -376,10 +376,16 @@ def test_build_command_builds_the_checkout_and_prints_the_wheels(built, tmp_path
     assert str(tmp_path / "w") in printed and manifest["wheels"]["datasync"] in printed
 
 
-def test_serve_command_refuses_a_busy_port_with_status_2(site, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_serve_command_refuses_a_busy_port_saying_how_to_pick_another(site, capsys) -> None:  # type: ignore[no-untyped-def]
     with serve.serving(root=site) as busy:
         status = cli.run_subcommand(_parse("serve", "--no-build", "--port", str(busy.port)))
-    assert status == 2 and capsys.readouterr().err.startswith("error: ")
+        with pytest.raises(tools.PortInUseError) as caught:  # also an OSError
+            serve.serve(port=busy.port)
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert f"port {busy.port} " in err and f"--port {busy.port + 1}" in err
+    assert f"make demo PORT={busy.port + 1}" in err and str(caught.value) in err
+    assert isinstance(caught.value, OSError)
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])

@@ -39,6 +39,14 @@ class WebBuildError(DatasyncError):
     """
 
 
+class PortInUseError(DatasyncError, OSError):
+    """``python -m datasync serve`` cannot listen: the port is taken. The message says
+    how to pick another (``--port N``, ``make demo PORT=N``, ``--port 0``).
+
+    Example: ``except PortInUseError as exc: print(exc)``
+    """
+
+
 def progress(quiet: bool, msg: str) -> None:
     """``progress(quiet, "building...")``: one line of progress on stderr, unless quiet."""
     if not quiet:

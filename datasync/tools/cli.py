@@ -8,6 +8,7 @@ Example::
     python -m datasync import copy.sqlite other.dsdb
     python -m datasync build                           # the web folder (Pyodide + wheels)
     python -m datasync serve [--coop-coep]             # serve js/, demo/, web/ locally
+    python -m datasync serve --root myapp              # myapp/ at /, with /js/ and /web/
 
 Errors users can act on print one line (``error: ...``) and exit with status 2.
 """
@@ -154,6 +155,9 @@ def add_subcommands(subparsers: Any) -> None:
                    help="send COOP/COEP headers (cross-origin isolation: SharedArrayBuffer)")
     s.add_argument("--no-build", action="store_true",
                    help="do not (re)build web/ even if it is missing or stale")
+    s.add_argument("--root", metavar="DIR",
+                   help="serve DIR (e.g. your app) at / instead of the repository; "
+                        "datasync's runtime stays at /web/ and /js/")
     s.add_argument("--out", default="web", help=argparse.SUPPRESS)
     s.add_argument("--verbose", action="store_true", help="log every request")
 
@@ -174,8 +178,10 @@ def run_subcommand(args: argparse.Namespace) -> int | None:
             if reason:
                 print(f"building {args.out}/ ({reason})", file=sys.stderr, flush=True)
                 build.build_web(args.out, quiet=False)
-        server = serve.serve(args.host, args.port, coop_coep=args.coop_coep,
-                             verbose=args.verbose)
+        root = getattr(args, "root", None)
+        server = serve.serve(args.host, args.port, root=root or serve.REPO_ROOT,
+                             coop_coep=args.coop_coep, verbose=args.verbose,
+                             mounts=serve.runtime_mounts(build.web_dir(args.out)) if root else None)
     except (OSError, DatasyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

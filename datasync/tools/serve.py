@@ -9,24 +9,30 @@ Example::
     with serving(port=0) as server:          # background thread, ephemeral port
         print(server.url + "demo/")
 
-Command line: ``python -m datasync serve [--port 8000] [--host 127.0.0.1] [--coop-coep]``
-(it stops on Ctrl-C and on ``kill``: :func:`run_until_stopped`).
+    # your app's folder at /, datasync's runtime next to it at /web/ and /js/
+    with serving(root="myapp", mounts=runtime_mounts()) as server:
+        print(server.url, server.url + "js/datasync.js")
+
+Command line: ``python -m datasync serve [--port 8000] [--host 127.0.0.1] [--coop-coep]
+[--root DIR]`` (it stops on Ctrl-C and on ``kill``: :func:`run_until_stopped`).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.server
 import os
+import posixpath
 import signal
 import socket
 import sys
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import REPO_ROOT
+from . import REPO_ROOT, PortInUseError
 
 MIME_TYPES = {
     ".mjs": "text/javascript",
@@ -70,6 +76,16 @@ class WebRequestHandler(http.server.SimpleHTTPRequestHandler):
             ctype += "; charset=utf-8"
         return ctype
 
+    def translate_path(self, path: str) -> str:
+        """A path under a mount (``/web/...``) maps into the mounted folder; any other
+        path into the root, as ``SimpleHTTPRequestHandler`` does."""
+        clean = urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0])
+        parts = [p for p in posixpath.normpath(clean).split("/") if p not in ("", ".", "..")]
+        folder = self.server.mounts.get(parts[0]) if parts else None
+        if folder is None:
+            return super().translate_path(path)
+        return os.path.join(folder, *parts[1:]) + ("/" if clean.endswith("/") else "")
+
     def send_head(self):  # type: ignore[no-untyped-def]
         path = urllib.parse.unquote(self.path.split("?", 1)[0].split("#", 1)[0])
         if any(part.startswith(".") and part not in (".", "..") for part in path.split("/")):
@@ -91,7 +107,8 @@ class WebRequestHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class DatasyncHTTPServer(http.server.ThreadingHTTPServer):
-    """A ThreadingHTTPServer that knows its root, URL and options.
+    """A ThreadingHTTPServer that knows its root, its mounts (first URL segment →
+    folder, served instead of the root's folder of that name), URL and options.
 
     Example: ``server = serve(port=0); print(server.url)`` (see :func:`serve`).
     """
@@ -100,10 +117,11 @@ class DatasyncHTTPServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], *, root: Path, coop_coep: bool,
-                 verbose: bool) -> None:
+                 verbose: bool, mounts: Mapping[str, Path] | None = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.root = root
+        self.mounts = dict(mounts or {})
         self.coop_coep = coop_coep
         self.verbose = verbose
 
@@ -133,23 +151,49 @@ class DatasyncHTTPServer(http.server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def runtime_mounts(web: Path | str = REPO_ROOT / "web",
+                   checkout: Path | str = REPO_ROOT) -> dict[str, Path]:
+    """``runtime_mounts()``: datasync's runtime as :func:`serve` mounts, so a page in
+    any root loads ``/js/datasync.js`` and ``/web/...`` (Pyodide, the wheels)."""
+    return {"web": Path(web).resolve(), "js": (Path(checkout) / "js").resolve()}
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, root: Path | str = REPO_ROOT,
-          coop_coep: bool = False, *, verbose: bool = False) -> DatasyncHTTPServer:
+          coop_coep: bool = False, *, verbose: bool = False,
+          mounts: Mapping[str, Path | str] | None = None) -> DatasyncHTTPServer:
     """``server = serve(port=0)``: create (bind, not yet run) a static server for
-    ``root``; ``port=0`` picks a free port (see ``server.url``). Run it with
-    :func:`run_until_stopped` or ``server.serve_forever()``, or use :func:`serving` for a
-    background thread. Raises ``OSError`` if the address cannot be bound (port in use).
+    ``root``; ``port=0`` picks a free port (see ``server.url``). ``mounts`` maps a first
+    URL segment to a folder served there instead (see :func:`runtime_mounts`). Run it
+    with :func:`run_until_stopped` or ``server.serve_forever()``, or use :func:`serving`
+    for a background thread. Raises :class:`PortInUseError` (an ``OSError``) if the port
+    is taken, saying how to pick another, ``FileNotFoundError`` if ``root`` is not a
+    folder, and ``OSError`` if the address cannot be bound otherwise.
     """
-    return DatasyncHTTPServer((host, port), root=Path(root).resolve(),
-                              coop_coep=coop_coep, verbose=verbose)
+    root_path = Path(root).resolve()
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: serve an existing folder "
+                                "(--root DIR, e.g. your app's)")
+    folders = {name.strip("/"): Path(folder).resolve() for name, folder in (mounts or {}).items()}
+    try:
+        return DatasyncHTTPServer((host, port), root=root_path, coop_coep=coop_coep,
+                                  verbose=verbose, mounts=folders)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        other = port + 1 if 0 < port < 65535 else 8001
+        raise PortInUseError(
+            f"port {port} on {host} is in use (another server, or an earlier `serve` "
+            f"still running?): pick another port with `python -m datasync serve --port "
+            f"{other}` (or `make demo PORT={other}`), or --port 0 for any free one") from exc
 
 
 @contextlib.contextmanager
 def serving(host: str = "127.0.0.1", port: int = 0, root: Path | str = REPO_ROOT,
-            coop_coep: bool = False, *, verbose: bool = False) -> Iterator[DatasyncHTTPServer]:
+            coop_coep: bool = False, *, verbose: bool = False,
+            mounts: Mapping[str, Path | str] | None = None) -> Iterator[DatasyncHTTPServer]:
     """``with serving() as s: urlopen(s.url + "web/manifest.json")``: run :func:`serve`
     in a daemon thread for the ``with`` block; yields the server."""
-    server = serve(host, port, root, coop_coep, verbose=verbose)
+    server = serve(host, port, root, coop_coep, verbose=verbose, mounts=mounts)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="datasync-web", daemon=True)
     thread.start()
@@ -175,7 +219,11 @@ def run_until_stopped(server: DatasyncHTTPServer) -> None:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"serving {server.root} at {server.url}", flush=True)
-    print(f"demo: {server.url}demo/  (Ctrl-C to stop)", flush=True)
+    if server.mounts:
+        runtime = ", ".join(f"{server.url}{name}/" for name in server.mounts)
+        print(f"runtime: {runtime} (datasync's; Ctrl-C to stop)", flush=True)
+    else:
+        print(f"demo: {server.url}demo/  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -12,12 +12,14 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,7 +91,8 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     The sources are copied to a temporary directory first, without ``datasync/tools/``
     (:data:`NATIVE_ONLY`), so setuptools' ``build/lib`` never packs a stale module and
     the wheel holds only what runs in a page. A wheel already built from identical
-    sources is reused.
+    sources is reused. With the build backend pyproject.toml requires installed here
+    (``make install`` does) pip builds offline; otherwise it downloads it, isolated.
     Raises :class:`WebBuildError` (with pip's output) if pip cannot build it.
     """
     root = Path(root)
@@ -100,14 +103,18 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     found = sorted(target.glob("datasync-*.whl")) if target.is_dir() else []
     if found:
         return found[-1], digest
-    progress(quiet, "building the datasync wheel (pip wheel, setuptools)...")
+    # With the backend installed (`make install`), pip builds offline; otherwise it
+    # downloads the backend into an isolated environment, as `pip wheel` always does.
+    offline = ["--no-build-isolation", "--no-index"] if _backend_installed(root) else []
+    progress(quiet, "building the datasync wheel (pip wheel, setuptools"
+                    f"{', offline' if offline else ', downloading it'})...")
     with tempfile.TemporaryDirectory(prefix="datasync-wheel-") as tmp:
         src, out = Path(tmp) / "src", Path(tmp) / "out"
         for rel, data in files.items():
             dest = src / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *offline,
               "--disable-pip-version-check", "-w", str(out), str(src)],
              "building the datasync wheel")
         wheels = sorted(out.glob("datasync-*-py3-none-any.whl"))
@@ -126,6 +133,29 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     for old in olds[:-3]:
         shutil.rmtree(old, ignore_errors=True)
     return final, digest
+
+
+def _backend_installed(root: Path) -> bool:
+    """Whether this interpreter has the build backend ``pyproject.toml`` requires
+    (``setuptools>=N``; ``make install`` installs it): then the wheel builds offline."""
+    try:
+        with open(root / "pyproject.toml", "rb") as f:
+            requires = tomllib.load(f).get("build-system", {}).get("requires", [])
+        installed = importlib.metadata.version("setuptools")
+    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        return False
+    for req in requires:
+        m = re.fullmatch(r"\s*setuptools\s*(?:>=\s*([\d.]+))?\s*", req)
+        if not m:
+            return False  # another backend, or a constraint not parsed here: isolate
+        if m.group(1) and _release(installed) < _release(m.group(1)):
+            return False
+    return True
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``_release("77.0.3") == (77, 0, 3)`` (leading numeric parts only)."""
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
 def _wheel_name_matches(filename: str, name: str, version: str) -> bool:
@@ -158,7 +188,8 @@ def fetch_wheel(name: str, version: str, *, cache: Path | str | None = None,
               "--disable-pip-version-check", "--python-version", PYODIDE_PYTHON,
               "--only-binary=:all:", "--implementation", "py", "--abi", "none",
               "--platform", "any", "-d", tmp, f"{name}=={version}"],
-             f"downloading the {name} {version} wheel (needs the package index)")
+             f"downloading the {name} {version} wheel (needs the package index: "
+             "`make install` fetches it once into build/wheels/)")
         got = [p for p in Path(tmp).iterdir() if _wheel_name_matches(p.name, name, version)]
         if len(got) != 1:
             raise WebBuildError(

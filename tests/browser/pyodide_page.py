@@ -127,3 +127,7 @@ def fetch_test_wheels() -> dict[str, str]:
 
     return {name: str(fetch_wheel(name, version).relative_to(ROOT))
             for name, version in TEST_WHEELS.items()}
+
+
+if __name__ == "__main__":  # `make install`: download them now, so `make test` runs offline
+    print("\n".join(fetch_test_wheels().values()))
