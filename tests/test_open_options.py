@@ -63,7 +63,13 @@ def test_the_options_of_open_are_the_ones_its_signature_and_docs_name() -> None:
 
     from datasync.options import OPEN_OPTIONS
 
-    params = [p for p in inspect.signature(datasync.open).parameters if p not in ("name", "unknown")]
+    from datasync.database import open as open_database
+
+    params = [p for p in inspect.signature(open_database).parameters
+              if p not in ("name", "unknown")]
     assert tuple(params) == OPEN_OPTIONS
     for option in OPEN_OPTIONS:
-        assert f"``{option}" in (datasync.open.__doc__ or "")
+        assert f"``{option}" in (open_database.__doc__ or "")
+    # datasync.open adds one: whether the app's tabs share the database
+    assert list(inspect.signature(datasync.open).parameters) == ["name", "tabs", "options"]
+    assert "``tabs``" in (datasync.open.__doc__ or "")
