@@ -80,47 +80,55 @@ def _statements(statements: Any) -> list[tuple[str, Any]]:
     return out
 
 
-class JsTransaction:
-    """What ``db.transaction(fn)`` calls in JS: an open transaction (``begin()``)."""
+class _Statements:
+    """execute, query, execute_many, batch on ``target`` (a database or a transaction)."""
 
-    def __init__(self, tx: Any) -> None:
-        self.tx = tx
+    target: Any
 
     async def execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
-            return result_to_js(await self.tx.execute(str(sql), to_py_params(params)))
+            return result_to_js(await self.target.execute(str(sql), to_py_params(params)))
 
         return await guard(call)
 
     async def query(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
-            return _rows_as_objects(await self.tx.execute(str(sql), to_py_params(params)))
+            return _rows_as_objects(await self.target.execute(str(sql), to_py_params(params)))
 
         return await guard(call)
 
     async def execute_many(self, sql: str, rows: Any) -> Any:
+        """``executeMany(sql, rows)``: one call, one atomic transaction."""
         async def call() -> Any:
             seq = [to_py_params(r) for r in rows]
-            return result_to_js(await self.tx.executemany(str(sql), seq))
+            return result_to_js(await self.target.executemany(str(sql), seq))
 
         return await guard(call)
 
     async def batch(self, statements: Any) -> Any:
+        """``batch([[sql, params], ...])``: atomic; one result each."""
         async def call() -> Any:
             import js
 
             out = js.Array.new()
-            for res in await self.tx.batch(_statements(statements)):
+            for res in await self.target.batch(_statements(statements)):
                 out.push(result_to_js(res))
             return out
 
         return await guard(call)
 
+
+class JsTransaction(_Statements):
+    """What ``db.transaction(fn)`` calls in JS: an open transaction (``begin()``)."""
+
+    def __init__(self, tx: Any) -> None:
+        self.target = tx
+
     async def commit(self) -> Any:
-        return await guard(self.tx.commit)
+        return await guard(self.target.commit)
 
     async def rollback(self) -> Any:
-        return await guard(self.tx.rollback)
+        return await guard(self.target.rollback)
 
 
 class JsChangeStream:
@@ -154,11 +162,11 @@ class JsChangeStream:
         return await guard(call)
 
 
-class JsDatabase:
+class JsDatabase(_Statements):
     """An open database (:class:`datasync.api.DatabaseAPI`) seen from JavaScript."""
 
     def __init__(self, db: Any) -> None:
-        self.db = db
+        self.db = self.target = db
 
     def leader_info(self) -> str:
         return json.dumps(self.db.leader_info())
@@ -194,12 +202,6 @@ class JsDatabase:
 
         return await guard(call)
 
-    async def execute(self, sql: str, params: Any = None) -> Any:
-        async def call() -> Any:
-            return result_to_js(await self.db.execute(str(sql), to_py_params(params)))
-
-        return await guard(call)
-
     async def queue_write(self, sql: str, params: Any = None, timeout_ms: Any = None) -> Any:
         """Queue a write (a durable outbox with tabs; a database of one tab applies
         and flushes it at once), resolving like :meth:`execute`."""
@@ -208,26 +210,6 @@ class JsDatabase:
             timeout = None if limit is None else float(limit) / 1000
             res = await self.db.queue_write(str(sql), to_py_params(params), timeout=timeout)
             return result_to_js(res)
-
-        return await guard(call)
-
-    async def execute_many(self, sql: str, rows: Any) -> Any:
-        """``db.executeMany(sql, rows)``: one call, one atomic transaction."""
-        async def call() -> Any:
-            seq = [to_py_params(r) for r in rows]
-            return result_to_js(await self.db.executemany(str(sql), seq))
-
-        return await guard(call)
-
-    async def batch(self, statements: Any) -> Any:
-        """``db.batch([[sql, params], ...])``: atomic; one result each."""
-        async def call() -> Any:
-            import js
-
-            out = js.Array.new()
-            for res in await self.db.batch(_statements(statements)):
-                out.push(result_to_js(res))
-            return out
 
         return await guard(call)
 
@@ -244,12 +226,6 @@ class JsDatabase:
             from pyodide.ffi import create_proxy
 
             return create_proxy(JsTransaction(await self.db.begin(str(mode or "DEFERRED"))))
-
-        return await guard(call)
-
-    async def query(self, sql: str, params: Any = None) -> Any:
-        async def call() -> Any:
-            return _rows_as_objects(await self.db.execute(str(sql), to_py_params(params)))
 
         return await guard(call)
 

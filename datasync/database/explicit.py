@@ -31,6 +31,17 @@ Params = Sequence[Any] | dict[str, Any]
 Runner = Callable[[str, Params], Awaitable[Result]]
 
 
+async def run_many(run: Runner, sql: str, seq_of_params: Iterable[Params]) -> Result:
+    """``sql`` once per parameter set through ``run``, as ``executemany`` reports it:
+    ``rowcount`` the total, ``lastrowid`` the last statement's."""
+    total, last = 0, None
+    for params in seq_of_params:
+        res = await run(sql, params)
+        total += max(res.rowcount, 0)
+        last = res.lastrowid
+    return Result([], [], total, last)
+
+
 class _Rollback(Exception):
     """Raised inside the holder to leave the transaction by rolling it back."""
 
@@ -84,15 +95,7 @@ class Transaction:
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Result:
-        async def many() -> Result:
-            total, last = 0, None
-            for params in seq_of_params:
-                res = await self._run(sql, params)
-                total += max(res.rowcount, 0)
-                last = res.lastrowid
-            return Result([], [], total, last)
-
-        return await self.call(many)
+        return await self.call(lambda: run_many(self._run, sql, seq_of_params))
 
     async def batch(self, statements: Iterable[tuple[str, Params]]) -> list[Result]:
         async def run_all() -> list[Result]:

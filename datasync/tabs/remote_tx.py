@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..database import Result
+from ..database.explicit import run_many
 from ..errors import DatasyncError, LeaderUnavailableError, TransactionAbortedError
 from .session import ConnState
 from .wire import encode_value, rebuild_error, result_from_wire
@@ -78,12 +79,7 @@ class RemoteTransaction:
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Result:
-        total, last = 0, None
-        for params in seq_of_params:
-            res = await self.execute(sql, params)
-            total += max(res.rowcount, 0)
-            last = res.lastrowid
-        return Result([], [], total, last)
+        return await run_many(self.execute, sql, seq_of_params)
 
     async def batch(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Result]:
         return [await self.execute(sql, params) for sql, params in statements]
