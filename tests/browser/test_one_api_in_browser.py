@@ -148,3 +148,13 @@ def test_raw_transaction_statements_are_refused_with_a_pointer_to_transaction(
     error = page.evaluate("""async () => {
         try { await window.db.execute('BEGIN'); } catch (e) { return [e.name, e.message]; } }""")
     assert error[0] == "TransactionStatementError" and "transaction()" in error[1]
+
+
+def test_option_errors_name_options_as_js_spells_them(context: Any, server: Any) -> None:
+    (page,) = blank_pages(context, server, 1)
+    name, message = page.evaluate("""async () => {
+        const { DataSync } = await import('/js/datasync.js');
+        try { await DataSync.open('opts', {cacheBytes: -1}); }
+        catch (e) { return [e.name, e.message]; } }""")
+    assert name == "InvalidOptionError"
+    assert "cacheBytes" in message and "cache_bytes" not in message
