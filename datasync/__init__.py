@@ -14,11 +14,12 @@ Example::
     asyncio.run(main())
 """
 from .cdc import Change
-from .database import Database, Result, open
+from .database import Database, Result
 from .errors import (
     AsyncOnlyError,
     BackendError,
     BackupTargetError,
+    BusyTimeoutError,
     ConnectionPragmaError,
     CorruptBlockError,
     CrossDatabaseWriteError,
@@ -43,6 +44,7 @@ from .errors import (
     StoreCreateError,
     StoreNotFoundError,
     TabStatementError,
+    TransactionAbortedError,
     TransactionActiveError,
     TransactionStatementError,
     UnflushedWritesError,
@@ -51,6 +53,7 @@ from .errors import (
     WrongKeyError,
 )
 from . import runtime as _runtime
+from .opener import open
 
 _runtime.install()  # the native/browser wiring (datasync/runtime.py)
 
@@ -60,6 +63,7 @@ __all__ = [
     "AsyncOnlyError",
     "BackendError",
     "BackupTargetError",
+    "BusyTimeoutError",
     "Change",
     "ConnectionPragmaError",
     "CorruptBlockError",
@@ -87,6 +91,7 @@ __all__ = [
     "StoreCreateError",
     "StoreNotFoundError",
     "TabStatementError",
+    "TransactionAbortedError",
     "TransactionActiveError",
     "TransactionStatementError",
     "UnflushedWritesError",

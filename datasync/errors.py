@@ -134,6 +134,18 @@ class TransactionActiveError(DatasyncError):
     called inside a transaction: end the transaction (commit or roll back) first."""
 
 
+class BusyTimeoutError(DatasyncError):
+    """Another transaction (of this tab or of another tab) held the database longer
+    than ``busy_timeout`` seconds; this write or transaction was not applied: retry
+    it, and keep transactions short (SQLite's ``SQLITE_BUSY`` after its timeout)."""
+
+
+class TransactionAbortedError(DatasyncError):
+    """The transaction was rolled back and nothing of it was applied: leadership
+    moved to another tab while it was open, its tab stopped answering for longer
+    than the lease, or it was used after it ended. Run it again from the start."""
+
+
 class NotLeaderError(DatasyncError):
     """Only the leader tab can do this (replace the whole database): call
     ``request_leadership()`` first."""

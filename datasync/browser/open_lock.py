@@ -11,7 +11,7 @@ Two tabs that each opened ``app`` on their own would both flush, and one of them
 would fail much later with "another writer flushed first", its commits stranded in
 memory. So every datasync open holds the Web Lock ``datasync-open:<name>`` while the
 store is open: exclusively for a single-tab open, shared for multi-tab mode
-(``{tabs: true}``), whose tabs coordinate through their own leader lock. An open
+(the default; ``{tabs: false}`` opts out), whose tabs coordinate through their own leader lock. An open
 that cannot get it within ``wait`` seconds (the time a reloading page needs to let
 go of it) raises :class:`~datasync.errors.StoreBusyError` before anything is read
 or written. Where Web Locks do not exist (a non-secure context) single-tab opens go
@@ -60,10 +60,11 @@ class OpenLock:
     def _busy(self) -> StoreBusyError:
         if self.shared:
             return StoreBusyError(
-                f"database {self.name!r} is open in another tab without multi-tab mode; "
-                "open it with {tabs: true} (Python: datasync.browser.tabs.open_shared) in "
-                "every tab, or close the other tab")
+                f"database {self.name!r} is open in another tab for that tab alone "
+                "({tabs: false}; Python: tabs=False); to share it, open it without "
+                "tabs: false in every tab (sharing is the default), or close the other tab")
         return StoreBusyError(
-            f"database {self.name!r} is already open in another tab; to use it from "
-            "several tabs at once open it with {tabs: true} (Python: "
-            "datasync.browser.tabs.open_shared) in every tab, or close the other tab")
+            f"database {self.name!r} is already open in another tab; {{tabs: false}} "
+            "(Python: tabs=False) opens a database for one tab alone. To use it from "
+            "several tabs at once open it without tabs: false in every tab (sharing is "
+            "the default), or close the other tab")

@@ -3,7 +3,7 @@
 Example (Pyodide)::
 
     from datasync.browser.tabs import open_shared
-    tab = await open_shared("app")            # what DataSync.open(name, {tabs: true}) does
+    tab = await open_shared("app")            # what DataSync.open(name) does in a browser
 
 :class:`WebLocks` is the :class:`~datasync.tabs.services.LockService` over
 ``navigator.locks`` (:mod:`.locks`); :class:`WebChannel` the
@@ -87,6 +87,14 @@ class WebChannel:
             handler.destroy()
         self._handlers.clear()
         self._channel.close()
+
+
+def services_available() -> bool:
+    """True where multi-tab mode can run: Web Locks and BroadcastChannel exist
+    (a secure context; pages and workers alike)."""
+    import js
+
+    return web_locks(required=False) is not None and hasattr(js, "BroadcastChannel")
 
 
 async def open_shared(name: str, **options: Any) -> Any:

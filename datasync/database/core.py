@@ -29,6 +29,7 @@ from .. import cdc as _cdc
 from .. import runtime, vfs
 from ..cdc.connection import CapturingConnection, run_ddl
 from ..errors import (
+    BusyTimeoutError,
     DatabaseClosedError,
     DatasyncError,
     StoreBusyError,
@@ -175,19 +176,40 @@ class DatabaseCore:
         return _in_transaction.get() == (self, asyncio.current_task())
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold the connection, unless this task's transaction already holds it.
+        ``timeout``: seconds to wait for another task's turn (or transaction) to
+        end, then :class:`~datasync.BusyTimeoutError` (None: no limit).
 
         Example: ``async with db.turn(): db.run("PRAGMA query_only = ON", ())``"""
         self._check_open()
         if self._owns_transaction():
             yield
             return
-        async with self._lock:
+        await self._acquire(timeout)
+        try:
             self._check_open()
             if self._store.generation != self._generation:
                 self._after_fork()
             yield
+        finally:
+            self._lock.release()
+
+    async def _acquire(self, timeout: float | None) -> None:
+        if timeout is None or not self._lock.locked():
+            await self._lock.acquire()
+            return
+        waiter = asyncio.ensure_future(self._lock.acquire())
+        done, _ = await asyncio.wait([waiter], timeout=timeout)
+        if not done:
+            waiter.cancel()
+            try:
+                await waiter  # granted just as it was cancelled: then it is ours
+            except asyncio.CancelledError:
+                raise BusyTimeoutError(
+                    f"database {self.name!r} is busy: another transaction held it for "
+                    f"more than {timeout:g} s, and this was not applied. Retry it, and "
+                    "keep transactions short") from None
 
     def _after_fork(self) -> None:
         """The store dropped unflushed commits and may have taken another writer's

@@ -20,7 +20,9 @@ from typing import Any
 
 from .. import vfs
 from ..errors import InvalidOptionError
+from ..cdc.connection import split_script
 from .core import Result, _in_transaction, raise_translated
+from .explicit import Transaction
 
 
 class Statements:
@@ -54,6 +56,8 @@ class Statements:
                 if own_tx:
                     self._conn.execute("BEGIN")
                 cur = self._conn.executemany(sql, seq_of_params)
+                # sqlite3 leaves lastrowid None after executemany: the last insert's
+                lastrowid = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if own_tx:
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -66,7 +70,7 @@ class Statements:
                 raise
             finally:
                 self._running_own = False
-            result = Result([], [], cur.rowcount, cur.lastrowid)
+            result = Result([], [], cur.rowcount, lastrowid)
             committed = self._store.commits_in_this_thread() != before
         await self._after_write(committed)
         return result
@@ -82,7 +86,8 @@ class Statements:
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     @asynccontextmanager
-    async def transaction(self, mode: str = "DEFERRED") -> AsyncIterator[Any]:
+    async def transaction(self, mode: str = "DEFERRED", *,
+                          timeout: float | None = None) -> AsyncIterator[Any]:
         """A transaction: committed when the block ends, rolled back on an exception.
 
         Example::
@@ -92,6 +97,8 @@ class Statements:
                 await db.execute("INSERT INTO t VALUES (2)")
 
         ``mode`` is DEFERRED, IMMEDIATE or EXCLUSIVE. Nested, it is a savepoint.
+        ``timeout``: seconds to wait for another task's transaction, then
+        :class:`~datasync.BusyTimeoutError` (None: wait as long as it takes).
         """
         mode = mode.upper()
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
@@ -100,7 +107,7 @@ class Statements:
             async with self._savepoint():
                 yield self
             return
-        async with self.turn():
+        async with self.turn(timeout):
             before = self._store.commits_in_this_thread()
             token = _in_transaction.set((self, asyncio.current_task()))
             try:
@@ -118,6 +125,42 @@ class Statements:
                 _in_transaction.reset(token)
             committed = self._store.commits_in_this_thread() != before
         await self._after_write(committed)
+
+    async def batch(self, statements: Iterable[tuple[str, Sequence[Any] | dict[str, Any]]]
+                    ) -> list[Result]:
+        """Run statements atomically (one transaction); one :class:`Result` each.
+
+        Example::
+
+            await db.batch([("INSERT INTO t VALUES (?)", [1]), ("DELETE FROM t WHERE x = 0", [])])
+
+        A failing statement rolls every one of them back and raises its error."""
+        stmts = [(str(sql), params) for sql, params in statements]
+        async with self.transaction():
+            return [await self.execute(sql, params) for sql, params in stmts]
+
+    async def executescript(self, script: str) -> None:
+        """Run the statements of ``script`` (separated by ``;``) in one transaction:
+        all of them or none (JS: ``db.exec(script)``).
+
+        Example: ``await db.executescript("CREATE TABLE a(x); CREATE TABLE b(y);")``
+
+        Unlike ``sqlite3``'s ``executescript`` it is atomic, so the script may not
+        hold BEGIN/COMMIT itself (SQLite refuses a nested BEGIN)."""
+        await self.batch([(sql, ()) for sql in split_script(str(script))])
+
+    exec = executescript
+
+    async def begin(self, mode: str = "DEFERRED", *, timeout: float | None = None,
+                    idle_timeout: float | None = None) -> Transaction:
+        """A transaction that stays open across calls and tasks (see
+        :mod:`datasync.database.explicit`); end it with ``commit()`` or
+        ``rollback()``. Other tasks' statements wait until it ends.
+
+        Example: ``tx = await db.begin(); await tx.execute(...); await tx.commit()``"""
+        tx = Transaction(lambda: self.transaction(mode, timeout=timeout), self.execute,
+                         name=self.name, idle_timeout=idle_timeout)
+        return await tx.start()
 
     @asynccontextmanager
     async def _savepoint(self) -> AsyncIterator[None]:

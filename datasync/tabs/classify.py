@@ -19,6 +19,7 @@ any temp object.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,11 @@ WRITE_PRAGMAS = frozenset({
     "foreign_keys", "defer_foreign_keys", "recursive_triggers", "ignore_check_constraints",
     "case_sensitive_like", "legacy_alter_table", "trusted_schema", "writable_schema",
     "secure_delete", "count_changes", "query_only"})
+
+
+#: The savepoints :meth:`transaction` nests with (run inside the leader's
+#: transaction, never refused).
+INTERNAL_SAVEPOINT = re.compile(r"(SAVEPOINT|RELEASE|ROLLBACK TO) datasync_sp_\d+\Z")
 
 
 @dataclass(frozen=True)
@@ -114,15 +120,16 @@ def refusal(sql: str, kind: Kind | None, *, runs_here: bool, for_another_tab: bo
     ``runs_here``: on this tab's own connection; ``for_another_tab``: the leader
     checking a write another tab sent; ``is_temp_table(name)`` asks this connection.
     """
-    if kind is None:
+    if kind is None or INTERNAL_SAVEPOINT.match(sql):
         return None
     if kind.transaction:
         return TransactionStatementError(
             f"{sql.strip()[:40]!r}: transaction statements (BEGIN, COMMIT, ROLLBACK, "
             "SAVEPOINT, RELEASE) cannot run through execute() or batch() on a database "
-            "shared by tabs, whose writes run on the leader tab's connection: pass the "
-            "statements that must apply together to batch([...]), which runs them "
-            "atomically")
+            "shared by tabs, whose writes run on the leader tab's connection: use "
+            "transaction() (Python: async with db.transaction(); JS: await "
+            "db.transaction(async (tx) => ...)), which commits or rolls back for you and "
+            "nests as a savepoint, or batch([...]) for statements that apply together")
     if kind.pragma_set in WRITE_PRAGMAS:
         return ConnectionPragmaError(
             f"PRAGMA {kind.pragma_set} set in one tab would not apply to its writes, "

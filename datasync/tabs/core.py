@@ -62,6 +62,10 @@ class TabCore:
         self._lease: Lease | None = None
         self._closed = False
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: Transactions this (leader) tab holds open, by id; and, for another
+        #: tab's, the last op run and its reply (see :mod:`.transactions`).
+        self._holders: dict[str, Any] = {}
+        self._served: dict[str, Any] = {}
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._leader_changed = asyncio.Event()
         self._became_leader = asyncio.Event()
@@ -116,7 +120,29 @@ class TabCore:
         tab._tasks = [asyncio.ensure_future(tab._campaign()),
                       asyncio.ensure_future(tab._follow())]
         tab._post({"t": "who", "tab": tab.tab_id})
+        await tab._learn_role()
         return tab
+
+    #: Seconds open() waits to learn this tab's role (leads, or who leads).
+    role_timeout = 5.0
+
+    async def _learn_role(self) -> None:
+        """Wait until this tab leads or knows who does (a lone tab wins the lock at
+        once and leads after one flush); after :attr:`role_timeout` it opens
+        anyway, with ``leader_id`` None until a leader answers."""
+        deadline = asyncio.get_running_loop().time() + self.role_timeout
+        while not self.is_leader and self.leader_id is None and not self._closed:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            became = asyncio.ensure_future(self._became_leader.wait())
+            changed = asyncio.ensure_future(self._leader_changed.wait())
+            await asyncio.wait([became, changed], timeout=min(left, self.resend_interval),
+                               return_when=asyncio.FIRST_COMPLETED)
+            became.cancel()
+            changed.cancel()
+            if not self.is_leader and self.leader_id is None:
+                self._post({"t": "who", "tab": self.tab_id})
 
     async def close(self) -> None:
         """Leave: give up leadership (the next tab takes over) and close.
@@ -132,6 +158,7 @@ class TabCore:
                 await self.db.sync()
         except DeposedLeaderError:
             pass  # nothing of ours to keep: _close_database() drops it
+        self._abort_transactions("its tab closed")
         self._closed = True
         self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:
@@ -160,6 +187,43 @@ class TabCore:
                     f"database {self.name!r} was closed in this tab before the leader "
                     "answered: the write may have been applied; check before writing it "
                     "again (a queued write stays queued)"))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def version(self) -> int:
+        """The version this tab's copy holds."""
+        return self._store.version
+
+    @property
+    def encrypted(self) -> bool:
+        return self.db.encrypted
+
+    @property
+    def capturing(self) -> bool:
+        return self.db.capturing
+
+    def connect(self, **kwargs: Any) -> Any:
+        """A plain ``sqlite3.Connection`` on this tab's copy, for reading (pandas,
+        SQLAlchemy): it is ``query_only``, since only the leader's connection writes
+        and this tab may not lead for long; write through :meth:`execute`,
+        :meth:`transaction`, or open the database with ``tabs=False``."""
+        self._check_open()
+        conn = self.db.connect(**kwargs)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        role = "leader" if self.is_leader else f"follower of {self.leader_id}"
+        return f"<datasync.SharedDatabase {self.name!r} tab {self.tab_id} {role}>"
 
     def leader_info(self) -> dict[str, Any]:
         return {"is_leader": self.is_leader, "leader_id": self.leader_id, "epoch": self.epoch,
@@ -215,6 +279,12 @@ class TabCore:
             self._spawn(self._serve_write(msg))
         elif kind == "result" and msg.get("to") == self.tab_id:
             fut = self._pending.get(msg["id"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif kind == "tx" and self.is_leader and msg.get("to") == self.tab_id:
+            self._spawn(self._serve_tx(msg))
+        elif kind == "tx-reply" and msg.get("to") == self.tab_id:
+            fut = self._pending.get(f"{msg.get('id')}:{msg.get('seq')}")
             if fut is not None and not fut.done():
                 fut.set_result(msg)
 

@@ -132,6 +132,7 @@ class Election:
         self._kick_drain()
 
     async def _step_down(self) -> None:
+        self._abort_transactions("this tab stopped leading")
         self.is_leader = False
         self._became_leader.clear()
         self._lease = None

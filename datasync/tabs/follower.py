@@ -150,3 +150,8 @@ class Following:
         self._check_open()
         await cdc.ack(self, consumer, seq)
         await cdc.prune(self, self.db.cdc_retention)
+
+    async def prune_changes(self) -> int:
+        """:meth:`datasync.Database.prune_changes`, applied by the leader."""
+        self._check_open()
+        return await cdc.prune(self, self.db.cdc_retention)

@@ -17,11 +17,13 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+from ..cdc.connection import split_script
 from ..database import Result
 from ..errors import (
+    BusyTimeoutError,
     ConnectionPragmaError,
     DatasyncError,
     DeposedLeaderError,
@@ -62,8 +64,11 @@ class Forwarding:
         A follower's copy can lag the leader's by a notice, so a statement that
         fails here for another reason (``no such table`` for a table another tab
         just created) is run by the leader, whose copy is the latest; its result
-        or error is the answer."""
+        or error is the answer. Inside :meth:`transaction` it joins the transaction."""
         self._check_open()
+        joined = self._joined()
+        if joined is not None:
+            return await joined.execute(sql, params)
         kind = await self._classify(sql)
         self._session.check(sql, kind, runs_here=True)
         if kind is not None and kind.temp_only:
@@ -106,10 +111,30 @@ class Forwarding:
         :class:`~datasync.LocalObjectError` for one that uses this tab's temp objects.
         """
         self._check_open()
+        joined = self._joined()
+        if joined is not None:
+            return await joined.batch(statements)
         stmts = [(str(sql), list(params)) for sql, params in statements]
         for sql, _ in stmts:
             self._session.check(sql, await self._classify(sql), runs_here=False)
         return await self._write(uuid.uuid4().hex, stmts)
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Result:
+        """Run ``sql`` once per parameter set, atomically, in one message to the
+        leader; ``rowcount`` is the total, ``lastrowid`` the last one's."""
+        joined = self._joined()
+        if joined is not None:
+            return await joined.executemany(sql, seq_of_params)
+        results = await self.batch([(sql, params) for params in seq_of_params])
+        return Result([], [], sum(max(r.rowcount, 0) for r in results),
+                      results[-1].lastrowid if results else None)
+
+    async def executescript(self, script: str) -> None:
+        """Run the statements of ``script`` (separated by ``;``) atomically, as
+        one :meth:`batch` (JS: ``db.exec(script)``)."""
+        await self.batch([(sql, ()) for sql in split_script(str(script))])
+
+    exec = executescript
 
     async def _classify(self, sql: str) -> Kind | None:
         """What ``sql`` does, as this tab's copy sees it; a copy that cannot prepare
@@ -192,10 +217,14 @@ class Forwarding:
         return await asyncio.shield(task)
 
     @contextlib.asynccontextmanager
-    async def _writable(self) -> AsyncIterator[None]:
+    async def _writable(self, timeout: float | None = None,
+                        mode: str = "DEFERRED") -> AsyncIterator[None]:
         """A leader transaction in which writes are allowed (query_only is lifted
-        only here, so SQLite itself tells every other statement it may not write)."""
-        async with self.db.transaction():  # IMMEDIATE would count as a write
+        only here, so SQLite itself tells every other statement it may not write).
+        ``timeout``: seconds to wait for the connection (BusyTimeoutError)."""
+        # DEFERRED whatever ``mode``: with query_only on, BEGIN IMMEDIATE counts as
+        # a write; and with one connection writing, the mode changes nothing.
+        async with self.db.transaction(timeout=timeout):
             if not self.is_leader:  # stepped down while waiting for our turn
                 raise DeposedLeaderError(f"this tab no longer leads {self.name!r}")
             await self.db.execute("PRAGMA query_only = OFF")
@@ -212,7 +241,7 @@ class Forwarding:
         failure: dict[str, Any] | None = None
         session = self._session
         try:
-            async with self._writable():
+            async with self._writable(timeout=self.busy_timeout):
                 done = await self.db.execute(
                     f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?", (req_id,))
                 if done.rows:
@@ -247,8 +276,12 @@ class Forwarding:
                         f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                         (req_id, json.dumps(reply), time.time()))
         except Exception as exc:  # sqlite3, ours, or a bad parameter (OverflowError...)
-            if isinstance(exc, DeposedLeaderError):
-                raise
+            if isinstance(exc, DeposedLeaderError) or (
+                    isinstance(exc, BusyTimeoutError) and record_errors):
+                raise  # (a queued write waits in the outbox for the next drain)
+            if isinstance(exc, BusyTimeoutError):  # not applied, nothing to record
+                return {"error": [type(exc).__name__, str(exc)], "state": state.to_wire(),
+                        "version": self._store.version}
             failure = {"error": [type(exc).__name__, str(exc)], "state": state.to_wire()}
             if not record_errors:
                 return {**failure, "version": self._store.version}

@@ -10,7 +10,7 @@ Example (native simulation; in the browser: datasync.browser.tabs.open_shared)::
 
 Its parts, one concern each: :mod:`.core` (state, messages, leader-only work),
 :mod:`.election`, :mod:`.follower`, :mod:`.forwarding`, :mod:`.queued`,
-:mod:`.keys`, on the wire format of :mod:`.wire`, the services of :mod:`.services`
+:mod:`.keys`, :mod:`.transactions`, on the wire format of :mod:`.wire`, the services of :mod:`.services`
 and the connection state of :mod:`.session`.
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ from .follower import Following
 from .forwarding import Forwarding
 from .keys import KeyDistribution
 from .queued import QueuedWrites
+from .transactions import TabTransactions
 
 
-class SharedDatabase(KeyDistribution, QueuedWrites, Forwarding, Following, Election, TabCore):
+class SharedDatabase(KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Following,
+                     Election, TabCore):
     """One tab's view of a database shared by every tab; see :mod:`datasync.tabs`."""

@@ -7,7 +7,7 @@ from pyodide_page import blank_pages
 
 OPEN = """async (name) => {
   const { DataSync } = await import('/js/datasync.js');
-  window.db = await DataSync.open(name, {tabs: true});
+  window.db = await DataSync.open(name);   // shared with the other tabs by default
   window.changes = [];
   window.db.onChange((c) => window.changes.push(c.version));
   return window.db.getLeaderInfo();
@@ -185,27 +185,27 @@ TRY_OPEN = """async ([name, options]) => {
 }"""
 
 
-def test_a_second_tab_without_multi_tab_mode_is_refused_clearly_and_nothing_is_lost(
+def test_a_tab_opened_alone_keeps_others_out_clearly_and_nothing_is_lost(
         context: Any, server: Any) -> None:
     first, second = blank_pages(context, server, 2)
-    assert first.evaluate(TRY_OPEN, ["solo", {}]) == "open"
+    assert first.evaluate(TRY_OPEN, ["solo", {"tabs": False}]) == "open"
     first.evaluate("""async () => { await window.db.execute('CREATE TABLE t(x)');
                                     await window.db.execute('INSERT INTO t VALUES (1)'); }""")
-    alone = second.evaluate(TRY_OPEN, ["solo", {}])
+    alone = second.evaluate(TRY_OPEN, ["solo", {"tabs": False}])
     assert alone.startswith("StoreBusyError: database 'solo' is already open in another tab")
-    assert "{tabs: true}" in alone
-    joining = second.evaluate(TRY_OPEN, ["solo", {"tabs": True}])
-    assert joining.startswith("StoreBusyError: database 'solo' is open in another tab without")
+    assert "{tabs: false}" in alone
+    joining = second.evaluate(TRY_OPEN, ["solo", {}])  # the default shares: refused too
+    assert joining.startswith("StoreBusyError: database 'solo' is open in another tab for")
     # the first tab is unharmed, and once it closes the second opens and sees its data
     first.evaluate("async () => { await window.db.execute('INSERT INTO t VALUES (2)'); "
                    "await window.db.close(); }")
     assert second.evaluate(TRY_OPEN, ["solo", {}]) == "open"
     assert second.evaluate("() => window.db.query('SELECT x FROM t')") == [{"x": 1}, {"x": 2}]
-    # multi-tab pages keep a single-tab open out too
+    # shared pages (the default) keep a tab-alone open out too
     third, fourth = blank_pages(context, server, 2)
-    assert third.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
-    assert fourth.evaluate(TRY_OPEN, ["group", {"tabs": True}]) == "open"
-    assert second.evaluate(TRY_OPEN, ["group", {}]).startswith("StoreBusyError")
+    assert third.evaluate(TRY_OPEN, ["group", {}]) == "open"
+    assert fourth.evaluate(TRY_OPEN, ["group", {}]) == "open"
+    assert second.evaluate(TRY_OPEN, ["group", {"tabs": False}]).startswith("StoreBusyError")
 
 
 def test_a_rekey_in_a_follower_page_reaches_the_leader_page_and_later_opens_need_the_new_key(

@@ -1,0 +1,140 @@
+"""Values between JS and Python for :mod:`.bridge`: parameters in, results and
+error replies out.
+
+Example::
+
+    params = to_pyto_py_params(js_array)            # [1, "a", b"..."] (null -> None)
+    reply(result_to_js(res))                   # {ok: {columns, rows, ...}}
+    reply(error=exc)                           # {error: {name, message}}
+
+SQL NULL <-> ``null``, BLOB <-> ``Uint8Array``, integers beyond 2**53 <-> ``BigInt``
+(Pyodide converts Python ints that large to BigInt). ``js/datasync.js`` refuses what
+it cannot bind faithfully (a Date, an object, a Symbol) before calling Python.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+#: JS open option names -> Python keyword names (None: handled by the bridge).
+OPEN_OPTIONS = {
+    "backend": "backend",
+    "blockSize": "block_size",
+    "cacheBytes": "cache_bytes",
+    "durability": "durability",
+    "flushInterval": "flush_interval",
+    "create": "create",
+    "retainVersions": "retain_versions",
+    "cdc": "cdc",
+    "cdcRetention": "cdc_retention",
+    "encryptionKey": "encryption_key",  # a passphrase, or 32 key bytes as a list
+    "tabs": "tabs",  # false: this tab only; default: shared with the app's tabs
+}
+_PY_NAMES = re.compile(r"\b(" + "|".join(v for k, v in OPEN_OPTIONS.items() if k != v) + r")\b")
+_JS_NAMES = {v: k for k, v in OPEN_OPTIONS.items()}
+
+
+def js_message(exc: BaseException) -> str:
+    """An error's message with option names as JS spells them (``cacheBytes``)."""
+    from ..errors import InvalidOptionError
+
+    message = str(exc)
+    if isinstance(exc, InvalidOptionError):
+        message = _PY_NAMES.sub(lambda m: _JS_NAMES[m.group(1)], message)
+    return message
+
+
+def to_py_param(value: Any) -> Any:
+    """A parameter arriving from JS -> a value sqlite3 binds."""
+    from pyodide.ffi import JsNull
+
+    if isinstance(value, JsNull):
+        return None
+    if hasattr(value, "to_py"):  # a JsProxy: typed array, ArrayBuffer, object
+        converted = value.to_py()
+        if isinstance(converted, memoryview):
+            return converted.tobytes()
+        return converted
+    return value
+
+
+def to_py_params(params: Any) -> Any:
+    if params is None:
+        return ()
+    if hasattr(params, "to_py") and not hasattr(params, "length"):
+        return {k: to_py_param(v) for k, v in params.object_entries()}
+    return [to_py_param(v) for v in params]
+
+
+def js_value(value: Any) -> Any:
+    """A SQLite value -> what to_js should see (None -> null, bytes -> Uint8Array)."""
+    from pyodide.ffi import jsnull, to_js
+
+    if value is None:
+        return jsnull
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return to_js(bytes(value))
+    return value
+
+
+def reply(value: Any = None, error: BaseException | None = None) -> Any:
+    import js
+
+    out = js.Object.new()
+    if error is not None:
+        err = js.Object.new()
+        err.name = type(error).__name__
+        err.message = js_message(error)
+        out.error = err
+    else:
+        out.ok = value
+    return out
+
+
+def rows_to_js(rows: list[tuple[Any, ...]]) -> Any:
+    import js
+    from pyodide.ffi import to_js
+
+    arr = js.Array.new()
+    for row in rows:
+        arr.push(to_js([js_value(v) for v in row]))
+    return arr
+
+
+async def guard(call: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return reply(await call())
+    except Exception as exc:  # the error boundary between Python and JS
+        return reply(error=exc)
+
+
+def result_to_js(res: Any) -> Any:
+    import js
+    from pyodide.ffi import to_js
+
+    out = js.Object.new()
+    out.columns = to_js(res.columns)
+    out.rows = rows_to_js(res.rows)
+    out.rowsAffected = res.rowcount
+    out.lastInsertRowid = res.lastrowid
+    return out
+
+
+def plain_to_js(value: Any) -> Any:
+    """A change's JSON-like value -> JS (objects, arrays, null, Uint8Array, BigInt)."""
+    import js
+
+    if isinstance(value, dict):
+        obj = js.Object.new()
+        for k, v in value.items():
+            setattr(obj, str(k), plain_to_js(v))
+        return obj
+    if isinstance(value, (list, tuple)):
+        arr = js.Array.new()
+        for v in value:
+            arr.push(plain_to_js(v))
+        return arr
+    return js_value(value)
+
+

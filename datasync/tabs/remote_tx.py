@@ -1,0 +1,186 @@
+"""A follower's transaction, held open at the leader (see :mod:`.transactions`).
+
+Example::
+
+    tx = RemoteTransaction(tab, uuid.uuid4().hex, "DEFERRED")
+    if await tx.start():                      # False: leadership moved, begin again
+        rows = await tx.query("SELECT n FROM counter")
+        await tx.execute("UPDATE counter SET n = ?", [rows[0]["n"] + 1])
+        await tx.commit()                     # the durable version; read back here
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..database import Result
+from ..errors import DatasyncError, LeaderUnavailableError, TransactionAbortedError
+from .session import ConnState
+from .wire import encode_value, rebuild_error, result_from_wire
+
+
+class _LeaderMoved(Exception):
+    """The leader this transaction lives on is no longer the leader."""
+
+
+class RemoteTransaction:
+    """A transaction of this (follower) tab, run by the leader tab."""
+
+    def __init__(self, tab: Any, tx_id: str, mode: str) -> None:
+        self._tab, self.id, self.mode = tab, tx_id, mode
+        self._seq = 0
+        self._leader: str | None = None
+        self._epoch = 0
+        self._alive: asyncio.Task[None] | None = None
+        self.state = "new"
+
+    async def start(self) -> bool:
+        """Begin at the leader; False if leadership moved first (nothing began)."""
+        tab = self._tab
+        deadline = time.monotonic() + tab.write_timeout
+        while tab.leader_id is None or tab.leader_id == tab.tab_id:
+            tab._check_open()
+            if tab.is_leader:
+                return False
+            if time.monotonic() > deadline:
+                raise LeaderUnavailableError(
+                    f"no leader of {tab.name!r} answered within {tab.write_timeout} s; "
+                    "the transaction did not begin (it is safe to retry)")
+            tab._post({"t": "who", "tab": tab.tab_id})
+            tab._leader_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(tab._leader_changed.wait(), tab.resend_interval)
+        self._leader, self._epoch = tab.leader_id, tab.epoch
+        try:
+            self._check(await self._send({"op": "begin", "mode": self.mode,
+                                          "state": tab._session.state.to_wire(),
+                                          "pragmas": tab._write_pragmas}))
+        except _LeaderMoved:
+            return False
+        self.state = "open"
+        self._alive = asyncio.ensure_future(self._keep_alive())
+        return True
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
+        tab = self._tab
+        tab._session.check(sql, await tab._classify(sql), runs_here=False)
+        if isinstance(params, dict):
+            raise TypeError("named parameters cannot cross to the leader tab: pass a sequence")
+        reply = await self._op({"op": "stmt", "sql": str(sql),
+                                "params": [encode_value(v) for v in params]})
+        return result_from_wire(reply["ok"])
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        res = await self.execute(sql, params)
+        return [dict(zip(res.columns, row)) for row in res.rows]
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Result:
+        total, last = 0, None
+        for params in seq_of_params:
+            res = await self.execute(sql, params)
+            total += max(res.rowcount, 0)
+            last = res.lastrowid
+        return Result([], [], total, last)
+
+    async def batch(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Result]:
+        return [await self.execute(sql, params) for sql, params in statements]
+
+    async def commit(self) -> int:
+        """Commit at the leader; returns the durable version, once this tab's copy
+        holds it. If leadership moves meanwhile, the outcome is read from this
+        tab's copy (:meth:`TabTransactions._outcome`)."""
+        tab = self._tab
+        self._ending()
+        try:
+            reply = await self._send({"op": "commit"})
+        except _LeaderMoved:
+            reply = await tab._outcome(self.id, self._epoch)
+        self._check(reply)
+        self.state = "committed"
+        if reply.get("state"):
+            tab._session.state = ConnState.from_wire(reply["state"])
+        await tab._reach(int(reply["version"]))
+        return int(reply["version"])
+
+    async def rollback(self) -> None:
+        """Roll back at the leader (if it is gone, so is the transaction)."""
+        if self.state != "open":
+            return
+        self._ending()
+        self.state = "rolled back"
+        with contextlib.suppress(_LeaderMoved, DatasyncError):
+            await self._send({"op": "rollback"}, patience=self._tab.resend_interval * 2)
+
+    # -- messages ------------------------------------------------------------------
+    def _ending(self) -> None:
+        if self.state != "open":
+            raise TransactionAbortedError(
+                f"this transaction on {self._tab.name!r} is {self.state}: begin a new one")
+        if self._alive is not None:
+            self._alive.cancel()
+
+    async def _op(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if self.state != "open":
+            raise TransactionAbortedError(
+                f"this transaction on {self._tab.name!r} is {self.state}: begin a new one")
+        try:
+            return self._check(await self._send(fields))
+        except _LeaderMoved:
+            self.state = "aborted"
+            if self._alive is not None:
+                self._alive.cancel()
+            raise TransactionAbortedError(
+                f"leadership of {self._tab.name!r} moved during the transaction, which was "
+                "rolled back; nothing of it was applied: run it again") from None
+
+    def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
+        if "error" in reply:
+            name, message = reply["error"]
+            if name == "TransactionAbortedError":
+                self.state = "aborted"
+                if self._alive is not None:
+                    self._alive.cancel()
+            raise rebuild_error(name, message)
+        return reply
+
+    async def _send(self, fields: dict[str, Any], patience: float | None = None
+                    ) -> dict[str, Any]:
+        """Post one op to the leader (again every resend interval) until it answers."""
+        tab = self._tab
+        self._seq += 1
+        key = f"{self.id}:{self._seq}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        tab._pending[key] = fut
+        deadline = time.monotonic() + (tab.write_timeout if patience is None else patience)
+        message = {"t": "tx", "id": self.id, "seq": self._seq, "tab": tab.tab_id,
+                   "to": self._leader, **fields}
+        try:
+            while not fut.done():
+                tab._check_open()
+                if tab.is_leader or tab.leader_id != self._leader:
+                    raise _LeaderMoved()
+                if time.monotonic() > deadline:
+                    raise LeaderUnavailableError(
+                        f"the leader of {tab.name!r} did not answer within "
+                        f"{tab.write_timeout} s; the transaction is rolled back there "
+                        "once its lease runs out")
+                tab._post(message)
+                tab._leader_changed.clear()
+                changed = asyncio.ensure_future(tab._leader_changed.wait())
+                await asyncio.wait([fut, changed], timeout=tab.resend_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+            return fut.result()
+        finally:
+            tab._pending.pop(key, None)
+
+    async def _keep_alive(self) -> None:
+        tab = self._tab
+        interval = min(tab.resend_interval, tab.transaction_lease / 3)
+        while self.state == "open" and not tab._closed:
+            tab._post({"t": "tx", "op": "alive", "id": self.id, "tab": tab.tab_id,
+                       "to": self._leader})
+            await asyncio.sleep(interval)

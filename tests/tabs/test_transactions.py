@@ -1,0 +1,245 @@
+"""Interactive transactions from any tab: run at the leader, atomic, no lost update,
+other tabs' writes wait (bounded), a dead follower's transaction rolled back within
+its lease, a leader change aborts (nothing applied) or reports the commit."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+import datasync
+from tabs.harness import Browser
+
+
+async def _counter(b: Browser) -> tuple[datasync.tabs.SharedDatabase, ...]:
+    a, f = await b.leader_and_follower()
+    await a.execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER)")
+    await a.execute("INSERT INTO counter VALUES (1, 0)")
+    return a, f
+
+
+@pytest.mark.parametrize("where", ["leader", "follower"])
+async def test_a_transaction_commits_when_the_block_ends_and_reads_its_own_writes(where: str) -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tab = a if where == "leader" else f
+    async with tab.transaction() as tx:
+        await tx.execute("UPDATE counter SET n = n + 5")
+        assert await tx.query("SELECT n FROM counter") == [{"n": 5}]   # its own write
+        await tab.execute("INSERT INTO counter VALUES (2, 1)")          # joins it
+        assert (await tab.query("SELECT count(*) AS c FROM counter")) == [{"c": 2}]
+    assert await tab.query("SELECT n FROM counter ORDER BY id") == [{"n": 5}, {"n": 1}]
+    for other in (a, f):
+        await other._reach(tab._store.version)
+        assert await other.query("SELECT n FROM counter ORDER BY id") == [{"n": 5}, {"n": 1}]
+    await b.close()
+
+
+@pytest.mark.parametrize("where", ["leader", "follower"])
+async def test_a_transaction_that_raises_leaves_nothing(where: str) -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tab = a if where == "leader" else f
+    with pytest.raises(ZeroDivisionError):
+        async with tab.transaction() as tx:
+            await tx.execute("UPDATE counter SET n = 99")
+            await tx.execute("INSERT INTO counter VALUES (3, 3)")
+            1 / 0
+    with pytest.raises(sqlite3.IntegrityError):  # a failing statement, then the error
+        async with tab.transaction() as tx:
+            await tx.execute("UPDATE counter SET n = 98")
+            await tx.execute("INSERT INTO counter VALUES (1, 1)")  # duplicate key
+    for other in (a, f):
+        assert await other.query("SELECT id, n FROM counter") == [{"id": 1, "n": 0}]
+    async with tab.transaction():  # the database is free again
+        await tab.execute("UPDATE counter SET n = 1")
+    assert await tab.query("SELECT n FROM counter") == [{"n": 1}]
+    await b.close()
+
+
+async def test_interactive_increments_from_every_tab_lose_no_update() -> None:
+    b = Browser(max_delay=0.003)
+    a, f = await _counter(b)
+    g = await b.open("g")
+
+    async def increment(tab: datasync.tabs.SharedDatabase, times: int) -> None:
+        for _ in range(times):
+            async with tab.transaction() as tx:
+                n = (await tx.query("SELECT n FROM counter WHERE id = 1"))[0]["n"]
+                await asyncio.sleep(0.001)  # other tabs try to write meanwhile
+                await tx.execute("UPDATE counter SET n = ? WHERE id = 1", [n + 1])
+
+    async def plain_writes(tab: datasync.tabs.SharedDatabase) -> None:
+        for i in range(10):
+            await tab.execute("INSERT INTO counter(n) VALUES (?)", [100 + i])
+
+    await asyncio.gather(increment(a, 10), increment(f, 10), increment(g, 10),
+                         plain_writes(f), plain_writes(g))
+    assert await a.query("SELECT n FROM counter WHERE id = 1") == [{"n": 30}]
+    assert (await a.query("SELECT count(*) AS c FROM counter")) == [{"c": 21}]
+    await b.close()
+
+
+async def test_an_open_transaction_makes_other_writes_wait_then_succeed() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tx = await a.begin()
+    await tx.execute("UPDATE counter SET n = 10")
+    waiting = asyncio.ensure_future(f.execute("UPDATE counter SET n = n + 1"))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # waits for the leader's transaction...
+    await tx.commit()
+    await waiting              # ...then runs after it: no interleaving
+    assert await f.query("SELECT n FROM counter") == [{"n": 11}]
+    await b.close()
+
+
+async def test_a_write_waiting_too_long_for_a_transaction_gets_busy_timeout_and_is_not_applied() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    a.busy_timeout = 0.2
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = 7")
+    with pytest.raises(datasync.BusyTimeoutError, match="not applied"):
+        await a.execute("UPDATE counter SET n = 1000")
+    with pytest.raises(datasync.BusyTimeoutError):
+        await a.begin()
+    await tx.commit()
+    assert await a.query("SELECT n FROM counter") == [{"n": 7}]
+    await b.close()
+
+
+async def test_a_dead_followers_transaction_is_rolled_back_within_its_lease() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    a.transaction_lease = 0.3
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = 666")
+    b.kill("f")  # the follower's tab crashes mid-transaction
+    await asyncio.sleep(0.05)
+    await a.execute("UPDATE counter SET n = n + 1")  # waits for the lease, then runs
+    assert await a.query("SELECT n FROM counter") == [{"n": 1}]
+    assert not a._holders
+    await b.close()
+
+
+async def test_a_live_followers_slow_transaction_keeps_its_lease() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    a.transaction_lease = 0.3
+    f.resend_interval = 0.05
+    async with f.transaction() as tx:
+        await tx.execute("UPDATE counter SET n = 3")
+        await asyncio.sleep(0.8)  # thinking longer than the lease: the heartbeat keeps it
+        await tx.execute("UPDATE counter SET n = n + 1")
+    assert await f.query("SELECT n FROM counter") == [{"n": 4}]
+    await b.close()
+
+
+async def test_leadership_moving_mid_transaction_aborts_it_and_applies_nothing() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    g = await b.open("g")
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = 50")
+    await g.request_leadership()
+    with pytest.raises(datasync.TransactionAbortedError, match="run it again"):
+        await tx.execute("UPDATE counter SET n = n + 1")
+    with pytest.raises(datasync.TransactionAbortedError):
+        await tx.commit()
+    own = await a.begin() if a.is_leader else None
+    assert own is None  # a no longer leads
+    assert await g.query("SELECT n FROM counter") == [{"n": 0}]
+    async with f.transaction():  # the next one runs on the new leader
+        await f.execute("UPDATE counter SET n = 2")
+    assert await g.query("SELECT n FROM counter") == [{"n": 2}]
+    await b.close()
+
+
+async def test_a_leaders_own_transaction_is_aborted_when_it_is_deposed() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tx = await a.begin()
+    await tx.execute("UPDATE counter SET n = 50")
+    await f.request_leadership()
+    with pytest.raises(datasync.TransactionAbortedError):
+        await tx.commit()
+    assert await f.query("SELECT n FROM counter") == [{"n": 0}]
+    await b.close()
+
+
+async def test_a_commit_whose_reply_is_lost_is_read_from_the_store_not_applied_twice() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = n + 1")
+    real_post = a._post
+
+    def drop_commit_reply(message: dict) -> None:
+        if message.get("t") == "tx-reply" and message.get("seq") == 3:
+            return  # the commit's reply is lost...
+        real_post(message)
+
+    a._post = drop_commit_reply  # type: ignore[method-assign]
+    commit = asyncio.ensure_future(tx.commit())
+    await asyncio.sleep(0.1)
+    a._post = real_post  # type: ignore[method-assign]
+    assert await commit >= 1  # ...the resent commit gets the stored outcome
+    assert await a.query("SELECT n FROM counter") == [{"n": 1}]
+    await b.close()
+
+
+async def test_savepoints_nest_inside_a_followers_transaction() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    async with f.transaction():
+        await f.execute("UPDATE counter SET n = 1")
+        with pytest.raises(ValueError):
+            async with f.transaction():
+                await f.execute("UPDATE counter SET n = 2")
+                raise ValueError("inner")
+        assert await f.query("SELECT n FROM counter") == [{"n": 1}]
+    assert await a.query("SELECT n FROM counter") == [{"n": 1}]
+    await b.close()
+
+
+async def test_temp_objects_stay_the_tabs_own_inside_a_followers_transaction() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    await f.execute("CREATE TEMP TABLE scratch(v)")
+    with pytest.raises(datasync.LocalObjectError):
+        async with f.transaction() as tx:
+            await tx.execute("INSERT INTO scratch VALUES (1)")
+    await b.close()
+
+
+@pytest.mark.parametrize("where", ["leader", "follower"])
+async def test_executemany_batch_and_executescript_are_atomic(where: str) -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    tab = a if where == "leader" else f
+    res = await tab.executemany("INSERT INTO counter(n) VALUES (?)", [[i] for i in range(1000)])
+    assert res.rowcount == 1000 and res.lastrowid == 1001
+    with pytest.raises(sqlite3.IntegrityError):
+        await tab.executemany("INSERT INTO counter(id, n) VALUES (?, ?)", [[5000, 1], [1, 1]])
+    with pytest.raises(sqlite3.OperationalError):
+        await tab.batch([("INSERT INTO counter(id, n) VALUES (6000, 1)", []),
+                         ("INSERT INTO nope VALUES (1)", [])])
+    await tab.executescript("CREATE TABLE s(x); INSERT INTO s VALUES ('a;b'); "
+                            "CREATE TRIGGER tr AFTER INSERT ON s BEGIN SELECT 1; END;")
+    with pytest.raises(sqlite3.OperationalError):
+        await tab.exec("INSERT INTO s VALUES ('c'); INSERT INTO missing VALUES (1);")
+    assert await tab.query("SELECT x FROM s") == [{"x": "a;b"}]
+    assert (await tab.query("SELECT count(*) AS c FROM counter")) == [{"c": 1001}]
+    await b.close()
+
+
+async def test_raw_transaction_statements_are_refused_with_a_pointer_to_transaction() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    for tab in (a, f):
+        for sql in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT x", "RELEASE x"):
+            with pytest.raises(datasync.TransactionStatementError, match="transaction()"):
+                await tab.execute(sql)
+    await b.close()
