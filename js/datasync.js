@@ -75,20 +75,16 @@ export class Transaction {
     return this.#tx.query(checkSQL(sql, "tx.query()"), checkParams(params, "tx.query()"));
   }
 
-  /** Run `sql` once per row, in order (one call per row); resolves with the results. */
+  /** Like db.executeMany(), inside the transaction (one call). */
   async executeMany(sql, rows) {
-    const checked = checkRows(rows, "tx.executeMany()");
-    const results = [];
-    for (const row of checked) results.push(await this.execute(sql, row));
-    return results;
+    this.#check();
+    return this.#tx.executeMany(checkSQL(sql, "tx.executeMany()"), checkRows(rows, "tx.executeMany()"));
   }
 
-  /** Run [sql, params] statements in order; resolves with their results. */
+  /** Like db.batch(), inside the transaction (one call). */
   async batch(statements) {
-    const checked = checkStatements(statements, "tx.batch()");
-    const results = [];
-    for (const [sql, params] of checked) results.push(await this.execute(sql, params));
-    return results;
+    this.#check();
+    return this.#tx.batch(checkStatements(statements, "tx.batch()"));
   }
 }
 

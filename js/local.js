@@ -95,6 +95,8 @@ export class LocalTx {
   constructor(t) { this.#t = t; }
   async execute(sql, params) { return unwrap(await this.#t.execute(sql, params)); }
   async query(sql, params) { return unwrap(await this.#t.query(sql, params)); }
+  async executeMany(sql, rows) { return unwrap(await this.#t.execute_many(sql, rows)); }
+  async batch(statements) { return unwrap(await this.#t.batch(statements)); }
   /** Commit; if that fails, roll back (best effort) and throw the commit's error. */
   async commit() {
     try {

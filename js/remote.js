@@ -106,6 +106,8 @@ class RemoteObject {
 export class RemoteTx extends RemoteObject {
   execute(sql, params) { return this.call("execute", [sql, params]); }
   query(sql, params) { return this.call("query", [sql, params]); }
+  executeMany(sql, rows) { return this.call("executeMany", [sql, rows]); }
+  batch(statements) { return this.call("batch", [statements]); }
   commit() { return this.call("commit"); }
   rollback() { return this.call("rollback"); }
 }

@@ -27,7 +27,7 @@ const METHODS = {
   db: new Set(["execute", "query", "executeMany", "batch", "exec", "begin", "queueWrite", "sync",
     "waitForLeadership", "requestLeadership", "exportDatabase", "importDatabase", "backup",
     "versions", "restore", "ack", "rekey", "changes", "close"]),
-  tx: new Set(["execute", "query", "commit", "rollback"]),
+  tx: new Set(["execute", "query", "executeMany", "batch", "commit", "rollback"]),
   stream: new Set(["next", "close"]),
 };
 
