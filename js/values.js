@@ -37,6 +37,9 @@ function isBuffer(value) {
 /** A short description of `value` for an error message. */
 export function describe(value) {
   if (value === undefined) return "undefined";
+  if (value === null) return "null";
+  if (typeof value === "string") return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value)}`;
+  if (typeof value === "boolean") return String(value);
   if (typeof value === "symbol") return `a Symbol (${String(value)})`;
   if (typeof value === "function") return `a function (${value.name || "anonymous"})`;
   if (typeof value === "bigint") return `the bigint ${value}n (beyond signed 64 bits)`;
