@@ -47,6 +47,7 @@ import { checkParams, checkRows, checkSQL, checkStatements, keyJSON, optionsJSON
 
 export { DataSyncError, forwardLifecycle };
 
+const END = Symbol("end"); // Transaction's ender, for Database.transaction() only
 const finished = (name) => new DataSyncError("TransactionFinishedError",
   `this transaction of '${name}' has already ended: run the statement inside a new db.transaction(), or on db`);
 
@@ -61,7 +62,7 @@ export class Transaction {
   constructor(tx, name) { this.#tx = tx; this.#name = name; }
   #check() { if (!this.#open) throw finished(this.#name); }
   /** Ended by db.transaction(); later calls throw TransactionFinishedError. */
-  end() { this.#open = false; }
+  [END]() { this.#open = false; }
 
   /** Like db.execute(), inside the transaction. */
   async execute(sql, params = []) {
@@ -165,13 +166,13 @@ export class Database {
     try {
       value = await fn(tx);
     } catch (error) {
-      tx.end();
+      tx[END]();
       try { await raw.rollback(); } catch (rollbackError) {
         console.warn("datasync: rollback after an error in db.transaction() failed:", rollbackError);
       }
       throw error;
     }
-    tx.end();
+    tx[END]();
     await raw.commit();
     return value;
   }
