@@ -37,6 +37,10 @@ web:                ## build web/: Pyodide runtime, datasync + micropip wheels, 
 	@[ -f node_modules/pyodide/package.json ] || $(MAKE) --no-print-directory npm
 	$(PYTHON) -m datasync build
 
+.PHONY: package
+package: web        ## the npm package for JS users: dist/datasync-<version>.tgz (npm pack; not published)
+	$(PYTHON) -m datasync.tools.npm_package --out dist
+
 demo: web           ## serve the repository (demo at http://127.0.0.1:$(PORT)/demo/)
 	$(PYTHON) -m datasync serve --no-build --port $(PORT)
 
