@@ -66,7 +66,9 @@ export async function boot(options = {}) {
       let pyodide = options.pyodide;
       if (!pyodide) {
         const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
-        const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
+        const loader = String(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
+        // a URL known only at run time: bundlers must leave this import to the browser
+        const { loadPyodide } = await import(/* webpackIgnore: true */ /* @vite-ignore */ loader);
         pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
         if (!options.stackSwitching) withoutStackSwitching(pyodide);
       }

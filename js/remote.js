@@ -47,12 +47,13 @@ class Rpc {
   #nextId = 1;
   #failure = null;
 
-  constructor(url) {
-    this.#worker = new Worker(url, { type: "module", name: "datasync" });
+  constructor() {
+    // written as bundlers (Vite, webpack 5, Parcel) recognize it: they bundle worker.js too
+    this.#worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "datasync" });
     this.#worker.addEventListener("message", (event) => this.#receive(event.data));
     this.#worker.addEventListener("error", (event) => {
       event.preventDefault?.();
-      this.#fail(new DataSyncError("WorkerError", `datasync's Worker (${url}) failed: ` +
+      this.#fail(new DataSyncError("WorkerError", `datasync's Worker (${new URL("./worker.js", import.meta.url)}) failed: ` +
         `${event.message || "it could not be loaded"}; check that worker.js is served next to ` +
         "datasync.js (as JavaScript), or open without {worker: true}"));
     });
@@ -173,7 +174,7 @@ export class RemoteHandle extends RemoteObject {
 /** Open `name` in datasync's Worker (started on first use); resolves with its RemoteHandle. */
 export async function openRemote(name, optionsJSON, bootOptions) {
   const key = JSON.stringify([bootOptions.webURL, bootOptions.indexURL ?? null, Boolean(bootOptions.stackSwitching)]);
-  if (!workers.has(key)) workers.set(key, new Rpc(new URL("./worker.js", import.meta.url)));
+  if (!workers.has(key)) workers.set(key, new Rpc());
   let reply;
   try {
     reply = await workers.get(key).request({ op: "open", args: [name, optionsJSON, bootOptions] });
