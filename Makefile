@@ -68,6 +68,10 @@ web: python         ## build web/: Pyodide runtime, datasync + micropip wheels, 
 	missing: run \`make install\` (this target downloads nothing)" >&2; exit 1; }
 	$(PYTHON) -m datasync build
 
+.PHONY: package
+package: web        ## the npm package for JS users: dist/datasync-<version>.tgz (npm pack; not published)
+	$(PYTHON) -m datasync.tools.npm_package --out dist
+
 demo: web           ## serve the repository (demo at http://127.0.0.1:$(PORT)/demo/)
 	$(PYTHON) -m datasync serve --no-build --port $(PORT)
 

@@ -39,6 +39,9 @@ B after ``syncfs`` completes, C after ``oncomplete``):
   transactions). Then 20 more A commits instrumented to split the latency.
 * W3 cold open of that database after closing and relaunching the browser on the same
   profile (one relaunch per measurement, Pyodide booted first but not timed).
+* Boot and tabs (``benchmarks/boot.py``): main-thread long tasks from navigation to the
+  first query result, main thread vs ``{worker: true}``; a lone tab's open and durable
+  one-row commit with ``{tabs: true}`` (the default) vs ``{tabs: false}``.
 """
 from __future__ import annotations
 
@@ -574,12 +577,17 @@ def run(args: argparse.Namespace) -> None:
                         cold[system].append(page.js("(w) => window.bench.coldRead(w)", which))
                 finally:
                     ctx.close()
+        # ---- boot on the main thread vs in a Worker; a lone tab's multi-tab cost ----
+        from benchmarks.boot import measure as measure_boot
+
+        boot_raw = measure_boot(pw, config, srv.url, boots=args.cold, opens=args.cold + 2,
+                                commits=max(args.commits // 2, 10))
     elapsed = time.perf_counter() - started
     if args.json:
         Path(args.json).write_text(json.dumps({
             "w1_main": w1_main, "w1_b": w1_b, "w2a_build": w2a_build, "w2b_build": w2b_build,
             "w2a": w2a, "w2b": w2b, "w2c": w2c, "w2a_profile": w2a_prof, "counters": counters,
-            "cold": cold, "boots": boots}, indent=1, default=str))
+            "cold": cold, "boots": boots, "boot": boot_raw}, indent=1, default=str))
 
     # ---- report --------------------------------------------------------------------
     ds_version, sqlite_version, py_version, isolated = env
@@ -748,6 +756,10 @@ def run(args: argparse.Namespace) -> None:
           f"Counts: A {a_cold['count']:,}, B {cold['B'][0]['count']:,}; sizes A "
           f"{a_cold['bytes'] / 1e6:.1f} MB, B {cold['B'][0]['bytes'] / 1e6:.1f} MB, C "
           f"{cold['C4k'][0]['bytes'] / 1e6:.1f} MB.")
+    print()
+    from benchmarks.boot import report as report_boot
+
+    report_boot(boot_raw)
 
 
 def main() -> None:

@@ -8,112 +8,85 @@
  *   const r = await db.execute("INSERT INTO t(v) VALUES (?)", ["hello"]);
  *   // r = {columns: [], rows: [], rowsAffected: 1, lastInsertRowid: 1}
  *   const rows = await db.query("SELECT * FROM t");         // [{id: 1, v: "hello"}]
+ *   await db.transaction(async (tx) => {                     // atomic, interactive
+ *     const [{ n }] = await tx.query("SELECT count(*) AS n FROM t");
+ *     await tx.execute("INSERT INTO t(v) VALUES (?)", [`row ${n + 1}`]);
+ *   });
  *   await db.sync();                                        // durable up to here
  *
- * Options of DataSync.open(name, options):
+ * Options of DataSync.open(name, options) (typed in datasync.d.ts):
+ *   worker     true: run Pyodide and datasync in a module Worker (worker.js, next to
+ *              this file): the page's main thread never blocks on booting or SQL. Same
+ *              API; db.pyodide is null; stats()/getLeaderInfo() read the state the
+ *              Worker sends with every reply and whenever it changes.
  *   webURL     where `python -m datasync build` put the web folder (default: ../web/
  *              next to this module); its manifest.json names the wheels.
- *   indexURL   the Pyodide runtime (default: webURL + "pyodide/").
+ *   indexURL   the Pyodide runtime (default: the manifest's, webURL + "pyodide/").
  *   pyodide    an already loaded Pyodide instance to use instead of booting one
  *              (used as it is: datasync never changes a runtime it did not boot).
  *   stackSwitching  true: leave WebAssembly stack switching (JSPI) on in the Pyodide
  *              datasync boots. Off by default: datasync never needs it, and with it on
- *              Chromium's renderer has been seen to crash (SIGSEGV on a JSPI stack;
- *              pyodide#5702, #6106). Turn it on only to use pyodide.ffi.run_sync in
- *              Python code you run through db.pyodide.
- *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval.
+ *              Chromium's renderer has been seen to crash (pyodide#5702, #6106).
+ *   durability "relaxed" (default) or "strict"; blockSize, cacheBytes, flushInterval,
+ *              retainVersions (see README).
  *   encryptionKey  a passphrase (string; PBKDF2-HMAC-SHA256, 600,000 iterations) or a
  *              Uint8Array of 32 raw bytes: every block is stored AES-256-GCM encrypted
- *              (WebCrypto). A wrong key rejects with WrongKeyError; db.rekey(newKey)
- *              re-encrypts atomically. With tabs every tab gives the key; rekey() in
- *              any tab re-encrypts for all of them (the open tabs are sent the key).
- *   tabs       true: share the database with the app's other tabs (one leader tab
- *              writes, elected with Web Locks; the others forward their writes and
- *              follow its changes). See isLeader(), onChange(), requestLeadership().
- *   cdc        true: capture every committed insert/update/delete/schema change in a
- *              change log; read it with changes(), acknowledge with ack().
+ *              (WebCrypto). A wrong key rejects with WrongKeyError.
+ *   tabs       share the database with the app's other tabs (one leader tab writes;
+ *              the others forward their writes and follow its changes).
+ *   cdc        true: capture every committed change; read with changes(), ack().
  *   cdcRetention  seconds to keep acknowledged changes (default: forever).
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
- * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...
+ * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...; a
+ * parameter JavaScript cannot bind faithfully is a TypeError before any call.
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
  */
+import { DataSyncError, openLocal } from "./local.js";
+import { forwardLifecycle, openRemote } from "./remote.js";
+import { checkParams, checkRows, checkSQL, checkStatements, keyJSON, optionsJSON } from "./values.js";
 
-const DEFAULT_WEB_URL = new URL("../web/", import.meta.url);
-const runtimes = new Map(); // webURL -> Promise<{pyodide, bridge}>
+export { DataSyncError, forwardLifecycle };
 
-/** An Error named after the Python exception it stands for. */
-export class DataSyncError extends Error {
-  constructor(name, message) {
-    super(message);
-    this.name = name;
-  }
-}
-
-/** An encryption key as JSON for the Python side: a string, or the 32 bytes as a list. */
-function keyJSON(key) {
-  if (key instanceof ArrayBuffer) key = new Uint8Array(key);
-  if (ArrayBuffer.isView(key)) return Array.from(new Uint8Array(key.buffer, key.byteOffset, key.byteLength));
-  return key ?? null;
-}
-
-/** Open options as JSON for the Python side (the key converted by keyJSON). */
-function optionsJSON(options) {
-  const out = { ...options };
-  if ("encryptionKey" in out) out.encryptionKey = keyJSON(out.encryptionKey);
-  return JSON.stringify(out);
-}
-
-function unwrap(reply) {
-  try {
-    if (reply.error) {
-      throw new DataSyncError(String(reply.error.name), String(reply.error.message));
-    }
-    const value = reply.ok;
-    return value;
-  } finally {
-    if (reply && typeof reply.destroy === "function") reply.destroy();
-  }
-}
+const END = Symbol("end"); // Transaction's ender, for Database.transaction() only
+const finished = (name) => new DataSyncError("TransactionFinishedError",
+  `this transaction of '${name}' has already ended: run the statement inside a new db.transaction(), or on db`);
 
 /**
- * Make a Pyodide that datasync booted call into Python without stack switching:
- * every asyncio step then runs as a plain call instead of on a JSPI stack. Pyodide has
- * no public switch for this; its event loop asks Module.jspiSupported on every call.
+ * What db.transaction(fn) hands `fn`: statements inside one atomic transaction.
+ *   await db.transaction(async (tx) => { await tx.execute("UPDATE t SET v = v + 1"); });
  */
-function withoutStackSwitching(pyodide) {
-  const module = pyodide._module;
-  if (module && "jspiSupported" in module) {
-    module.jspiSupported = false;
-  } else {
-    console.warn("datasync: this Pyodide has no Module.jspiSupported; stack switching stays as it is");
-  }
-  return pyodide;
-}
+export class Transaction {
+  #tx;
+  #name;
+  #open = true;
+  constructor(tx, name) { this.#tx = tx; this.#name = name; }
+  #check() { if (!this.#open) throw finished(this.#name); }
+  /** Ended by db.transaction(); later calls throw TransactionFinishedError. */
+  [END]() { this.#open = false; }
 
-async function boot(options) {
-  const webURL = new URL(options.webURL ?? DEFAULT_WEB_URL, location.href);
-  const own = options.stackSwitching ? "own+jspi" : "own";
-  const key = String(webURL) + "|" + (options.pyodide ? "given" : own);
-  if (!runtimes.has(key)) {
-    runtimes.set(key, (async () => {
-      const manifest = await (await fetch(new URL("manifest.json", webURL))).json();
-      let pyodide = options.pyodide;
-      if (!pyodide) {
-        const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
-        const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
-        pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
-        if (!options.stackSwitching) withoutStackSwitching(pyodide);
-      }
-      const wheel = (name) => String(new URL(manifest.wheels[name], webURL));
-      await pyodide.loadPackage([wheel("packaging"), wheel("micropip")]);
-      const micropip = pyodide.pyimport("micropip");
-      await micropip.install(wheel("datasync"), { deps: false });
-      micropip.destroy();
-      return { pyodide, bridge: pyodide.pyimport("datasync.browser.bridge") };
-    })());
-    runtimes.get(key).catch(() => runtimes.delete(key));
+  /** Like db.execute(), inside the transaction. */
+  async execute(sql, params = []) {
+    this.#check();
+    return this.#tx.execute(checkSQL(sql, "tx.execute()"), checkParams(params, "tx.execute()"));
   }
-  return runtimes.get(key);
+
+  /** Like db.query(), inside the transaction. */
+  async query(sql, params = []) {
+    this.#check();
+    return this.#tx.query(checkSQL(sql, "tx.query()"), checkParams(params, "tx.query()"));
+  }
+
+  /** Like db.executeMany(), inside the transaction (one call). */
+  async executeMany(sql, rows) {
+    this.#check();
+    return this.#tx.executeMany(checkSQL(sql, "tx.executeMany()"), checkRows(rows, "tx.executeMany()"));
+  }
+
+  /** Like db.batch(), inside the transaction (one call). */
+  async batch(statements) {
+    this.#check();
+    return this.#tx.batch(checkStatements(statements, "tx.batch()"));
+  }
 }
 
 /** One open database. Create it with DataSync.open(). */
@@ -123,6 +96,7 @@ export class Database {
   constructor(name, handle, pyodide) {
     this.name = name;
     this.#handle = handle;
+    /** The Pyodide datasync runs in (null with {worker: true}). */
     this.pyodide = pyodide;
   }
 
@@ -130,207 +104,255 @@ export class Database {
     if (this.#closed) throw new DataSyncError("DatabaseClosedError", `database '${this.name}' is closed; open it again`);
   }
 
-  /** Run one statement: {columns, rows (arrays), rowsAffected, lastInsertRowid}. */
+  /** Run one statement: {columns, rows (arrays), rowsAffected, lastInsertRowid}.
+   *   await db.execute("INSERT INTO t(v) VALUES (?)", ["x"]);   // or {v: "x"} for :v */
   async execute(sql, params = []) {
     this.#check();
-    return unwrap(await this.#handle.execute(sql, params));
+    return this.#handle.execute(checkSQL(sql, "db.execute()"), checkParams(params, "db.execute()"));
+  }
+
+  /** Run one statement and return its rows as objects keyed by column name.
+   *   const rows = await db.query("SELECT * FROM t WHERE id = ?", [1]); */
+  async query(sql, params = []) {
+    this.#check();
+    return this.#handle.query(checkSQL(sql, "db.query()"), checkParams(params, "db.query()"));
+  }
+
+  /**
+   * Run `sql` once per row of params, in ONE call and one atomic transaction;
+   * resolves with {rowsAffected (total), lastInsertRowid, ...}.
+   *   await db.executeMany("INSERT INTO t(v) VALUES (?)", [["a"], ["b"]]);
+   */
+  async executeMany(sql, rows) {
+    this.#check();
+    return this.#handle.executeMany(checkSQL(sql, "db.executeMany()"), checkRows(rows, "db.executeMany()"));
+  }
+
+  /**
+   * Run several [sql, params] statements atomically in one round trip; resolves
+   * with their results (as execute()'s), in order. One failing: none applied.
+   *   const [a, b] = await db.batch([["INSERT INTO t(v) VALUES (?)", ["a"]], ["SELECT 1"]]);
+   */
+  async batch(statements) {
+    this.#check();
+    return this.#handle.batch(checkStatements(statements, "db.batch()"));
+  }
+
+  /** Run a script of statements separated by `;` (no parameters); resolves with undefined.
+   *   await db.exec("CREATE TABLE a(x); CREATE TABLE b(y);"); */
+  async exec(script) {
+    this.#check();
+    await this.#handle.exec(checkSQL(script, "db.exec()"));
+  }
+
+  /**
+   * Run `fn(tx)` inside one transaction: commits when it resolves (resolving with
+   * its value), rolls back when it throws (rethrowing). Interactive: a statement may
+   * use an earlier one's result. Inside fn use tx, not db (db's writes wait for it).
+   *   const total = await db.transaction(async (tx) => {
+   *     const [{ v }] = await tx.query("SELECT v FROM counter");
+   *     await tx.execute("UPDATE counter SET v = ?", [v + 1]);
+   *     return v + 1;
+   *   }, { mode: "immediate" });
+   */
+  async transaction(fn, { mode } = {}) {
+    this.#check();
+    if (typeof fn !== "function") {
+      throw new TypeError(`db.transaction(fn): fn is ${typeof fn}: pass an async function (tx) => { ... }`);
+    }
+    const raw = await this.#handle.begin(mode);
+    const tx = new Transaction(raw, this.name);
+    let value;
+    try {
+      value = await fn(tx);
+    } catch (error) {
+      tx[END]();
+      try { await raw.rollback(); } catch (rollbackError) {
+        console.warn("datasync: rollback after an error in db.transaction() failed:", rollbackError);
+      }
+      throw error;
+    }
+    tx[END]();
+    await raw.commit();
+    return value;
   }
 
   /**
    * Queue a write in a durable outbox (IndexedDB) and resolve like execute() once
-   * applied. Once queued it is applied exactly once by whichever tab leads, even if
-   * this tab closes first. After `timeoutMs` (default 30000; null: no limit) it
-   * rejects with QueuedWriteTimeoutError: the write is STILL queued and will be
-   * applied, so do not queue it again. Without {tabs: true}: executes and flushes.
+   * applied, by whichever tab leads, exactly once, even if this tab closes first.
+   * After `timeoutMs` (default 30000; null: no limit) it rejects with
+   * QueuedWriteTimeoutError: the write is STILL queued, do not queue it again.
+   *   await db.queueWrite("INSERT INTO log(msg) VALUES (?)", ["bye"]);
    */
   async queueWrite(sql, params = [], { timeoutMs = 30000 } = {}) {
     this.#check();
-    return unwrap(await this.#handle.queue_write(sql, params, timeoutMs));
+    return this.#handle.queueWrite(checkSQL(sql, "db.queueWrite()"), checkParams(params, "db.queueWrite()"), timeoutMs);
   }
 
-  /** Run one statement and return its rows as objects keyed by column name. */
-  async query(sql, params = []) {
-    this.#check();
-    return unwrap(await this.#handle.query(sql, params));
-  }
+  /** Flush everything committed so far; resolves with the durable version.
+   *   const version = await db.sync(); */
+  async sync() { this.#check(); return this.#handle.sync(); }
 
-  /** Flush everything committed so far; resolves with the durable version. */
-  async sync() {
-    this.#check();
-    return unwrap(await this.#handle.sync());
-  }
+  /** Counters: version, blocks, dirty_blocks..., as a plain object (snake_case keys).
+   *   console.log(db.stats().version); */
+  stats() { this.#check(); return this.#handle.stats(); }
 
-  /** Counters: version, blocks, dirtyBlocks..., as a plain object (snake_case keys). */
-  stats() {
-    this.#check();
-    return JSON.parse(this.#handle.stats());
-  }
+  /** The database as a standard SQLite file (Uint8Array).
+   *   const bytes = await db.exportDatabase(); */
+  async exportDatabase() { this.#check(); return this.#handle.exportDatabase(); }
 
-  /** The database as a standard SQLite file (Uint8Array). */
-  async exportDatabase() {
-    this.#check();
-    return unwrap(await this.#handle.export_database());
-  }
-
-  /** Replace the whole database with a standard SQLite file, atomically. */
+  /** Replace the whole database with a standard SQLite file, atomically.
+   *   await db.importDatabase(new Uint8Array(await file.arrayBuffer())); */
   async importDatabase(bytes) {
     this.#check();
     if (!(bytes instanceof Uint8Array)) bytes = new Uint8Array(bytes);
-    return unwrap(await this.#handle.import_database(bytes));
+    return this.#handle.importDatabase(bytes);
   }
 
   /**
    * Copy the database into a new database `target` while it stays in use (a
    * consistent snapshot); resolves with {target, bytes, sourceVersion, targetVersion}.
+   *   await db.backup("app-copy");
    */
   async backup(target, options = {}) {
     this.#check();
-    const info = unwrap(await this.#handle.backup(target, optionsJSON(options)));
+    const info = await this.#handle.backup(target, optionsJSON(options));
     return { target: info.target, bytes: info.bytes, sourceVersion: info.source_version,
              targetVersion: info.target_version };
   }
 
-  /** The versions restore() can return to: [{version, file_size, epoch}], oldest first. */
-  async versions() {
-    this.#check();
-    return unwrap(await this.#handle.versions());
-  }
+  /** The versions restore() can return to: [{version, file_size, epoch}], oldest first.
+   *   const [oldest] = await db.versions(); */
+  async versions() { this.#check(); return this.#handle.versions(); }
 
-  /** Return the database to a retained version (needs retainVersions; see README). */
-  async restore(version) {
-    this.#check();
-    return unwrap(await this.#handle.restore(version));
-  }
+  /** Return the database to a retained version (needs retainVersions; see README).
+   *   await db.restore(oldest.version); */
+  async restore(version) { this.#check(); return this.#handle.restore(version); }
 
-  /** True if this tab writes the database (always true without {tabs: true}). */
-  isLeader() {
-    return this.getLeaderInfo().isLeader;
-  }
+  /** True if this tab writes the database.  if (db.isLeader()) { ... } */
+  isLeader() { return this.getLeaderInfo().isLeader; }
 
-  /** {isLeader, leaderId, epoch, tabId} */
+  /** {isLeader, leaderId, epoch, tabId}.  const { isLeader } = db.getLeaderInfo(); */
   getLeaderInfo() {
     this.#check();
-    const info = JSON.parse(this.#handle.leader_info());
+    const info = this.#handle.leaderInfo();
     return { isLeader: info.is_leader, leaderId: info.leader_id, epoch: info.epoch, tabId: info.tab_id };
   }
 
-  /** Resolves once this tab is the leader. */
-  async waitForLeadership() {
-    this.#check();
-    return unwrap(await this.#handle.wait_for_leadership());
-  }
+  /** Resolves once this tab is the leader.  await db.waitForLeadership(); */
+  async waitForLeadership() { this.#check(); return this.#handle.waitForLeadership(); }
 
-  /** Take leadership now; the current leader steps down cleanly. */
-  async requestLeadership() {
-    this.#check();
-    return unwrap(await this.#handle.request_leadership());
-  }
+  /** Take leadership now; the current leader steps down cleanly.  await db.requestLeadership(); */
+  async requestLeadership() { this.#check(); return this.#handle.requestLeadership(); }
 
-  /** Call `callback({version, tables, by})` after every change from any tab; returns an unsubscribe function. */
+  /** Call `callback({version, tables, by})` after every change from any tab; returns an
+   * unsubscribe function.  const off = db.onChange((c) => refresh(c.tables)); */
   onChange(callback) {
     this.#check();
-    const remove = this.#handle.on_change((change) => callback(change));
-    return () => { remove(); remove.destroy(); };
+    return this.#handle.onChange((change) => callback(change));
   }
 
   /**
    * Captured changes (open with {cdc: true}), oldest first, then live ones as they
    * are committed (in any tab). Each is {seq, table, op, key, old, new, version, at}:
    * op "insert" | "update" | "delete" | "schema" | "reset" (table "*": the whole
-   * database was imported or restored; resync); key the rowid (or an object of the
-   * primary key of a WITHOUT ROWID table); old/new the row as an object (null when
-   * absent); version the store version that makes it durable; at Unix seconds.
+   * database was imported or restored; resync).
    *   for await (const c of db.changes({tables: ["notes"], since: lastSeq})) { ... }
    * Options: tables (null: all), since (a seq: resume after it), consumer (resume
    * after what it acknowledged with ack()), follow (false: stop at the end).
    */
   changes({ tables = null, since = null, consumer = null, follow = true } = {}) {
-    const stream = this.#changeStream({ tables, since, consumer, follow });
+    this.#check();
+    const stream = this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
     return (async function* () {
       try {
         while (true) {
-          const change = unwrap(await stream.next());
+          const change = await stream.next();
           if (change === undefined || change === null) return;
           yield change;
         }
       } finally {
-        unwrap(await stream.close());
-        stream.destroy();
+        await stream.close();
       }
     })();
   }
 
-  #changeStream({ tables = null, since = null, consumer = null, follow = true } = {}) {
-    this.#check();
-    return this.#handle.changes(JSON.stringify({ tables, since, consumer, follow }));
-  }
-
   /**
-   * Call `callback(change)` for every captured change (the same objects and options
-   * as changes(), without `follow`), oldest first, then live; returns an unsubscribe
-   * function. An error (the callback's too) ends the subscription and goes to
-   * `onError` (default: console.error).
+   * Call `callback(change)` for every captured change (as changes(), without
+   * `follow`), oldest first, then live; returns an unsubscribe function. An error
+   * (the callback's too) ends the subscription and goes to `onError`.
    *   const unsubscribe = db.subscribeChanges((c) => render(c), {tables: ["notes"]});
    */
   subscribeChanges(callback, { tables = null, since = null, consumer = null,
                                onError = (e) => console.error(e) } = {}) {
-    const stream = this.#changeStream({ tables, since, consumer, follow: true });
+    this.#check();
+    const stream = this.#handle.changes(JSON.stringify({ tables, since, consumer, follow: true }));
     let stopped = false;
-    let ended = false;
+    let closing = null;
+    const close = () => (closing ??= stream.close().catch(() => {}));
     (async () => {
       try {
         while (!stopped) {
-          const change = unwrap(await stream.next());
+          const change = await stream.next();
           if (change === undefined || change === null || stopped) break;
           callback(change);
         }
       } catch (e) {
         if (!stopped) onError(e);
       } finally {
-        ended = true;
-        stream.destroy();
+        await close();
       }
     })();
     return () => {
-      if (stopped || ended) return;
+      if (stopped) return;
       stopped = true;
-      stream.close().then((reply) => { if (reply.destroy) reply.destroy(); });
+      close();
     };
   }
 
-  /** Consumer `consumer` is done with every change up to `seq` (pruning may drop them). */
-  async ack(consumer, seq) {
-    this.#check();
-    return unwrap(await this.#handle.ack(consumer, seq));
-  }
+  /** Consumer `consumer` is done with every change up to `seq` (pruning may drop them).
+   *   await db.ack("search-index", change.seq); */
+  async ack(consumer, seq) { this.#check(); return this.#handle.ack(consumer, seq); }
 
   /**
    * Re-encrypt every block under `newKey` (a passphrase or 32-byte Uint8Array;
    * null decrypts), atomically in one flush; resolves with the durable version.
-   * With tabs this tab becomes the leader to do it, and the other open tabs are
-   * sent the key; a tab that misses it rejects with WrongKeyError from then on.
+   * With tabs this tab becomes the leader to do it and the others are sent the key.
+   *   await db.rekey("new passphrase");
    */
-  async rekey(newKey) {
-    this.#check();
-    return unwrap(await this.#handle.rekey(JSON.stringify(keyJSON(newKey))));
-  }
+  async rekey(newKey) { this.#check(); return this.#handle.rekey(JSON.stringify(keyJSON(newKey))); }
 
-  /** Flush and close. */
+  /** Flush and close.  await db.close(); */
   async close() {
     if (this.#closed) return;
-    unwrap(await this.#handle.close());
+    await this.#handle.close();
     this.#closed = true;
-    this.#handle.destroy();
   }
 }
 
 export const DataSync = {
-  /** Open (or create) the database `name`; see the module comment for options. */
+  /**
+   * Open (or create) the database `name`; see the module comment for options.
+   *   const db = await DataSync.open("app", { worker: true, durability: "strict" });
+   */
   async open(name, options = {}) {
-    const { webURL, indexURL, pyodide: given, stackSwitching, ...dbOptions } = options;
-    const runtime = await boot({ webURL, indexURL, pyodide: given, stackSwitching });
-    const handle = unwrap(await runtime.bridge.open(name, optionsJSON(dbOptions)));
-    return new Database(name, handle, runtime.pyodide);
+    const { webURL, indexURL, pyodide: given, stackSwitching, worker, ...dbOptions } = options;
+    if (typeof name !== "string" || !name) {
+      throw new TypeError(`DataSync.open(name): name is ${JSON.stringify(name)}: pass a non-empty string`);
+    }
+    if (worker) {
+      if (given) {
+        throw new DataSyncError("InvalidOptionError", "pyodide cannot be given with worker: true " +
+          "(the Worker boots its own): drop one of the two options");
+      }
+      const boot = { webURL: String(new URL(webURL ?? new URL("../web/", import.meta.url), location.href)),
+                     indexURL: indexURL === undefined ? undefined : String(new URL(indexURL, location.href)),
+                     stackSwitching: Boolean(stackSwitching) };
+      return new Database(name, await openRemote(name, optionsJSON(dbOptions), boot), null);
+    }
+    const { handle, pyodide } = await openLocal(name, optionsJSON(dbOptions),
+                                                { webURL, indexURL, pyodide: given, stackSwitching });
+    return new Database(name, handle, pyodide);
   },
   DataSyncError,
 };

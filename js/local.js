@@ -1,0 +1,165 @@
+/**
+ * local.js: Pyodide + datasync in THIS thread (the page, or datasync's Worker), behind
+ * the handle interface datasync.js's Database talks to.
+ *
+ * Usage (datasync.js and worker.js do this; apps use DataSync.open):
+ *   import { openLocal } from "./local.js";
+ *   const { handle, pyodide } = await openLocal("app", '{"durability": "strict"}', {});
+ *   const result = await handle.execute("SELECT ?", [1]);   // {columns, rows, ...}
+ *
+ * A handle's methods resolve with plain JS values (structured-cloneable: a Worker
+ * posts them as they are) and reject with DataSyncError, whose name is the Python
+ * exception's class name. The Python side is datasync/browser/bridge.py: each of its
+ * calls answers {ok: value} or {error: {name, message}}.
+ */
+
+export const DEFAULT_WEB_URL = new URL("../web/", import.meta.url);
+const runtimes = new Map(); // webURL|flavour -> Promise<{pyodide, bridge}>
+
+/** An Error named after the Python exception it stands for. */
+export class DataSyncError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** The value of a bridge reply, or its error thrown as a DataSyncError. */
+export function unwrap(reply) {
+  try {
+    if (reply.error) throw new DataSyncError(String(reply.error.name), String(reply.error.message));
+    return reply.ok;
+  } finally {
+    if (reply && typeof reply.destroy === "function") reply.destroy();
+  }
+}
+
+/**
+ * Make a Pyodide that datasync booted call into Python without stack switching:
+ * every asyncio step then runs as a plain call instead of on a JSPI stack. Pyodide has
+ * no public switch for this; its event loop asks Module.jspiSupported on every call.
+ */
+function withoutStackSwitching(pyodide) {
+  const module = pyodide._module;
+  if (module && "jspiSupported" in module) {
+    module.jspiSupported = false;
+  } else {
+    console.warn("datasync: this Pyodide has no Module.jspiSupported; stack switching stays as it is");
+  }
+  return pyodide;
+}
+
+/** Boot (once per webURL and flavour) Pyodide with the datasync wheel installed. */
+export async function boot(options = {}) {
+  const webURL = new URL(options.webURL ?? DEFAULT_WEB_URL, location.href);
+  const own = options.stackSwitching ? "own+jspi" : "own";
+  const key = String(webURL) + "|" + (options.pyodide ? "given" : own);
+  if (!runtimes.has(key)) {
+    runtimes.set(key, (async () => {
+      const response = await fetch(new URL("manifest.json", webURL));
+      if (!response.ok) {
+        throw new DataSyncError("WebBuildError", `${new URL("manifest.json", webURL)} answered ` +
+          `${response.status}: pass webURL, the folder \`python -m datasync build\` made (or ` +
+          "node_modules/datasync/web/ of the npm package)");
+      }
+      const manifest = await response.json();
+      let pyodide = options.pyodide;
+      if (!pyodide) {
+        const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
+        const loader = String(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
+        // a URL known only at run time: bundlers must leave this import to the browser
+        const { loadPyodide } = await import(/* webpackIgnore: true */ /* @vite-ignore */ loader);
+        pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
+        if (!options.stackSwitching) withoutStackSwitching(pyodide);
+      }
+      const wheel = (name) => String(new URL(manifest.wheels[name], webURL));
+      await pyodide.loadPackage([wheel("packaging"), wheel("micropip")]);
+      const micropip = pyodide.pyimport("micropip");
+      await micropip.install(wheel("datasync"), { deps: false });
+      micropip.destroy();
+      return { pyodide, bridge: pyodide.pyimport("datasync.browser.bridge") };
+    })());
+    runtimes.get(key).catch(() => runtimes.delete(key));
+  }
+  return runtimes.get(key);
+}
+
+/** Open `name` here: {handle: LocalHandle, pyodide}. `optionsJSON` uses JS names. */
+export async function openLocal(name, optionsJSON, bootOptions) {
+  const runtime = await boot(bootOptions);
+  const handle = new LocalHandle(unwrap(await runtime.bridge.open(name, optionsJSON)));
+  return { handle, pyodide: runtime.pyodide };
+}
+
+/** A transaction of a LocalHandle (bridge: handle.begin(mode) -> t). */
+export class LocalTx {
+  #t;
+  constructor(t) { this.#t = t; }
+  async execute(sql, params) { return unwrap(await this.#t.execute(sql, params)); }
+  async query(sql, params) { return unwrap(await this.#t.query(sql, params)); }
+  async executeMany(sql, rows) { return unwrap(await this.#t.execute_many(sql, rows)); }
+  async batch(statements) { return unwrap(await this.#t.batch(statements)); }
+  /** Commit; if that fails, roll back (best effort) and throw the commit's error. */
+  async commit() {
+    try {
+      unwrap(await this.#t.commit());
+    } catch (error) {
+      try { unwrap(await this.#t.rollback()); } catch { /* the commit's error says it */ }
+      throw error;
+    } finally {
+      this.#t.destroy();
+    }
+  }
+  async rollback() {
+    try { unwrap(await this.#t.rollback()); } finally { this.#t.destroy(); }
+  }
+}
+
+/** A change stream of a LocalHandle: next() -> change | null (ended); close(). */
+export class LocalStream {
+  #s;
+  constructor(s) { this.#s = s; }
+  async next() { return unwrap(await this.#s.next()) ?? null; }
+  async close() {
+    try { unwrap(await this.#s.close()); } finally { this.#s.destroy(); }
+  }
+}
+
+/** The bridge's JsDatabase in this thread, as the handle interface. */
+export class LocalHandle {
+  #h;
+  constructor(h) { this.#h = h; }
+  async execute(sql, params) { return unwrap(await this.#h.execute(sql, params)); }
+  async query(sql, params) { return unwrap(await this.#h.query(sql, params)); }
+  async executeMany(sql, rows) { return unwrap(await this.#h.execute_many(sql, rows)); }
+  async batch(statements) { return unwrap(await this.#h.batch(statements)); }
+  async exec(script) { unwrap(await this.#h.exec_script(script)); }
+  async begin(mode) {
+    const t = unwrap(await (mode === undefined ? this.#h.begin() : this.#h.begin(mode)));
+    return new LocalTx(t);
+  }
+  async queueWrite(sql, params, timeoutMs) { return unwrap(await this.#h.queue_write(sql, params, timeoutMs)); }
+  async sync() { return unwrap(await this.#h.sync()); }
+  stats() { return JSON.parse(this.#h.stats()); }
+  leaderInfo() { return JSON.parse(this.#h.leader_info()); }
+  async waitForLeadership() { return unwrap(await this.#h.wait_for_leadership()); }
+  async requestLeadership() { return unwrap(await this.#h.request_leadership()); }
+  async exportDatabase() { return unwrap(await this.#h.export_database()); }
+  async importDatabase(bytes) { return unwrap(await this.#h.import_database(bytes)); }
+  async backup(target, optionsJSON) { return unwrap(await this.#h.backup(target, optionsJSON)); }
+  async versions() { return unwrap(await this.#h.versions()); }
+  async restore(version) { return unwrap(await this.#h.restore(version)); }
+  async ack(consumer, seq) { return unwrap(await this.#h.ack(consumer, seq)); }
+  async rekey(keyJSON) { return unwrap(await this.#h.rekey(keyJSON)); }
+  /** Call `callback(change)` after every change; returns an unsubscribe function. */
+  onChange(callback) {
+    const remove = this.#h.on_change((change) => callback(change));
+    return () => { remove(); remove.destroy(); };
+  }
+  /** A LocalStream of captured changes; `optionsJSON`: {tables, since, consumer, follow}. */
+  changes(optionsJSON) { return new LocalStream(this.#h.changes(optionsJSON)); }
+  async close() {
+    unwrap(await this.#h.close());
+    this.#h.destroy();
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * remote.js: the handle interface of datasync.js's Database, served by datasync's
+ * module Worker (worker.js) instead of this thread: every call is one message.
+ *
+ * Usage (datasync.js does this for DataSync.open(name, {worker: true})):
+ *   import { openRemote } from "./remote.js";
+ *   const handle = await openRemote("app", "{}", {webURL: "/web/"});
+ *   await handle.execute("SELECT 1", []);
+ *
+ * One Worker per runtime (webURL, indexURL, stackSwitching) per page, shared by the
+ * databases opened with it, and kept for the page's life (booting is the costly part).
+ * stats() and leaderInfo() stay synchronous: they read the state the Worker sends with
+ * every reply and whenever it changes (a background flush, a leadership move).
+ */
+import { DataSyncError } from "./local.js";
+
+const workers = new Map(); // runtime key -> Rpc
+
+/**
+ * Make a Worker that runs datasync's Python (your own, or datasync's) flush its
+ * databases when this page is hidden or unloaded: datasync/browser/lifecycle.py
+ * listens in the Worker for the message posted here. Returns a remover.
+ *   const worker = new Worker("/app-worker.js", {type: "module"});
+ *   forwardLifecycle(worker);
+ */
+export function forwardLifecycle(worker) {
+  if (typeof document === "undefined") return () => {}; // not a page: nothing to forward
+  const post = (event) => {
+    if (event.type === "pagehide" || document.visibilityState === "hidden") {
+      worker.postMessage({ datasync: "lifecycle", event: event.type });
+    }
+  };
+  addEventListener("pagehide", post);
+  document.addEventListener("visibilitychange", post);
+  return () => {
+    removeEventListener("pagehide", post);
+    document.removeEventListener("visibilitychange", post);
+  };
+}
+
+/** Requests and replies over one Worker. */
+class Rpc {
+  #worker;
+  #pending = new Map(); // id -> {resolve, reject}
+  #listeners = new Map(); // sub -> callback
+  #states = new Map(); // database ref -> handle (to receive state)
+  #nextId = 1;
+  #failure = null;
+
+  constructor() {
+    // written as bundlers (Vite, webpack 5, Parcel) recognize it: they bundle worker.js too
+    this.#worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "datasync" });
+    this.#worker.addEventListener("message", (event) => this.#receive(event.data));
+    this.#worker.addEventListener("error", (event) => {
+      event.preventDefault?.();
+      this.#fail(new DataSyncError("WorkerError", `datasync's Worker (${new URL("./worker.js", import.meta.url)}) failed: ` +
+        `${event.message || "it could not be loaded"}; check that worker.js is served next to ` +
+        "datasync.js (as JavaScript), or open without {worker: true}"));
+    });
+    forwardLifecycle(this.#worker);
+  }
+
+  #fail(error) {
+    this.#failure = error;
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+  }
+
+  #receive(data) {
+    if (data.event === "change") return this.#listeners.get(data.sub)?.(data.change);
+    if (data.event === "state") return this.#states.get(data.ref)?.setState(data.state);
+    const waiting = this.#pending.get(data.id);
+    if (!waiting) return;
+    this.#pending.delete(data.id);
+    if (data.error) waiting.reject(new DataSyncError(data.error.name, data.error.message));
+    else waiting.resolve(data);
+  }
+
+  /** Send `message`; resolves with the whole reply ({ok, state}). */
+  request(message, transfer = []) {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  listen(sub, callback) { this.#listeners.set(sub, callback); }
+  unlisten(sub) { this.#listeners.delete(sub); }
+  track(ref, handle) { this.#states.set(ref, handle); }
+  untrack(ref) { this.#states.delete(ref); }
+}
+
+let nextSub = 1;
+
+/** Something living in the Worker (a database, transaction or stream), by ref. */
+class RemoteObject {
+  constructor(rpc, ref, owner) { this.rpc = rpc; this.ref = ref; this.owner = owner; }
+  async call(method, args = [], transfer = []) {
+    const reply = await this.rpc.request({ op: "call", ref: this.ref, method, args }, transfer);
+    if (reply.state) this.owner?.setState(reply.state);
+    return reply.ok;
+  }
+}
+
+export class RemoteTx extends RemoteObject {
+  execute(sql, params) { return this.call("execute", [sql, params]); }
+  query(sql, params) { return this.call("query", [sql, params]); }
+  executeMany(sql, rows) { return this.call("executeMany", [sql, rows]); }
+  batch(statements) { return this.call("batch", [statements]); }
+  commit() { return this.call("commit"); }
+  rollback() { return this.call("rollback"); }
+}
+
+export class RemoteStream extends RemoteObject {
+  next() { return this.call("next"); }
+  close() { return this.call("close"); }
+}
+
+/** A database open in datasync's Worker, as the handle interface. */
+export class RemoteHandle extends RemoteObject {
+  #state;
+  constructor(rpc, ref, state) {
+    super(rpc, ref, null);
+    this.owner = this;
+    this.#state = state;
+    rpc.track(ref, this);
+  }
+  setState(state) { this.#state = state; }
+  execute(sql, params) { return this.call("execute", [sql, params]); }
+  query(sql, params) { return this.call("query", [sql, params]); }
+  executeMany(sql, rows) { return this.call("executeMany", [sql, rows]); }
+  batch(statements) { return this.call("batch", [statements]); }
+  async exec(script) { await this.call("exec", [script]); }
+  async begin(mode) { return new RemoteTx(this.rpc, (await this.call("begin", [mode])).ref, this); }
+  queueWrite(sql, params, timeoutMs) { return this.call("queueWrite", [sql, params, timeoutMs]); }
+  sync() { return this.call("sync"); }
+  stats() { return { ...this.#state?.stats }; }
+  leaderInfo() { return { ...this.#state?.leader }; }
+  waitForLeadership() { return this.call("waitForLeadership"); }
+  requestLeadership() { return this.call("requestLeadership"); }
+  exportDatabase() { return this.call("exportDatabase"); }
+  importDatabase(bytes) { return this.call("importDatabase", [bytes]); }
+  backup(target, optionsJSON) { return this.call("backup", [target, optionsJSON]); }
+  versions() { return this.call("versions"); }
+  restore(version) { return this.call("restore", [version]); }
+  ack(consumer, seq) { return this.call("ack", [consumer, seq]); }
+  rekey(keyJSON) { return this.call("rekey", [keyJSON]); }
+  onChange(callback) {
+    const sub = nextSub++;
+    this.rpc.listen(sub, callback);
+    const subscribed = this.rpc.request({ op: "onChange", ref: this.ref, sub });
+    subscribed.catch((error) => { this.rpc.unlisten(sub); console.error(error); });
+    return () => {
+      this.rpc.unlisten(sub);
+      subscribed.then(() => this.rpc.request({ op: "offChange", sub })).catch(() => {});
+    };
+  }
+  changes(optionsJSON) {
+    // the stream's ref arrives with the reply; next()/close() wait for it
+    const opened = this.call("changes", [optionsJSON]).then(({ ref }) => new RemoteStream(this.rpc, ref, this));
+    return {
+      next: async () => (await opened).next(),
+      close: async () => (await opened).close(),
+    };
+  }
+  async close() {
+    await this.call("close");
+    this.rpc.untrack(this.ref);
+  }
+}
+
+/** Open `name` in datasync's Worker (started on first use); resolves with its RemoteHandle. */
+export async function openRemote(name, optionsJSON, bootOptions) {
+  const key = JSON.stringify([bootOptions.webURL, bootOptions.indexURL ?? null, Boolean(bootOptions.stackSwitching)]);
+  if (!workers.has(key)) workers.set(key, new Rpc());
+  let reply;
+  try {
+    reply = await workers.get(key).request({ op: "open", args: [name, optionsJSON, bootOptions] });
+  } catch (error) {
+    if (error.name === "WorkerError") workers.delete(key); // the next open starts a new one
+    throw error;
+  }
+  return new RemoteHandle(workers.get(key), reply.ok.ref, reply.ok.state);
+}

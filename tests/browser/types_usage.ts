@@ -1,0 +1,57 @@
+// Compiled (never run) by test_types.py with `tsc --noEmit --strict`: what an app
+// written against js/datasync.d.ts does, and what the types must refuse.
+import DataSync2, { DataSync, DataSyncError, forwardLifecycle } from "../../js/datasync.js";
+import type { Change, Database, ErrorName, LeaderInfo, OpenOptions, Result, Row, Stats } from "../../js/datasync.js";
+
+async function app(): Promise<void> {
+  const options: OpenOptions = {
+    durability: "strict", blockSize: 4096, cacheBytes: 1 << 20, flushInterval: 0.5,
+    webURL: "/node_modules/datasync/web/", indexURL: new URL("/pyodide/", location.href),
+    stackSwitching: false, encryptionKey: new Uint8Array(32), tabs: true, cdc: true,
+    cdcRetention: 3600, retainVersions: 10, worker: true,
+  };
+  const db: Database = await DataSync.open("app", options);
+  const same: Database = await DataSync2.open("app");
+  const r: Result = await db.execute("INSERT INTO t(v) VALUES (?)", ["x"]);
+  const n: number = r.rowsAffected;
+  await db.execute("SELECT :a, :b", { a: 1n, b: new Uint8Array(2) });
+  const rows = await db.query<{ id: number; v: string }>("SELECT id, v FROM t");
+  const v: string = rows[0].v;
+  const many: Result = await db.executeMany("INSERT INTO t(v) VALUES (?)", [["a"], ["b"]]);
+  const results: Result[] = await db.batch([["SELECT 1"], ["SELECT ?", [2]]]);
+  await db.exec("CREATE TABLE a(x); CREATE TABLE b(y);");
+  const total: number = await db.transaction(async (tx) => {
+    const [{ c }] = await tx.query<{ c: number } & Row>("SELECT count(*) AS c FROM t");
+    await tx.execute("INSERT INTO t(v) VALUES (?)", [String(c)]);
+    return c + 1;
+  }, { mode: "immediate" });
+  const stats: Stats = db.stats();
+  const dirty: number = stats.dirty_blocks;
+  const info: LeaderInfo = db.getLeaderInfo();
+  const off: () => void = db.onChange((notice) => console.log(notice.version, notice.tables));
+  for await (const change of db.changes({ tables: ["t"], follow: false })) {
+    const c: Change = change;
+    if (c.op === "reset") break;
+  }
+  const unsubscribe = db.subscribeChanges((c) => console.log(c.seq), { onError: console.error });
+  const bytes: Uint8Array = await db.exportDatabase();
+  const version: number = await db.sync();
+  try {
+    await db.rekey("new passphrase");
+  } catch (e) {
+    if (e instanceof DataSyncError && e.name === ("WrongKeyError" satisfies ErrorName)) throw e;
+  }
+  forwardLifecycle(new Worker("/w.js", { type: "module" }));
+  // @ts-expect-error a Date is not bindable
+  await db.execute("SELECT ?", [new Date()]);
+  // @ts-expect-error cache_bytes is Python's name; JS says cacheBytes
+  await DataSync.open("app", { cache_bytes: 1 });
+  // @ts-expect-error durability is "relaxed" or "strict"
+  await DataSync.open("app", { durability: "fast" });
+  // @ts-expect-error a nested object inside positional params
+  await db.execute("SELECT ?", [{ a: 1 }]);
+  off(); unsubscribe();
+  console.log(n, v, many, results, total, dirty, info, bytes, version, same);
+  await db.close();
+}
+app();
