@@ -117,6 +117,24 @@ def test_a_page_of_the_app_opens_a_database_from_node_modules(
         context.close()
 
 
+def test_the_readme_npm_block_counts_visits_from_node_modules(
+        pw: Any, app: Path, app_server: Any, tmp_path: Path) -> None:
+    from helpers import readme_blocks
+
+    block = readme_blocks("html")[2]
+    assert "/node_modules/datasync/js/datasync.js" in block
+    (app / "readme.html").write_text(f'<!doctype html><meta charset="utf-8">\n{block}')
+    context = config.launch_persistent(pw, tmp_path / "profile")
+    try:
+        page = context.new_page()
+        for visit in (1, 2):
+            page.goto(app_server.url + "readme.html")
+            page.wait_for_function(f"document.body.textContent.includes('visit number {visit}')",
+                                   timeout=120_000)
+    finally:
+        context.close()
+
+
 def test_the_types_resolve_from_the_package_name(app: Path, tmp_path: Path) -> None:
     from test_types import _typescript
 

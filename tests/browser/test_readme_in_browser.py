@@ -72,7 +72,8 @@ def _check_page(context: Any, server: Any, name: str, script: str) -> Any:
 
 
 def test_the_readme_has_the_blocks_these_tests_run() -> None:
-    assert len(readme_blocks("js")) == 4 and len(readme_blocks("html")) == 2
+    # html[1] is run by test_pyscript.py, html[2] by test_npm_package.py
+    assert len(readme_blocks("js")) == 5 and len(readme_blocks("html")) == 3
 
 
 def test_the_script_module_quick_start_writes_a_durable_row(context: Any, server: Any,
@@ -164,3 +165,14 @@ window.readmeDone = {ok: true, result: {old, tables: await again.query(
   "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 't'")}};"""))
     result = _done(page)
     assert result == {"old": "WrongKeyError", "tables": [{"name": "t"}]}
+
+
+def test_the_worker_block_runs_the_same_api_in_a_worker(
+        context: Any, server: Any, manifest: Any) -> None:
+    page, console = _page(context, server, "worker", _module_page(
+        readme_blocks("js")[4], epilogue="""
+window.readmeDone = {ok: true, result: {pyodide: db.pyodide, leads: db.isLeader(),
+  rows: await db.query("SELECT body FROM notes ORDER BY id")}};"""))
+    result = _done(page)
+    assert result == {"pyodide": None, "leads": True, "rows": [
+        {"body": "written by the Worker"}, {"body": "note 2"}]}
