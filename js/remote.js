@@ -10,7 +10,8 @@
  * One Worker per runtime (webURL, indexURL, stackSwitching) per page, shared by the
  * databases opened with it, and kept for the page's life (booting is the costly part).
  * stats() and leaderInfo() stay synchronous: they read the state the Worker sends with
- * every reply and whenever it changes (a background flush, a leadership move).
+ * every reply, on every change notice, and within 100 ms of any other change (a
+ * background flush, a leadership move, a commit made for another tab).
  */
 import { DataSyncError } from "./local.js";
 

@@ -62,6 +62,8 @@ async function handle(message) {
       const [name, optionsJSON, bootOptions] = message.args;
       const { handle } = await openLocal(name, optionsJSON, bootOptions);
       const ref = register(handle);
+      // a commit (this tab's, or another's applied here) changes stats: post them at once
+      objects.get(ref).off = handle.onChange(() => queueMicrotask(() => postState(ref)));
       return { ok: { ref, state: stateOf(ref) } };
     }
     case "call": {
@@ -70,6 +72,10 @@ async function handle(message) {
       if (!entry || !METHODS[kind].has(message.method)) {
         throw new DataSyncError("DatabaseClosedError",
           `${message.method}() on a ${entry ? kind : "closed or finished object"}: open the database again`);
+      }
+      if (kind === "db" && message.method === "close" && entry.off) {
+        entry.off(); // the state feed first: nothing to post once closed
+        entry.off = null;
       }
       let value = await entry.object[message.method](...(message.args ?? []));
       const ends = kind === "db" ? message.method === "close"
@@ -118,14 +124,17 @@ addEventListener("message", async (event) => {
   }
 });
 
-// Leadership moves and background flushes happen between calls: post what changed.
+/** Post a database's state if it changed since the page last got it. */
+function postState(ref) {
+  if (!lastState.has(ref)) return; // closed
+  const before = lastState.get(ref);
+  const state = stateOf(ref);
+  if (state && lastState.get(ref) !== before) postMessage({ event: "state", ref, state });
+}
+
+// Leadership moves and background flushes happen between calls and commits: poll them.
 setInterval(() => {
-  for (const [ref, entry] of objects) {
-    if (entry.db !== ref || !lastState.has(ref)) continue;
-    const before = lastState.get(ref);
-    const state = stateOf(ref);
-    if (state && lastState.get(ref) !== before) postMessage({ event: "state", ref, state });
-  }
-}, 250);
+  for (const [ref, entry] of objects) if (entry.db === ref) postState(ref);
+}, 100);
 
 postMessage({ event: "ready" });
