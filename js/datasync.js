@@ -32,8 +32,10 @@
  *   encryptionKey  a passphrase (string; PBKDF2-HMAC-SHA256, 600,000 iterations) or a
  *              Uint8Array of 32 raw bytes: every block is stored AES-256-GCM encrypted
  *              (WebCrypto). A wrong key rejects with WrongKeyError.
- *   tabs       share the database with the app's other tabs (one leader tab writes;
- *              the others forward their writes and follow its changes).
+ *   tabs       false: open the database for this tab alone (another tab's open then
+ *              fails with StoreBusyError). By default the app's tabs share it: one
+ *              leader tab writes, the others forward their writes and follow its
+ *              changes; open() resolves once the tab knows its role.
  *   cdc        true: capture every committed change; read with changes(), ack().
  *   cdcRetention  seconds to keep acknowledged changes (default: forever).
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:

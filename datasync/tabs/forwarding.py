@@ -35,8 +35,8 @@ from .session import ConnState
 from .wire import (
     APPLIED_TABLE,
     Statement,
-    decode_value,
-    encode_value,
+    decode_params,
+    encode_params,
     rebuild_error,
     result_from_wire,
     result_to_wire,
@@ -114,7 +114,7 @@ class Forwarding:
         joined = self._joined()
         if joined is not None:
             return await joined.batch(statements)
-        stmts = [(str(sql), list(params)) for sql, params in statements]
+        stmts = [(str(sql), encode_params(params)) for sql, params in statements]
         for sql, _ in stmts:
             self._session.check(sql, await self._classify(sql), runs_here=False)
         return await self._write(uuid.uuid4().hex, stmts)
@@ -148,7 +148,7 @@ class Forwarding:
             kind = self._session.classify(sql)
         return kind
 
-    async def _write(self, req_id: str, stmts: list[tuple[str, list[Any]]]) -> list[Result]:
+    async def _write(self, req_id: str, stmts: list[tuple[str, Any]]) -> list[Result]:
         deadline = time.monotonic() + self.write_timeout
         while True:
             self._check_open()
@@ -169,7 +169,7 @@ class Forwarding:
             await self._reach(reply["version"])
             return [result_from_wire(r) for r in reply["ok"]]
 
-    async def _forward(self, req_id: str, stmts: list[tuple[str, list[Any]]],
+    async def _forward(self, req_id: str, stmts: list[tuple[str, Any]],
                        deadline: float) -> dict[str, Any] | None:
         loop = asyncio.get_running_loop()
         fut = self._pending.get(req_id) or loop.create_future()
@@ -187,8 +187,7 @@ class Forwarding:
                     self._post({"t": "who", "tab": self.tab_id})
                 else:
                     self._post({"t": "write", "id": req_id, "tab": self.tab_id,
-                                "to": self.leader_id, "stmts": [[s, [encode_value(v) for v in p]]
-                                                                for s, p in stmts],
+                                "to": self.leader_id, "stmts": [[s, p] for s, p in stmts],
                                 "state": self._session.state.to_wire(),
                                 "pragmas": self._write_pragmas})
                 self._leader_changed.clear()
@@ -200,17 +199,19 @@ class Forwarding:
         finally:
             self._pending.pop(req_id, None)
 
-    async def _apply(self, req_id: str, stmts: list[tuple[str, list[Any]]], *,
+    async def _apply(self, req_id: str, stmts: list[tuple[str, Any]], *,
                      record_errors: bool = False, state: ConnState | None = None,
-                     pragmas: dict[str, str] | None = None) -> dict[str, Any]:
+                     pragmas: dict[str, str] | None = None, local: bool = True
+                     ) -> dict[str, Any]:
         """As the leader: apply once, durably; returns the reply. ``record_errors``:
         a failure is recorded under the id too (a queued write is then done).
-        ``state``: the sending tab's last_insert_rowid()/changes()/total_changes()."""
+        ``state``: the sending tab's last_insert_rowid()/changes()/total_changes();
+        ``local``: this tab's own write (else another tab's: ``by: "remote"``)."""
         task = self._inflight.get(req_id)
         if task is None:
             task = asyncio.ensure_future(self._apply_once(
                 req_id, stmts, record_errors, state or ConnState(),
-                self._write_pragmas if pragmas is None else pragmas))
+                self._write_pragmas if pragmas is None else pragmas, local))
             self._inflight[req_id] = task
             task.add_done_callback(lambda t: self._inflight.pop(req_id, None) and (
                 t.cancelled() or t.exception()))  # retrieved: a dead caller may not
@@ -233,9 +234,9 @@ class Forwarding:
             finally:
                 await self.db.execute("PRAGMA query_only = ON")
 
-    async def _apply_once(self, req_id: str, stmts: list[tuple[str, list[Any]]],
+    async def _apply_once(self, req_id: str, stmts: list[tuple[str, Any]],
                           record_errors: bool, state: ConnState,
-                          pragmas: dict[str, str]) -> dict[str, Any]:
+                          pragmas: dict[str, str], local: bool = True) -> dict[str, Any]:
         tables: set[str] = set()
         generation = self._store.generation
         failure: dict[str, Any] | None = None
@@ -263,7 +264,7 @@ class Forwarding:
                             session.check(sql, kind, runs_here=False, for_another_tab=True)
                             try:
                                 result = await self.db.execute(
-                                    sql, [decode_value(v) for v in params])
+                                    sql, decode_params(params))
                             finally:
                                 session.ran(kind)  # failed too: changes() is then 0
                             results.append(result)
@@ -291,7 +292,7 @@ class Forwarding:
                 await self.db.execute(
                     f"INSERT OR IGNORE INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                     (req_id, json.dumps(failure), time.time()))
-        version = await self._flush_and_announce(tables)
+        version = await self._flush_and_announce(tables, local=local)
         if self._store.generation != generation:
             # We stepped down between our commit and the flush, and stepping down
             # dropped the write (or it reached storage first: the new leader's
@@ -301,7 +302,7 @@ class Forwarding:
                 f"leadership of {self.name!r} moved before write {req_id} was durable")
         return {**reply, "version": version}
 
-    async def _flush_and_announce(self, tables: set[str]) -> int:
+    async def _flush_and_announce(self, tables: set[str], *, local: bool = True) -> int:
         """Make our commits durable, announce the durable version and return it.
         That is the store's version when we resume, not the one the flush that
         carried our commit reached: another task's later flush may have landed
@@ -317,16 +318,17 @@ class Forwarding:
         self._saw(version)
         self._post({"t": "changed", "version": version, "epoch": self.epoch,
                     "tables": sorted(tables), "tab": self.tab_id})
-        if tables:
-            self._notify({"version": version, "tables": sorted(tables), "by": "local"})
+        if tables:  # (tables written, created, dropped or altered)
+            self._notify({"version": version, "tables": sorted(tables),
+                          "by": "local" if local else "remote"})
         return version
 
     async def _serve_write(self, msg: Message) -> None:
-        stmts = [(s, list(p)) for s, p in msg["stmts"]]
+        stmts = [(s, p) for s, p in msg["stmts"]]
         try:
             reply = await self._apply(msg["id"], stmts,
                                       state=ConnState.from_wire(msg.get("state")),
-                                      pragmas=dict(msg.get("pragmas") or {}))
+                                      pragmas=dict(msg.get("pragmas") or {}), local=False)
         except DeposedLeaderError:
             return  # the sender resends to the new leader
         self._post({"t": "result", "id": msg["id"], "to": msg["tab"], **reply})

@@ -25,7 +25,7 @@ from ..errors import (
 from .session import ConnState
 from .wire import (
     APPLIED_TABLE,
-    encode_value,
+    encode_params,
     rebuild_error,
     result_from_wire,
 )
@@ -53,7 +53,7 @@ class QueuedWrites:
         self._session.check(sql, await self._classify(sql), runs_here=False)
         entry_id = uuid.uuid4().hex
         await self._outbox.put({"id": entry_id, "tab": self.tab_id, "at": time.time(),
-                                "stmts": [[str(sql), [encode_value(v) for v in params]]],
+                                "stmts": [[str(sql), encode_params(params)]],
                                 "state": self._session.state.to_wire(),
                                 "pragmas": self._write_pragmas})
         self._post({"t": "queued", "id": entry_id})
@@ -132,10 +132,11 @@ class QueuedWrites:
                     if not self.is_leader or self._closed:
                         return
                     entry_id = str(entry["id"])
-                    stmts = [(str(sql), list(params)) for sql, params in entry["stmts"]]
+                    stmts = [(str(sql), params) for sql, params in entry["stmts"]]
                     reply = await self._apply(entry_id, stmts, record_errors=True,
                                               state=ConnState.from_wire(entry.get("state")),
-                                              pragmas=dict(entry.get("pragmas") or {}))
+                                              pragmas=dict(entry.get("pragmas") or {}),
+                                              local=entry.get("tab") == self.tab_id)
                     self._post({"t": "result", "id": entry_id, "to": entry.get("tab"), **reply})
                     fut = self._pending.get(entry_id)  # queued by this very tab
                     if fut is not None and not fut.done():

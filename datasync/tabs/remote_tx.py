@@ -20,7 +20,7 @@ from ..database import Result
 from ..database.explicit import run_many
 from ..errors import DatasyncError, LeaderUnavailableError, TransactionAbortedError
 from .session import ConnState
-from .wire import encode_value, rebuild_error, result_from_wire
+from .wire import encode_params, rebuild_error, result_from_wire
 
 
 class _LeaderMoved(Exception):
@@ -68,10 +68,8 @@ class RemoteTransaction:
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
         tab = self._tab
         tab._session.check(sql, await tab._classify(sql), runs_here=False)
-        if isinstance(params, dict):
-            raise TypeError("named parameters cannot cross to the leader tab: pass a sequence")
         reply = await self._op({"op": "stmt", "sql": str(sql),
-                                "params": [encode_value(v) for v in params]})
+                                "params": encode_params(params)})
         return result_from_wire(reply["ok"])
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ _ROW_WRITES = {9, 18, 23}
 _OTHER_WRITES = {19, 24, 25, 27, 28, 29, 30}  # PRAGMA ATTACH DETACH REINDEX...
 _ALTER = 26
 _SCHEMA_WRITES = {1, 2, 7, 8, 10, 11, 16, 17}
+_NAMED_BY_ARG1 = {2, 8, 11, 17}  # CREATE/DROP TABLE and VIEW: arg1 is the name
 _CACHE_SIZE = 256
 
 
@@ -78,6 +79,17 @@ class _Running:
 @dataclass
 class _Recording:
     actions: list[tuple[int, Any, Any, Any]] = field(default_factory=list)
+
+
+def _table_written(action: int, arg1: Any, arg2: Any) -> str | None:
+    """The table a write action changes, for change notices: its rows (INSERT,
+    UPDATE, DELETE), or its schema (CREATE/DROP TABLE or VIEW: arg1; an index or a
+    trigger on it: arg2; ALTER TABLE: arg2)."""
+    if action in _ROW_WRITES or action in _NAMED_BY_ARG1:
+        return str(arg1) if arg1 else None
+    if action in _SCHEMA_WRITES or action == _ALTER:
+        return str(arg2) if arg2 else None
+    return None
 
 
 class TabSession:
@@ -168,9 +180,10 @@ class TabSession:
                 or (action in _ROW_WRITES or action in _SCHEMA_WRITES) and schema != "temp"):
             return sqlite3.SQLITE_DENY
         tables = self._tables
-        if tables is not None and action in _ROW_WRITES and arg1 \
-                and not str(arg1).startswith(("sqlite_", "_datasync")):
-            tables.add(str(arg1))
+        if tables is not None and schema != "temp":
+            table = _table_written(action, arg1, arg2)
+            if table and not table.startswith(("sqlite_", "_datasync")):
+                tables.add(table)
         return sqlite3.SQLITE_OK
 
     def guard_temp(self, on: bool) -> None:

@@ -54,7 +54,7 @@ from ..errors import (
 from .remote_tx import RemoteTransaction
 from .services import Message
 from .session import ConnState
-from .wire import APPLIED_TABLE, decode_value, result_to_wire
+from .wire import APPLIED_TABLE, decode_params, result_to_wire
 
 #: (tab, transaction, task) of the ``async with tab.transaction()`` block the
 #: current task is in: its statements join that transaction.
@@ -92,7 +92,8 @@ class LeaderTransaction:
         generation = tab._store.generation
         await self._tx.commit(before=lambda: tab._record_commit(self.id, self._box))
         try:
-            version = await tab._flush_and_announce(self._tables)
+            version = await tab._flush_and_announce(self._tables,
+                                                    local=bool(self._box.get("local")))
             if tab._store.generation != generation:
                 raise DeposedLeaderError("stepped down before the commit was durable")
         except DeposedLeaderError:
@@ -324,7 +325,7 @@ class TabTransactions:
             if op == "commit":
                 version = await tx.commit()
                 return {"ok": None, "state": tx.state.to_wire(), "version": version}
-            params = [decode_value(v) for v in msg.get("params") or []]
+            params = decode_params(msg.get("params") or [])
             return {"ok": result_to_wire(await tx.execute(str(msg.get("sql")), params))}
         except DeposedLeaderError:
             return {"error": ["TransactionAbortedError",

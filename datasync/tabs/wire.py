@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..database import Result
@@ -39,6 +39,19 @@ def decode_value(value: Any) -> Any:
     if isinstance(value, dict) and "$b" in value:
         return base64.b64decode(value["$b"])
     return value
+
+
+def encode_params(params: Any) -> Any:
+    """Statement parameters as a message carries them: a list, or a dict of named ones."""
+    if isinstance(params, Mapping):
+        return {str(k): encode_value(v) for k, v in params.items()}
+    return [encode_value(v) for v in params]
+
+
+def decode_params(params: Any) -> Any:
+    if isinstance(params, Mapping):
+        return {str(k): decode_value(v) for k, v in params.items()}
+    return [decode_value(v) for v in params or ()]
 
 
 def result_to_wire(res: Result) -> dict[str, Any]:

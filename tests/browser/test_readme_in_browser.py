@@ -35,10 +35,12 @@ def _module_page(block: str, *, prelude: str = "", epilogue: str = "",
     ``epilogue``; ``window.readmeDone`` is ``{ok, result}`` or ``{ok: false, error}``.
     A prelude's helper may end a block that never returns with ``throw new
     Stop(result)``."""
-    # A block's own imports go to the module's top (JS hoists them there anyway).
+    # A block's own ES imports go to the module's top (JS hoists them there anyway);
+    # not Python's `import x` inside a string of the block.
     lines = block.splitlines()
-    imports = "\n".join(line for line in lines if line.startswith("import "))
-    block = "\n".join(line for line in lines if not line.startswith("import "))
+    es_import = re.compile(r"""import\s.*\sfrom\s+["']""")
+    imports = "\n".join(line for line in lines if es_import.match(line))
+    block = "\n".join(line for line in lines if not es_import.match(line))
     imports = imports or 'import { DataSync } from "/js/datasync.js";'
     return f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 {head}</head><body><script type="module">

@@ -111,3 +111,33 @@ async def test_closing_a_tab_answers_its_writes_still_waiting_for_the_leader(que
     with pytest.raises(datasync.DatabaseClosedError, match="before the leader answered"):
         await asyncio.wait_for(write, 0.1)
     await b.close()
+
+
+async def test_named_parameters_cross_to_the_leader_in_every_kind_of_write() -> None:
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    await f.execute("CREATE TABLE t(k TEXT, v BLOB)")
+    await f.execute("INSERT INTO t VALUES (:k, :v)", {"k": "execute", "v": b"\x01"})
+    await f.batch([("INSERT INTO t VALUES (:k, :v)", {"k": "batch", "v": None})])
+    await f.executemany("INSERT INTO t VALUES (:k, :v)", [{"k": "many", "v": 1}])
+    async with f.transaction() as tx:
+        await tx.execute("INSERT INTO t VALUES (:k, :v)", {"k": "transaction", "v": 2.5})
+        assert await tx.query("SELECT v FROM t WHERE k = :k", {"k": "execute"}) == [{"v": b"\x01"}]
+    await f.queue_write("INSERT INTO t VALUES (:k, :v)", {"k": "queued", "v": "x"})
+    assert [r["k"] for r in await a.query("SELECT k FROM t ORDER BY rowid")] == [
+        "execute", "batch", "many", "transaction", "queued"]
+    await b.close()
+
+
+async def test_the_leader_hears_of_another_tabs_schema_change_as_remote() -> None:
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    heard: list[dict] = []
+    a.on_change(heard.append)
+    await f.execute("CREATE TABLE made(x)")
+    await f.execute("CREATE INDEX made_x ON made(x)")
+    await f.execute("ALTER TABLE made ADD COLUMN y")
+    await a.execute("INSERT INTO made VALUES (1, 2)")
+    assert [(c["tables"], c["by"]) for c in heard] == [
+        (["made"], "remote"), (["made"], "remote"), (["made"], "remote"), (["made"], "local")]
+    await b.close()
