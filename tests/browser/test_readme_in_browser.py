@@ -8,6 +8,7 @@ the text around it says it has, and an epilogue that checks what it did; the blo
 own text is never changed. Each test has a fresh profile: "app" starts empty."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from helpers import readme_blocks
