@@ -85,6 +85,10 @@ class DatabaseCore:
         #: only that thread may use it).
         self._handed_out: list[tuple[sqlite3.Connection, int, bool]] = []
         self._lock = asyncio.Lock()
+        #: Transactions begun with begin() (explicit.Transaction) holding the lock:
+        #: while one is open, other waits are bounded by ``busy_timeout``.
+        self._explicit_open = 0
+        self.busy_timeout = 5.0
         self._generation = self._store.generation  # see _after_fork()
         self._closed = False
         self._loop = asyncio.get_running_loop()
@@ -196,6 +200,8 @@ class DatabaseCore:
             self._lock.release()
 
     async def _acquire(self, timeout: float | None) -> None:
+        if timeout is None and self._explicit_open:
+            timeout = self.busy_timeout  # only the open transaction's calls can end it
         if timeout is None or not self._lock.locked():
             await self._lock.acquire()
             return
@@ -206,10 +212,13 @@ class DatabaseCore:
             try:
                 await waiter  # granted just as it was cancelled: then it is ours
             except asyncio.CancelledError:
+                inside = (" A transaction begun with begin() or db.transaction(fn) is open:"
+                          " inside it, run statements through its tx, not through db."
+                          if self._explicit_open else "")
                 raise BusyTimeoutError(
                     f"database {self.name!r} is busy: another transaction held it for "
                     f"more than {timeout:g} s, and this was not applied. Retry it, and "
-                    "keep transactions short") from None
+                    f"keep transactions short.{inside}") from None
 
     def _after_fork(self) -> None:
         """The store dropped unflushed commits and may have taken another writer's

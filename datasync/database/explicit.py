@@ -52,7 +52,7 @@ class Transaction:
     ended (committed, rolled back, aborted)."""
 
     def __init__(self, enter: Callable[[], AsyncContextManager[Any]], run: Runner, *,
-                 name: str, idle_timeout: float | None = None) -> None:
+                 name: str, idle_timeout: float | None = None, holding: Any = None) -> None:
         self.name = name
         self.idle_timeout = idle_timeout
         self._enter = enter
@@ -62,6 +62,9 @@ class Transaction:
         self._ended: BaseException | None = None  # why calls are refused now
         self._last_call = time.monotonic()
         self.state = "new"  # -> open -> committed | rolled back | aborted
+        #: The database it holds: while open, other callers' waits for it are bounded
+        #: (DatabaseCore.turn), since only this transaction's calls can end it.
+        self._holding = holding
 
     @property
     def open(self) -> bool:
@@ -156,6 +159,9 @@ class Transaction:
         try:
             async with self._enter():
                 self.state = "open"
+                self.touch()  # the idle clock starts once it holds the database
+                if self._holding is not None:
+                    self._holding._explicit_open += 1
                 ready.set_result(None)
                 while True:
                     kind, payload, fut = await self._next()
@@ -191,6 +197,8 @@ class Transaction:
             if ending is not None and not ending.done():
                 ending.set_result(result)
         finally:
+            if self._holding is not None and self.state != "new":
+                self._holding._explicit_open -= 1
             self._fail_waiting()
 
     def _fail_waiting(self) -> None:

@@ -159,7 +159,7 @@ class Statements:
 
         Example: ``tx = await db.begin(); await tx.execute(...); await tx.commit()``"""
         tx = Transaction(lambda: self.transaction(mode, timeout=timeout), self.execute,
-                         name=self.name, idle_timeout=idle_timeout)
+                         name=self.name, idle_timeout=idle_timeout, holding=self)
         return await tx.start()
 
     @asynccontextmanager

@@ -36,6 +36,7 @@ class RemoteTransaction:
         self._leader: str | None = None
         self._epoch = 0
         self._alive: asyncio.Task[None] | None = None
+        self._turn = asyncio.Lock()  # one op at a time, in order, as the leader runs them
         self.state = "new"
 
     async def start(self) -> bool:
@@ -87,17 +88,35 @@ class RemoteTransaction:
         holds it. If leadership moves meanwhile, the outcome is read from this
         tab's copy (:meth:`TabTransactions._outcome`)."""
         tab = self._tab
-        self._ending()
-        try:
-            reply = await self._send({"op": "commit"})
-        except _LeaderMoved:
-            reply = await tab._outcome(self.id, self._epoch)
+        async with self._turn:
+            self._ending()
+            try:
+                reply = await self._send({"op": "commit"})
+            except _LeaderMoved:
+                reply = await tab._outcome(self.id, self._epoch)
+            except LeaderUnavailableError:
+                reply = await self._settle_unanswered()
         self._check(reply)
         self.state = "committed"
         if reply.get("state"):
             tab._session.state = ConnState.from_wire(reply["state"])
         await tab._reach(int(reply["version"]))
         return int(reply["version"])
+
+    async def _settle_unanswered(self) -> dict[str, Any]:
+        """The leader never answered the commit: committed if this tab's copy holds
+        its record, else unknown (it may still land)."""
+        tab = self._tab
+        self.state = "unknown"
+        with contextlib.suppress(DatasyncError):
+            await tab._catch_up_when_idle()
+        stored = await tab._applied_reply(self.id)
+        if stored is None:
+            raise LeaderUnavailableError(
+                f"the leader of {tab.name!r} did not answer the commit within "
+                f"{tab.write_timeout} s, and whether it was applied is unknown: check "
+                "before running the transaction again")
+        return {**stored, "version": tab._store.version}
 
     async def rollback(self) -> None:
         """Roll back at the leader (if it is gone, so is the transaction)."""
@@ -106,7 +125,8 @@ class RemoteTransaction:
         self._ending()
         self.state = "rolled back"
         with contextlib.suppress(_LeaderMoved, DatasyncError):
-            await self._send({"op": "rollback"}, patience=self._tab.resend_interval * 2)
+            async with self._turn:
+                await self._send({"op": "rollback"}, patience=self._tab.resend_interval * 2)
 
     # -- messages ------------------------------------------------------------------
     def _ending(self) -> None:
@@ -121,7 +141,13 @@ class RemoteTransaction:
             raise TransactionAbortedError(
                 f"this transaction on {self._tab.name!r} is {self.state}: begin a new one")
         try:
-            return self._check(await self._send(fields))
+            async with self._turn:
+                return self._check(await self._send(fields))
+        except LeaderUnavailableError:
+            self.state = "aborted"  # no more keep-alives: the leader's lease ends it
+            if self._alive is not None:
+                self._alive.cancel()
+            raise
         except _LeaderMoved:
             self.state = "aborted"
             if self._alive is not None:

@@ -214,7 +214,7 @@ class TabTransactions:
             finally:
                 session.ran(kind)
 
-        tx = Transaction(scope, run, name=self.name,
+        tx = Transaction(scope, run, name=self.name, holding=self.db,
                          idle_timeout=None if sender is None else self.transaction_lease)
         await tx.start()
         self._holders[tx_id] = tx
@@ -222,7 +222,8 @@ class TabTransactions:
         def ended(done: Transaction) -> None:
             if self._holders.get(tx_id) is done:
                 del self._holders[tx_id]
-                self._served.pop(tx_id, None)  # a repeat then reads the outcome
+                if done.state != "committed":  # a committed one's reply is kept a while
+                    self._served.pop(tx_id, None)  # (see _serve_tx)
 
         tx.add_done_callback(ended)
         return LeaderTransaction(self, tx, tx_id, tables, box)
@@ -270,10 +271,10 @@ class TabTransactions:
         """As the leader: one op of another tab's transaction (see the module)."""
         op, tx_id, seq = msg.get("op"), str(msg.get("id")), int(msg.get("seq", 0))
         served = self._served.get(tx_id)
+        holder = self._holders.get(tx_id)
+        if holder is not None:
+            holder.touch()  # any message, a repeat included, says its tab is alive
         if op == "alive":
-            tx = self._holders.get(tx_id)
-            if tx is not None:
-                tx.touch()
             return
         if served is not None:
             if seq < served.seq or (seq == served.seq and served.reply is None):
@@ -285,8 +286,13 @@ class TabTransactions:
         elif op == "begin":
             served = self._served[tx_id] = _Served(str(msg.get("tab")), seq)
         reply = await self._tx_op(op, tx_id, msg, served)
+        if reply is None:
+            return  # leadership moved mid-commit: the sender settles it from its copy
         if served is not None:
             served.reply = reply
+            if op == "commit":  # repeats get this reply for a while, then the table's
+                asyncio.get_running_loop().call_later(
+                    60.0, lambda: self._served.pop(tx_id, None))
         self._reply_tx(msg, reply)
 
     def _reply_tx(self, msg: Message, reply: dict[str, Any]) -> None:
@@ -294,7 +300,7 @@ class TabTransactions:
                     "to": msg.get("tab"), **reply})
 
     async def _tx_op(self, op: Any, tx_id: str, msg: Message,
-                     served: _Served | None) -> dict[str, Any]:
+                     served: _Served | None) -> dict[str, Any] | None:
         holder = self._holders.get(tx_id)
         held = holder is not None and served is not None and served.tx is not None
         try:
@@ -310,8 +316,9 @@ class TabTransactions:
                 assert served is not None
                 served.tx = leader_tx  # type: ignore[assignment]
                 return {"ok": None}
-            if op == "commit" and not held:
-                return await self._outcome(tx_id)  # a repeat: committed, or lost
+            if op == "commit" and not held:  # a repeat: committed (and durable), or lost
+                await self._flush_and_announce(set())
+                return await self._outcome(tx_id)
             if op == "rollback":
                 if held:
                     await served.tx.rollback()  # type: ignore[union-attr]
@@ -328,6 +335,9 @@ class TabTransactions:
             params = decode_params(msg.get("params") or [])
             return {"ok": result_to_wire(await tx.execute(str(msg.get("sql")), params))}
         except DeposedLeaderError:
+            if op == "commit":
+                return None
+            self._served.pop(tx_id, None)
             return {"error": ["TransactionAbortedError",
                               f"leadership of {self.name!r} moved during the transaction; "
                               "nothing of it was applied: run it again"]}

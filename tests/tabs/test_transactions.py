@@ -243,3 +243,124 @@ async def test_raw_transaction_statements_are_refused_with_a_pointer_to_transact
             with pytest.raises(datasync.TransactionStatementError, match="transaction()"):
                 await tab.execute(sql)
     await b.close()
+
+
+# -- found by review: each fails without its fix ----------------------------------------
+async def test_a_followers_transaction_that_waited_longer_than_the_lease_to_begin_still_runs() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    a.busy_timeout, a.transaction_lease = 2.0, 0.5
+    f.resend_interval = 0.05
+    held = await a.begin()
+    await held.execute("UPDATE counter SET n = 1")
+    begun = asyncio.ensure_future(f.begin())
+    await asyncio.sleep(1.0)  # the follower's begin waits longer than the lease
+    await held.commit()
+    tx = await begun
+    await tx.execute("UPDATE counter SET n = n + 1")  # its lease starts now
+    await tx.commit()
+    assert await a.query("SELECT n FROM counter") == [{"n": 2}]
+    await b.close()
+
+
+@pytest.mark.parametrize("where", ["leader", "alone"])
+async def test_a_statement_outside_an_open_begin_gets_busy_timeout_not_a_hang(where: str) -> None:
+    # What JS does in db.transaction(async (tx) => db.query(...)): db, not tx.
+    b = Browser()
+    a, _ = await _counter(b)
+    db = a if where == "leader" else await datasync.open("alone-busy", backend="memory")
+    db_core = a.db if where == "leader" else db
+    db_core.busy_timeout = 0.3
+    if where == "alone":
+        await db.execute("CREATE TABLE counter(n)")
+    tx = await db.begin()
+    await tx.execute("UPDATE counter SET n = 5")
+    with pytest.raises(datasync.BusyTimeoutError, match="through its tx, not through db"):
+        await asyncio.wait_for(db.query("SELECT n FROM counter"), 5)
+    await tx.rollback()
+    assert await db.query("SELECT count(*) AS c FROM counter")  # free again
+    if where == "alone":
+        await db.close()
+    await b.close()
+
+
+async def test_a_commit_the_leader_never_answers_is_settled_from_the_copy_or_said_unknown() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    f.write_timeout, f.resend_interval = 0.5, 0.05
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = 42")
+    real_post = a._post
+    a._post = lambda m: None if m.get("t") == "tx-reply" else real_post(m)  # type: ignore[method-assign]
+    try:
+        version = await tx.commit()  # applied: the follower's copy holds its record
+    finally:
+        a._post = real_post  # type: ignore[method-assign]
+    assert version >= 1 and await f.query("SELECT n FROM counter") == [{"n": 42}]
+    tx = await f.begin()
+    await tx.execute("UPDATE counter SET n = 43")
+    a._post = lambda m: None if m.get("t") in ("tx-reply", "changed") else real_post(m)  # type: ignore[method-assign]
+    a._serve_tx = _never  # type: ignore[method-assign]  # the leader hangs: nothing lands
+    with pytest.raises(datasync.LeaderUnavailableError, match="unknown"):
+        await tx.commit()
+    await b.close()
+
+
+async def _never(msg: dict) -> None:
+    await asyncio.sleep(3600)
+
+
+async def test_nothing_is_kept_for_transactions_that_ended() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    for i in range(5):
+        async with f.transaction() as tx:
+            await tx.execute("UPDATE counter SET n = ?", [i])
+    with pytest.raises(ZeroDivisionError):
+        async with f.transaction() as tx:
+            await tx.execute("UPDATE counter SET n = 100")
+            1 / 0
+    await asyncio.sleep(0.1)
+    assert not a._holders and not f._pending
+    assert all(s.reply is not None for s in a._served.values())  # commits' replies, for a while
+    await b.close()
+
+
+async def test_a_commit_resent_during_the_leaders_flush_is_answered_once_durable() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    f.resend_interval = 0.05
+    real_flush = a._store.flush
+
+    async def slow_flush(*args: object, **kw: object) -> int:
+        await asyncio.sleep(0.4)  # an IndexedDB flush under load
+        return await real_flush(*args, **kw)
+
+    async with f.transaction() as tx:
+        await tx.execute("UPDATE counter SET n = 77")
+        a._store.flush = slow_flush  # type: ignore[method-assign]
+    assert await f.query("SELECT n FROM counter") == [{"n": 77}]  # read-your-writes
+    a._store.flush = real_flush  # type: ignore[method-assign]
+    await b.close()
+
+
+async def test_concurrent_statements_of_a_followers_transaction_get_their_own_results() -> None:
+    b = Browser()
+    a, f = await _counter(b)
+    f.resend_interval = 0.05
+    real_execute = a.db.execute
+
+    async def execute(sql: str, params: object = ()) -> object:
+        if "slow" in sql:
+            await asyncio.sleep(0.3)
+        return await real_execute(sql, params)
+
+    a.db.execute = execute  # type: ignore[method-assign]
+    try:
+        async with f.transaction() as tx:
+            first, second = await asyncio.gather(tx.query("SELECT 'fast' AS which"),
+                                                 tx.query("SELECT 'slow' AS which"))
+    finally:
+        a.db.execute = real_execute  # type: ignore[method-assign]
+    assert (first, second) == ([{"which": "fast"}], [{"which": "slow"}])
+    await b.close()
