@@ -70,17 +70,24 @@ async function handle(message) {
       const entry = objects.get(message.ref);
       const kind = entry && kindOf(entry.object);
       if (!entry || !METHODS[kind].has(message.method)) {
-        throw new DataSyncError("DatabaseClosedError",
-          `${message.method}() on a ${entry ? kind : "closed or finished object"}: open the database again`);
+        throw new DataSyncError("DatabaseClosedError", entry
+          ? `${message.method}() cannot be called on a ${kind}`
+          : `${message.method}() on a closed database, an ended transaction or a closed change stream: open the database again, or run the statement in a new transaction`);
       }
       if (kind === "db" && message.method === "close" && entry.off) {
         entry.off(); // the state feed first: nothing to post once closed
         entry.off = null;
       }
-      let value = await entry.object[message.method](...(message.args ?? []));
       const ends = kind === "db" ? message.method === "close"
         : kind === "tx" ? message.method === "commit" || message.method === "rollback"
           : message.method === "close";
+      let value;
+      try {
+        value = await entry.object[message.method](...(message.args ?? []));
+      } catch (e) {
+        if (ends && kind === "tx") objects.delete(message.ref); // ended either way
+        throw e;
+      }
       if (ends) objects.delete(message.ref);
       if (value instanceof LocalTx || value instanceof LocalStream) value = { ref: register(value, entry.db) };
       if (kind === "db" && message.method === "close") {

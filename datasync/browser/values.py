@@ -3,7 +3,7 @@ error replies out.
 
 Example::
 
-    params = to_pyto_py_params(js_array)            # [1, "a", b"..."] (null -> None)
+    params = to_py_params(js_array)          # [1, "a", b"..."] (null -> None)
     reply(result_to_js(res))                   # {ok: {columns, rows, ...}}
     reply(error=exc)                           # {error: {name, message}}
 

@@ -146,8 +146,7 @@ def test_the_pyodide_quick_start_prints_the_row(context: Any, server: Any,
     # It installs the wheels web/manifest.json names: no version in it to go stale.
     assert '"/web/manifest.json"' in block and ".whl" not in block, block
     page, console = _page(context, server, "pyodide", _module_page(
-        block, head='<script src="/web/pyodide/pyodide.js"></script>',
-        epilogue="window.readmeDone = {ok: true};"))
+        block, epilogue="window.readmeDone = {ok: true};"))
     _done(page)
     assert "[{'x': 42}]" in console, console
 
