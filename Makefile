@@ -44,8 +44,9 @@ python:             # the interpreter the other targets use exists (no download 
 	@command -v "$(PYTHON)" >/dev/null 2>&1 || { echo "error: $(PYTHON) is missing: run \
 	\`make install\` first (or pass PYTHON=/path/to/python)" >&2; exit 1; }
 
-test: python        ## every test suite (offline once `make install` has run)
-	$(PYTHON) -m pytest -q
+test: python        ## every test suite (offline once `make install` has run), on 2 processes
+	$(PYTHON) -m datasync build >/dev/null   # web/ once, before the test processes share it
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=10
 
 test-fast: python   ## skip the slow crash test
 	$(PYTHON) -m pytest -q -m "not slow"

@@ -31,6 +31,27 @@ from .wire import (
 class Election:
     """Leadership: a Web Lock held for the tab's life, and epochs that fence."""
 
+    #: Seconds open() waits to learn this tab's role (leads, or who leads).
+    role_timeout = 5.0
+
+    async def _learn_role(self) -> None:
+        """Wait until this tab leads or knows who does (a lone tab wins the lock at
+        once and leads after one flush); after :attr:`role_timeout` it opens
+        anyway, with ``leader_id`` None until a leader answers."""
+        deadline = asyncio.get_running_loop().time() + self.role_timeout
+        while not self.is_leader and self.leader_id is None and not self._closed:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            became = asyncio.ensure_future(self._became_leader.wait())
+            changed = asyncio.ensure_future(self._leader_changed.wait())
+            await asyncio.wait([became, changed], timeout=min(left, self.resend_interval),
+                               return_when=asyncio.FIRST_COMPLETED)
+            became.cancel()
+            changed.cancel()
+            if not self.is_leader and self.leader_id is None:
+                self._post({"t": "who", "tab": self.tab_id})
+
     async def wait_for_leadership(self) -> None:
         """Wait until this tab is the leader."""
         await self._became_leader.wait()
