@@ -72,11 +72,9 @@ export async function boot(options = {}) {
         pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
         if (!options.stackSwitching) withoutStackSwitching(pyodide);
       }
-      const wheel = (name) => String(new URL(manifest.wheels[name], webURL));
-      await pyodide.loadPackage([wheel("packaging"), wheel("micropip")]);
-      const micropip = pyodide.pyimport("micropip");
-      await micropip.install(wheel("datasync"), { deps: false });
-      micropip.destroy();
+      // The datasync wheel has no dependencies in a browser: Pyodide installs it from
+      // its URL, without loading micropip and packaging first (issue 11: boot time).
+      await pyodide.loadPackage(String(new URL(manifest.wheels.datasync, webURL)));
       return { pyodide, bridge: pyodide.pyimport("datasync.browser.bridge") };
     })());
     runtimes.get(key).catch(() => runtimes.delete(key));
