@@ -218,13 +218,12 @@ class Forwarding:
         return await asyncio.shield(task)
 
     @contextlib.asynccontextmanager
-    async def _writable(self, timeout: float | None = None,
-                        mode: str = "DEFERRED") -> AsyncIterator[None]:
+    async def _writable(self, timeout: float | None = None) -> AsyncIterator[None]:
         """A leader transaction in which writes are allowed (query_only is lifted
         only here, so SQLite itself tells every other statement it may not write).
         ``timeout``: seconds to wait for the connection (BusyTimeoutError)."""
-        # DEFERRED whatever ``mode``: with query_only on, BEGIN IMMEDIATE counts as
-        # a write; and with one connection writing, the mode changes nothing.
+        # DEFERRED: with query_only on, BEGIN IMMEDIATE counts as a write; and with
+        # one connection writing, IMMEDIATE or EXCLUSIVE would change nothing.
         async with self.db.transaction(timeout=timeout):
             if not self.is_leader:  # stepped down while waiting for our turn
                 raise DeposedLeaderError(f"this tab no longer leads {self.name!r}")

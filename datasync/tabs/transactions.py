@@ -39,7 +39,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..database.explicit import Transaction
@@ -67,11 +67,9 @@ _MODES = ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 class _Served:
     """A transaction the leader holds for a tab: the last op it ran, and its reply."""
 
-    tab: str
     seq: int = 0
     reply: dict[str, Any] | None = None
     tx: Transaction | None = None
-    tables: set[str] = field(default_factory=set)
 
 
 class LeaderTransaction:
@@ -135,7 +133,7 @@ class TabTransactions:
             self._check_open()
             if self.is_leader:
                 try:
-                    return await self._hold_transaction(uuid.uuid4().hex, mode, None,
+                    return await self._hold_transaction(uuid.uuid4().hex, None,
                                                         self._session.state)
                 except DeposedLeaderError:
                     continue
@@ -149,10 +147,10 @@ class TabTransactions:
         """``async with tab.transaction() as tx:``: committed when the block ends,
         rolled back on an exception; ``tab.execute`` in the block joins it too.
         Nested, it is a savepoint."""
-        current = _current.get()
-        if current is not None and current[0] is self and current[2] is asyncio.current_task():
-            async with self._savepoint(current[1]):
-                yield current[1]
+        joined = self._joined()
+        if joined is not None:
+            async with self._savepoint(joined):
+                yield joined
             return
         tx = await self.begin(mode)
         token = _current.set((self, tx, asyncio.current_task()))
@@ -186,7 +184,7 @@ class TabTransactions:
         return None
 
     # -- the leader's side ---------------------------------------------------------
-    async def _hold_transaction(self, tx_id: str, mode: str, sender: str | None,
+    async def _hold_transaction(self, tx_id: str, sender: str | None,
                                 state: ConnState) -> LeaderTransaction:
         """Hold a transaction on this (leader) tab's connection for ``sender``
         (None: this tab). Waits at most :attr:`busy_timeout` for the connection."""
@@ -196,7 +194,9 @@ class TabTransactions:
 
         @contextlib.asynccontextmanager
         async def scope() -> AsyncIterator[None]:
-            async with self._writable(timeout=self.busy_timeout, mode=mode):
+            # begin()'s mode is checked there but changes nothing here: one connection
+            # writes, and _writable's BEGIN is DEFERRED (see forwarding.py).
+            async with self._writable(timeout=self.busy_timeout):
                 session.record_tables(tables)
                 session.begin(state)
                 try:
@@ -284,7 +284,7 @@ class TabTransactions:
                 return
             served.seq, served.reply = seq, None
         elif op == "begin":
-            served = self._served[tx_id] = _Served(str(msg.get("tab")), seq)
+            served = self._served[tx_id] = _Served(seq)
         reply = await self._tx_op(op, tx_id, msg, served)
         if reply is None:
             return  # leadership moved mid-commit: the sender settles it from its copy
@@ -311,8 +311,7 @@ class TabTransactions:
                         f"{msg.get('pragmas')}, the leader tab with {self._write_pragmas}: "
                         "open every tab with the same pragmas=")
                 leader_tx = await self._hold_transaction(
-                    tx_id, str(msg.get("mode", "DEFERRED")), str(msg.get("tab")),
-                    ConnState.from_wire(msg.get("state")))
+                    tx_id, str(msg.get("tab")), ConnState.from_wire(msg.get("state")))
                 assert served is not None
                 served.tx = leader_tx  # type: ignore[assignment]
                 return {"ok": None}
