@@ -100,21 +100,42 @@ class Statements:
         ``timeout``: seconds to wait for another task's transaction, then
         :class:`~datasync.BusyTimeoutError` (None: wait as long as it takes).
         """
-        mode = mode.upper()
-        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
-            raise InvalidOptionError("mode must be DEFERRED, IMMEDIATE or EXCLUSIVE")
         if self._owns_transaction():
             async with self._savepoint():
                 yield self
             return
+        async with self.committing(mode, timeout=timeout):
+            yield self
+
+    @asynccontextmanager
+    async def committing(self, mode: str = "DEFERRED", *, timeout: float | None = None,
+                         receipt: dict[str, int] | None = None) -> AsyncIterator[None]:
+        """A top-level :meth:`transaction` that tells the layer above which commit
+        it made: ``receipt`` gets ``seq`` (the store's commit number, read while
+        this task still holds the connection, so no other commit can be counted)
+        and ``generation`` when it commits (see ``BlockStore.durable_in_generation``).
+
+        Example::
+
+            receipt = {}
+            async with db.committing(receipt=receipt):
+                await db.execute("INSERT INTO t VALUES (1)")
+            stored = db._store.durable_in_generation(receipt["seq"], receipt["generation"])
+        """
+        mode = mode.upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise InvalidOptionError("mode must be DEFERRED, IMMEDIATE or EXCLUSIVE")
         async with self.turn(timeout):
             before = self._store.commits_in_this_thread()
             token = _in_transaction.set((self, asyncio.current_task()))
             try:
                 self.run(f"BEGIN {mode}", ())
                 try:
-                    yield self
+                    yield
                     self.run("COMMIT", ())
+                    if receipt is not None:
+                        receipt.update(seq=self._store.commit_seq,
+                                       generation=self._store.generation)
                 except BaseException:
                     # Also when COMMIT itself failed (busy, full): never leave the
                     # connection inside a transaction others would silently join.

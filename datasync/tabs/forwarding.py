@@ -150,14 +150,17 @@ class Forwarding:
 
     async def _write(self, req_id: str, stmts: list[tuple[str, Any]]) -> list[Result]:
         deadline = time.monotonic() + self.write_timeout
+        sent = False  # to another tab once: a leader may have applied it under its id
         while True:
             self._check_open()
             if self.is_leader:
                 try:
-                    reply = await self._apply(req_id, stmts, state=self._session.state)
+                    reply = await self._apply(req_id, stmts, state=self._session.state,
+                                              recorded=sent)
                 except DeposedLeaderError:
                     continue  # now a follower: send it to the new leader, same id
             else:
+                sent = True
                 reply = await self._forward(req_id, stmts, deadline)
                 if reply is None:
                     continue  # leadership moved while waiting: try again
@@ -201,50 +204,60 @@ class Forwarding:
 
     async def _apply(self, req_id: str, stmts: list[tuple[str, Any]], *,
                      record_errors: bool = False, state: ConnState | None = None,
-                     pragmas: dict[str, str] | None = None, local: bool = True
-                     ) -> dict[str, Any]:
+                     pragmas: dict[str, str] | None = None, local: bool = True,
+                     recorded: bool = True) -> dict[str, Any]:
         """As the leader: apply once, durably; returns the reply. ``record_errors``:
         a failure is recorded under the id too (a queued write is then done).
         ``state``: the sending tab's last_insert_rowid()/changes()/total_changes();
-        ``local``: this tab's own write (else another tab's: ``by: "remote"``)."""
+        ``local``: this tab's own write (else another tab's: ``by: "remote"``);
+        ``recorded=False``: no row in the applied table, for a write whose caller
+        waits here for its outcome (this tab's own ``execute``, never sent to another
+        tab): it learns whether the commit was stored from the store itself, so its
+        retry with the same id after DeposedLeaderError was never applied."""
         task = self._inflight.get(req_id)
         if task is None:
             task = asyncio.ensure_future(self._apply_once(
                 req_id, stmts, record_errors, state or ConnState(),
-                self._write_pragmas if pragmas is None else pragmas, local))
+                self._write_pragmas if pragmas is None else pragmas, local,
+                recorded or record_errors))
             self._inflight[req_id] = task
             task.add_done_callback(lambda t: self._inflight.pop(req_id, None) and (
                 t.cancelled() or t.exception()))  # retrieved: a dead caller may not
         return await asyncio.shield(task)
 
     @contextlib.asynccontextmanager
-    async def _writable(self, timeout: float | None = None) -> AsyncIterator[None]:
+    async def _writable(self, timeout: float | None = None,
+                        receipt: dict[str, int] | None = None) -> AsyncIterator[None]:
         """A leader transaction in which writes are allowed (query_only is lifted
         only here, so SQLite itself tells every other statement it may not write).
-        ``timeout``: seconds to wait for the connection (BusyTimeoutError)."""
+        ``timeout``: seconds to wait for the connection (BusyTimeoutError);
+        ``receipt``: gets the commit's number and generation (``Database.committing``)."""
         # DEFERRED: with query_only on, BEGIN IMMEDIATE counts as a write; and with
         # one connection writing, IMMEDIATE or EXCLUSIVE would change nothing.
-        async with self.db.transaction(timeout=timeout):
+        async with self.db.committing(timeout=timeout, receipt=receipt):
             if not self.is_leader:  # stepped down while waiting for our turn
                 raise DeposedLeaderError(f"this tab no longer leads {self.name!r}")
-            await self.db.execute("PRAGMA query_only = OFF")
+            self.db.run("PRAGMA query_only = OFF", ())  # (our turn: no await needed)
             try:
                 yield
             finally:
-                await self.db.execute("PRAGMA query_only = ON")
+                self.db.run("PRAGMA query_only = ON", ())
 
     async def _apply_once(self, req_id: str, stmts: list[tuple[str, Any]],
                           record_errors: bool, state: ConnState,
-                          pragmas: dict[str, str], local: bool = True) -> dict[str, Any]:
+                          pragmas: dict[str, str], local: bool = True,
+                          recorded: bool = True) -> dict[str, Any]:
         tables: set[str] = set()
         generation = self._store.generation
         failure: dict[str, Any] | None = None
         session = self._session
+        receipt: dict[str, int] = {}
         try:
-            async with self._writable(timeout=self.busy_timeout):
+            async with self._writable(timeout=self.busy_timeout, receipt=receipt):
                 done = await self.db.execute(
-                    f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?", (req_id,))
-                if done.rows:
+                    f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?",
+                    (req_id,)) if recorded else None
+                if done and done.rows:
                     reply = json.loads(done.rows[0][0])
                 else:
                     if pragmas != self._write_pragmas:
@@ -272,9 +285,10 @@ class Forwarding:
                         state = session.end()
                     reply = {"ok": [result_to_wire(r) for r in results],
                              "state": state.to_wire()}
-                    await self.db.execute(
-                        f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
-                        (req_id, json.dumps(reply), time.time()))
+                    if recorded:
+                        await self.db.execute(
+                            f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
+                            (req_id, json.dumps(reply), time.time()))
         except Exception as exc:  # sqlite3, ours, or a bad parameter (OverflowError...)
             if isinstance(exc, DeposedLeaderError) or (
                     isinstance(exc, BusyTimeoutError) and record_errors):
@@ -291,15 +305,26 @@ class Forwarding:
                 await self.db.execute(
                     f"INSERT OR IGNORE INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
                     (req_id, json.dumps(failure), time.time()))
-        version = await self._flush_and_announce(tables, local=local)
-        if self._store.generation != generation:
+        try:
+            version = await self._flush_and_announce(tables, local=local)
+        except DeposedLeaderError:
+            if not self._stored(receipt):
+                raise
+            version = self._store.version  # stored before the drop: it stands
+        if self._store.generation != generation and not self._stored(receipt):
             # We stepped down between our commit and the flush, and stepping down
-            # dropped the write (or it reached storage first: the new leader's
-            # applied table then says so). Either way the sender must ask the new
-            # leader, with the same id.
+            # dropped the write: the sender must ask the new leader, with the same
+            # id. (Stored before the drop, it stands; a recorded write's row then
+            # also tells the new leader so.)
             raise DeposedLeaderError(
                 f"leadership of {self.name!r} moved before write {req_id} was durable")
         return {**reply, "version": version}
+
+    def _stored(self, receipt: dict[str, int]) -> bool:
+        """Whether the commit ``receipt`` names (``Database.committing``) is in
+        storage, in whatever generation it was made (False: none was made)."""
+        return bool(receipt) and self._store.durable_in_generation(
+            receipt["seq"], receipt["generation"])
 
     async def _flush_and_announce(self, tables: set[str], *, local: bool = True) -> int:
         """Make our commits durable, announce the durable version and return it.

@@ -95,8 +95,15 @@ class LeaderTransaction:
             if tab._store.generation != generation:
                 raise DeposedLeaderError("stepped down before the commit was durable")
         except DeposedLeaderError:
-            # raises TransactionAbortedError if it did not become durable
-            version = (await tab._outcome(self.id, self._epoch))["version"]
+            if not self._box.get("local"):
+                # raises TransactionAbortedError if it did not become durable
+                version = (await tab._outcome(self.id, self._epoch))["version"]
+            elif tab._stored(self._box["receipt"]):
+                version = tab._store.version  # stored before the drop: it stands
+            else:
+                raise TransactionAbortedError(
+                    f"leadership of {tab.name!r} moved before the transaction was "
+                    "durable; nothing of it was applied: run it again") from None
         if self._box.get("local"):
             tab._session.state = self._box["state"]
         return version
@@ -189,14 +196,16 @@ class TabTransactions:
         """Hold a transaction on this (leader) tab's connection for ``sender``
         (None: this tab). Waits at most :attr:`busy_timeout` for the connection."""
         tables: set[str] = set()
-        box: dict[str, Any] = {"local": sender is None}
+        # receipt: which commit it made (a local one has no applied row: its caller
+        # is answered here, from the store, whether it was stored).
+        box: dict[str, Any] = {"local": sender is None, "receipt": {}}
         session = self._session
 
         @contextlib.asynccontextmanager
         async def scope() -> AsyncIterator[None]:
             # begin()'s mode is checked there but changes nothing here: one connection
             # writes, and _writable's BEGIN is DEFERRED (see forwarding.py).
-            async with self._writable(timeout=self.busy_timeout):
+            async with self._writable(timeout=self.busy_timeout, receipt=box["receipt"]):
                 session.record_tables(tables)
                 session.begin(state)
                 try:
@@ -229,8 +238,11 @@ class TabTransactions:
         return LeaderTransaction(self, tx, tx_id, tables, box)
 
     async def _record_commit(self, tx_id: str, box: dict[str, Any]) -> None:
-        """Inside the transaction, just before COMMIT: its outcome, under its id."""
+        """Inside the transaction, just before COMMIT: its outcome, under its id
+        (only another tab's: see ``box["receipt"]``)."""
         box["state"] = self._session.end()
+        if box.get("local"):
+            return
         await self.db.execute(
             f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
             (tx_id, json.dumps({"ok": None, "state": box["state"].to_wire()}), time.time()))
