@@ -214,6 +214,10 @@ class Forwarding:
         waits here for its outcome (this tab's own ``execute``, never sent to another
         tab): it learns whether the commit was stored from the store itself, so its
         retry with the same id after DeposedLeaderError was never applied."""
+        if not (recorded or record_errors):  # nobody else knows the id: no dedup task
+            return await self._apply_once(
+                req_id, stmts, False, state or ConnState(),
+                self._write_pragmas if pragmas is None else pragmas, local, False)
         task = self._inflight.get(req_id)
         if task is None:
             task = asyncio.ensure_future(self._apply_once(
