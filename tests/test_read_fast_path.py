@@ -31,8 +31,8 @@ async def _table(db: datasync.Database) -> None:
     await db.execute("INSERT INTO t VALUES (1, 'one')")
 
 
-async def test_a_write_through_another_connection_is_seen(db_name: str) -> None:
-    db = await datasync.open(db_name)
+async def test_a_write_through_another_connection_is_seen(backend_kind: str, db_name: str) -> None:
+    db = await datasync.open(db_name, backend=backend_kind)
     await _table(db)
     reader = db.connect(isolation_level=None)
     writer = db.connect(isolation_level=None)
@@ -47,8 +47,8 @@ async def test_a_write_through_another_connection_is_seen(db_name: str) -> None:
     await db.close()
 
 
-async def test_a_write_through_the_database_api_is_seen(db_name: str) -> None:
-    db = await datasync.open(db_name)
+async def test_a_write_through_the_database_api_is_seen(backend_kind: str, db_name: str) -> None:
+    db = await datasync.open(db_name, backend=backend_kind)
     await _table(db)
     reader = db.connect(isolation_level=None)
     assert _warm(reader) == [(1, "one")]
@@ -62,8 +62,8 @@ async def test_a_write_through_the_database_api_is_seen(db_name: str) -> None:
     await db.close()
 
 
-async def test_a_restore_is_seen(db_name: str) -> None:
-    db = await datasync.open(db_name, retain_versions=4)
+async def test_a_restore_is_seen(backend_kind: str, db_name: str) -> None:
+    db = await datasync.open(db_name, backend=backend_kind, retain_versions=4)
     await _table(db)
     keep = await db.sync()
     await db.execute("UPDATE t SET v = 'changed' WHERE id = 1")
@@ -76,8 +76,8 @@ async def test_a_restore_is_seen(db_name: str) -> None:
     await db.close()
 
 
-async def test_a_rekey_keeps_reads_right(db_name: str) -> None:
-    db = await datasync.open(db_name, encryption_key=os.urandom(32))
+async def test_a_rekey_keeps_reads_right(backend_kind: str, db_name: str) -> None:
+    db = await datasync.open(db_name, backend=backend_kind, encryption_key=os.urandom(32))
     await _table(db)
     reader = db.connect(isolation_level=None)
     assert _warm(reader) == [(1, "one")]
@@ -115,10 +115,10 @@ async def test_a_version_pulled_from_the_leader_tab_is_seen() -> None:
 
 
 async def test_an_ordinary_file_attached_keeps_its_journal_on_disk(
-        db_name: str, tmp_path: object) -> None:
+        backend_kind: str, db_name: str, tmp_path: object) -> None:
     """With an ordinary database open, its journal's existence comes from SQLite's
     own VFS (the short path applies only when no ordinary file is open)."""
-    db = await datasync.open(db_name)
+    db = await datasync.open(db_name, backend=backend_kind)
     await _table(db)
     conn = db.connect(isolation_level=None)
     plain = os.path.join(str(tmp_path), "plain.db")
