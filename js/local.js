@@ -67,8 +67,14 @@ async function fetchWheel(url) {
  * the download overlaps Pyodide's own (issue 11: boot time).
  */
 async function installWheel(FS, sitePackages, url, wheel) {
+  let bytes;
+  try {
+    bytes = await wheel;
+  } catch {
+    return; // boot() awaits the same promise after loadPyodide and throws its error
+  }
   const file = `${sitePackages}/${url.slice(url.lastIndexOf("/") + 1)}`;
-  FS.writeFile(file, await wheel);
+  FS.writeFile(file, bytes);
   FS.writeFile(`${sitePackages}/datasync-wheel.pth`, `${file}\n`);
 }
 
@@ -92,6 +98,7 @@ export async function boot(options = {}) {
         const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
         const loader = String(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
         const wheel = fetchWheel(wheelURL); // downloads while Pyodide boots
+        wheel.catch(() => {}); // handled below, after loadPyodide
         // a URL known only at run time: bundlers must leave this import to the browser
         const { loadPyodide } = await import(/* webpackIgnore: true */ /* @vite-ignore */ loader);
         pyodide = await loadPyodide({
@@ -99,6 +106,7 @@ export async function boot(options = {}) {
           enableRunUntilComplete: Boolean(options.stackSwitching),
           fsInit: (FS, { sitePackages }) => installWheel(FS, sitePackages, wheelURL, wheel),
         });
+        await wheel; // a failed download: its WebBuildError, not "No module named datasync"
         if (!options.stackSwitching) withoutStackSwitching(pyodide);
       } else {
         // A Pyodide passed in is already running: Pyodide installs the wheel from its URL.
