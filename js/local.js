@@ -49,6 +49,35 @@ function withoutStackSwitching(pyodide) {
   return pyodide;
 }
 
+/** The bytes of the datasync wheel (a promise), or a WebBuildError naming the URL. */
+async function fetchWheel(url) {
+  const response = await fetch(url);
+  if (!response.ok) {
+    throw new DataSyncError("WebBuildError", `${url} answered ${response.status}: rebuild the ` +
+      "web folder (`python -m datasync build`) so that its manifest names the wheel it holds");
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/**
+ * Put the datasync wheel on sys.path before Python starts (loadPyodide's fsInit):
+ * the wheel file itself in site-packages, and a .pth naming it, so Python imports the
+ * pure-Python package from the zip (zipimport). Unlike loadPackage(url), this runs no
+ * Python installer (tarfile, zipfile, shutil, importlib.metadata: ~0.3 s of boot) and
+ * the download overlaps Pyodide's own (issue 11: boot time).
+ */
+async function installWheel(FS, sitePackages, url, wheel) {
+  let bytes;
+  try {
+    bytes = await wheel;
+  } catch {
+    return; // boot() awaits the same promise after loadPyodide and throws its error
+  }
+  const file = `${sitePackages}/${url.slice(url.lastIndexOf("/") + 1)}`;
+  FS.writeFile(file, bytes);
+  FS.writeFile(`${sitePackages}/datasync-wheel.pth`, `${file}\n`);
+}
+
 /** Boot (once per webURL and flavour) Pyodide with the datasync wheel installed. */
 export async function boot(options = {}) {
   const webURL = new URL(options.webURL ?? DEFAULT_WEB_URL, location.href);
@@ -63,18 +92,26 @@ export async function boot(options = {}) {
           "node_modules/datasync/web/ of the npm package)");
       }
       const manifest = await response.json();
+      const wheelURL = String(new URL(manifest.wheels.datasync, webURL));
       let pyodide = options.pyodide;
       if (!pyodide) {
         const indexURL = String(new URL(options.indexURL ?? manifest.pyodide ?? "pyodide/", webURL));
         const loader = String(new URL("pyodide.mjs", indexURL.endsWith("/") ? indexURL : indexURL + "/"));
+        const wheel = fetchWheel(wheelURL); // downloads while Pyodide boots
+        wheel.catch(() => {}); // handled below, after loadPyodide
         // a URL known only at run time: bundlers must leave this import to the browser
         const { loadPyodide } = await import(/* webpackIgnore: true */ /* @vite-ignore */ loader);
-        pyodide = await loadPyodide({ indexURL, enableRunUntilComplete: Boolean(options.stackSwitching) });
+        pyodide = await loadPyodide({
+          indexURL,
+          enableRunUntilComplete: Boolean(options.stackSwitching),
+          fsInit: (FS, { sitePackages }) => installWheel(FS, sitePackages, wheelURL, wheel),
+        });
+        await wheel; // a failed download: its WebBuildError, not "No module named datasync"
         if (!options.stackSwitching) withoutStackSwitching(pyodide);
+      } else {
+        // A Pyodide passed in is already running: Pyodide installs the wheel from its URL.
+        await pyodide.loadPackage(wheelURL);
       }
-      // The datasync wheel has no dependencies in a browser: Pyodide installs it from
-      // its URL, without loading micropip and packaging first (issue 11: boot time).
-      await pyodide.loadPackage(String(new URL(manifest.wheels.datasync, webURL)));
       return { pyodide, bridge: pyodide.pyimport("datasync.browser.bridge") };
     })());
     runtimes.get(key).catch(() => runtimes.delete(key));

@@ -112,7 +112,14 @@ def test_datasync_wheel_is_pure_python_and_holds_the_package(built, checkout) ->
     assert {"datasync/__init__.py", "datasync/vfs/callbacks.py", "datasync/blockstore/store.py",
             "datasync/backends/sqlitefile.py"} <= names
     assert "Root-Is-Purelib: true" in wheel_meta and "Tag: py3-none-any" in wheel_meta
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if "__pycache__" in n]
+    # each module has its bytecode beside it (Pyodide's Python, unchecked hash: flags 1),
+    # so that a page importing from the wheel compiles nothing (issue 11: boot time)
+    modules = {n for n in names if n.endswith(".py")}
+    assert {n for n in names if n.endswith(".pyc")} == {m + "c" for m in modules}
+    with zipfile.ZipFile(out / manifest["wheels"]["datasync"]) as z:
+        header = z.read("datasync/vfs/callbacks.pyc")[:8]
+    assert header[2:4] == b"\r\n" and int.from_bytes(header[4:8], "little") == 1
     # every module of the checkout is in the wheel (nothing stale, nothing missing)
     here = {p.relative_to(checkout).as_posix() for p in (checkout / "datasync").rglob("*.py")
             if "__pycache__" not in p.parts}

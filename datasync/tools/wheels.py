@@ -11,6 +11,7 @@ Example::
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata
 import os
@@ -99,7 +100,9 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     cache = Path(cache) if cache else root / "build" / "wheels"
     files = _snapshot(root)
     digest = _digest(files)
-    target = cache / f"datasync-{digest[:16]}"
+    # The bytecode inside depends on the Pyodide (its Python) as well as the sources.
+    runtime = hashlib.sha256(_pyodide_package(root).read_bytes()).hexdigest()[:8]
+    target = cache / f"datasync-{digest[:16]}-{runtime}"
     found = sorted(target.glob("datasync-*.whl")) if target.is_dir() else []
     if found:
         return found[-1], digest
@@ -123,6 +126,7 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
                 f"expected one pure-Python datasync wheel, got {[w.name for w in out.iterdir()]}:"
                 " datasync must build as datasync-<version>-py3-none-any.whl; check "
                 "pyproject.toml for a compiled extension or a second distribution")
+        add_bytecode(wheels[0], root, quiet=quiet)
         target.mkdir(parents=True, exist_ok=True)
         final = target / wheels[0].name
         shutil.copy2(wheels[0], final.with_suffix(".part"))
@@ -133,6 +137,88 @@ def build_wheel(root: Path | str = REPO_ROOT, *, cache: Path | str | None = None
     for old in olds[:-3]:
         shutil.rmtree(old, ignore_errors=True)
     return final, digest
+
+
+#: Compiles the wheel's modules with Pyodide's own Python (run by node): argv is the
+#: Pyodide folder, a folder of sources in, a folder for the .pyc files out.
+_COMPILE_JS = r"""
+import { readFileSync, writeFileSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { pathToFileURL } from "node:url";
+const [pyodideDir, srcDir, outDir] = process.argv.slice(2);
+const { loadPyodide } = await import(pathToFileURL(join(pyodideDir, "pyodide.mjs")).href);
+const py = await loadPyodide({ indexURL: pyodideDir + "/" });
+const walk = (d) => readdirSync(d).flatMap((n) =>
+  statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : [join(d, n)]);
+const rels = walk(srcDir).map((f) => f.slice(srcDir.length + 1));
+for (const rel of rels) {
+  py.FS.mkdirTree(dirname("/src/" + rel));
+  py.FS.writeFile("/src/" + rel, readFileSync(join(srcDir, rel)));
+}
+py.globals.set("rels", py.toPy(rels));
+py.runPython(`
+import py_compile
+for rel in rels:
+    py_compile.compile("/src/" + rel, cfile="/src/" + rel + "c", dfile=rel, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+`);
+for (const rel of rels) {
+  mkdirSync(dirname(join(outDir, rel)), { recursive: true });
+  writeFileSync(join(outDir, rel + "c"), py.FS.readFile("/src/" + rel + "c"));
+}
+"""
+
+
+def _pyodide_package(root: Path) -> Path:
+    return root / "node_modules" / "pyodide" / "package.json"
+
+
+def add_bytecode(wheel: Path, root: Path | str = REPO_ROOT, *, quiet: bool = True) -> int:
+    """``add_bytecode(wheel)``: put next to each module of ``wheel`` its bytecode for
+    the Pyodide in ``node_modules`` (``module.pyc``, compiled by that Pyodide's Python
+    under node, unchecked-hash), and list it in the wheel's RECORD. Returns the count.
+
+    Why: a page imports datasync from the wheel itself (zipimport, ``js/local.js``),
+    and without bytecode Python compiles every module at every boot (issue 11: about
+    half of ``import datasync`` in Pyodide). zipimport prefers ``module.pyc`` and falls
+    back to the source when its magic number is another Python's, and an installed
+    wheel's ``.py`` always wins over a ``.pyc`` beside it: no other interpreter is
+    affected. Raises :class:`WebBuildError` if node cannot compile them.
+    """
+    root = Path(root)
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        raise WebBuildError("node is not installed: the build compiles datasync's modules "
+                            "with Pyodide under node (install nodejs, as `npm ci` needs)")
+    progress(quiet, "compiling the datasync wheel's modules with Pyodide's Python (node)...")
+    with tempfile.TemporaryDirectory(prefix="datasync-pyc-") as tmp:
+        src, out, script = Path(tmp) / "src", Path(tmp) / "out", Path(tmp) / "compile.mjs"
+        with zipfile.ZipFile(wheel) as z:
+            entries = [(i, z.read(i)) for i in z.infolist()]
+        modules = [i.filename for i, _ in entries if i.filename.endswith(".py")]
+        for info, data in entries:
+            if info.filename.endswith(".py"):
+                (src / info.filename).parent.mkdir(parents=True, exist_ok=True)
+                (src / info.filename).write_bytes(data)
+        script.write_text(_COMPILE_JS)
+        pyodide = str((root / "node_modules" / "pyodide").resolve())
+        _run([node, str(script), pyodide, str(src), str(out)],
+             "compiling the datasync modules with Pyodide (node)")
+        record_name = next(i.filename for i, _ in entries if i.filename.endswith(".dist-info/RECORD"))
+        lines = []
+        with zipfile.ZipFile(wheel.with_suffix(".tmp"), "w", zipfile.ZIP_DEFLATED) as z:
+            for info, data in entries:
+                if info.filename != record_name:
+                    z.writestr(info, data)
+            for rel in modules:
+                data = (out / (rel + "c")).read_bytes()
+                z.writestr(rel + "c", data)
+                b64 = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                lines.append(f"{rel}c,sha256={b64.decode()},{len(data)}")
+            record = dict(entries)[next(i for i, _ in entries if i.filename == record_name)]
+            z.writestr(record_name, record.decode().rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+        os.replace(wheel.with_suffix(".tmp"), wheel)
+    return len(modules)
 
 
 def _backend_installed(root: Path) -> bool:

@@ -14,8 +14,6 @@ transaction), :mod:`.boundary` (exceptions to result codes), :mod:`.capi`.
 """
 from __future__ import annotations
 
-import urllib.parse
-
 from ..blockstore import BlockStore
 from .boundary import take_last_error
 from .callbacks import VFS, Connection, register
@@ -29,6 +27,8 @@ __all__ = ["VFS_NAME", "Connection", "StoreOpener", "attach", "attached", "close
 
 def uri(name: str, **params: str) -> str:
     """The ``sqlite3.connect(..., uri=True)`` URI of ``name`` on this VFS."""
+    import urllib.parse  # here: a first query in a browser never needs it (boot time)
+
     query = urllib.parse.urlencode({"vfs": VFS_NAME, **params})
     return f"file:{urllib.parse.quote(name)}?{query}"
 

@@ -130,9 +130,11 @@ class DatasyncVFS:
 
     def access(self, zname: bytes, flags: int, out: Any) -> int:
         name = zname.decode()
-        if self.plain.is_family(name):
+        # Asked twice per statement (the journal and the WAL of the main file):
+        # with no ordinary database open, no name can be of their families.
+        if self.plain.families and self.plain.is_family(name):
             return self.plain.access(zname, flags, out)
-        exists = name in self.registry.memfiles or self.registry.is_served(name)
+        exists = name in self.registry.memfiles or name in self.registry.stores
         if not exists and not name.endswith(("-journal", "-wal")):
             exists = os.path.exists(name)
         out[0] = 1 if exists else 0

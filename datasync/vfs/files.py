@@ -53,6 +53,7 @@ class LockManager:
     def __init__(self, store: BlockStore,
                  hot_journal: Callable[[str], bool] = lambda name: False) -> None:
         self.store = store
+        self._state = store.state_lock  # bound once: taken by every statement
         self.hot_journal = hot_journal
         self.shared = 0
         self.reserved: object | None = None
@@ -62,7 +63,7 @@ class LockManager:
     def lock(self, f: "StoreFile", level: int) -> bool:
         """Raise ``f`` to ``level``; False means SQLITE_BUSY (state unchanged, except
         that a writer waiting for readers to leave keeps PENDING, as SQLite expects)."""
-        with self.store.state_lock:
+        with self._state:
             if f.level >= level:
                 return True
             if level == SHARED:
@@ -102,8 +103,12 @@ class LockManager:
         flush, the commit listeners) runs after the lock is released: a flush takes
         the flush mutex, which comes before the store lock in the lock order."""
         committed = False
-        with self.store.state_lock:
+        with self._state:
             if f.level <= level:
+                return
+            if f.level == SHARED:  # the end of every read statement: no commit point
+                self.shared -= 1
+                f.level = NONE
                 return
             was_writer = f.level >= RESERVED
             if self.reserved is f:
