@@ -14,7 +14,11 @@ object stores:
 * ``segments``: blocks packed by the thousand (:mod:`.segments`).
 
 Retained versions: :mod:`.versions`. A flush is ONE readwrite transaction
-(metadata checked and written in it), so it commits whole or not at all. All I/O
+(metadata checked and written in it), so it commits whole or not at all. The
+common flush (no history, no truncation, no whole segment) is one call into JS
+(:func:`.segments.fast_write`): the metadata read is issued first and not waited
+for, the puts follow, and the read's handler commits or, on a stale epoch or
+version, aborts (IndexedDB rolls the puts back); no Python runs inside it. All I/O
 goes through ``js`` proxies and the plumbing of :mod:`.idb`. Capability:
 :class:`~datasync.backends.HistoryFromStore` (every coroutine may suspend, so the
 block store keeps every block resident).

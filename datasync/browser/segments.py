@@ -6,12 +6,17 @@ Example (Pyodide)::
     folded = await backend.compact_all()       # every block record into its segment
 
 A store keeps each flush's blocks as small records in ``blocks`` (cheap to write),
-and *compaction* folds them into ``segments``: ``[file, n]`` -> ``{v, vs, cs, d}``,
+and *compaction* folds them into ``segments``: ``[file, n]`` -> ``{v, vs, cs, b, d}``,
 blocks ``n*S .. n*S+S-1`` packed in one record (per-block versions and checksums,
-version 0 = absent), so a cold open reads a few large records instead of
-thousands of small ones. For each block the record with the higher version wins,
-so compaction (its own transaction) never changes content. It runs in the
+version 0 = absent; ``b`` the length of each packed record, ``d`` their bytes up to
+the last used slot: a *short* segment. A segment written before short ones has no
+``b`` and ``d`` of ``S`` records), so a cold open reads a few large records instead
+of thousands of small ones. For each block the record with the higher version
+wins, so compaction (its own transaction) never changes content. It runs in the
 background once more than ``compact_threshold`` block records wait, and on close.
+A flush of 64 blocks or more that holds every block of a segment (up to the end of
+the file) puts that segment packed at once instead (a bulk load: each block is
+handed to IndexedDB about once, not once as a block record and again compacted).
 
 This is a mixin of :class:`~.indexeddb.IndexedDBBackend`.
 """

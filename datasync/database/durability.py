@@ -32,6 +32,8 @@ from ..blockstore import BlockStore
 from ..errors import DatabaseClosedError, DatasyncError, DeposedLeaderError
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
+#: When the flusher looks after a strict commit its own statement flushes.
+_BACKUP_DELAY = 0.05
 
 
 class Durability:
@@ -114,6 +116,13 @@ class Durability:
             if store.flush_in_background():
                 return
         try:
+            if (self.durability == "strict" and self._running_own  # type: ignore[attr-defined]
+                    and not self._failing and asyncio._get_running_loop() is self._loop):  # type: ignore[attr-defined]
+                # Our own statement's strict wait flushes it (_durable_through): the
+                # flusher only backs that up, so it looks later, not in the middle
+                # of the flush (in Pyodide its turns would delay the flush's events).
+                self._loop.call_later(_BACKUP_DELAY, self._ensure_flusher)  # type: ignore[attr-defined]
+                return
             self._loop.call_soon_threadsafe(self._ensure_flusher)  # type: ignore[attr-defined]
         except RuntimeError:
             pass  # the loop is closed: close() or the exit hook flushes

@@ -19,9 +19,10 @@ from helpers import BACKENDS, AsyncSentHistory, BackendFactory, backend_of, run
 from datasync.backends import Backend
 
 #: Every variant the suite runs over in this runtime. ``indexeddb+small-segments``:
-#: IndexedDB with 8-block segments (of the suite's 512-byte blocks) and compaction past 4 block records, so the
-#: suite's small stores take the packed paths (flushes that put whole segments at
-#: once, compactions) that 1024-block segments only reach in megabytes.
+#: IndexedDB with 8-block segments (of the suite's 512-byte blocks) and compaction
+#: past 4 block records, so the suite's small stores take the packed paths
+#: (flushes that put whole segments at once, compactions) that 1024-block
+#: segments only reach in megabytes.
 VARIANTS = [*BACKENDS, "memory+sent-history", "sqlitefile+sent-history",
             *(["indexeddb+small-segments"] if "indexeddb" in BACKENDS else [])]
 _stores = itertools.count()

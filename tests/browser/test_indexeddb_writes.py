@@ -86,8 +86,9 @@ def test_a_stale_writer_is_refused_inside_its_transaction_and_nothing_of_it_is_s
     # Segments of 8 blocks: the 2-block store's stale flush takes the fast path
     # (one JS call); the 70-block one's puts whole segments (the checked path).
     pypage.run("SEG = 8 * 4096\n" + FENCE)
-    cases = {(blocks, stale): pypage.run(f"await case('fence-{blocks}-{stale}', {blocks}, {stale!r})")
-             for blocks in (2, 70) for stale in ("epoch", "version")}
+    cases = {(blocks, stale): pypage.run(
+        f"await case('fence-{blocks}-{stale}', {blocks}, {stale!r})")
+        for blocks in (2, 70) for stale in ("epoch", "version")}
     for (blocks, stale), (refused, issued, unchanged, version, head, size) in cases.items():
         where = f"{blocks} blocks, stale {stale}"
         assert refused == ("DeposedLeaderError" if stale == "epoch" else "BackendError"), where
