@@ -131,6 +131,9 @@ def transaction_done(tx: Any, px: Proxies, state: dict[str, Any]) -> "asyncio.Fu
     return fut
 
 
+_TX_ARGS: dict[tuple[tuple[str, ...], str], tuple[Any, Any]] = {}
+
+
 def transaction(db: Any, stores: list[str], mode: str, *, durability: str = "default",
                 location: str = "IndexedDB") -> Any:
     """A transaction over ``stores``; ``durability`` ("strict", "relaxed") for a
@@ -139,10 +142,14 @@ def transaction(db: Any, stores: list[str], mode: str, *, durability: str = "def
 
     if db is None:
         raise StorageUnavailableError(f"{location} is not open (closed, or deleted by another tab)")
-    names = to_js(stores)
+    key = (tuple(stores), durability if mode == "readwrite" else "default")
+    args = _TX_ARGS.get(key)
+    if args is None:  # the JS arguments, made once (a flush is on the commit's path)
+        args = _TX_ARGS[key] = (to_js(stores), None if key[1] == "default" else to_js(
+            {"durability": durability}, dict_converter=js().Object.fromEntries))
+    names, options = args
     try:
-        if mode == "readwrite" and durability != "default":
-            options = to_js({"durability": durability}, dict_converter=js().Object.fromEntries)
+        if options is not None:
             return db.transaction(names, mode, options)
         return db.transaction(names, mode)
     except Exception as exc:  # InvalidStateError: closed by another tab's upgrade/delete

@@ -14,7 +14,11 @@ object stores:
 * ``segments``: blocks packed by the thousand (:mod:`.segments`).
 
 Retained versions: :mod:`.versions`. A flush is ONE readwrite transaction
-(metadata checked and written in it), so it commits whole or not at all. All I/O
+(metadata checked and written in it), so it commits whole or not at all. The
+common flush (no history, no truncation, no whole segment) is one call into JS
+(:func:`.segments.fast_write`): the metadata read is issued first and not waited
+for, the puts follow, and the read's handler commits or, on a stale epoch or
+version, aborts (IndexedDB rolls the puts back); no Python runs inside it. All I/O
 goes through ``js`` proxies and the plumbing of :mod:`.idb`. Capability:
 :class:`~datasync.backends.HistoryFromStore` (every coroutine may suspend, so the
 block store keeps every block resident).
@@ -34,7 +38,7 @@ from ..errors import (
     NotADatasyncStoreError,
     StoreNotFoundError,
 )
-from ..format import Flush, Meta
+from ..format import FORMAT_VERSION, Flush, Meta
 from .idb import (
     IdbFailure,
     NotCreated,
@@ -48,7 +52,7 @@ from .idb import (
     transaction_done,
 )
 from .open_lock import OpenLock
-from .segments import Segments, put_blocks, trim_segment
+from .segments import Segments, fast_write, put_blocks, trim_segment
 from .versions import IdbHistory, RetainedVersions
 
 IDB_PREFIX = "datasync:"
@@ -178,12 +182,48 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
 
     # -- writing ---------------------------------------------------------------
     async def write(self, flush: Flush) -> None:
+        if await self._write_fast(flush):
+            return
+        await self._write_checked(flush)
+
+    async def _write_fast(self, flush: Flush) -> bool:
+        """The common flush (no history to keep, nothing to delete, no whole
+        segment, no fault hook) in ONE call into JS: it issues the metadata read,
+        the block puts and the metadata put at once, and the read's success
+        handler, in JS, commits, or aborts the transaction (the puts issued
+        before it are rolled back) if the stored metadata is not exactly the one
+        this flush was built on: another epoch, another version, grown, or
+        unreadable. Returns False, with nothing written, when the checked path
+        must decide (it re-reads and raises the right error, or writes)."""
+        from pyodide.ffi import to_js
+
+        count = flush.meta.block_count
+        if (flush.retain > 0 or not self._history_cleared or self.fault_hook is not None
+                or count < self._stored_count or self._whole_segments(flush)):
+            return False
+        idxs = list(flush.blocks)
+        records = [flush.blocks[i] for i in idxs]
+        tx = self._tx(list(_STORES), "readwrite")
+        outcome = await fast_write()(
+            tx, flush.file, to_js(idxs), to_js([r.version for r in records]),
+            to_js([r.checksum for r in records]), to_js([r.payload for r in records]),
+            flush.meta.to_json(), FORMAT_VERSION, flush.base_version, flush.meta.epoch, count)
+        if outcome is not None:
+            if str(outcome[0]) == "error":
+                raise map_error(outcome[1], self.location, "flushing")
+            return False  # refused by the check: the checked path says why
+        self._written(flush, idxs, {})
+        return True
+
+    async def _write_checked(self, flush: Flush) -> None:
         from pyodide.ffi import to_js
 
         px = Proxies()
         state: dict[str, Any] = {}
         count = flush.meta.block_count
-        idxs = list(flush.blocks)
+        whole = self._whole_segments(flush)
+        packed = {i for idxs in whole.values() for i in idxs}
+        idxs = [i for i in flush.blocks if i not in packed]
         records = [flush.blocks[i] for i in idxs]
         try:
             tx = self._tx(list(_STORES), "readwrite")
@@ -209,7 +249,7 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
                         drop_past_end()  # another backend of this store grew it since
                     state["cleared"] = write_history(IdbHistory(blocks, meta_store), stored,
                                                      flush, cleared=self._history_cleared)
-                    for idx in idxs:  # tests inject failures here, mid-transaction
+                    for idx in flush.blocks:  # tests inject failures here, mid-transaction
                         self._fault("block", idx)
                     self._fault("meta", flush.meta.version)
                     if not state.get("trimming"):
@@ -224,6 +264,7 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
             try:
                 if shrinking:
                     drop_past_end()
+                self._put_whole_segments(segments, blocks, flush, whole)
                 put_blocks()(blocks, flush.file, to_js(idxs), to_js([r.version for r in records]),
                              to_js([r.checksum for r in records]),
                              to_js([r.payload for r in records]))
@@ -237,12 +278,19 @@ class IndexedDBBackend(Segments, RetainedVersions, HistoryFromStore):
                 raise map_error(exc.error, self.location, "flushing") from None
         finally:
             px.destroy()
-        self._stored_count = count
         self._history_cleared = state["cleared"]  # (only once the transaction committed)
+        self._written(flush, idxs, whole)
+
+    def _written(self, flush: Flush, idxs: list[int], whole: dict[int, list[int]]) -> None:
+        """Bookkeeping once a flush committed: ``idxs`` went in as block records,
+        the segments of ``whole`` were put packed."""
+        count = self._stored_count = flush.meta.block_count
         for seg in list(self._deltas):
             if seg * self._seg >= count:
                 del self._deltas[seg]
-        for idx in flush.blocks:
+        for seg in whole:
+            self._deltas.pop(seg, None)  # its block records were deleted
+        for idx in idxs:
             seg = idx // self._seg
             self._deltas[seg] = self._deltas.get(seg, 0) + 1  # upper bound: may repeat
         self._schedule_compaction()

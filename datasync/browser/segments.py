@@ -6,12 +6,17 @@ Example (Pyodide)::
     folded = await backend.compact_all()       # every block record into its segment
 
 A store keeps each flush's blocks as small records in ``blocks`` (cheap to write),
-and *compaction* folds them into ``segments``: ``[file, n]`` -> ``{v, vs, cs, d}``,
+and *compaction* folds them into ``segments``: ``[file, n]`` -> ``{v, vs, cs, b, d}``,
 blocks ``n*S .. n*S+S-1`` packed in one record (per-block versions and checksums,
-version 0 = absent), so a cold open reads a few large records instead of
-thousands of small ones. For each block the record with the higher version wins,
-so compaction (its own transaction) never changes content. It runs in the
+version 0 = absent; ``b`` the length of each packed record, ``d`` their bytes up to
+the last used slot: a *short* segment. A segment written before short ones has no
+``b`` and ``d`` of ``S`` records), so a cold open reads a few large records instead
+of thousands of small ones. For each block the record with the higher version
+wins, so compaction (its own transaction) never changes content. It runs in the
 background once more than ``compact_threshold`` block records wait, and on close.
+A flush of 64 blocks or more that holds every block of a segment (up to the end of
+the file) puts that segment packed at once instead (a bulk load: each block is
+handed to IndexedDB about once, not once as a block record and again compacted).
 
 This is a mixin of :class:`~.indexeddb.IndexedDBBackend`.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..format import MAIN, Meta, Record
+from ..format import MAIN, Flush, Meta, Record
 from .idb import IdbFailure, Proxies, js as idb_js, map_error, request, transaction_done
 
 
@@ -78,8 +83,7 @@ class Segments:
             base = int(key[1]) * seg_size
             checksums = seg.cs.to_py()
             data = seg.d.to_bytes()
-            # Record length: the block size, plus the nonce and tag when encrypted.
-            bs = len(data) // seg_size
+            bs = record_length(seg, seg_size)
             for slot, v in enumerate(seg.vs.to_py()):
                 if v > floor:
                     records[base + slot] = Record(
@@ -95,6 +99,47 @@ class Segments:
             if v > floor and (have is None or have.version < v):
                 records[idx] = Record(v, int(rec.c), rec.d.to_bytes())
         return meta, records, delta_indices
+
+    def _whole_segments(self, flush: Flush) -> dict[int, list[int]]:
+        """Segments this flush rewrites whole, so it puts them packed at once instead
+        of as block records that a compaction would fold (and write a second time):
+        every slot below the file's end (the last segment is then a short one). A
+        bulk load hands IndexedDB each block about once. Only for flushes of 64
+        blocks or more (a small one stays on the fast path) that do not shrink the
+        file (a shrinking flush empties the slots past the end afterwards)."""
+        seg_size, count = self._seg, flush.meta.block_count
+        if count < self._stored_count or len(flush.blocks) < min(seg_size, 64):
+            return {}
+        lengths = {len(r.payload) for r in flush.blocks.values()}
+        if len(lengths) != 1:
+            return {}
+        out: dict[int, list[int]] = {}
+        for seg in sorted({i // seg_size for i in flush.blocks}):
+            lo, hi = seg * seg_size, min(seg * seg_size + seg_size, count)
+            if hi > lo and all(i in flush.blocks for i in range(lo, hi)):
+                out[seg] = list(range(lo, hi))
+        return out
+
+    def _put_whole_segments(self, segs: Any, blocks: Any, flush: Flush,
+                            whole: dict[int, list[int]]) -> None:
+        """Put the segments of ``whole`` packed, and delete the (older) block records
+        in their range, inside the flush's transaction."""
+        from pyodide.ffi import to_js
+
+        js = idb_js()
+        seg_size = self._seg
+        for seg, idxs in whole.items():
+            records = [flush.blocks[i] for i in idxs]
+            bs = len(records[0].payload)
+            empty = [0] * (seg_size - len(idxs))
+            value = js.Object.new()
+            value.v = flush.meta.version
+            value.vs = to_js([r.version for r in records] + empty)
+            value.cs = to_js([r.checksum for r in records] + empty)
+            value.b, value.d = bs, to_js(b"".join(r.payload for r in records))
+            lo = seg * seg_size
+            blocks.delete(self._range(flush.file, lo, lo + seg_size - 1))
+            segs.put(value, to_js([flush.file, seg]))
 
     def _schedule_compaction(self) -> None:
         if self._compaction is not None and not self._compaction.done():
@@ -149,7 +194,7 @@ class Segments:
                             return  # nothing to fold into this segment
                         # Records are block_size long, + 28 bytes when encrypted.
                         bs = int(found[0][1].d.byteLength)
-                        if old is None or int(old.d.byteLength) != seg_size * bs:
+                        if old is None or record_length(old, seg_size) != bs:
                             # New, or packed before a rekey changed the record
                             # length: that rekey rewrote every live block, and all
                             # of them are block records here, so start afresh.
@@ -158,6 +203,7 @@ class Segments:
                         else:
                             versions, checks = old.vs.to_py(), old.cs.to_py()
                             data = bytearray(old.d.to_bytes())
+                            data.extend(bytes(seg_size * bs - len(data)))  # a short one
                         for key, rec in found:
                             slot, v = int(key[1]) - lo, int(rec.v)
                             if v > versions[slot]:
@@ -167,7 +213,8 @@ class Segments:
                         value = js.Object.new()
                         value.v = max(versions)
                         value.vs, value.cs = to_js(versions), to_js(checks)
-                        value.d = to_js(bytes(data))
+                        used = max((i + 1 for i, v in enumerate(versions) if v), default=0)
+                        value.b, value.d = bs, to_js(bytes(data[: used * bs]))
                         segs.put(value, to_js([file, seg]))
                         blocks.delete(rng)
                     except BaseException as exc:
@@ -205,6 +252,15 @@ class Segments:
         return await self.compact(sorted(self._deltas))
 
 
+def record_length(seg: Any, seg_size: int) -> int:
+    """The length of each block record packed in segment ``seg``: its ``b`` (a
+    segment may be short: data up to its last used slot), else data / slots (a
+    full segment, as every segment was before short ones). The block size, plus
+    the nonce and tag when encrypted."""
+    length = getattr(seg, "b", None)
+    return int(length) if length else int(seg.d.byteLength) // seg_size
+
+
 _PUT_BLOCKS: Any = None
 
 
@@ -235,7 +291,8 @@ def trim_segment() -> Any:
             "  const seg = req.result;"
             "  if (!seg || !seg.vs.slice(first).some((v) => v > 0)) return;"
             "  const d = ArrayBuffer.isView(seg.d) ? seg.d : new Uint8Array(seg.d);"
-            "  d.fill(0, first * (d.byteLength / seg.vs.length));"
+            "  if (seg.b) seg.d = d.slice(0, Math.min(d.byteLength, first * seg.b));"
+            "  else d.fill(0, first * (d.byteLength / seg.vs.length));"
             "  seg.vs.fill(0, first);"
             "  seg.cs.fill(0, first);"
             "  seg.v = seg.vs.reduce((a, b) => Math.max(a, b), 0);"
@@ -243,3 +300,49 @@ def trim_segment() -> Any:
             "};",
         )
     return _TRIM_SEGMENT
+
+
+_FAST_WRITE: Any = None
+
+
+def fast_write() -> Any:
+    """A JS function doing a whole common flush in the transaction ``tx``:
+    ``(tx, file, idx[], v[], c[], d[], metaJson, format, base, epoch, count)`` ->
+    a promise of undefined (committed) or ``["refused", storedMeta]`` / ``["error",
+    DOMException]`` (aborted: nothing of it stored). The metadata read is issued
+    first and not waited for: the puts follow at once, and its success handler
+    commits, or aborts (rolling the puts back) unless the stored metadata is of
+    format ``format``, at version ``base``, of an epoch not above ``epoch`` and at
+    most ``count`` blocks long. No Python runs until the transaction ends."""
+    global _FAST_WRITE
+    if _FAST_WRITE is None:
+        _FAST_WRITE = idb_js().Function.new(
+            "tx", "file", "idx", "v", "c", "d", "metaJson", "format", "base", "epoch", "count",
+            """return new Promise((resolve) => {
+  const meta = tx.objectStore('meta'), blocks = tx.objectStore('blocks');
+  let refused = null;
+  const get = meta.get('meta');
+  get.onsuccess = () => {
+    if (refused) return;
+    let m = null;
+    try { m = JSON.parse(get.result); } catch (e) { m = null; }
+    const ok = m !== null && typeof m === 'object' && m.format_version === format &&
+      m.version === base && (m.epoch || 0) <= epoch &&
+      Math.ceil(m.file_size / m.block_size) <= count;
+    if (ok) { tx.commit(); return; }
+    refused = ['refused', String(get.result)];
+    tx.abort();
+  };
+  tx.oncomplete = () => resolve(undefined);
+  tx.onerror = () => {};  // (the abort event follows and reports it)
+  tx.onabort = () => resolve(refused || ['error', tx.error]);
+  try {
+    for (let i = 0; i < idx.length; i++) blocks.put({v: v[i], c: c[i], d: d[i]}, [file, idx[i]]);
+    meta.put(metaJson, 'meta');
+  } catch (e) {  // a put refused at once (a clone error...): abort before anything commits
+    refused = ['error', e];
+    tx.abort();
+  }
+});""",
+        )
+    return _FAST_WRITE

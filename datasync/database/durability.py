@@ -32,6 +32,8 @@ from ..blockstore import BlockStore
 from ..errors import DatabaseClosedError, DatasyncError, DeposedLeaderError
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
+#: When the flusher looks after a strict commit its own statement flushes.
+_BACKUP_DELAY = 0.05
 
 
 class Durability:
@@ -40,6 +42,7 @@ class Durability:
     def _init_durability(self) -> None:
         self._flush_task: asyncio.Task[None] | None = None
         self._retry_delay = _RETRY_MIN
+        self._failing = False  # the last flush failed: the flusher retries, with backoff
         self._wake = asyncio.Event()  # cuts a flusher's wait (delay or backoff) short
         #: Strict waits: (commit sequence number, store generation then, future of
         #: the durable version).
@@ -61,6 +64,23 @@ class Durability:
             return store.version
         if self._closed:  # type: ignore[attr-defined]
             raise self._closed_before_durable()
+        if not self._failing and not store.flushes_sync:
+            # The fast path of a strict write: flush here rather than wake the
+            # flusher, which would cost three event-loop turns (browser macrotasks in
+            # Pyodide) before the backend transaction even starts. The flusher still
+            # runs (woken by the commit) and flushes whatever this flush left.
+            # Not while the flusher backs off after a failure: then it retries.
+            generation = store.generation
+            try:
+                await store.flush()
+            except DatasyncError as exc:
+                self._failing = True
+                self._settle(exc)
+                self._ensure_flusher()
+                raise
+            self._settle()
+            if store.durable_in_generation(seq, generation):
+                return store.version
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, store.generation, fut))
         self._ensure_flusher()
@@ -96,6 +116,13 @@ class Durability:
             if store.flush_in_background():
                 return
         try:
+            if (self.durability == "strict" and self._running_own  # type: ignore[attr-defined]
+                    and not self._failing and asyncio._get_running_loop() is self._loop):  # type: ignore[attr-defined]
+                # Our own statement's strict wait flushes it (_durable_through): the
+                # flusher only backs that up, so it looks later, not in the middle
+                # of the flush (in Pyodide its turns would delay the flush's events).
+                self._loop.call_later(_BACKUP_DELAY, self._ensure_flusher)  # type: ignore[attr-defined]
+                return
             self._loop.call_soon_threadsafe(self._ensure_flusher)  # type: ignore[attr-defined]
         except RuntimeError:
             pass  # the loop is closed: close() or the exit hook flushes
@@ -120,11 +147,12 @@ class Durability:
         while not self._closed and (store.has_unflushed or self._waiters):  # type: ignore[attr-defined]
             try:
                 await store.flush()
-                self._retry_delay = _RETRY_MIN
+                self._retry_delay, self._failing = _RETRY_MIN, False
                 self._settle()
             except DatasyncError as exc:
                 # Kept dirty; stats() shows the error. Strict waits get it; retry
                 # with backoff (cut short by the next strict write or sync()).
+                self._failing = True
                 self._settle(exc)
                 await self._pause(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)

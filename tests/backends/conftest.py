@@ -18,8 +18,13 @@ import pytest
 from helpers import BACKENDS, AsyncSentHistory, BackendFactory, backend_of, run
 from datasync.backends import Backend
 
-#: Every variant the suite runs over in this runtime.
-VARIANTS = [*BACKENDS, "memory+sent-history", "sqlitefile+sent-history"]
+#: Every variant the suite runs over in this runtime. ``indexeddb+small-segments``:
+#: IndexedDB with 8-block segments (of the suite's 512-byte blocks) and compaction
+#: past 4 block records, so the suite's small stores take the packed paths
+#: (flushes that put whole segments at once, compactions) that 1024-block
+#: segments only reach in megabytes.
+VARIANTS = [*BACKENDS, "memory+sent-history", "sqlitefile+sent-history",
+            *(["indexeddb+small-segments"] if "indexeddb" in BACKENDS else [])]
 _stores = itertools.count()
 
 
@@ -38,7 +43,13 @@ def new_backend(variant: str, tmp_path: Path) -> Iterator[BackendFactory]:
     made: list[Backend] = []
 
     def factory(name: str = "db") -> Backend:
-        backend = backend_of(kind, f"{prefix}-{name}", tmp_path)
+        if wrapper == "small-segments":
+            from datasync.browser.indexeddb import IndexedDBBackend  # Pyodide only
+
+            backend: Backend = IndexedDBBackend(f"{prefix}-{name}", segment_bytes=8 * 512,
+                                                compact_threshold=4)
+        else:
+            backend = backend_of(kind, f"{prefix}-{name}", tmp_path)
         if wrapper == "sent-history":
             backend = AsyncSentHistory(backend)
         made.append(backend)
