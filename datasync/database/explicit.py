@@ -184,8 +184,8 @@ class Transaction:
                 ready.set_result(None)
                 while True:
                     kind, payload, fut = await self._next()
+                    self._busy = True  # until the call returns; for good once ending
                     if kind == "call":
-                        self._busy = True
                         try:
                             fut.set_result(await payload())
                         except Exception as exc:  # the caller's error; still open
