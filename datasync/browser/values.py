@@ -148,9 +148,12 @@ def _json_safe(rows: list[tuple[Any, ...]]) -> bool:
     return True
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _dumps(value: Any) -> str | None:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError):  # bytes; inf or nan
         return None
 
