@@ -10,8 +10,11 @@
  * A handle's methods resolve with plain JS values (structured-cloneable: a Worker
  * posts them as they are) and reject with DataSyncError, whose name is the Python
  * exception's class name. The Python side is datasync/browser/bridge.py: each of its
- * calls answers {ok: value} or {error: {name, message}}.
+ * calls answers at once {ok: value}, {error: {name, message}} or a statement's result
+ * as JSON text, or else its task, to await (see settle()). Parameters go as JSON
+ * text when JSON carries them exactly (values.js paramsJSON).
  */
+import { paramsJSON, rowsJSON, statementsJSON } from "./values.js";
 
 export const DEFAULT_WEB_URL = new URL("../web/", import.meta.url);
 const runtimes = new Map(); // webURL|flavour -> Promise<{pyodide, bridge}>
@@ -32,6 +35,38 @@ export function unwrap(reply) {
   } finally {
     if (reply && typeof reply.destroy === "function") reply.destroy();
   }
+}
+
+/** A query's rows from the bridge's JSON [columns, rows]: objects keyed by column. */
+function objects(text) {
+  const [columns, rows] = JSON.parse(text);
+  const n = columns.length;
+  return rows.map((row) => {
+    const object = {};
+    for (let i = 0; i < n; i++) object[columns[i]] = row[i];
+    return object;
+  });
+}
+
+/**
+ * What a bridge call answered, as its value: JSON text (always a success: decoded),
+ * a reply (unwrapped), or, for a call that had to wait, its task (a PyProxy: awaited,
+ * then destroyed). Only the last costs a trip through the event loop.
+ */
+function settle(answer, decode = JSON.parse) {
+  if (typeof answer === "string") return decode(answer);
+  if (answer && typeof answer.then === "function") return settleLater(answer, decode);
+  return unwrap(answer);
+}
+
+async function settleLater(task, decode) {
+  let answer;
+  try {
+    answer = await task;
+  } finally {
+    task.destroy();
+  }
+  return typeof answer === "string" ? decode(answer) : unwrap(answer);
 }
 
 /**
@@ -130,23 +165,23 @@ export async function openLocal(name, optionsJSON, bootOptions) {
 export class LocalTx {
   #t;
   constructor(t) { this.#t = t; }
-  async execute(sql, params) { return unwrap(await this.#t.execute(sql, params)); }
-  async query(sql, params) { return unwrap(await this.#t.query(sql, params)); }
-  async executeMany(sql, rows) { return unwrap(await this.#t.execute_many(sql, rows)); }
-  async batch(statements) { return unwrap(await this.#t.batch(statements)); }
+  async execute(sql, params) { return settle(this.#t.execute(sql, paramsJSON(params))); }
+  async query(sql, params) { return settle(this.#t.query(sql, paramsJSON(params)), objects); }
+  async executeMany(sql, rows) { return settle(this.#t.execute_many(sql, rowsJSON(rows))); }
+  async batch(statements) { return settle(this.#t.batch(statementsJSON(statements))); }
   /** Commit; if that fails, roll back (best effort) and throw the commit's error. */
   async commit() {
     try {
-      unwrap(await this.#t.commit());
+      await settle(this.#t.commit());
     } catch (error) {
-      try { unwrap(await this.#t.rollback()); } catch { /* the commit's error says it */ }
+      try { await settle(this.#t.rollback()); } catch { /* the commit's error says it */ }
       throw error;
     } finally {
       this.#t.destroy();
     }
   }
   async rollback() {
-    try { unwrap(await this.#t.rollback()); } finally { this.#t.destroy(); }
+    try { await settle(this.#t.rollback()); } finally { this.#t.destroy(); }
   }
 }
 
@@ -154,9 +189,9 @@ export class LocalTx {
 export class LocalStream {
   #s;
   constructor(s) { this.#s = s; }
-  async next() { return unwrap(await this.#s.next()) ?? null; }
+  async next() { return (await settle(this.#s.next())) ?? null; }
   async close() {
-    try { unwrap(await this.#s.close()); } finally { this.#s.destroy(); }
+    try { await settle(this.#s.close()); } finally { this.#s.destroy(); }
   }
 }
 
@@ -164,28 +199,29 @@ export class LocalStream {
 export class LocalHandle {
   #h;
   constructor(h) { this.#h = h; }
-  async execute(sql, params) { return unwrap(await this.#h.execute(sql, params)); }
-  async query(sql, params) { return unwrap(await this.#h.query(sql, params)); }
-  async executeMany(sql, rows) { return unwrap(await this.#h.execute_many(sql, rows)); }
-  async batch(statements) { return unwrap(await this.#h.batch(statements)); }
-  async exec(script) { unwrap(await this.#h.exec_script(script)); }
+  async execute(sql, params) { return settle(this.#h.execute(sql, paramsJSON(params))); }
+  async query(sql, params) { return settle(this.#h.query(sql, paramsJSON(params)), objects); }
+  async executeMany(sql, rows) { return settle(this.#h.execute_many(sql, rowsJSON(rows))); }
+  async batch(statements) { return settle(this.#h.batch(statementsJSON(statements))); }
+  async exec(script) { await settle(this.#h.exec_script(script)); }
   async begin(mode) {
-    const t = unwrap(await (mode === undefined ? this.#h.begin() : this.#h.begin(mode)));
-    return new LocalTx(t);
+    return new LocalTx(await settle(mode === undefined ? this.#h.begin() : this.#h.begin(mode)));
   }
-  async queueWrite(sql, params, timeoutMs) { return unwrap(await this.#h.queue_write(sql, params, timeoutMs)); }
-  async sync() { return unwrap(await this.#h.sync()); }
+  async queueWrite(sql, params, timeoutMs) { return settle(this.#h.queue_write(sql, params, timeoutMs)); }
+  async sync() { return settle(this.#h.sync()); }
   stats() { return JSON.parse(this.#h.stats()); }
   leaderInfo() { return JSON.parse(this.#h.leader_info()); }
-  async waitForLeadership() { return unwrap(await this.#h.wait_for_leadership()); }
-  async requestLeadership() { return unwrap(await this.#h.request_leadership()); }
-  async exportDatabase() { return unwrap(await this.#h.export_database()); }
-  async importDatabase(bytes) { return unwrap(await this.#h.import_database(bytes)); }
-  async backup(target, optionsJSON) { return unwrap(await this.#h.backup(target, optionsJSON)); }
-  async versions() { return unwrap(await this.#h.versions()); }
-  async restore(version) { return unwrap(await this.#h.restore(version)); }
-  async ack(consumer, seq) { return unwrap(await this.#h.ack(consumer, seq)); }
-  async rekey(keyJSON) { return unwrap(await this.#h.rekey(keyJSON)); }
+  /** {stats, leader} as JSON text, in one call (what a Worker sends its page). */
+  state() { return this.#h.state(); }
+  async waitForLeadership() { return settle(this.#h.wait_for_leadership()); }
+  async requestLeadership() { return settle(this.#h.request_leadership()); }
+  async exportDatabase() { return settle(this.#h.export_database()); }
+  async importDatabase(bytes) { return settle(this.#h.import_database(bytes)); }
+  async backup(target, optionsJSON) { return settle(this.#h.backup(target, optionsJSON)); }
+  async versions() { return settle(this.#h.versions()); }
+  async restore(version) { return settle(this.#h.restore(version)); }
+  async ack(consumer, seq) { return settle(this.#h.ack(consumer, seq)); }
+  async rekey(keyJSON) { return settle(this.#h.rekey(keyJSON)); }
   /** Call `callback(change)` after every change; returns an unsubscribe function. */
   onChange(callback) {
     const remove = this.#h.on_change((change) => callback(change));
@@ -194,7 +230,7 @@ export class LocalHandle {
   /** A LocalStream of captured changes; `optionsJSON`: {tables, since, consumer, follow}. */
   changes(optionsJSON) { return new LocalStream(this.#h.changes(optionsJSON)); }
   async close() {
-    unwrap(await this.#h.close());
+    await settle(this.#h.close());
     this.#h.destroy();
   }
 }

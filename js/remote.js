@@ -121,7 +121,7 @@ export class RemoteStream extends RemoteObject {
 
 /** A database open in datasync's Worker, as the handle interface. */
 export class RemoteHandle extends RemoteObject {
-  #state;
+  #state; // {stats, leader}, or the JSON text of it the Worker sent (parsed when read)
   constructor(rpc, ref, state) {
     super(rpc, ref, null);
     this.owner = this;
@@ -129,6 +129,10 @@ export class RemoteHandle extends RemoteObject {
     rpc.track(ref, this);
   }
   setState(state) { this.#state = state; }
+  get #current() {
+    if (typeof this.#state === "string") this.#state = JSON.parse(this.#state);
+    return this.#state;
+  }
   execute(sql, params) { return this.call("execute", [sql, params]); }
   query(sql, params) { return this.call("query", [sql, params]); }
   executeMany(sql, rows) { return this.call("executeMany", [sql, rows]); }
@@ -137,8 +141,8 @@ export class RemoteHandle extends RemoteObject {
   async begin(mode) { return new RemoteTx(this.rpc, (await this.call("begin", [mode])).ref, this); }
   queueWrite(sql, params, timeoutMs) { return this.call("queueWrite", [sql, params, timeoutMs]); }
   sync() { return this.call("sync"); }
-  stats() { return { ...this.#state?.stats }; }
-  leaderInfo() { return { ...this.#state?.leader }; }
+  stats() { return { ...this.#current?.stats }; }
+  leaderInfo() { return { ...this.#current?.leader }; }
   waitForLeadership() { return this.call("waitForLeadership"); }
   requestLeadership() { return this.call("requestLeadership"); }
   exportDatabase() { return this.call("exportDatabase"); }

@@ -163,3 +163,42 @@ export function optionsJSON(options) {
   if ("encryptionKey" in out) out.encryptionKey = keyJSON(out.encryptionKey);
   return JSON.stringify(out);
 }
+
+/** A value JSON carries exactly as Pyodide converts it (a safe integer, a finite
+ * non-integer, a string, a boolean, null); else (bytes, bigint, -0, 1e300) Pyodide's
+ * own conversion is used. */
+function jsonExact(value) {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isInteger(value) ? Number.isSafeInteger(value) && !Object.is(value, -0) : Number.isFinite(value);
+    case "object":
+      return value === null;
+    default:
+      return false;
+  }
+}
+
+const exactParams = (params) => (Array.isArray(params) ? params : Object.values(params)).every(jsonExact);
+
+/**
+ * Checked params (checkParams) as JSON text when JSON carries each value exactly:
+ * one string crosses into Python instead of a proxy per value; else as they are.
+ *   paramsJSON([1, "a", null])        // -> '[1,"a",null]'
+ *   paramsJSON([new Uint8Array(2)])   // -> the array itself
+ */
+export function paramsJSON(params) {
+  return params && exactParams(params) ? JSON.stringify(params) : params;
+}
+
+/** executeMany's checked rows as JSON text (each value exact), else as they are. */
+export function rowsJSON(rows) {
+  return rows.every(exactParams) ? JSON.stringify(rows) : rows;
+}
+
+/** batch's checked [sql, params] statements as JSON text (each value exact), else as they are. */
+export function statementsJSON(statements) {
+  return statements.every(([, params]) => exactParams(params)) ? JSON.stringify(statements) : statements;
+}

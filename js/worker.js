@@ -11,7 +11,9 @@
  * {id, op: "call", ref, method, args} (ref: a database, transaction or change stream),
  * {id, op: "onChange", ref, sub}, {op: "offChange", sub}. Out: {id, ok, state?} or
  * {id, error: {name, message}}; events {event: "change", sub, change} and
- * {event: "state", ref, state} (a database's stats/leader info changed). A page's
+ * {event: "state", ref, state} (a database's stats/leader info changed). A state is
+ * JSON text of {stats, leader}, sent only when it differs from the last one sent
+ * (the page parses it when stats() or getLeaderInfo() asks). A page's
  * {datasync: "lifecycle"} message (pagehide, hidden) is handled by datasync's Python
  * (datasync/browser/lifecycle.py): every open database flushes.
  */
@@ -40,17 +42,20 @@ function register(object, db) {
   return ref;
 }
 
-/** The state the page reads synchronously: db.stats(), db.getLeaderInfo(). */
-function stateOf(ref) {
+/** The state the page reads synchronously (db.stats(), db.getLeaderInfo()) as JSON
+ * text, or undefined if the page has it already (or the database closed meanwhile). */
+function changedState(ref) {
   const entry = objects.get(ref);
-  if (!entry) return null;
+  if (!entry) return undefined;
+  let state;
   try {
-    const state = { stats: entry.object.stats(), leader: entry.object.leaderInfo() };
-    lastState.set(ref, JSON.stringify(state));
-    return state;
+    state = entry.object.state();
   } catch {
-    return null; // closed meanwhile
+    return undefined; // closed meanwhile
   }
+  if (lastState.get(ref) === state) return undefined;
+  lastState.set(ref, state);
+  return state;
 }
 
 const transferOf = (value) => (value instanceof Uint8Array && value.byteOffset === 0 &&
@@ -64,7 +69,7 @@ async function handle(message) {
       const ref = register(handle);
       // a commit (this tab's, or another's applied here) changes stats: post them at once
       objects.get(ref).off = handle.onChange(() => queueMicrotask(() => postState(ref)));
-      return { ok: { ref, state: stateOf(ref) } };
+      return { ok: { ref, state: changedState(ref) } };
     }
     case "call": {
       const entry = objects.get(message.ref);
@@ -94,7 +99,7 @@ async function handle(message) {
         lastState.delete(message.ref);
         return { ok: value };
       }
-      return { ok: value, state: stateOf(entry.db) };
+      return { ok: value, state: changedState(entry.db) };
     }
     case "onChange": {
       const entry = objects.get(message.ref);
@@ -134,9 +139,8 @@ addEventListener("message", async (event) => {
 /** Post a database's state if it changed since the page last got it. */
 function postState(ref) {
   if (!lastState.has(ref)) return; // closed
-  const before = lastState.get(ref);
-  const state = stateOf(ref);
-  if (state && lastState.get(ref) !== before) postMessage({ event: "state", ref, state });
+  const state = changedState(ref);
+  if (state !== undefined) postMessage({ event: "state", ref, state });
 }
 
 // Leadership moves and background flushes happen between calls and commits: poll them.

@@ -3,21 +3,32 @@
 Example (what ``js/datasync.js`` does through Pyodide)::
 
     bridge = pyodide.pyimport("datasync.browser.bridge")
-    handle = await bridge.open("app", '{"durability": "strict"}')   # {ok: JsDatabase}
-    reply = await handle.execute("SELECT ?", [1])   # {ok: {columns, rows, ...}}
-    tx = (await handle.begin("DEFERRED")).ok        # a JsTransaction
-    await tx.execute("INSERT INTO t VALUES (1)"); await tx.commit()
+    handle = (await bridge.open("app", '{"durability": "strict"}')).ok   # a JsDatabase
+    text = handle.execute("SELECT ?", "[1]")   # '{"columns":...}': done at once
+    tx = await handle.begin("DEFERRED")        # a task: await it -> {ok: JsTransaction}
+    tx.ok.execute("INSERT INTO t VALUES (1)"); await tx.ok.commit()
 
-Every call returns a JS object ``{ok: value}`` or ``{error: {name, message}}`` so
+Every call answers a JS object ``{ok: value}`` or ``{error: {name, message}}`` so
 that the JS module can throw an ``Error`` whose ``name`` is the Python exception's
 class name (``StorageFullError``, ``IntegrityError``...), with option names spelt as
-in JS (:mod:`.values` converts values). Whatever the database (one tab's, or one
-shared by the app's tabs: :class:`datasync.api.DatabaseAPI`), the calls are the same.
+in JS (:mod:`.values` converts values); or, for a statement's result, JSON text
+(a string is always a success: one string crosses instead of a proxy per value).
+Whatever the database (one tab's, or one shared by the app's tabs:
+:class:`datasync.api.DatabaseAPI`), the calls are the same.
+
+Calls start at once (an *eager* task, :func:`_start`): a call that needs no wait
+(a read, a relaxed write, a statement of an idle transaction) is done when the JS
+call returns, and answers its value; one that must wait (for the connection, for
+IndexedDB, for the leader tab) answers its task, which JS awaits. Each JS call
+costs no trip through the event loop that way (each costs about 0.1-0.3 ms), and
+calls still start in the order JS makes them.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .values import (
@@ -25,10 +36,35 @@ from .values import (
     guard,
     js_value,
     plain_to_js,
-    result_to_js,
+    reply,
+    result_json,
+    results_json,
+    rows_json,
     to_py_param,
     to_py_params,
 )
+
+
+def _start(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` now up to its first wait (an eager task): its value if it
+    finished (a reply, or JSON text), else the task (JS awaits it).
+
+    Called from inside a running task (a JS callback Python called), it is
+    scheduled as an ordinary task instead: nothing runs inside another's step."""
+    loop = asyncio.get_event_loop()
+    if asyncio.current_task(loop) is not None:
+        return asyncio.ensure_future(coro)
+    task = asyncio.Task(coro, loop=loop, eager_start=True)
+    return task.result() if task.done() else task
+
+
+def _eager(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """An async bridge method made a call that starts at once (see :func:`_start`)."""
+    @functools.wraps(method)
+    def start(*args: Any, **kwargs: Any) -> Any:
+        return _start(method(*args, **kwargs))
+
+    return start
 
 
 def _key_from_json(value: Any) -> Any:
@@ -72,7 +108,9 @@ def _rows_as_objects(res: Any) -> Any:
 
 
 def _statements(statements: Any) -> list[tuple[str, Any]]:
-    """``[[sql, params], ...]`` from JS -> ``[(sql, params), ...]``."""
+    """``[[sql, params], ...]`` from JS (or as JSON) -> ``[(sql, params), ...]``."""
+    if isinstance(statements, str):
+        return [(str(item[0]), item[1] if len(item) > 1 else ()) for item in json.loads(statements)]
     out = []
     for item in statements:
         params = item[1] if item.length > 1 else None
@@ -80,40 +118,67 @@ def _statements(statements: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def _rows(res: Any) -> Any:
+    """A query's rows: ``[columns, rows]`` as JSON (JS makes the objects), or objects."""
+    return rows_json(res) or _rows_as_objects(res)
+
+
 class _Statements:
     """execute, query, execute_many, batch on ``target`` (a database or a transaction)."""
 
     target: Any
 
-    async def execute(self, sql: str, params: Any = None) -> Any:
+    def _now(self, sql: str, params: Any, encode: Callable[[Any], Any]) -> Any:
+        """A transaction's statement run at once if its holder is idle (None: not)."""
+        execute_now = getattr(self.target, "execute_now", None)
+        if execute_now is None:
+            return None
+        try:
+            res = execute_now(str(sql), to_py_params(params))
+            if res is None:
+                return None
+            value = encode(res)
+        except Exception as exc:  # the error boundary, as guard()'s
+            return reply(error=exc)
+        return str(value) if isinstance(value, str) else reply(value)
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        now = self._now(sql, params, result_json)
+        return now if now is not None else self._execute(sql, params)
+
+    def query(self, sql: str, params: Any = None) -> Any:
+        now = self._now(sql, params, _rows)
+        return now if now is not None else self._query(sql, params)
+
+    @_eager
+    async def _execute(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
-            return result_to_js(await self.target.execute(str(sql), to_py_params(params)))
+            return result_json(await self.target.execute(str(sql), to_py_params(params)))
 
         return await guard(call)
 
-    async def query(self, sql: str, params: Any = None) -> Any:
+    @_eager
+    async def _query(self, sql: str, params: Any = None) -> Any:
         async def call() -> Any:
-            return _rows_as_objects(await self.target.execute(str(sql), to_py_params(params)))
+            return _rows(await self.target.execute(str(sql), to_py_params(params)))
 
         return await guard(call)
 
+    @_eager
     async def execute_many(self, sql: str, rows: Any) -> Any:
-        """``executeMany(sql, rows)``: one call, one atomic transaction."""
+        """``executeMany(sql, rows)``: one call, one atomic transaction; ``rows``
+        as JSON text, or an array of params."""
         async def call() -> Any:
-            seq = [to_py_params(r) for r in rows]
-            return result_to_js(await self.target.executemany(str(sql), seq))
+            seq = to_py_params(rows) if isinstance(rows, str) else [to_py_params(r) for r in rows]
+            return result_json(await self.target.executemany(str(sql), seq))
 
         return await guard(call)
 
+    @_eager
     async def batch(self, statements: Any) -> Any:
         """``batch([[sql, params], ...])``: atomic; one result each."""
         async def call() -> Any:
-            import js
-
-            out = js.Array.new()
-            for res in await self.target.batch(_statements(statements)):
-                out.push(result_to_js(res))
-            return out
+            return results_json(await self.target.batch(_statements(statements)))
 
         return await guard(call)
 
@@ -124,9 +189,11 @@ class JsTransaction(_Statements):
     def __init__(self, tx: Any) -> None:
         self.target = tx
 
+    @_eager
     async def commit(self) -> Any:
         return await guard(self.target.commit)
 
+    @_eager
     async def rollback(self) -> Any:
         return await guard(self.target.rollback)
 
@@ -139,6 +206,7 @@ class JsChangeStream:
         self._changes = changes
         self._waiting: asyncio.Future[Any] | None = None
 
+    @_eager
     async def next(self) -> Any:
         async def call() -> Any:
             self._waiting = asyncio.ensure_future(self._changes.__anext__())
@@ -152,6 +220,7 @@ class JsChangeStream:
 
         return await guard(call)
 
+    @_eager
     async def close(self) -> Any:
         async def call() -> None:
             if self._waiting is not None and not self._waiting.done():
@@ -171,9 +240,11 @@ class JsDatabase(_Statements):
     def leader_info(self) -> str:
         return json.dumps(self.db.leader_info())
 
+    @_eager
     async def wait_for_leadership(self) -> Any:
         return await guard(self.db.wait_for_leadership)
 
+    @_eager
     async def request_leadership(self) -> Any:
         return await guard(self.db.request_leadership)
 
@@ -196,12 +267,14 @@ class JsDatabase(_Statements):
             since=options.get("since"), consumer=options.get("consumer"),
             follow=bool(options.get("follow", True))))
 
+    @_eager
     async def ack(self, consumer: str, seq: Any) -> Any:
         async def call() -> None:
             await self.db.ack(str(consumer), int(seq))
 
         return await guard(call)
 
+    @_eager
     async def queue_write(self, sql: str, params: Any = None, timeout_ms: Any = None) -> Any:
         """Queue a write (a durable outbox with tabs; a database of one tab applies
         and flushes it at once), resolving like :meth:`execute`."""
@@ -209,10 +282,11 @@ class JsDatabase(_Statements):
             limit = to_py_param(timeout_ms)
             timeout = None if limit is None else float(limit) / 1000
             res = await self.db.queue_write(str(sql), to_py_params(params), timeout=timeout)
-            return result_to_js(res)
+            return result_json(res)
 
         return await guard(call)
 
+    @_eager
     async def exec_script(self, script: str) -> Any:
         """``db.exec(script)``: the script's statements, atomically."""
         async def call() -> None:
@@ -220,6 +294,7 @@ class JsDatabase(_Statements):
 
         return await guard(call)
 
+    @_eager
     async def begin(self, mode: str = "DEFERRED") -> Any:
         """``db.transaction(fn)`` begins with this: a :class:`JsTransaction`."""
         async def call() -> Any:
@@ -229,12 +304,15 @@ class JsDatabase(_Statements):
 
         return await guard(call)
 
+    @_eager
     async def sync(self) -> Any:
         return await guard(self.db.sync)
 
+    @_eager
     async def close(self) -> Any:
         return await guard(self.db.close)
 
+    @_eager
     async def rekey(self, key_json: str) -> Any:
         """``db.rekey(newKey)``: the key comes as JSON (see ``_key_from_json``)."""
         async def call() -> Any:
@@ -246,6 +324,12 @@ class JsDatabase(_Statements):
     def stats(self) -> str:
         return json.dumps(self.db.stats(), default=str)
 
+    def state(self) -> str:
+        """``{stats, leader}`` as JSON: what a Worker sends the page (one call)."""
+        return json.dumps({"stats": self.db.stats(), "leader": self.db.leader_info()},
+                          default=str)
+
+    @_eager
     async def versions(self) -> Any:
         async def call() -> Any:
             import js
@@ -255,12 +339,14 @@ class JsDatabase(_Statements):
 
         return await guard(call)
 
+    @_eager
     async def restore(self, version: Any) -> Any:
         async def call() -> Any:
             return await self.db.restore(int(version))
 
         return await guard(call)
 
+    @_eager
     async def backup(self, target: str, options_json: str = "{}") -> Any:
         async def call() -> Any:
             import js
@@ -273,6 +359,7 @@ class JsDatabase(_Statements):
 
         return await guard(call)
 
+    @_eager
     async def export_database(self) -> Any:
         async def call() -> Any:
             from pyodide.ffi import to_js
@@ -281,6 +368,7 @@ class JsDatabase(_Statements):
 
         return await guard(call)
 
+    @_eager
     async def import_database(self, data: Any) -> Any:
         async def call() -> Any:
             raw = data.to_bytes() if hasattr(data, "to_bytes") else bytes(data)

@@ -13,6 +13,7 @@ it cannot bind faithfully (a Date, an object, a Symbol) before calling Python.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,8 +61,12 @@ def to_py_param(value: Any) -> Any:
 
 
 def to_py_params(params: Any) -> Any:
+    """JS params -> sqlite3 params: a JSON text (``js/local.js`` sends one when JSON
+    carries every value exactly: see ``paramsJSON``), an array or a plain object."""
     if params is None:
         return ()
+    if isinstance(params, str):
+        return json.loads(params)
     if hasattr(params, "to_py") and not hasattr(params, "length"):
         return {k: to_py_param(v) for k, v in params.object_entries()}
     return [to_py_param(v) for v in params]
@@ -103,10 +108,13 @@ def rows_to_js(rows: list[tuple[Any, ...]]) -> Any:
 
 
 async def guard(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``{ok: value}`` or ``{error: {name, message}}``; a :class:`Json` value is
+    returned as its text (JS tells a string, always a success, from a reply)."""
     try:
-        return reply(await call())
+        value = await call()
     except Exception as exc:  # the error boundary between Python and JS
         return reply(error=exc)
+    return str(value) if isinstance(value, Json) else reply(value)
 
 
 def result_to_js(res: Any) -> Any:
@@ -119,6 +127,71 @@ def result_to_js(res: Any) -> Any:
     out.rowsAffected = res.rowcount
     out.lastInsertRowid = res.lastrowid
     return out
+
+
+#: Integers JS numbers hold exactly; beyond them Pyodide makes a BigInt.
+_SAFE_INT = 2**53 - 1
+
+
+class Json(str):
+    """A successful call's value as JSON text, which the JS side parses: one string
+    crosses into JS instead of a proxy per value (``js/local.js`` knows the shape)."""
+
+
+def _json_safe(rows: list[tuple[Any, ...]]) -> bool:
+    """JSON carries these values as JS would get them from Pyodide: no bytes
+    (Uint8Array), no integer beyond 2**53 (BigInt), no inf (json refuses it)."""
+    for row in rows:
+        for v in row:
+            if type(v) is int and not -_SAFE_INT <= v <= _SAFE_INT:
+                return False
+    return True
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _dumps(value: Any) -> str | None:
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError):  # bytes; inf or nan
+        return None
+
+
+def result_json(res: Any) -> Any:
+    """A Result for ``execute()``: ``{columns, rows, rowsAffected, lastInsertRowid}``
+    as :class:`Json`, or (values JSON cannot carry) as :func:`result_to_js` does."""
+    if res.lastrowid is not None and _json_safe(res.rows):
+        text = _dumps({"columns": res.columns, "rows": res.rows, "rowsAffected": res.rowcount,
+                       "lastInsertRowid": res.lastrowid})
+        if text is not None:
+            return Json(text)
+    return result_to_js(res)
+
+
+def results_json(results: list[Any]) -> Any:
+    """Several Results (``batch()``): a JSON array of them, or a JS array."""
+    if all(r.lastrowid is not None and _json_safe(r.rows) for r in results):
+        text = _dumps([{"columns": r.columns, "rows": r.rows, "rowsAffected": r.rowcount,
+                        "lastInsertRowid": r.lastrowid} for r in results])
+        if text is not None:
+            return Json(text)
+    import js
+
+    out = js.Array.new()
+    for res in results:
+        out.push(result_to_js(res))
+    return out
+
+
+def rows_json(res: Any) -> Json | None:
+    """A Result for ``query()``: ``[columns, rows]`` as :class:`Json` (JS makes the
+    objects), or None if JSON cannot carry its values."""
+    if _json_safe(res.rows):
+        text = _dumps([res.columns, res.rows])
+        if text is not None:
+            return Json(text)
+    return None
 
 
 def plain_to_js(value: Any) -> Any:

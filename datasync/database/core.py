@@ -179,6 +179,18 @@ class DatabaseCore:
     def _owns_transaction(self) -> bool:
         return _in_transaction.get() == (self, asyncio.current_task())
 
+    def idle(self) -> bool:
+        """True if no task holds the connection's turn or waits for it: a statement
+        run now, synchronously, can neither overtake nor interleave with another
+        (one thread runs the loop and every statement of this connection).
+
+        Example: ``if db.idle(): result = db.run("SELECT 1", ())``"""
+        lock = self._lock
+        if lock.locked():
+            return False
+        waiters = lock._waiters  # asyncio.Lock's queue: a new turn goes after it
+        return not waiters or all(w.cancelled() for w in waiters)
+
     @asynccontextmanager
     async def turn(self, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold the connection, unless this task's transaction already holds it.

@@ -29,6 +29,7 @@ from .core import Result
 
 Params = Sequence[Any] | dict[str, Any]
 Runner = Callable[[str, Params], Awaitable[Result]]
+NowRunner = Callable[[str, Params], Result]
 
 
 async def run_many(run: Runner, sql: str, seq_of_params: Iterable[Params]) -> Result:
@@ -52,11 +53,15 @@ class Transaction:
     ended (committed, rolled back, aborted)."""
 
     def __init__(self, enter: Callable[[], AsyncContextManager[Any]], run: Runner, *,
-                 name: str, idle_timeout: float | None = None, holding: Any = None) -> None:
+                 name: str, idle_timeout: float | None = None, holding: Any = None,
+                 run_now: NowRunner | None = None) -> None:
         self.name = name
         self.idle_timeout = idle_timeout
         self._enter = enter
         self._run = run
+        #: ``run`` without awaiting (for :meth:`execute_now`), if the caller has one.
+        self._run_now = run_now
+        self._busy = False  # the holder is running a call (it may await inside)
         self._ops: asyncio.Queue[tuple[str, Any, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._ended: BaseException | None = None  # why calls are refused now
@@ -92,6 +97,20 @@ class Transaction:
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
         return await self.call(lambda: self._run(sql, params))
+
+    def execute_now(self, sql: str, params: Params = ()) -> Result | None:
+        """Run one statement at once inside the transaction if its holder is idle
+        (no call queued or running: nothing to overtake); None: use :meth:`execute`.
+
+        Example: ``res = tx.execute_now("SELECT 1") or await tx.execute("SELECT 1")``
+
+        The holder is parked waiting for its next call and keeps the database's
+        turn, so the statement runs in the transaction as if the holder ran it."""
+        if (self._run_now is None or self.state != "open" or self._ended is not None
+                or self._busy or not self._ops.empty()):
+            return None
+        self.touch()
+        return self._run_now(sql, params)
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         res = await self.execute(sql, params)
@@ -165,11 +184,14 @@ class Transaction:
                 ready.set_result(None)
                 while True:
                     kind, payload, fut = await self._next()
+                    self._busy = True  # until the call returns; for good once ending
                     if kind == "call":
                         try:
                             fut.set_result(await payload())
                         except Exception as exc:  # the caller's error; still open
                             fut.set_exception(exc)
+                        finally:
+                            self._busy = False
                         continue
                     ending = fut
                     if kind == "commit":

@@ -33,12 +33,27 @@ class Statements:
 
         Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``
         """
-        async with self.turn():
-            before = self._store.commits_in_this_thread()  # ours: counted in our turn
-            result = self.run(sql, params)
-            committed = self._store.commits_in_this_thread() != before
+        if self.idle():
+            # Nothing holds or awaits the connection: run now, without taking the
+            # turn (nothing can come between: one thread). Saves a JS call most of
+            # its cost, and lets it complete without a trip through the event loop.
+            self._check_open()
+            if self._store.generation != self._generation:
+                self._after_fork()
+            result, committed = self._run_counted(sql, params)
+        else:
+            async with self.turn():
+                result, committed = self._run_counted(sql, params)
         await self._after_write(committed)
         return result
+
+    def _run_counted(self, sql: str, params: Sequence[Any] | dict[str, Any]
+                     ) -> tuple[Result, bool]:
+        """Run in our turn: the result, and whether it committed (counted in our
+        turn, so no other task's commit)."""
+        before = self._store.commits_in_this_thread()
+        result = self.run(sql, params)
+        return result, self._store.commits_in_this_thread() != before
 
     async def executemany(
         self, sql: str, seq_of_params: Iterable[Sequence[Any] | dict[str, Any]]
@@ -180,7 +195,8 @@ class Statements:
 
         Example: ``tx = await db.begin(); await tx.execute(...); await tx.commit()``"""
         tx = Transaction(lambda: self.transaction(mode, timeout=timeout), self.execute,
-                         name=self.name, idle_timeout=idle_timeout, holding=self)
+                         name=self.name, idle_timeout=idle_timeout, holding=self,
+                         run_now=self.run)
         return await tx.start()
 
     @asynccontextmanager

@@ -83,6 +83,7 @@ class LeaderTransaction:
         self._tab, self._tx, self.id, self._tables, self._box = tab, tx, tx_id, tables, box
         self._epoch = tab.epoch  # of the leadership holding it
         self.execute, self.query = tx.execute, tx.query
+        self.execute_now = tx.execute_now
         self.executemany, self.batch = tx.executemany, tx.batch
 
     async def commit(self) -> int:
@@ -223,7 +224,16 @@ class TabTransactions:
             finally:
                 session.ran(kind)
 
-        tx = Transaction(scope, run, name=self.name, holding=self.db,
+        def run_now(sql: str, params: Any) -> Any:  # run(), for Transaction.execute_now
+            kind = session.classify(sql)
+            session.check(sql, kind, runs_here=sender is None,
+                          for_another_tab=sender is not None)
+            try:
+                return self.db.run(sql, params)
+            finally:
+                session.ran(kind)
+
+        tx = Transaction(scope, run, name=self.name, holding=self.db, run_now=run_now,
                          idle_timeout=None if sender is None else self.transaction_lease)
         await tx.start()
         self._holders[tx_id] = tx
