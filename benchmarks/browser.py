@@ -120,8 +120,8 @@ def main_session(pw: Any, config: Any, url: str, url_b: str, profile: Path,
         blocks = got["py_api"]["blocks"]
         got["floor"] = {k: page.call("putRecords", max(int(blocks[k]), 1), "default")
                         for k in ("insert", "update", "delete")}
-        have = max(int(blocks["insert"]), 1)
-        got["floor"]["reads"] = got["floor"]["reads_tx"] = page.call("getRecords", sizes[1], have)
+        have = max(int(blocks["insert"]), 1)  # the database's pages, each read once
+        got["floor"]["reads"] = got["floor"]["reads_tx"] = page.call("getRecords", have, have)
         if rep != "warmup":
             raw["w1"].append(got)
     # ---- bulk load + W2 on one 100,000-row database, every datasync mode in turn ----

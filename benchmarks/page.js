@@ -214,7 +214,7 @@ window.bench = {
     await complete(tx);
     return now() - t0;
   },
-  /** n get()s of the 4 KiB records putRecords left, in one readonly transaction. */
+  /** n get()s of the 4 KiB records putRecords left (of `have`), one readonly transaction. */
   async getRecords(n, have) {
     const db = await floorDb();
     const t0 = now();

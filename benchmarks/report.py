@@ -196,20 +196,22 @@ def memory(raw: dict[str, Any]) -> None:
     for key in ("js_main", "js_shared", "idbfs"):
         runs = raw["cold"][key]
         size = runs[0].get("bytes") or raw["bulk"]["js_main"]["db_bytes"]
-        def growth(stage: str, kind: str) -> float | None:
-            vals = [r[stage][kind] - r["mem0"][kind] for r in runs
-                    if r[stage].get(kind) is not None and r["mem0"].get(kind) is not None]
-            return median(vals) / size if vals else None
-        rows.append([dict(PATHS)[key]] + [
-            "—" if (g := growth(stage, kind)) is None else f"{g:.2f}"
-            for stage in ("mem1", "mem2") for kind in ("wasm", "js", "ua")])
+
+        def growth(stage: str, kind: str) -> float:
+            return median([r[stage][kind] - r["mem0"][kind] for r in runs]) or 0.0
+        cells = []
+        for stage in ("mem1", "mem2"):
+            wasm, ua = growth(stage, "wasm"), growth(stage, "ua")
+            cells += [mb(wasm), mb(ua), f"{(wasm + ua) / size:.2f}"]
+        rows.append([dict(PATHS)[key], mb(size)] + cells)
     s = raw["cold"]["sahpool"]
     size = s[0]["bytes"]
-    rows.append([dict(PATHS)["sahpool"],
-                 f"{median([r['heap1'] - r['heap0'] for r in s]) / size:.2f}", "—", "—",
-                 f"{median([r['heap2'] - r['heap0'] for r in s]) / size:.2f}", "—", "—"])
-    table(["path", "WASM heap, open+count", "JS heap, open+count", "UA memory, open+count",
-           "WASM heap, + full scan", "JS heap, + full scan", "UA memory, + full scan"], rows)
+    heap = [median([r[k] - r["heap0"] for r in s]) for k in ("heap1", "heap2")]
+    rows.append([dict(PATHS)["sahpool"], mb(size), mb(heap[0]), "—", f"{heap[0] / size:.2f}",
+                 mb(heap[1]), "—", f"{heap[1] / size:.2f}"])
+    table(["path", "database", "WASM heap growth, open+count", "UA memory growth",
+           "per database byte", "WASM heap growth, + full scan", "UA memory growth",
+           "per database byte"], rows)
 
 
 def notes(raw: dict[str, Any]) -> None:
@@ -241,9 +243,11 @@ def notes(raw: dict[str, Any]) -> None:
   navigation start); page weight = Resource Timing `transferSize` (bytes over the wire;
   a 304 revalidation counts only headers: the server sends `Cache-Control: no-cache`) and
   `encodedBodySize`, of the page plus (sahpool) its Worker's own entries.
-- Memory: growth from the booted page to after open + count, then after a full scan;
-  WASM heap = `pyodide._module.HEAPU8.length` (sahpool: `sqlite3.wasm.heap8u().length`),
-  JS heap = CDP `Performance.getMetrics` JSHeapUsedSize after a forced GC (excludes
-  ArrayBuffer backing stores, where IDBFS keeps its files), UA memory =
-  `performance.measureUserAgentSpecificMemory()` (everything, eager mode), per database byte.
+- Memory: growth from the booted page (Pyodide loaded, nothing open) to after open +
+  count, then after a full scan (`sum(length(name) + length(email))`). WASM heap =
+  `pyodide._module.HEAPU8.length` (sahpool: `sqlite3.wasm.heap8u().length` in its Worker);
+  UA memory = `performance.measureUserAgentSpecificMemory()` (eager mode; it counts the JS
+  heaps and ArrayBuffers, where IDBFS's MEMFS keeps the file, but not the WebAssembly
+  Memory, as its totals show); per database byte = (WASM + UA growth) / database size.
+  CDP `Performance.getMetrics` JSHeapUsedSize is in the JSON (it excludes ArrayBuffers).
 """)

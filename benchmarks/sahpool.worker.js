@@ -106,7 +106,7 @@ const ops = {
     const heap1 = sqlite3.wasm.heap8u().length;
     db(file).selectValue(SQL.scan);
     return { ms, count, heap0, heap1, heap2: sqlite3.wasm.heap8u().length,
-             bytes: db(file).selectValue("PRAGMA page_count") * 4096 };
+             bytes: db(file).selectValue("PRAGMA page_count") * db(file).selectValue("PRAGMA page_size") };
   },
   // Boot: runtime + pool + a first query (the page times navigation -> this reply).
   async first() {
