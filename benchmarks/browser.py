@@ -210,15 +210,19 @@ def boot_session(pw: Any, config: Any, url: str, system: str) -> list[dict[str, 
             ctx.close()
 
 
-def build_web(checkout: Path) -> dict[str, Any]:
-    """web/ of ``checkout``, built by that checkout's own ``python -m datasync build``."""
+def build_web(checkout: Path) -> Path:
+    """The web/ folder of ``checkout``: this checkout's own (``ensure_web``), or another's
+    built by its own ``python -m datasync build`` into a folder of ours (its tree is left
+    as it is)."""
     if checkout == ROOT:
         from datasync.tools.build import ensure_web
 
-        return ensure_web("web")
-    subprocess.run([sys.executable, "-m", "datasync", "build"], cwd=checkout, check=True,
-                   stdout=subprocess.DEVNULL)
-    return dict(json.loads((checkout / "web" / "manifest.json").read_text()))
+        ensure_web("web")
+        return ROOT / "web"
+    out = Path(tempfile.gettempdir()) / f"datasync-bench-web-{checkout.name}"
+    subprocess.run([sys.executable, "-m", "datasync", "build", "--out", str(out)],
+                   cwd=checkout, check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def git_state(checkout: Path) -> str:
@@ -237,10 +241,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkout = Path(args.checkout).resolve() if args.checkout else ROOT
     if not (ROOT / "node_modules/@sqlite.org/sqlite-wasm/dist/index.mjs").exists():
         raise SystemExit("node_modules/@sqlite.org/sqlite-wasm is missing: run `make npm`")
-    manifest = build_web(checkout)
+    web = build_web(checkout)
+    manifest = json.loads((web / "manifest.json").read_text())
     config = load_config()
     started, load0 = time.perf_counter(), os.getloadavg()[0]
-    mounts = {"web": checkout / "web", "js": checkout / "js"}
+    mounts = {"web": web, "js": checkout / "js"}
     with sync_playwright() as pw, serving(root=ROOT, coop_coep=True, mounts=mounts) as srv, \
             tempfile.TemporaryDirectory(prefix="datasync-browser-bench-") as tmp:
         profile = Path(tmp) / "profile"
@@ -252,6 +257,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        for s in ("js_main", "js_shared", "sahpool", "idbfs", "floor")}
         raw["first"] = {s: [boot_session(pw, config, srv.url, s) for _ in range(args.boots)]
                         for s in ("datasync", "pyodide", "sahpool")}
+        if args.boot_tasks:  # benchmarks/boot.py: long tasks, a lone tab's multi-tab cost
+            from benchmarks.boot import measure
+
+            raw["boot_tasks"] = measure(pw, config, srv.url, boots=args.cold,
+                                        opens=args.cold + 2, commits=25)
     raw["meta"] = {"checkout": git_state(checkout), "manifest": manifest,
                    "elapsed_s": time.perf_counter() - started,
                    "load": [load0, os.getloadavg()[0]], "cpus": os.cpu_count(),
@@ -273,8 +283,12 @@ def main() -> None:
     ap.add_argument("--checkout", metavar="PATH",
                     help="measure the datasync (web/ built there, js/) of this checkout")
     ap.add_argument("--json", metavar="PATH", help="also write every raw figure here")
+    ap.add_argument("--no-boot-tasks", dest="boot_tasks", action="store_false",
+                    help="skip benchmarks/boot.py's long tasks and lone-tab figures "
+                         "(skipped by --quick and --smoke too)")
     args = ap.parse_args()
     small = args.quick or args.smoke
+    args.boot_tasks = args.boot_tasks and not small
     args.repeat = args.repeat or (1 if small else 3)
     args.rows = args.rows or (500 if args.smoke else 20_000 if args.quick else 100_000)
     args.commits = args.commits or (3 if args.smoke else 10 if args.quick else 50)
@@ -288,6 +302,10 @@ def main() -> None:
     from benchmarks.report import report
 
     report(raw)
+    if "boot_tasks" in raw:
+        from benchmarks.boot import report as report_boot
+
+        report_boot(raw["boot_tasks"])
 
 
 if __name__ == "__main__":

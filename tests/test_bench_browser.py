@@ -18,14 +18,15 @@ pytest.importorskip("playwright.sync_api", reason="the Playwright package is not
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_ROWS = 500  # browser.py --smoke: W2/bulk rows; W1 sizes [50, 50, 10, 10]
 
-pytestmark = pytest.mark.slow
+# minutes on a loaded 2-core machine: a dozen Pyodide boots (pages, Workers, relaunches)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "raw.json"
     proc = subprocess.run([sys.executable, "benchmarks/browser.py", "--smoke", "--json",
-                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1400)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text()), proc.stdout
 
