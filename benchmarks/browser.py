@@ -283,10 +283,16 @@ def main() -> None:
     ap.add_argument("--checkout", metavar="PATH",
                     help="measure the datasync (web/ built there, js/) of this checkout")
     ap.add_argument("--json", metavar="PATH", help="also write every raw figure here")
+    ap.add_argument("--report", metavar="JSON", help="only print the tables of a --json file")
     ap.add_argument("--no-boot-tasks", dest="boot_tasks", action="store_false",
                     help="skip benchmarks/boot.py's long tasks and lone-tab figures "
                          "(skipped by --quick and --smoke too)")
     args = ap.parse_args()
+    if args.report:
+        from benchmarks.report import report
+
+        report(json.loads(Path(args.report).read_text()))
+        return
     small = args.quick or args.smoke
     args.boot_tasks = args.boot_tasks and not small
     args.repeat = args.repeat or (1 if small else 3)

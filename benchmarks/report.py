@@ -224,7 +224,9 @@ def notes(raw: dict[str, Any]) -> None:
   timed inside its Worker; each COMMIT returns after its OPFS `flush()`. IDBFS:
   `FS.syncfs(false)` ends each write phase. Floor: as many fresh 4 KiB records as datasync's
   Python API flushed for the phase put in one default-durability transaction (to
-  `oncomplete`); reads: 1000 `get()`s of 4 KiB records in one readonly transaction.
+  `oncomplete`); reads (both columns): each of those inserted 4 KiB records `get()` once,
+  in one readonly transaction (the pages a 1000-row table needs; 1000 separate `get()`s
+  would cost ~100 ms here, more than any contender).
 - W2: the bulk-loaded `users` database; single-row autocommit UPDATEs, each awaited until
   durable: datasync opened `durability: "strict"` (strict IDB transactions), JS `db.execute`
   in each mode on the same database in turn, Python `await db.execute`, `connect()` +
