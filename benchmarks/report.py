@@ -231,7 +231,8 @@ def notes(raw: dict[str, Any]) -> None:
   durable: datasync opened `durability: "strict"` (strict IDB transactions), JS `db.execute`
   in each mode on the same database in turn, Python `await db.execute`, `connect()` +
   `commit()` + `await db.sync()`; sahpool `exec` (journal + flush); IDBFS statement +
-  `syncfs(false)`. Floor: one 4 KiB put per strict transaction.
+  `syncfs(false)`. Floor: one 4 KiB put per strict transaction, as many commits before
+  and again after the contenders (the machine's load drifts), median of both.
 - W3: browser closed and relaunched on the same profile per measurement; Pyodide booted
   first (untimed, as the sahpool runtime's init is); then open + `SELECT count(*)`.
   Floor: `indexedDB.open` + `getAll()` of the datasync image as 4 KiB records.
