@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from browser import fmt, load_config, p95, table  # noqa: E402  (the one-tab benchmark's)
+from browser import load_config  # noqa: E402
+from report import fmt, p95, table  # noqa: E402  (the browser benchmark's tables)
 
 PAGE = "tests/browser/blank.html"
 
