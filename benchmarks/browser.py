@@ -133,10 +133,10 @@ def main_session(pw: Any, config: Any, url: str, url_b: str, profile: Path,
     raw["image_bytes"] = page.call("exportImage", "w2")
     page.call("close", "w2")
     raw["floor_bulk"] = page.call("writeImage", "strict")
-    # Each mode its own seed: an UPDATE that writes what a row already holds dirties no
-    # page in SQLite (nothing to commit), so a repeated seed would time no-ops.
+    # Each mode its own seed (JS main 8, Python 10 and 11): an UPDATE that writes what
+    # a row already holds dirties no page in SQLite, so a repeated seed times no-ops.
     for key, options, seed in (("js_worker", {**strict, "worker": True}, 9),
-                               ("js_shared", {"durability": "strict"}, 11)):
+                               ("js_shared", {"durability": "strict"}, 12)):
         raw[f"open_{key}"] = page.call("open", "w2", "w2", options)
         raw["w2"][key] = page.call("commits", "w2", n, rows, seed)
         page.call("close", "w2")
