@@ -5,6 +5,8 @@ import asyncio
 import itertools
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -177,3 +179,23 @@ def readme_blocks(language: str) -> list[str]:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     return [m.group(2) for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)
             if m.group(1) == language]
+
+
+def http_get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def parse_cli(*argv: str) -> Any:
+    """``python -m datasync ARGV``'s parsed arguments (an argparse.Namespace)."""
+    import argparse
+
+    from datasync.tools import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
