@@ -24,8 +24,15 @@ from typing import Any, NamedTuple, Protocol
 
 from .errors import CorruptBlockError, FormatVersionError, InvalidOptionError, WrongKeyError
 
-#: Version of the stored format written by this release.
-FORMAT_VERSION = 1
+#: Version of the stored format written by this release. 2 (issue 11): an IndexedDB
+#: segment may be stored *short* (records up to its last used slot, lengths in ``b``),
+#: which a release reading only format 1 would take for a segment of another record
+#: length and rebuild, dropping blocks; the version makes such a release refuse the
+#: store (FormatVersionError) instead. The first flush of this release upgrades a
+#: format-1 store (nothing else changed between them).
+FORMAT_VERSION = 2
+#: Stored formats this release reads.
+READABLE_FORMATS = (1, 2)
 #: The one persisted file of a datasync database: the SQLite main database file.
 MAIN = "main"
 MIN_BLOCK_SIZE = 512
@@ -70,9 +77,10 @@ class Meta:
         return cls(FORMAT_VERSION, block_size, 0, 0, uuid.uuid4().hex, time.time())
 
     def next(self, file_size: int, epoch: int | None = None) -> "Meta":
-        """The metadata of the flush that follows this version."""
-        return replace(self, version=self.version + 1, file_size=file_size,
-                       epoch=self.epoch if epoch is None else epoch)
+        """The metadata of the flush that follows this version (in this release's
+        format: the flush upgrades a store of an older readable one)."""
+        return replace(self, format_version=FORMAT_VERSION, version=self.version + 1,
+                       file_size=file_size, epoch=self.epoch if epoch is None else epoch)
 
     @property
     def block_count(self) -> int:
@@ -103,12 +111,12 @@ class Meta:
                 f"the metadata of {where} cannot be read ({exc}); restore it from a backup",
                 file="meta",
             ) from exc
-        if fmt != FORMAT_VERSION:
+        if fmt not in READABLE_FORMATS:
             newer = "a newer" if fmt > FORMAT_VERSION else "an older"
             raise FormatVersionError(
                 f"{where} uses stored format {fmt}, written by {newer} datasync; this "
-                f"release reads format {FORMAT_VERSION}. Nothing was changed: open it "
-                "with a datasync release that reads that format."
+                f"release reads formats {', '.join(map(str, READABLE_FORMATS))}. Nothing "
+                "was changed: open it with a datasync release that reads that format."
             )
         return cls(
             fmt,

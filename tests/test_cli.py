@@ -35,7 +35,7 @@ def test_sql_then_inspect_reports_format_block_size_version_and_size(tmp_path) -
     info = cli("inspect", store, "--json", "--verify")
     assert info.returncode == 0, info.stderr
     data = json.loads(info.stdout)
-    assert data["format_version"] == 1 and data["block_size"] == 4096
+    assert data["format_version"] == 2 and data["block_size"] == 4096
     assert data["version"] >= 1 and data["blocks"] == 2 and data["file_size"] == 8192
     assert data["corrupt_blocks"] == []
 

@@ -32,6 +32,33 @@ def test_meta_of_a_newer_format_is_refused_with_what_to_do() -> None:
         Meta.from_json(newer.to_json(), where="store 'x'")
 
 
+def test_a_format_1_store_is_read_and_its_next_flush_writes_format_2() -> None:
+    old = replace(Meta.new(), format_version=1)
+    assert Meta.from_json(old.to_json()) == old  # read as it is
+    assert old.next(4096).format_version == FORMAT_VERSION == 2
+    with pytest.raises(FormatVersionError, match="older datasync"):
+        Meta.from_json(replace(old, format_version=0).to_json())
+
+
+async def test_a_format_1_store_opens_keeps_its_data_and_is_upgraded_by_a_write() -> None:
+    import datasync
+    from datasync.backends import MemoryBackend
+    from datasync.backends.memory import _STORES
+
+    db = await datasync.open("fmt1", backend=MemoryBackend("fmt1"))
+    await db.execute("CREATE TABLE t(x)")
+    await db.execute("INSERT INTO t VALUES (1)")
+    await db.close()
+    stored = _STORES["fmt1"]
+    stored.meta = replace(stored.meta, format_version=1)  # as the previous release left it
+    db = await datasync.open("fmt1", backend=MemoryBackend("fmt1"))
+    assert await db.query("SELECT x FROM t") == [{"x": 1}]
+    await db.execute("INSERT INTO t VALUES (2)")
+    await db.sync()
+    await db.close()
+    assert _STORES.pop("fmt1").meta.format_version == 2
+
+
 def test_unreadable_meta_is_reported_as_corrupt() -> None:
     with pytest.raises(CorruptBlockError, match="metadata"):
         Meta.from_json("{not json")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import BackendError, FormatVersionError, StoreNotFoundError, VersionNotRetainedError
-from ..format import FORMAT_VERSION, MAIN, Flush, Meta, Record
+from ..format import MAIN, READABLE_FORMATS, Flush, Meta, Record
 from .contract import KeepsHistory, SyncReads, check_writer
 from .history import Superseded, records_as_of, write_history
 
@@ -83,10 +83,10 @@ class MemoryBackend(SyncReads, KeepsHistory):
             if not create:
                 raise StoreNotFoundError(f"{self.location} does not exist (create=False)")
             stored = _STORES[self.name] = _Stored(initial)
-        if stored.meta.format_version != FORMAT_VERSION:
+        if stored.meta.format_version not in READABLE_FORMATS:
             raise FormatVersionError(
                 f"{self.location} uses stored format {stored.meta.format_version}; "
-                f"this release reads format {FORMAT_VERSION}")
+                f"this release reads formats {READABLE_FORMATS}")
         return stored.meta
 
     def _stored(self) -> _Stored:

@@ -158,10 +158,17 @@ def _dumps(value: Any) -> str | None:
         return None
 
 
+def _carries(res: Any) -> bool:
+    """JSON carries ``res`` exactly: its rows, and a lastrowid JS holds exactly (a
+    rowid beyond 2**53 is a BigInt through Pyodide: JSON would round it)."""
+    return (res.lastrowid is not None and -_SAFE_INT <= res.lastrowid <= _SAFE_INT
+            and _json_safe(res.rows))
+
+
 def result_json(res: Any) -> Any:
     """A Result for ``execute()``: ``{columns, rows, rowsAffected, lastInsertRowid}``
     as :class:`Json`, or (values JSON cannot carry) as :func:`result_to_js` does."""
-    if res.lastrowid is not None and _json_safe(res.rows):
+    if _carries(res):
         text = _dumps({"columns": res.columns, "rows": res.rows, "rowsAffected": res.rowcount,
                        "lastInsertRowid": res.lastrowid})
         if text is not None:
@@ -171,7 +178,7 @@ def result_json(res: Any) -> Any:
 
 def results_json(results: list[Any]) -> Any:
     """Several Results (``batch()``): a JSON array of them, or a JS array."""
-    if all(r.lastrowid is not None and _json_safe(r.rows) for r in results):
+    if all(_carries(r) for r in results):
         text = _dumps([{"columns": r.columns, "rows": r.rows, "rowsAffected": r.rowcount,
                         "lastInsertRowid": r.lastrowid} for r in results])
         if text is not None:

@@ -64,13 +64,16 @@ class Durability:
             return store.version
         if self._closed:  # type: ignore[attr-defined]
             raise self._closed_before_durable()
+        # The generation the commit was made in, read before any await: a fork
+        # during the flush below must not let the wait count the new generation's
+        # durable_seq (which discard_unflushed set past the dropped commit).
+        generation = store.generation
         if not self._failing and not store.flushes_sync:
             # The fast path of a strict write: flush here rather than wake the
             # flusher, which would cost three event-loop turns (browser macrotasks in
             # Pyodide) before the backend transaction even starts. The flusher still
             # runs (woken by the commit) and flushes whatever this flush left.
             # Not while the flusher backs off after a failure: then it retries.
-            generation = store.generation
             try:
                 await store.flush()
             except DatasyncError as exc:
@@ -81,8 +84,10 @@ class Durability:
             self._settle()
             if store.durable_in_generation(seq, generation):
                 return store.version
+            if self._closed:  # type: ignore[attr-defined]
+                raise self._closed_before_durable()  # (close() settled the waits already)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append((seq, store.generation, fut))
+        self._waiters.append((seq, generation, fut))
         self._ensure_flusher()
         self._wake.set()
         return await asyncio.shield(fut)
