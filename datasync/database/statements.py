@@ -135,7 +135,7 @@ class Statements:
             receipt = {}
             async with db.committing(receipt=receipt):
                 await db.execute("INSERT INTO t VALUES (1)")
-            stored = db._store.durable_in_generation(receipt["seq"], receipt["generation"])
+            stored = db.store.durable_in_generation(receipt["seq"], receipt["generation"])
         """
         mode = mode.upper()
         if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):

@@ -119,6 +119,8 @@ class Election:
         # tab leads). Early is safe: an entry queued after the read has no record
         # yet, or one too fresh to be pruned.
         queued_read = asyncio.ensure_future(self._outbox.entries())
+        # Retrieved even when not awaited below (no "exception never retrieved").
+        queued_read.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
             await self._stake_epoch(lease)
         except BaseException:

@@ -18,12 +18,13 @@ from __future__ import annotations
 from .core import TabCore
 from .election import Election
 from .follower import Following
+from .applying import Applying
 from .forwarding import Forwarding
 from .keys import KeyDistribution
 from .queued import QueuedWrites
 from .transactions import TabTransactions
 
 
-class SharedDatabase(KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Following,
-                     Election, TabCore):
+class SharedDatabase(KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Applying,
+                     Following, Election, TabCore):
     """One tab's view of a database shared by every tab; see :mod:`datasync.tabs`."""

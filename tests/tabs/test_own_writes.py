@@ -38,6 +38,16 @@ class GatedBackend(AsyncWithHistory):
         await self._gate("after")
 
 
+async def stepping_down(a: Any) -> None:
+    """Until ``a`` has stopped leading: its step-down then waits for the held flush
+    before it drops what was not stored, the moment these tests are about."""
+    for _ in range(2500):
+        if not a.is_leader:
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("the takeover never reached the old leader")
+
+
 async def applied_ids(tab: Any) -> list[str]:
     res = await tab.db.execute(f"SELECT id FROM {APPLIED_TABLE}")
     return [r[0] for r in res.rows]
@@ -74,7 +84,8 @@ async def test_a_takeover_between_commit_and_flush_applies_the_own_write_once(ho
     write = asyncio.ensure_future(a.execute("INSERT INTO t VALUES ('own')"))
     await asyncio.wait_for(gated.held.wait(), 5)
     takeover = asyncio.ensure_future(f.request_leadership())
-    await asyncio.sleep(0.05)  # f holds the lock (and, "before", a newer epoch)
+    await asyncio.wait_for(takeover, 10)  # f leads: its epoch is staked (a's flush waits)
+    await stepping_down(a)
     gated.release.set()
     res = await asyncio.wait_for(write, 10)
     await asyncio.wait_for(takeover, 10)
@@ -133,7 +144,8 @@ async def test_a_takeover_between_commit_and_flush_settles_the_own_transaction(h
     work = asyncio.ensure_future(transfer())
     await asyncio.wait_for(gated.held.wait(), 5)
     takeover = asyncio.ensure_future(f.request_leadership())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(takeover, 10)  # f leads: its epoch is staked (a's flush waits)
+    await stepping_down(a)
     gated.release.set()
     if hold == "before":
         with pytest.raises(datasync.TransactionAbortedError):
