@@ -218,7 +218,16 @@ class DatabaseCore:
             await self._lock.acquire()
             return
         waiter = asyncio.ensure_future(self._lock.acquire())
-        done, _ = await asyncio.wait([waiter], timeout=timeout)
+        try:
+            done, _ = await asyncio.wait([waiter], timeout=timeout)
+        except BaseException:
+            # Cancelled while waiting (a closing or killed tab): the waiter must not
+            # take the lock for nobody later, or every other turn (close() too)
+            # waits for ever; released at once if it was granted already.
+            waiter.cancel()
+            waiter.add_done_callback(
+                lambda w: w.cancelled() or w.exception() is not None or self._lock.release())
+            raise
         if not done:
             waiter.cancel()
             try:
