@@ -131,17 +131,6 @@ json.dumps(out)
 }"""
 
 
-def load_config() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("datasync_playwright_config",
-                                                  ROOT / "playwright.config.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", type=Path, help="another checkout (web/ built) to compare")
@@ -158,6 +147,8 @@ def main() -> None:
     roots = {"after": ROOT}
     if args.before:
         roots = {"before": args.before.resolve(), **roots}
+    from benchmarks.browser import load_config
+
     config = load_config()
     results: dict[tuple[str, str], dict[str, list[float]]] = {}
     with sync_playwright() as p, ExitStack() as stack:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -235,15 +234,6 @@ async def memory():
 '''
 
 
-def load_config() -> Any:
-    spec = importlib.util.spec_from_file_location("datasync_playwright_config",
-                                                  ROOT / "playwright.config.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class Side:
     """One checkout: its web build, its server (its own origin), its pages."""
 
@@ -273,6 +263,8 @@ def med(xs: list[float]) -> float:
 
 def run(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
+
+    from benchmarks.browser import load_config
 
     config = load_config()
     started = time.perf_counter()
