@@ -38,6 +38,17 @@ class GatedBackend(AsyncWithHistory):
         await self._gate("after")
 
 
+async def gated_leader_and_follower(b: Browser) -> tuple[Any, Any, GatedBackend]:
+    """Tab "a" leading on a gated store, with table ``t`` stored, and tab "f" following."""
+    gated = GatedBackend(MemoryBackend(b.name, instance="a"))
+    a = await b.open("a", backend=gated)
+    await a.wait_for_leadership()
+    f = await b.open("f")
+    await a.execute("CREATE TABLE t(x)")
+    await a.sync()
+    return a, f, gated
+
+
 async def stepping_down(a: Any) -> None:
     """Until ``a`` has stopped leading: its step-down then waits for the held flush
     before it drops what was not stored, the moment these tests are about."""
@@ -73,12 +84,7 @@ async def test_a_takeover_between_commit_and_flush_applies_the_own_write_once(ho
     dropped, and the write goes to the new leader. ``after``: the flush stored it
     before the old leader stepped down, and it stands. Either way: once."""
     b = Browser(max_delay=0)
-    gated = GatedBackend(MemoryBackend(b.name, instance="a"))
-    a = await b.open("a", backend=gated)
-    await a.wait_for_leadership()
-    f = await b.open("f")
-    await a.execute("CREATE TABLE t(x)")
-    await a.sync()
+    a, f, gated = await gated_leader_and_follower(b)
 
     gated.hold = hold
     write = asyncio.ensure_future(a.execute("INSERT INTO t VALUES ('own')"))
@@ -102,12 +108,7 @@ async def test_an_own_write_dropped_by_a_crash_of_its_tab_is_not_reported_durabl
     """The other member of the class: the tab dies with the commit unflushed; its
     caller is answered with an error (never a result), and nothing is stored."""
     b = Browser(max_delay=0)
-    gated = GatedBackend(MemoryBackend(b.name, instance="a"))
-    a = await b.open("a", backend=gated)
-    await a.wait_for_leadership()
-    f = await b.open("f")
-    await a.execute("CREATE TABLE t(x)")
-    await a.sync()
+    a, f, gated = await gated_leader_and_follower(b)
     gated.hold = "before"
     write = asyncio.ensure_future(a.execute("INSERT INTO t VALUES ('lost')"))
     await asyncio.wait_for(gated.held.wait(), 5)
@@ -128,12 +129,7 @@ async def test_a_takeover_between_commit_and_flush_settles_the_own_transaction(h
     import datasync
 
     b = Browser(max_delay=0)
-    gated = GatedBackend(MemoryBackend(b.name, instance="a"))
-    a = await b.open("a", backend=gated)
-    await a.wait_for_leadership()
-    f = await b.open("f")
-    await a.execute("CREATE TABLE t(x)")
-    await a.sync()
+    a, f, gated = await gated_leader_and_follower(b)
 
     async def transfer() -> None:
         async with a.transaction() as tx:
@@ -166,12 +162,7 @@ async def test_a_forwarded_write_whose_leader_died_before_replying_is_not_applie
     """The write became this tab's own only after it was sent: the dead leader
     stored it, with its row, so the tab, now leading, finds it there."""
     b = Browser(max_delay=0)
-    gated = GatedBackend(MemoryBackend(b.name, instance="a"))
-    a = await b.open("a", backend=gated)
-    await a.wait_for_leadership()
-    f = await b.open("f")
-    await a.execute("CREATE TABLE t(x)")
-    await a.sync()
+    a, f, gated = await gated_leader_and_follower(b)
     gated.hold = "after"  # stored, but a dies before it answers f
     write = asyncio.ensure_future(f.execute("INSERT INTO t VALUES ('sent')"))
     await asyncio.wait_for(gated.held.wait(), 5)
