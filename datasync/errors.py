@@ -205,3 +205,42 @@ class WrongKeyError(DatasyncError):
 class VersionNotRetainedError(DatasyncError):
     """``restore(version)`` for a version the store no longer keeps (or never kept:
     open it with ``retain_versions=N``). ``versions()`` lists the restorable ones."""
+
+
+class SyncError(DatasyncError):
+    """Base class of the errors of syncing with a server (:mod:`datasync.sync`)."""
+
+
+class SyncUnavailableError(SyncError):
+    """The sync server could not be reached (down, no network, timed out). A write
+    made meanwhile is kept in the replica's outbox and pushed later; retry a pull."""
+
+
+class SyncAuthError(SyncError):
+    """The server refused the token (HTTP 401: missing, malformed, badly signed or
+    expired): get a new one (``python -m datasync token``) and pass ``auth_token=``."""
+
+
+class SyncForbiddenError(SyncError):
+    """The token is valid but does not allow this (HTTP 403): it names another
+    database, or it is read-only and this was a write."""
+
+
+class SyncRequestError(SyncError):
+    """The server refused a request as malformed or too large (HTTP 400, 413); the
+    message carries the server's reason. Nothing was applied."""
+
+
+class SyncProtocolError(SyncError):
+    """The server's answer is not what the sync protocol says (a truncated body, a
+    wrong content type): a proxy in between, or a server of another version."""
+
+
+class ReplicaMismatchError(SyncError):
+    """The local store is a replica of another primary database (its id differs
+    from the server's): open another local name, or delete this one to start over."""
+
+
+class ReplicaWriteError(SyncError):
+    """A call a replica cannot forward to its primary (an interactive transaction,
+    a whole-database replacement): the message says what to use instead."""

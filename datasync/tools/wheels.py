@@ -46,7 +46,7 @@ def _run(cmd: Sequence[str], what: str, *, cwd: Path | None = None) -> None:
 
 #: Subpackages of ``datasync/`` left out of the wheel the browser installs: this package,
 #: native tooling no page ever runs (nothing outside it imports it).
-NATIVE_ONLY = ("tools",)
+NATIVE_ONLY = ("tools", "server")
 
 
 def _wheel_sources(root: Path) -> list[Path]:
