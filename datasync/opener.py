@@ -33,6 +33,15 @@ async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
     Returns once the tab knows its role (``leader_info()`` is right at once).
     Raises :class:`~datasync.InvalidOptionError` for ``tabs=True`` natively, and
     what :func:`datasync.database.open` raises."""
+    if options.get("sync_url") is not None:
+        from .sync.opening import open_replica
+
+        if tabs:
+            raise InvalidOptionError(
+                "a replica (sync_url=) is opened by one tab at a time: pass tabs=False "
+                "(or leave tabs unset); a second tab's open raises StoreBusyError")
+        return await open_replica(name, **options)
+    options.pop("sync_url", None)
     if tabs is not None and not isinstance(tabs, bool):
         raise InvalidOptionError(f"tabs={tabs!r} is not allowed: use True, False or None")
     if tabs is None:

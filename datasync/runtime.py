@@ -89,6 +89,34 @@ async def derive_key(passphrase: str, salt: bytes, iterations: int) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", passphrase.encode("utf-8"), salt, iterations, 32)
 
 
+def make_transport(base_url: str, token: str | None) -> Any:
+    """A replica's HTTP client (:class:`datasync.sync.transport.Transport`): httpx
+    natively, ``fetch()`` in Pyodide."""
+    if IN_PYODIDE:
+        from .browser.fetch import FetchTransport
+
+        return FetchTransport(base_url, token)
+    from .sync.transport import HttpxTransport
+
+    return HttpxTransport(base_url, token)
+
+
+def make_replica_outboxes(name: str, store_key: str, backend: str) -> tuple[Any, Any]:
+    """A replica's durable outbox and conflict log: IndexedDB in Pyodide, a SQLite
+    file beside the store natively (kept in memory for a ``memory`` store)."""
+    if IN_PYODIDE:
+        from .browser.outbox import IndexedDBOutbox
+
+        return IndexedDBOutbox(f"replica:{name}"), IndexedDBOutbox(f"replica-conflicts:{name}")
+    if backend == "memory":
+        from .tabs.services import MemoryOutbox
+
+        return MemoryOutbox(f"replica:{store_key}"), MemoryOutbox(f"replica-conflicts:{store_key}")
+    from .sync.outbox_file import FileOutbox
+
+    return FileOutbox(store_key + ".outbox"), FileOutbox(store_key + ".outbox", "conflicts")
+
+
 def lifecycle_flush(flush: Callable[[], Awaitable[Any]]) -> Callable[[], None]:
     """Start ``flush()`` when the page is hidden or unloaded (Pyodide with a
     document); returns a remover. Natively: nothing to do."""

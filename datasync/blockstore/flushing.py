@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Union
 
 from ..backends.contract import HistoryFromStore, SyncReads, run_now
 from ..errors import AsyncOnlyError, BackendError, DatasyncError
@@ -37,6 +38,8 @@ from ..format import MAIN, Codec, Flush, Record
 from .tiers import Tier
 
 _log = logging.getLogger("datasync")
+#: ``flush(extra=)``: keys for the metadata's ``extra``, or a function of the new version.
+ExtraUpdate = Union[dict[str, Any], Callable[[int], dict[str, Any]]]
 
 
 def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> "asyncio.Task[Any]":
@@ -82,15 +85,18 @@ class Flushing:
         """True when a flush never suspends (see the module docstring)."""
         return isinstance(self.backend, SyncReads) and self.codec.decodes_sync  # type: ignore[attr-defined]
 
-    async def flush(self, *, force: bool = False) -> int:
+    async def flush(self, *, force: bool = False, extra: ExtraUpdate | None = None) -> int:
         """Write everything committed so far in one atomic backend transaction.
 
         Returns the durable version. Raises the backend's error (``StorageFullError``,
         ``BackendError``...) with every block still dirty; a later flush retries.
         ``force`` writes the metadata (a new version, the current epoch) even when
-        nothing changed: how a new leader stakes its epoch.
+        nothing changed: how a new leader stakes its epoch. ``extra``: keys to set in
+        the metadata's ``extra`` in the same transaction (a dict, or a function of
+        the new version returning one: a record of which version wrote it); it
+        implies ``force``. Later flushes carry the keys forward unchanged.
         """
-        return await self._flush_exclusive(force=force)
+        return await self._flush_exclusive(force=force or extra is not None, extra=extra)
 
     def flush_sync(self) -> int:
         """:meth:`flush`, synchronously, for a store whose flushes never suspend;
@@ -132,7 +138,8 @@ class Flushing:
         return version
 
     async def _flush_exclusive(self, *, force: bool = False,
-                               rekey: tuple[Codec, dict[str, Any]] | None = None) -> int:
+                               rekey: tuple[Codec, dict[str, Any]] | None = None,
+                               extra: ExtraUpdate | None = None) -> int:
         if self.flushes_sync and (rekey is None or rekey[0].decodes_sync):
             # Never suspends: run it here. The mutex is only ever held by a flush that
             # is running (never across an await), so waiting for it cannot deadlock.
@@ -144,7 +151,7 @@ class Flushing:
                 while not self._flush_mutex.acquire(blocking=False):
                     await asyncio.sleep(0.001)  # another thread's flush; it never waits for us
             try:
-                return run_now(self._flush_locked(force=force, rekey=rekey))
+                return run_now(self._flush_locked(force=force, rekey=rekey, extra=extra))
             finally:
                 self._flush_mutex.release()
         while True:
@@ -167,14 +174,14 @@ class Flushing:
         # turn is a browser macrotask (measured: 9 turns per strict commit with
         # create_task + shield, 2 now; benchmarks/storage.py).
         result: asyncio.Future[int] = loop.create_future()
-        task = _start_task(loop, self._run_flush(force, rekey, result))
+        task = _start_task(loop, self._run_flush(force, rekey, result, extra))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen if orphaned
         return await result
 
     async def _run_flush(self, force: bool, rekey: tuple[Codec, dict[str, Any]] | None,
-                         result: "asyncio.Future[int]") -> int:
+                         result: "asyncio.Future[int]", extra: ExtraUpdate | None = None) -> int:
         try:
-            version = await self._flush_locked(force=force, rekey=rekey)
+            version = await self._flush_locked(force=force, rekey=rekey, extra=extra)
         except BaseException as exc:
             if not result.done():
                 if isinstance(exc, asyncio.CancelledError):
@@ -193,7 +200,8 @@ class Flushing:
             self._flush_mutex.release()
 
     async def _flush_locked(self, force: bool = False,
-                            rekey: tuple[Codec, dict[str, Any]] | None = None) -> int:
+                            rekey: tuple[Codec, dict[str, Any]] | None = None,
+                            extra: ExtraUpdate | None = None) -> int:
         store: Any = self
         with store._lock:
             if not store.has_unflushed and not force and rekey is None:
@@ -207,6 +215,9 @@ class Flushing:
             new_meta = base.next(store._committed_size, epoch=store.epoch)
             if rekey is not None:
                 new_meta = replace(new_meta, extra=rekey[1])
+            if extra is not None:
+                update = extra(new_meta.version) if callable(extra) else extra
+                new_meta = replace(new_meta, extra={**new_meta.extra, **update})
         started = time.perf_counter()
         try:
             blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}

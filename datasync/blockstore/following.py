@@ -59,6 +59,36 @@ class Following:
                 store.codec, store.meta = codec, meta
                 store._size = store._committed_size = meta.file_size
 
+    def install(self, blocks: dict[int, bytes], file_size: int) -> None:
+        """Make the file another writer's image: ``blocks`` (index -> ``block_size``
+        bytes) replace ours, and the file becomes ``file_size`` bytes; blocks not
+        given keep their content. One commit point, flushed like any other (a
+        replica installing what it pulled from its primary: :mod:`datasync.sync`).
+
+        Example: ``store.install({0: page0, 3: page3}, 16384); await store.flush()``
+
+        The history forks here (``generation`` moves on, as for a deposed leader), so
+        every connection reloads its page cache and schema even when both images
+        carry the same change counter. Only with nothing unflushed and no write
+        transaction open (``UnflushedWritesError``): flush first, under the turn."""
+        store: Any = self
+        bs = store.block_size
+        for idx, data in blocks.items():
+            if len(data) != bs:
+                raise ValueError(f"block {idx} is {len(data)} bytes, not {bs}")
+        with store._lock:
+            if store._pending or store._committed or store._inflight or store.has_unflushed:
+                raise UnflushedWritesError(
+                    f"{store.backend.location}: install() with unflushed writes; flush "
+                    "first, with no write transaction open")
+            store._durable_by_generation[store._generation] = store.durable_seq
+            store._generation += 1
+            self.truncate(min(file_size, store._size))  # type: ignore[attr-defined]
+            for idx in sorted(blocks):
+                self.write(idx * bs, blocks[idx])  # type: ignore[attr-defined]
+            self.truncate(file_size)  # type: ignore[attr-defined]
+        self.commit()  # type: ignore[attr-defined]
+
     async def _codec_matching(self, meta: Meta) -> Codec:
         """The codec for stored ``meta``: ours, unless another writer rekeyed it."""
         store: Any = self

@@ -241,6 +241,12 @@ class DatabaseCore:
                     f"more than {timeout:g} s, and this was not applied. Retry it, and "
                     f"keep transactions short.{inside}") from None
 
+    def reload_after_install(self) -> None:
+        """Inside :meth:`turn`, right after the store installed another writer's
+        image (``BlockStore.install``: a replica's pull): reload the schema now, for
+        the statements of this same turn (a later turn would do it itself)."""
+        self._after_fork()
+
     def _after_fork(self) -> None:
         """The store dropped unflushed commits and may have taken another writer's
         history since (a deposed leader tab): SQLite's cached schema can be stale

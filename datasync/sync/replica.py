@@ -1,0 +1,377 @@
+"""An embedded replica: a local database that follows a primary on a sync server.
+
+Example::
+
+    db = await datasync.open("notes.dsdb", sync_url="http://127.0.0.1:8765/notes",
+                             auth_token=token, sync_interval=5.0)
+    await db.execute("INSERT INTO notes(body) VALUES (?)", ("hi",))   # on the primary
+    print(await db.query("SELECT * FROM notes"))                       # local read
+    print(db.sync_status())    # {local_version, remote_version, waiting, online, ...}
+    await db.close()
+
+``sync_url`` is the server's address followed by the database's name there
+(``http://HOST:PORT/NAME``). Reads run on the local copy. A statement that writes
+(SQLite says so: ``sqlite3_stmt_readonly``) goes to the primary: online, it is
+applied there exactly once and answered with the primary's result once the copy
+has pulled the version that holds it (read-your-writes). Offline (the server does
+not answer, or ``offline=True``), it is applied locally at once and kept in a
+durable outbox (:mod:`.pushing`), pushed when the server answers again; while older
+writes wait, new ones wait behind them, in order. ``sync_interval`` (seconds; 0:
+never in the background) is the period of the background sync: push what waits,
+then a long poll that returns as soon as the primary commits (:mod:`.pulling`).
+
+A replica is one :class:`~datasync.Database` underneath; the calls it cannot send
+to the primary raise :class:`~datasync.ReplicaWriteError`: ``transaction()`` and
+``begin()`` (send the statements together with ``batch``), ``import_`` and
+``restore`` (replace the primary on the server). ``connect()`` connections are
+read-only (``PRAGMA query_only``).
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..database import Database, Result
+from ..errors import (
+    InvalidOptionError,
+    ReplicaMismatchError,
+    ReplicaWriteError,
+    SyncError,
+    SyncUnavailableError,
+)
+from ..tabs.wire import decode_params, rebuild_error, result_from_wire
+from ..vfs import capi
+from .protocol import API_PREFIX, MAX_WAIT, NAME_PATTERN, error_for_status
+from .pulling import LOCAL_TABLE, Pulling
+from .pushing import ConflictHandler, Pushing, new_entry
+from .transport import Transport
+
+_log = logging.getLogger("datasync")
+Params = Sequence[Any] | dict[str, Any]
+
+
+def split_sync_url(url: str) -> tuple[str, str]:
+    """``("http://h:p", "notes")`` from ``http://h:p/notes`` (or ``.../v1/databases/notes``).
+    Raises InvalidOptionError."""
+    if not isinstance(url, str):
+        raise InvalidOptionError(f"sync_url={url!r}: give the URL as a string")
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    name = path.rsplit("/", 1)[-1]
+    base_path = path[: len(path) - len(name)].rstrip("/")
+    if base_path.endswith(API_PREFIX):
+        base_path = base_path[: -len(API_PREFIX)]
+    if parts.scheme not in ("http", "https") or not parts.netloc or not NAME_PATTERN.match(name):
+        raise InvalidOptionError(
+            f"sync_url={url!r}: use http(s)://HOST:PORT/NAME, NAME being the database on "
+            "the server (letters, digits, '.', '_', '-')")
+    return urlunsplit((parts.scheme, parts.netloc, base_path, "", "")), name
+
+
+class Replica(Pulling, Pushing):
+    """A local :class:`~datasync.Database` kept in sync with a primary (see the
+    module docstring). Make one with :func:`datasync.open` and ``sync_url=``."""
+
+    def __init__(self, db: Database, transport: Transport, remote: str, outbox: Any,
+                 conflict_log: Any, *, sync_interval: float, offline: bool,
+                 on_conflict: ConflictHandler | None) -> None:
+        self.db, self.transport, self.remote = db, transport, remote
+        self.outbox, self.conflict_log, self.on_conflict = outbox, conflict_log, on_conflict
+        self.sync_interval, self.offline = sync_interval, offline
+        self._lock = asyncio.Lock()
+        self._queue: dict[str, dict[str, Any]] = {}
+        self.remote_version: int | None = None
+        self.last_pull: float | None = None
+        self.last_push: float | None = None
+        self.online: bool | None = None
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_at = 0.0
+
+    # -- opening and closing -------------------------------------------------------
+    async def start(self) -> None:
+        """Load the outbox, repair what a crash left, pull once if online, then
+        start the background sync."""
+        state = self.replica_state()
+        if state is None and self.db.store.meta.file_size > 0:
+            raise ReplicaMismatchError(
+                f"{self.db.store.backend.location} holds a database that is not a replica: "
+                "a replica starts from an empty store (open another name)")
+        entries = sorted(await self.outbox.entries(), key=lambda e: e.get("at", 0))
+        self._queue = {e["id"]: e for e in entries}
+        self._last_at = max([e.get("at", 0) for e in entries], default=0.0)
+        async with self._lock:
+            async with self.db.turn():
+                conflicts = await self._settle_outbox()
+            for entry, error in conflicts:
+                await self._conflict(entry, error)
+        if not self.offline:
+            try:
+                if self._queue:
+                    await self.push()
+                else:
+                    await self.pull()
+            except SyncUnavailableError as exc:
+                self._mark_online(False, exc)
+        if self.sync_interval:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        try:
+            await self.db.close()
+        finally:
+            await self.transport.close()
+            self.outbox.close()
+            self.conflict_log.close()
+
+    async def __aenter__(self) -> "Replica":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- talking to the server -------------------------------------------------------
+    async def _request(self, method: str, path: str, body: Any, *,
+                       timeout: float) -> tuple[bytes, str]:
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            status, raw, ctype = await self.transport.request(
+                method, f"{API_PREFIX}/{self.remote}{path}", data, timeout=timeout)
+        except SyncUnavailableError as exc:
+            self._mark_online(False, exc)
+            raise
+        if status != 200:
+            error = error_for_status(status, raw)
+            self.last_error = f"{type(error).__name__}: {error}"
+            if status >= 500:
+                self._mark_online(False, error)
+                raise SyncUnavailableError(str(error)) from error
+            raise error
+        return raw, ctype
+
+    def _mark_online(self, online: bool, error: BaseException | None = None) -> None:
+        self.online = online
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {error}"
+        elif online:
+            self.last_error = None
+
+    async def _run(self) -> None:
+        """The background sync: push what waits, then long-poll for the next commit."""
+        while True:
+            try:
+                if self.offline:
+                    await self._sleep(self.sync_interval)
+                    continue
+                if self._queue:
+                    await self.push()
+                await self.pull(wait=min(self.sync_interval, MAX_WAIT))
+                continue
+            except asyncio.CancelledError:
+                raise
+            except SyncError as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug or a local failure: said, and retried
+                _log.warning("background sync of %s failed: %s: %s", self.db.name,
+                             type(exc).__name__, exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            await self._sleep(self.sync_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # -- writes ----------------------------------------------------------------------
+    def _is_read(self, sql: str) -> bool:
+        """SQLite's own answer (``sqlite3_stmt_readonly``); a statement it cannot
+        prepare here runs locally, which raises its error."""
+        lib = capi.sqlite_library()
+        stmt = ctypes.c_void_p()
+        handle = getattr(self.db.connection, "handle", None)
+        rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
+        try:
+            if rc != 0 or not stmt.value:
+                return True
+            return bool(lib.sqlite3_stmt_readonly(stmt))
+        finally:
+            if stmt.value:
+                lib.sqlite3_finalize(stmt)
+
+    def _entry(self, statements: list[tuple[str, Any]]) -> dict[str, Any]:
+        self._last_at = max(time.time(), self._last_at + 1e-6)
+        return new_entry(statements, self._last_at)
+
+    async def write(self, statements: list[tuple[str, Any]]) -> list[Result]:
+        """Apply ``statements`` as one transaction on the primary (or queue them);
+        returns one Result per statement (see the module docstring)."""
+        for sql, _params in statements:
+            if sqlite3.complete_statement(sql) and sql.strip().rstrip(";").upper() in (
+                    "BEGIN", "COMMIT", "ROLLBACK", "END"):
+                raise ReplicaWriteError(
+                    f"{sql!r} on a replica: its writes are sent as whole transactions; "
+                    "send the statements together with batch([...])")
+        entry = self._entry(statements)
+        if not self.offline:
+            async with self._lock:
+                try:
+                    if self._queue:
+                        await self.push_locked()
+                    if not self._queue:
+                        reply = await self.send([entry])
+                        outcome = reply["results"][0]
+                    else:
+                        outcome = None  # older writes still wait (conflicts kept)
+                except SyncUnavailableError:
+                    outcome = None
+            if outcome is not None:
+                if "error" in outcome:
+                    name, message = outcome["error"]
+                    raise rebuild_error(name, message)
+                try:
+                    await self.pull()
+                except SyncUnavailableError as exc:  # applied there; shown at the next pull
+                    self._mark_online(False, exc)
+                return [result_from_wire(r) for r in outcome["ok"]]
+        return await self._write_offline(entry)
+
+    async def _write_offline(self, entry: dict[str, Any]) -> list[Result]:
+        await self.outbox.put(entry)  # durable before it is applied or answered
+        try:
+            async with self.db.turn():
+                results = self.apply_in_turn(entry)
+        except BaseException:
+            await self.outbox.delete(entry["id"])
+            raise
+        self._queue[entry["id"]] = entry
+        self._wake.set()
+        return results
+
+    def apply_in_turn(self, entry: dict[str, Any]) -> list[Result]:
+        """Apply a waiting write locally, in one transaction with its mark in
+        ``_datasync_local`` (inside the database's turn)."""
+        run = self.db.run
+        run("BEGIN IMMEDIATE", ())
+        try:
+            results = [run(sql, decode_params(params)) for sql, params in entry["statements"]]
+            run(f"CREATE TABLE IF NOT EXISTS {LOCAL_TABLE}(id TEXT PRIMARY KEY)", ())
+            run(f"INSERT INTO {LOCAL_TABLE}(id) VALUES (?)", (entry["id"],))
+            run("COMMIT", ())
+        except BaseException:
+            if self.db.connection.in_transaction:
+                run("ROLLBACK", ())
+            raise
+        return results
+
+    # -- the database calls --------------------------------------------------------------
+    async def execute(self, sql: str, params: Params = ()) -> Result:
+        if self._is_read(sql):
+            return await self.db.execute(sql, params)
+        return (await self.write([(sql, params)]))[0]
+
+    async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        if self._is_read(sql):
+            return await self.db.query(sql, params)  # type: ignore[no-any-return]
+        res = (await self.write([(sql, params)]))[0]
+        return [dict(zip(res.columns, row)) for row in res.rows]
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Result:
+        if self._is_read(sql):
+            return await self.db.executemany(sql, seq_of_params)
+        results = await self.write([(sql, p) for p in seq_of_params])
+        return Result([], [], sum(max(r.rowcount, 0) for r in results),
+                      results[-1].lastrowid if results else None)
+
+    async def batch(self, statements: Iterable[tuple[str, Params]]) -> list[Result]:
+        stmts = [(sql, params) for sql, params in statements]
+        if all(self._is_read(sql) for sql, _ in stmts):
+            return await self.db.batch(stmts)  # type: ignore[no-any-return]
+        return await self.write(stmts)
+
+    async def executescript(self, script: str) -> None:
+        stmts: list[tuple[str, Params]] = []
+        current = ""
+        for line in script.splitlines(keepends=True):
+            current += line
+            if sqlite3.complete_statement(current):
+                stmts.append((current.strip(), ()))
+                current = ""
+        if current.strip():
+            stmts.append((current.strip(), ()))
+        if stmts:
+            await self.batch(stmts)
+
+    async def queue_write(self, sql: str, params: Sequence[Any] = (), *,
+                          timeout: float | None = None) -> Result:
+        """Queue the write in the durable outbox (applied locally now, pushed by the
+        background sync or :meth:`push`)."""
+        return (await self._write_offline(self._entry([(sql, params)])))[0]
+
+    def transaction(self, mode: str = "DEFERRED") -> Any:
+        raise ReplicaWriteError(
+            "a replica has no interactive transactions: its writes reach the primary as "
+            "whole transactions; send the statements together with batch([...])")
+
+    async def begin(self, mode: str = "DEFERRED") -> Any:
+        self.transaction(mode)
+
+    async def import_(self, data: bytes) -> Any:
+        raise ReplicaWriteError("a replica cannot replace its primary's database: import "
+                                "on the server (python -m datasync import), then pull")
+
+    async def restore(self, version: int) -> int:
+        raise ReplicaWriteError("a replica cannot restore its primary: restore on the "
+                                "server, then pull")
+
+    def connect(self, **kwargs: Any) -> Any:
+        conn = self.db.connect(**kwargs)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def sync_status(self) -> dict[str, Any]:
+        """``{local_version, remote_version, pulled_version, waiting, conflicts,
+        last_pull, last_push, online, offline, last_error, url}``: versions are
+        integers (None: not known yet), times seconds since the epoch, ``online``
+        whether the server answered last time (None: not asked yet)."""
+        state = self.replica_state() or {}
+        return {"local_version": self.db.version, "remote_version": self.remote_version,
+                "pulled_version": state.get("version"), "waiting": len(self._queue),
+                "last_pull": self.last_pull, "last_push": self.last_push,
+                "online": self.online, "offline": self.offline,
+                "last_error": self.last_error,
+                "url": f"{self.transport.base_url}/{self.remote}"}
+
+    async def conflicts(self) -> list[dict[str, Any]]:
+        return await self.conflicts_recorded()
+
+    def set_offline(self, offline: bool) -> None:
+        """Stop (True) or resume (False) talking to the server."""
+        self.offline = bool(offline)
+        self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.db.stats(), "sync": self.sync_status()}
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else a Database answers, on the local copy (reads, sync, export,
+        # backup, versions, rekey, on_change, changes, leader_info...).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.db, name)
