@@ -59,6 +59,10 @@ async def open_replica(name: str, *, sync_url: str, auth_token: str | None = Non
                         "sync_interval": sync_interval, "offline": offline,
                         "on_conflict": on_conflict})
     base, remote = split_sync_url(sync_url)
+    if options.get("cdc"):
+        raise InvalidOptionError(
+            "cdc=True on a replica: its image is the primary's, so capture changes on the "
+            "primary; a replica cannot add triggers of its own")
     db = await open_database(name, **options)
     try:
         transport = runtime.make_transport(base, auth_token)

@@ -51,6 +51,7 @@ class Pulling:
     _queue: dict[str, dict[str, Any]]
     remote_version: int | None
     last_pull: float | None
+    sync_url: str
     # (the replica's; see replica.py and pushing.py)
     _mark_online: Callable[[bool], None]
     _request: Callable[..., Awaitable[tuple[bytes, str]]]
@@ -100,7 +101,8 @@ class Pulling:
                 async with self.db.turn():
                     if store.meta.version != local_version or store.has_unflushed \
                             or self.replica_state() != state:
-                        continue  # a write or a pull landed meanwhile: ask again
+                        wait = 0.0  # a write or a pull landed meanwhile: ask again, now
+                        continue
                     await self._install(reply)
                     conflicts = await self._settle_outbox()
                 for entry, error in conflicts:
@@ -147,7 +149,8 @@ class Pulling:
         store.install(reply.blocks, reply.file_size)
         self.db.reload_after_install()
         await store.flush(extra=lambda version: {"replica": {
-            "db_id": reply.db_id, "version": reply.version, "installed_at": version}})
+            "db_id": reply.db_id, "version": reply.version, "installed_at": version,
+            "url": self.sync_url}})
 
     def _image_lookup(self, table: str, column: str, ids: list[str]) -> dict[str, Any]:
         """``{id: column}`` for the ids the image's ``table`` records."""

@@ -158,6 +158,8 @@ class Pushing:
                 self._queue[wid] = e
 
     async def conflicts_recorded(self) -> list[dict[str, Any]]:
-        """Every conflict recorded, oldest first: ``{write_id, statements, error,
-        resolution, at, recorded}``."""
-        return [dict(c) for c in await self.conflict_log.entries()]
+        """Every conflict recorded, oldest first: ``{id (the write's), statements,
+        error: [name, message], resolution, at, recorded}`` (times: seconds since
+        the epoch)."""
+        return [{**{k: v for k, v in c.items() if k not in ("id", "write_id")},
+                 "id": c.get("write_id", c["id"])} for c in await self.conflict_log.entries()]

@@ -95,6 +95,7 @@ class Replica(Pulling, Pushing):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_at = 0.0
+        self.sync_url = f"{transport.base_url}/{remote}"
 
     # -- opening and closing -------------------------------------------------------
     async def start(self) -> None:
@@ -356,7 +357,7 @@ class Replica(Pulling, Pushing):
                 "last_pull": self.last_pull, "last_push": self.last_push,
                 "online": self.online, "offline": self.offline,
                 "last_error": self.last_error,
-                "url": f"{self.transport.base_url}/{self.remote}"}
+                "url": self.sync_url}
 
     async def conflicts(self) -> list[dict[str, Any]]:
         return await self.conflicts_recorded()

@@ -24,6 +24,8 @@ from ..errors import SyncUnavailableError
 
 class Transport(Protocol):
     base_url: str
+    #: Bytes sent and received on the wire (bodies, as compressed in transit).
+    counters: dict[str, int]
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
                       timeout: float) -> tuple[int, bytes, str]:
@@ -55,6 +57,7 @@ class HttpxTransport:
         self._httpx = httpx
         self._client: Any = httpx.AsyncClient(base_url=self.base_url,
                                               headers=auth_headers(token))
+        self.counters = {"requests": 0, "bytes_sent": 0, "bytes_received": 0}
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
                       timeout: float) -> tuple[int, bytes, str]:
@@ -65,6 +68,10 @@ class HttpxTransport:
             raise SyncUnavailableError(
                 f"the sync server {self.base_url} did not answer {method} {path}: "
                 f"{type(exc).__name__}: {exc or 'no detail'}") from exc
+        c = self.counters
+        c["requests"] += 1
+        c["bytes_sent"] += len(body or b"")
+        c["bytes_received"] += resp.num_bytes_downloaded
         return resp.status_code, data, resp.headers.get("content-type", "")
 
     async def close(self) -> None:
