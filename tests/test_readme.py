@@ -28,8 +28,8 @@ pytestmark = native_only
 
 def test_the_readme_has_the_blocks_these_tests_run() -> None:
     """A new block must get a test: fail when the count changes."""
-    counts = {lang: len(readme_blocks(lang)) for lang in ("python", "js", "html", "")}
-    assert counts == {"python": 3, "js": 5, "html": 3, "": 1}, counts
+    counts = {lang: len(readme_blocks(lang)) for lang in ("python", "js", "html", "", "sh")}
+    assert counts == {"python": 4, "js": 5, "html": 3, "": 1, "sh": 1}, counts
 
 
 def test_the_first_python_block_runs_as_a_script_twice(tmp_path: Path) -> None:
@@ -117,3 +117,24 @@ def test_every_command_line_in_the_readme_runs(tmp_path: Path) -> None:
     out = dict(ran)
     assert out["sql"].strip() == '{"x": 1}', out["sql"]  # a JSON line per row
     assert [a for a, _ in ran] == ["sql", "inspect", "export", "import", "build", "serve"]
+
+
+def test_the_sync_blocks_start_a_server_and_a_replica_writes_through_it(tmp_path: Path) -> None:
+    """The shell block (server + token), then the replica block, as written; the
+    test adds only waiting for the port and stopping the server."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "python").symlink_to(sys.executable)  # the block says `python`
+    (tmp_path / "replica.py").write_text(readme_blocks("python")[3])
+    script = readme_blocks("sh")[0] + (
+        'SERVER=$!\ntrap \'kill $SERVER; wait $SERVER\' EXIT\n'
+        'for i in $(seq 200); do python -c "import socket; '
+        'socket.create_connection((\'127.0.0.1\', 8765), 0.2)" 2>/dev/null && break; '
+        'sleep 0.1; done\n'
+        'python replica.py\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{shims}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[{'body': 'written on the primary'}]\n0\n", proc.stdout
+    assert (tmp_path / "primaries").is_dir()

@@ -201,20 +201,33 @@ class Replica(Pulling, Pushing):
             pass
 
     # -- writes ----------------------------------------------------------------------
-    def _is_read(self, sql: str) -> bool:
-        """SQLite's own answer (``sqlite3_stmt_readonly``); a statement it cannot
-        prepare here runs locally, which raises its error."""
+    def _prepares_readonly(self, sql: str) -> bool | None:
+        """SQLite's own answer (``sqlite3_stmt_readonly``), None if SQLite cannot
+        prepare ``sql`` on the local copy (a syntax error, a table not pulled yet)."""
         lib = capi.sqlite_library()
         stmt = ctypes.c_void_p()
         handle = getattr(self.db.connection, "handle", None)
         rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
         try:
             if rc != 0 or not stmt.value:
-                return True
+                return None
             return bool(lib.sqlite3_stmt_readonly(stmt))
         finally:
             if stmt.value:
                 lib.sqlite3_finalize(stmt)
+
+    async def _is_read(self, sql: str) -> bool:
+        """Whether ``sql`` only reads. One SQLite cannot prepare here is looked at
+        again after a pull (the primary may have the table already); if it still
+        cannot, it runs locally, which raises its error."""
+        readonly = self._prepares_readonly(sql)
+        if readonly is None and not self.offline:
+            try:
+                await self.pull()
+            except SyncUnavailableError:
+                return True
+            readonly = self._prepares_readonly(sql)
+        return True if readonly is None else readonly
 
     def _entry(self, statements: list[tuple[str, Any]]) -> dict[str, Any]:
         self._last_at = max(time.time(), self._last_at + 1e-6)
@@ -283,18 +296,18 @@ class Replica(Pulling, Pushing):
 
     # -- the database calls --------------------------------------------------------------
     async def execute(self, sql: str, params: Params = ()) -> Result:
-        if self._is_read(sql):
+        if await self._is_read(sql):
             return await self.db.execute(sql, params)
         return (await self.write([(sql, params)]))[0]
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        if self._is_read(sql):
+        if await self._is_read(sql):
             return await self.db.query(sql, params)  # type: ignore[no-any-return]
         res = (await self.write([(sql, params)]))[0]
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Result:
-        if self._is_read(sql):
+        if await self._is_read(sql):
             return await self.db.executemany(sql, seq_of_params)
         results = await self.write([(sql, p) for p in seq_of_params])
         return Result([], [], sum(max(r.rowcount, 0) for r in results),
@@ -302,7 +315,9 @@ class Replica(Pulling, Pushing):
 
     async def batch(self, statements: Iterable[tuple[str, Params]]) -> list[Result]:
         stmts = [(sql, params) for sql, params in statements]
-        if all(self._is_read(sql) for sql, _ in stmts):
+        kinds = [self._prepares_readonly(sql) for sql, _ in stmts]
+        if False not in kinds and all([k or await self._is_read(sql)
+                                       for k, (sql, _) in zip(kinds, stmts)]):
             return await self.db.batch(stmts)  # type: ignore[no-any-return]
         return await self.write(stmts)
 

@@ -1,0 +1,308 @@
+"""Native replicas against a real sync server process (tests/sync/conftest.py)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import datasync
+from datasync.errors import SyncUnavailableError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def url(server, name="notes"):
+    return f"{server.url}/{name}"
+
+
+async def open_replica(server, path, name="notes", **options):
+    options.setdefault("sync_interval", 0)
+    options.setdefault("auth_token", server.token(name))
+    return await datasync.open(str(path), sync_url=url(server, name), **options)
+
+
+async def probe_rows(server, tmp_path, name="notes", sql="SELECT body FROM notes ORDER BY body"):
+    db = await open_replica(server, tmp_path / f"probe-{os.urandom(4).hex()}.dsdb", name)
+    try:
+        return [tuple(r.values()) for r in await db.query(sql)]
+    finally:
+        await db.close()
+
+
+async def with_schema(server, tmp_path, name="notes"):
+    db = await open_replica(server, tmp_path / f"schema-{name}.dsdb", name)
+    await db.execute("CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT UNIQUE)")
+    await db.close()
+
+
+async def test_three_replicas_writing_at_once_apply_every_write_once_and_converge(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    replicas = [await open_replica(sync_server, tmp_path / f"r{i}.dsdb") for i in range(3)]
+
+    async def writer(i, db):
+        for k in range(15):
+            res = await db.execute("INSERT INTO notes(body) VALUES (?)", (f"r{i}-{k}",))
+            assert res.rowcount == 1
+            # read-your-writes: the answer comes once the copy holds the write
+            assert await db.query("SELECT 1 FROM notes WHERE body = ?", (f"r{i}-{k}",))
+
+    await asyncio.gather(*(writer(i, db) for i, db in enumerate(replicas)))
+    expected = sorted((f"r{i}-{k}",) for i in range(3) for k in range(15))
+    for db in replicas:
+        await db.pull()
+        assert [tuple(r.values()) for r in await db.query(
+            "SELECT body FROM notes ORDER BY body")] == expected
+        assert db.sync_status()["waiting"] == 0
+    versions = {db.sync_status()["pulled_version"] for db in replicas}
+    assert len(versions) == 1
+    for db in replicas:
+        await db.close()
+    assert await probe_rows(sync_server, tmp_path) == expected
+
+
+async def test_offline_writes_survive_a_reopen_and_are_pushed_once_when_the_server_returns(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    path = tmp_path / "device.dsdb"
+    db = await open_replica(sync_server, path)
+    await db.close()
+    sync_server.stop()
+    db = await open_replica(sync_server, path)
+    assert db.sync_status()["online"] is False
+    for k in range(5):
+        res = await db.execute("INSERT INTO notes(body) VALUES (?)", (f"off-{k}",))
+        assert res.rowcount == 1
+    assert len(await db.query("SELECT * FROM notes")) == 5
+    await db.close()
+    db = await open_replica(sync_server, path)          # reopened, still offline
+    assert db.sync_status()["waiting"] == 5
+    assert len(await db.query("SELECT * FROM notes")) == 5
+    sync_server.start()
+    assert await db.push() == 5
+    assert db.sync_status()["waiting"] == 0
+    assert await db.push() == 0
+    rows = await db.query("SELECT body FROM notes ORDER BY body")
+    assert [r["body"] for r in rows] == [f"off-{k}" for k in range(5)]
+    tables = {r["name"] for r in await db.query("SELECT name FROM sqlite_master")}
+    assert "_datasync_local" not in tables  # the copy is the primary's again
+    await db.close()
+    assert await probe_rows(sync_server, tmp_path) == [(f"off-{k}",) for k in range(5)]
+
+
+async def test_the_server_killed_during_a_push_loses_and_doubles_no_write(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    path = tmp_path / "device.dsdb"
+    db = await open_replica(sync_server, path, offline=True)
+    for k in range(300):
+        await db.execute("INSERT INTO notes(body) VALUES (?)", (f"w{k:04}",))
+    db.set_offline(False)
+    pushing = asyncio.ensure_future(db.push())
+    await asyncio.sleep(0.05)
+    sync_server.kill()
+    with pytest.raises(SyncUnavailableError):
+        await pushing
+    waiting = db.sync_status()["waiting"]
+    assert 0 < waiting <= 300
+    sync_server.start()
+    await db.push()
+    assert db.sync_status()["waiting"] == 0
+    await db.close()
+    rows = await probe_rows(sync_server, tmp_path)
+    assert rows == [(f"w{k:04}",) for k in range(300)]
+
+
+class LosesReplies:
+    """A transport whose next push reaches the server but whose answer is lost."""
+
+    def __init__(self, inner):
+        self.inner, self.base_url, self.lose = inner, inner.base_url, 0
+        self.counters = inner.counters
+
+    async def request(self, method, path, body=None, *, timeout):
+        answer = await self.inner.request(method, path, body, timeout=timeout)
+        if self.lose and path.endswith("/push"):
+            self.lose -= 1
+            raise SyncUnavailableError("the connection dropped before the answer")
+        return answer
+
+    async def close(self):
+        await self.inner.close()
+
+
+async def test_a_write_whose_answer_was_lost_is_applied_once(sync_server, tmp_path, monkeypatch):
+    from datasync import runtime
+
+    await with_schema(sync_server, tmp_path)
+    made = []
+    real = runtime.make_transport
+    monkeypatch.setattr(runtime, "make_transport",
+                        lambda base, token: made.append(LosesReplies(real(base, token))) or made[-1])
+    db = await open_replica(sync_server, tmp_path / "device.dsdb")
+    made[-1].lose = 1
+    res = await db.execute("INSERT INTO notes(body) VALUES ('once')")  # applied there, answer lost
+    assert res.rowcount == 1
+    assert db.sync_status()["waiting"] == 1       # kept, as if offline
+    await db.push()                               # same id: answered from the record
+    assert db.sync_status()["waiting"] == 0
+    assert [r["body"] for r in await db.query("SELECT body FROM notes")] == ["once"]
+    await db.close()
+    assert await probe_rows(sync_server, tmp_path) == [("once",)]
+
+
+async def test_a_conflicting_offline_write_is_dropped_and_recorded_by_default(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    a = await open_replica(sync_server, tmp_path / "a.dsdb")
+    b = await open_replica(sync_server, tmp_path / "b.dsdb")
+    b.set_offline(True)
+    await b.execute("INSERT INTO notes(body) VALUES ('same')")
+    await b.execute("INSERT INTO notes(body) VALUES ('only-b')")
+    await a.execute("INSERT INTO notes(body) VALUES ('same')")
+    b.set_offline(False)
+    assert await b.push() == 2
+    [conflict] = await b.conflicts()
+    assert conflict["error"][0] == "IntegrityError"
+    assert conflict["resolution"] == "drop"
+    assert conflict["statements"][0][0] == "INSERT INTO notes(body) VALUES ('same')"
+    rows = [r["body"] for r in await b.query("SELECT body FROM notes ORDER BY id")]
+    assert rows == ["same", "only-b"]   # a's row, then b's other write; b's copy of 'same' is gone
+    await a.close()
+    await b.close()
+
+
+async def test_a_conflict_handler_can_replace_or_keep_the_write(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    seen = []
+
+    def handler(conflict):
+        seen.append(conflict)
+        body = conflict["statements"][0][1][0]
+        if body == "x":
+            return {"replace": [["INSERT INTO notes(body) VALUES (?)", ["x (2)"]]]}
+        return "keep" if len(seen) < 3 else "drop"
+
+    a = await open_replica(sync_server, tmp_path / "a.dsdb")
+    b = await open_replica(sync_server, tmp_path / "b.dsdb", on_conflict=handler)
+    await a.execute("INSERT INTO notes(body) VALUES ('x')")
+    await a.execute("INSERT INTO notes(body) VALUES ('y')")
+    b.set_offline(True)
+    await b.execute("INSERT INTO notes(body) VALUES (?)", ("x",))
+    await b.execute("INSERT INTO notes(body) VALUES (?)", ("y",))
+    b.set_offline(False)
+    await b.push()                       # x replaced; y kept (to be sent again)
+    assert b.sync_status()["waiting"] == 1
+    await a.execute("DELETE FROM notes WHERE body = 'y'")   # what made y fail is gone
+    await b.push()
+    assert b.sync_status()["waiting"] == 0
+    rows = sorted(r["body"] for r in await b.query("SELECT body FROM notes"))
+    assert rows == ["x", "x (2)", "y"]
+    assert [c["resolution"] for c in await b.conflicts()] == ["replace", "keep"]
+    await a.close()
+    await b.close()
+
+
+async def test_a_store_that_follows_another_primary_is_refused(sync_server, tmp_path):
+    path = tmp_path / "device.dsdb"
+    db = await open_replica(sync_server, path, "first")
+    await db.execute("CREATE TABLE t(v)")
+    await db.close()
+    other = await open_replica(sync_server, tmp_path / "o.dsdb", "second")
+    await other.execute("CREATE TABLE u(v)")
+    await other.close()
+    with pytest.raises(datasync.ReplicaMismatchError):
+        await open_replica(sync_server, path, "second")
+    plain = await datasync.open(str(tmp_path / "plain.dsdb"))
+    await plain.execute("CREATE TABLE mine(v)")
+    await plain.close()
+    with pytest.raises(datasync.ReplicaMismatchError):
+        await open_replica(sync_server, tmp_path / "plain.dsdb")
+
+
+async def test_tokens_decide_what_a_replica_may_do(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    reader = await open_replica(sync_server, tmp_path / "r.dsdb",
+                                auth_token=sync_server.token("notes", read_only=True))
+    assert await reader.query("SELECT * FROM notes") == []
+    with pytest.raises(datasync.SyncForbiddenError):
+        await reader.execute("INSERT INTO notes(body) VALUES ('no')")
+    assert reader.sync_status()["waiting"] == 0
+    await reader.close()
+    with pytest.raises(datasync.SyncAuthError):
+        await open_replica(sync_server, tmp_path / "x.dsdb", auth_token="not-a-token")
+    with pytest.raises(datasync.SyncForbiddenError):
+        await open_replica(sync_server, tmp_path / "y.dsdb",
+                           auth_token=sync_server.token("another"))
+    assert await probe_rows(sync_server, tmp_path) == []
+
+
+async def test_a_commit_on_the_primary_reaches_a_long_polling_replica_and_fires_on_change(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    follower = await open_replica(sync_server, tmp_path / "f.dsdb", sync_interval=30)
+    writer = await open_replica(sync_server, tmp_path / "w.dsdb")
+    changed = asyncio.Event()
+    follower.on_change(lambda change: changed.set())
+    await asyncio.sleep(0.2)             # the follower's long poll is waiting
+    await writer.execute("INSERT INTO notes(body) VALUES ('news')")
+    await asyncio.wait_for(changed.wait(), 20)
+    assert [r["body"] for r in await follower.query("SELECT body FROM notes")] == ["news"]
+    assert follower.sync_status()["last_error"] is None
+    await writer.close()
+    await follower.close()
+
+
+async def test_batches_and_scripts_are_one_transaction_on_the_primary(sync_server, tmp_path):
+    db = await open_replica(sync_server, tmp_path / "d.dsdb")
+    await db.executescript("CREATE TABLE a(v UNIQUE); CREATE TABLE b(v);")
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.batch([("INSERT INTO a VALUES (1)", ()), ("INSERT INTO b VALUES (1)", ()),
+                        ("INSERT INTO a VALUES (1)", ())])
+    assert await db.query("SELECT * FROM b") == []
+    res = await db.executemany("INSERT INTO b VALUES (?)", [(1,), (2,), (b"\x00\xff",)])
+    assert res.rowcount == 3
+    assert [r["v"] for r in await db.query("SELECT v FROM b ORDER BY rowid")] == [1, 2, b"\x00\xff"]
+    with pytest.raises(datasync.ReplicaWriteError):
+        db.transaction()
+    with pytest.raises(datasync.ReplicaWriteError):
+        await db.execute("BEGIN")
+    conn = db.connect()
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("INSERT INTO b VALUES (3)")
+    conn.close()
+    await db.close()
+
+
+def test_the_replica_cli_pulls_pushes_and_reports(sync_server, tmp_path):
+    asyncio.run(with_schema(sync_server, tmp_path))
+    store = str(tmp_path / "cli.dsdb")
+    env = {**os.environ, "DATASYNC_TOKEN": sync_server.token("notes")}
+
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", "datasync", "replica", *args],
+                             capture_output=True, text=True, env=env, timeout=60)
+        return out.returncode, out.stdout, out.stderr
+
+    code, out, err = cli("pull", store, "--url", url(sync_server))
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["pulled_version"] >= 1 and status["waiting"] == 0
+
+    async def queue():
+        db = await open_replica(sync_server, store, offline=True)
+        await db.execute("INSERT INTO notes(body) VALUES ('from-cli')")
+        await db.close()
+    asyncio.run(queue())
+    code, out, _ = cli("status", store)
+    assert code == 0 and json.loads(out)["waiting"] == 1
+    code, out, err = cli("push", store)
+    assert code == 0, err
+    assert json.loads(out)["waiting"] == 0
+    code, _, err = cli("status", str(tmp_path / "missing.dsdb"))
+    assert code == 2 and "no store" in err
