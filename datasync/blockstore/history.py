@@ -4,6 +4,7 @@ Example::
 
     metas = await store.retained()           # restorable versions, oldest first
     image = await store.image_at(metas[0].version)
+    meta, blocks = await store.blocks_changed_since(7)   # what a sync pull sends
 
 What is kept, and for how long, is the backends' rule (:mod:`datasync.backends.history`);
 this mixin of :class:`~.store.BlockStore` reads a kept version whole and checks it.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.contract import KeepsHistory, no_history
+from ..backends.contract import EVERYTHING, KeepsHistory, no_history
 from ..errors import CorruptBlockError, VersionNotRetainedError
 from ..format import MAIN, Meta, version_map_of
 from .tiers import record_versions
@@ -28,6 +29,28 @@ class History:
         if not isinstance(backend, KeepsHistory):
             raise no_history(backend)
         return await backend.retained(MAIN)
+
+    async def blocks_changed_since(self, version: int) -> tuple[Meta, dict[int, bytes]]:
+        """The stored metadata and the decoded blocks (below its block count) whose
+        stored record is newer than ``version``, read in one backend snapshot;
+        ``version`` :data:`~datasync.backends.contract.EVERYTHING` (-1), 0, or one
+        past the stored version: every block (each checked: none may be missing).
+
+        Example: ``meta, blocks = await store.blocks_changed_since(7)``  # {index: bytes}
+
+        What is stored, not what is committed and unflushed: flush first for the
+        store's current state. Raises CorruptBlockError for a damaged or missing
+        record, and what the backend's ``changed_since`` raises."""
+        store: Any = self
+        since = version if version >= 0 else EVERYTHING
+        meta, records = await store.backend.changed_since(MAIN, since)
+        if since > meta.version:  # a version never stored here: everything
+            since = EVERYTHING
+            meta, records = await store.backend.changed_since(MAIN, EVERYTHING)
+        if since <= 0:
+            store._check_complete(records, meta)
+        decoded = await store._decode_many(records, meta.block_count)
+        return meta, decoded
 
     async def image_at(self, version: int) -> bytes:
         """The file's bytes as they were at a retained ``version`` (checked records).

@@ -9,6 +9,8 @@ Example::
     python -m datasync build                           # the web folder (Pyodide + wheels)
     python -m datasync serve [--coop-coep]             # serve js/, demo/, web/ locally
     python -m datasync serve --root myapp              # myapp/ at /, with /js/ and /web/
+    python -m datasync server --data DIR               # the sync server (datasync.server)
+    python -m datasync token --database NAME           # a bearer token for it
 
 Errors users can act on print one line (``error: ...``) and exit with status 2.
 """
@@ -35,7 +37,12 @@ from ..errors import (
 )
 from ..format import MAIN, Codec, Meta
 from ..sqlite_image import as_rollback_image
+from ..server import cli as server_cli
 from . import build, serve
+
+#: Modules adding commands of their own (``add_subcommands``/``run_subcommand``):
+#: the sync server's ``server`` and ``token``; the replica side adds its module here.
+_EXTENSIONS = (server_cli,)
 
 
 async def inspect_store(path: str, *, verify: bool = False) -> dict[str, Any]:
@@ -193,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m datasync", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     add_subcommands(sub)
+    for extension in _EXTENSIONS:
+        extension.add_subcommands(sub)
     s = sub.add_parser("inspect", help="show a store's format, block size, version and size")
     s.add_argument("store")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -213,9 +222,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datasync``; returns the exit status."""
     args = _parser().parse_args(argv)
-    status = run_subcommand(args)
-    if status is not None:
-        return status
+    for run in (run_subcommand, *(e.run_subcommand for e in _EXTENSIONS)):
+        status = run(args)
+        if status is not None:
+            return status
     try:
         if args.command == "inspect":
             info = asyncio.run(inspect_store(args.store, verify=args.verify))

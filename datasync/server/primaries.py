@@ -1,0 +1,280 @@
+"""The primary databases a sync server holds: pushes applied once, pulls of blocks.
+
+Example::
+
+    primaries = Primaries("/srv/datasync")
+    version, results = await primaries.push("notes", check_push_request(body))
+    reply = await primaries.pull("notes", PullRequest(since=0))   # a bootstrap
+    await primaries.close()
+
+Each database ``NAME`` (:data:`~datasync.sync.protocol.NAME_PATTERN`) is the store
+``DIR/NAME.dsdb``, opened on first use with ``durability="strict"`` and kept open
+until :meth:`Primaries.close`. The server is its only writer.
+
+Exactly once: each write runs in its own transaction, which first looks its id up
+in ``_datasync_applied`` (the table the multi-tab leader uses, same shape) and
+answers from the stored outcome, else runs the statements in a savepoint and
+records the id with its outcome (results, or the error that rolled them back) in
+the same transaction. A push is answered once all its writes are durable.
+Records older than ``applied_retention`` seconds (30 days by default) are pruned
+at most every ``prune_interval`` seconds: a replica that lost the reply to a push
+and resends it after longer than that gets its write applied a second time.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .. import open as open_database
+from ..database import Database
+from ..errors import (
+    ConnectionPragmaError,
+    DatabaseClosedError,
+    LocalObjectError,
+    ReplicaMismatchError,
+    SyncRequestError,
+    TransactionStatementError,
+)
+from ..options import CONNECTION_PRAGMAS
+from ..sync.protocol import NAME_PATTERN, PullReply, PullRequest, Status, Write
+from ..tabs.wire import APPLIED_TABLE, decode_params, result_to_wire
+
+APPLIED_DDL = (f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
+               "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
+#: Default seconds an applied write's id is remembered (30 days).
+DEFAULT_APPLIED_RETENTION = 30 * 86400.0
+STORE_SUFFIX = ".dsdb"
+#: SQLite primary result codes that are the server's trouble, not the write's:
+#: BUSY, LOCKED, NOMEM, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_SERVER_FAULTS = frozenset({5, 6, 7, 9, 10, 11, 13, 14, 15, 26})
+#: PRAGMAs a write may not set: they would change how the server's one connection
+#: runs every later write (or how it stores the database).
+_DENIED_PRAGMAS = CONNECTION_PRAGMAS | {
+    "journal_mode", "locking_mode", "query_only", "writable_schema", "page_size",
+    "auto_vacuum", "encoding", "schema_version", "temp_store_directory"}
+_TEMP_CREATES = frozenset({sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX,
+                           sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_VIEW})
+_CHANGES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
+                      sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_ALTER_TABLE})
+
+
+class _Guard:
+    """The SQLite authorizer that runs while a replica's statements do: it refuses
+    what would outlive the write on the server's connection, or escape it."""
+
+    def __init__(self) -> None:
+        self.refused: Exception | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None,
+                 dbname: str | None, source: str | None) -> int:
+        if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+            self.refused = TransactionStatementError(
+                "a write may not BEGIN, COMMIT, ROLLBACK, SAVEPOINT or RELEASE: the server "
+                "runs each write in a transaction of its own; send the statements alone")
+        elif action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) or action in _TEMP_CREATES:
+            self.refused = LocalObjectError(
+                "a write may not ATTACH or DETACH databases or create TEMP objects on the "
+                "primary: use ordinary tables")
+        elif action == sqlite3.SQLITE_PRAGMA and arg2 is not None \
+                and (arg1 or "").lower() in _DENIED_PRAGMAS:
+            self.refused = ConnectionPragmaError(
+                f"a write may not set PRAGMA {arg1}: it would change the server's "
+                "connection for every later write")
+        elif action in _CHANGES and (arg1 or "").lower() == APPLIED_TABLE:
+            self.refused = LocalObjectError(
+                f"a write may not change {APPLIED_TABLE}: the server keeps it to apply "
+                "each write once")
+        else:
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+
+class _Primary:
+    """One open primary, with the notice long polls wait on."""
+
+    def __init__(self, name: str, db: Database) -> None:
+        self.name, self.db = name, db
+        self.notice = asyncio.Event()
+        self.pruned_at = 0.0
+        self.ready = False  # the applied table exists
+        loop = asyncio.get_running_loop()
+        self.remove_listener = db.store.add_commit_listener(
+            lambda _store: loop.call_soon_threadsafe(self.wake))
+
+    def wake(self) -> None:
+        """Wake every long poll waiting now (after a commit, or at shutdown)."""
+        notice, self.notice = self.notice, asyncio.Event()
+        notice.set()
+
+
+class Primaries:
+    """The primary databases under ``data_dir`` (see the module docstring).
+
+    Example: ``primaries = Primaries("/srv/datasync", applied_retention=7 * 86400)``
+
+    ``applied_retention``: seconds an applied write's id is remembered;
+    ``prune_interval``: seconds between prunes of older ones (per database)."""
+
+    def __init__(self, data_dir: str, *, applied_retention: float = DEFAULT_APPLIED_RETENTION,
+                 prune_interval: float = 3600.0) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.applied_retention = applied_retention
+        self.prune_interval = prune_interval
+        self._open: dict[str, _Primary] = {}
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    def path_of(self, name: str) -> str:
+        """The store file of database ``name``. Raises SyncRequestError for a name
+        that does not match NAME_PATTERN."""
+        if not NAME_PATTERN.match(name):
+            raise SyncRequestError(
+                f"database name {name!r} is not allowed: use 1 to 128 letters, digits, "
+                "'_', '.' or '-', starting with a letter or digit")
+        return os.path.join(self.data_dir, name + STORE_SUFFIX)
+
+    async def _get(self, name: str) -> _Primary:
+        path = self.path_of(name)
+        primary = self._open.get(name)
+        if primary is not None:
+            return primary
+        async with self._opening:
+            if self._closed:
+                raise DatabaseClosedError("the sync server is shutting down; retry later")
+            primary = self._open.get(name)
+            if primary is None:
+                os.makedirs(self.data_dir, exist_ok=True)
+                db = await open_database(path, durability="strict")
+                primary = self._open[name] = _Primary(name, db)
+            return primary
+
+    async def status(self, name: str) -> Status:
+        """The durable state of database ``name`` (created, empty, if missing)."""
+        meta = (await self._get(name)).db.store.meta
+        return Status(name, meta.db_id, meta.version, meta.block_size, meta.file_size)
+
+    # -- push ------------------------------------------------------------------------
+    async def push(self, name: str, writes: list[Write]) -> tuple[int, list[dict[str, Any]]]:
+        """Apply ``writes`` in order, each once, in its own transaction; returns the
+        durable version holding them all and one result per write: ``{"id", "ok":
+        [result, ...]}`` or ``{"id", "error": [name, message]}``. Raises the
+        server's own failures (a full disk: StorageFullError...); writes done
+        before one are durable and are answered from their record when resent."""
+        primary = await self._get(name)
+        db = primary.db
+        await self._prepare(primary)
+        results = []
+        for write in writes:
+            outcome = await self._apply(db, write)
+            results.append({"id": write.id, **outcome})
+        return await db.sync(), results
+
+    async def _prepare(self, primary: _Primary) -> None:
+        """Create the applied table on first use; prune old ids now and then."""
+        now = time.time()
+        if primary.ready and now - primary.pruned_at < self.prune_interval:
+            return
+        async with primary.db.transaction():
+            primary.db.run(APPLIED_DDL, ())
+            primary.db.run(f"DELETE FROM {APPLIED_TABLE} WHERE at < ?",
+                           (now - self.applied_retention,))
+        primary.ready, primary.pruned_at = True, now
+
+    async def _apply(self, db: Database, write: Write) -> dict[str, Any]:
+        async with db.transaction():
+            done = db.run(f"SELECT result FROM {APPLIED_TABLE} WHERE id = ?", (write.id,))
+            if done.rows:
+                return dict(json.loads(done.rows[0][0]))
+            db.run("SAVEPOINT datasync_write", ())
+            outcome = _run_guarded(db, write)
+            if "error" in outcome:
+                db.run("ROLLBACK TO datasync_write", ())
+            db.run("RELEASE datasync_write", ())
+            db.run(f"INSERT INTO {APPLIED_TABLE}(id, result, at) VALUES (?, ?, ?)",
+                   (write.id, json.dumps(outcome), time.time()))
+        return outcome
+
+    # -- pull ------------------------------------------------------------------------
+    async def pull(self, name: str, request: PullRequest) -> PullReply:
+        """The blocks a replica at ``request.since`` lacks, and those it names, all
+        of one durable version (after a long poll of up to ``request.wait`` s while
+        the primary is still at ``since``). Raises ReplicaMismatchError when
+        ``request.db_id`` names another primary."""
+        primary = await self._get(name)
+        db, store = primary.db, primary.db.store
+        if request.db_id is not None and request.db_id != store.meta.db_id:
+            raise ReplicaMismatchError(
+                f"this replica follows primary {request.db_id}, but database {name!r} on "
+                f"the server is {store.meta.db_id} (it was created again): open another "
+                "local name, or delete the local store to start over")
+        if request.wait > 0 and request.since == store.version and not self._closed:
+            notice = primary.notice
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(notice.wait(), request.wait)
+        async with db.turn():
+            if store.has_unflushed:
+                await store.flush()  # (strict: a commit whose wait has not run yet)
+            since = request.since if request.since > 0 else -1
+            meta, blocks = await store.blocks_changed_since(since)
+            if meta.version != store.version:  # pragma: no cover - we are the only writer
+                raise DatabaseClosedError(
+                    f"{name!r} changed under the server (version {meta.version}, expected "
+                    f"{store.version}): another process writes it; stop it and retry")
+            for i in request.blocks:
+                if i < meta.block_count and i not in blocks:
+                    blocks[i] = store.read_block(i)
+        return PullReply(meta.db_id, meta.version, meta.block_size, meta.file_size, blocks)
+
+    async def close(self) -> None:
+        """Wake every long poll, then flush and close every open primary."""
+        self._closed = True
+        async with self._opening:
+            primaries, self._open = list(self._open.values()), {}
+        for primary in primaries:
+            primary.wake()
+            primary.remove_listener()
+        for primary in primaries:
+            await primary.db.close()
+
+    def wake_all(self) -> None:
+        """Answer every long poll now (a shutdown is starting)."""
+        self._closed = True
+        for primary in list(self._open.values()):
+            primary.wake()
+
+
+def _run_guarded(db: Database, write: Write) -> dict[str, Any]:
+    """Run the write's statements (in the caller's turn and savepoint) under the
+    guard; returns ``{"ok": [result, ...]}`` or ``{"error": [name, message]}``.
+    Raises the server's own failures (see ``_SERVER_FAULTS``, datasync's errors)."""
+    guard = _Guard()
+    try:
+        with _authorizer(db.connection, guard):
+            results = [result_to_wire(db.run(sql, decode_params(params)))
+                       for sql, params in write.statements]
+        return {"ok": results}
+    except sqlite3.Error as exc:
+        if guard.refused is not None:
+            return {"error": [type(guard.refused).__name__, str(guard.refused)]}
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _SERVER_FAULTS:
+            raise
+        return {"error": [type(exc).__name__, str(exc)]}
+    except (ValueError, TypeError, OverflowError) as exc:  # a parameter sqlite3 refuses
+        return {"error": [type(exc).__name__, str(exc)]}
+
+
+@contextlib.contextmanager
+def _authorizer(conn: sqlite3.Connection, guard: _Guard) -> Iterator[None]:
+    # Setting or removing an authorizer expires every prepared statement, so a
+    # statement cached from our own use is authorized again under the guard.
+    conn.set_authorizer(guard)
+    try:
+        yield
+    finally:
+        conn.set_authorizer(None)
