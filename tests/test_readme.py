@@ -124,10 +124,12 @@ def test_the_sync_blocks_start_a_server_and_a_replica_writes_through_it(tmp_path
     test adds only waiting for the port and stopping the server."""
     shims = tmp_path / "bin"
     shims.mkdir()
-    (shims / "python").symlink_to(sys.executable)  # the block says `python`
+    shim = shims / "python"  # the block says `python`: this one (a script, so that a
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # venv stays a venv)
+    shim.chmod(0o755)
     (tmp_path / "replica.py").write_text(readme_blocks("python")[3])
     script = readme_blocks("sh")[0] + (
-        'SERVER=$!\ntrap \'kill $SERVER; wait $SERVER\' EXIT\n'
+        'SERVER=$!\ntrap \'kill $SERVER; wait $SERVER || true\' EXIT\n'
         'for i in $(seq 200); do python -c "import socket; '
         'socket.create_connection((\'127.0.0.1\', 8765), 0.2)" 2>/dev/null && break; '
         'sleep 0.1; done\n'

@@ -35,6 +35,8 @@ from .protocol import Write
 
 #: Largest push body the replica sends at once (bytes of JSON, about).
 PUSH_CHUNK = 1024 * 1024
+#: Requests one push makes at most before returning (the rest waits for the next).
+MAX_ROUNDS = 1000
 _log = logging.getLogger("datasync")
 ConflictHandler = Callable[[dict[str, Any]], Any]
 
@@ -56,6 +58,7 @@ class Pushing:
     _queue: dict[str, dict[str, Any]]
     last_push: float | None
     remote_version: int | None
+    _kept: set[str] | None = None
     _request: Callable[..., Awaitable[tuple[bytes, str]]]
     pull: Callable[..., Awaitable[int]]
 
@@ -73,10 +76,15 @@ class Pushing:
     async def push_locked(self) -> int:
         """:meth:`push` without the pull, under the replica's lock."""
         sent = 0
-        while self._queue:
+        kept: set[str] = set()  # requeued by "keep": sent again by the next push
+        self._kept = kept
+        for _round in range(MAX_ROUNDS):  # (a replacement goes out in the same push)
+            todo = [e for wid, e in self._queue.items() if wid not in kept]
+            if not todo:
+                break
             chunk: list[dict[str, Any]] = []
             size = 0
-            for entry in self._queue.values():
+            for entry in todo:
                 n = len(json.dumps(entry["statements"]))
                 if chunk and size + n > PUSH_CHUNK:
                     break
@@ -139,14 +147,18 @@ class Pushing:
         if replacement is not None or decision == "keep":
             stmts = entry["statements"] if replacement is None else [
                 [str(s[0]), encode_params(s[1] if len(s) > 1 else [])] for s in replacement]
-            await self._requeue(entry, stmts)
+            await self._requeue(entry, stmts, keep=replacement is None)
         else:
             await self._done(entry["id"])
 
-    async def _requeue(self, entry: dict[str, Any], statements: list[Any]) -> None:
-        """Put a new write in ``entry``'s place in the queue (same position)."""
+    async def _requeue(self, entry: dict[str, Any], statements: list[Any],
+                       keep: bool = False) -> None:
+        """Put a new write in ``entry``'s place in the queue (same position); a kept
+        one waits for the next push."""
         fresh = {"id": uuid.uuid4().hex, "at": entry.get("at", time.time()),
                  "statements": statements}
+        if keep and self._kept is not None:
+            self._kept.add(fresh["id"])
         await self.outbox.put(fresh)
         await self.outbox.delete(entry["id"])
         order = list(self._queue.items())

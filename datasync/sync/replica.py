@@ -29,32 +29,25 @@ read-only (``PRAGMA query_only``).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
-import sqlite3
-import time
-from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..database import Database, Result
+from ..database import Database
 from ..errors import (
     InvalidOptionError,
     ReplicaMismatchError,
-    ReplicaWriteError,
     SyncError,
     SyncUnavailableError,
 )
-from ..tabs.wire import decode_params, rebuild_error, result_from_wire
-from ..vfs import capi
 from .protocol import API_PREFIX, MAX_WAIT, NAME_PATTERN, error_for_status
-from .pulling import LOCAL_TABLE, Pulling
-from .pushing import ConflictHandler, Pushing, new_entry
+from .pulling import Pulling
+from .pushing import ConflictHandler, Pushing
+from .statements import ReplicaStatements
 from .transport import Transport
 
 _log = logging.getLogger("datasync")
-Params = Sequence[Any] | dict[str, Any]
 
 
 def split_sync_url(url: str) -> tuple[str, str]:
@@ -75,7 +68,7 @@ def split_sync_url(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, base_path, "", "")), name
 
 
-class Replica(Pulling, Pushing):
+class Replica(ReplicaStatements, Pulling, Pushing):
     """A local :class:`~datasync.Database` kept in sync with a primary (see the
     module docstring). Make one with :func:`datasync.open` and ``sync_url=``."""
 
@@ -199,167 +192,6 @@ class Replica(Pulling, Pushing):
             await asyncio.wait_for(self._wake.wait(), seconds)
         except asyncio.TimeoutError:
             pass
-
-    # -- writes ----------------------------------------------------------------------
-    def _prepares_readonly(self, sql: str) -> bool | None:
-        """SQLite's own answer (``sqlite3_stmt_readonly``), None if SQLite cannot
-        prepare ``sql`` on the local copy (a syntax error, a table not pulled yet)."""
-        lib = capi.sqlite_library()
-        stmt = ctypes.c_void_p()
-        handle = getattr(self.db.connection, "handle", None)
-        rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
-        try:
-            if rc != 0 or not stmt.value:
-                return None
-            return bool(lib.sqlite3_stmt_readonly(stmt))
-        finally:
-            if stmt.value:
-                lib.sqlite3_finalize(stmt)
-
-    async def _is_read(self, sql: str) -> bool:
-        """Whether ``sql`` only reads. One SQLite cannot prepare here is looked at
-        again after a pull (the primary may have the table already); if it still
-        cannot, it runs locally, which raises its error."""
-        readonly = self._prepares_readonly(sql)
-        if readonly is None and not self.offline:
-            try:
-                await self.pull()
-            except SyncUnavailableError:
-                return True
-            readonly = self._prepares_readonly(sql)
-        return True if readonly is None else readonly
-
-    def _entry(self, statements: list[tuple[str, Any]]) -> dict[str, Any]:
-        self._last_at = max(time.time(), self._last_at + 1e-6)
-        return new_entry(statements, self._last_at)
-
-    async def write(self, statements: list[tuple[str, Any]]) -> list[Result]:
-        """Apply ``statements`` as one transaction on the primary (or queue them);
-        returns one Result per statement (see the module docstring)."""
-        for sql, _params in statements:
-            if sqlite3.complete_statement(sql) and sql.strip().rstrip(";").upper() in (
-                    "BEGIN", "COMMIT", "ROLLBACK", "END"):
-                raise ReplicaWriteError(
-                    f"{sql!r} on a replica: its writes are sent as whole transactions; "
-                    "send the statements together with batch([...])")
-        entry = self._entry(statements)
-        if not self.offline:
-            async with self._lock:
-                try:
-                    if self._queue:
-                        await self.push_locked()
-                    if not self._queue:
-                        reply = await self.send([entry])
-                        outcome = reply["results"][0]
-                    else:
-                        outcome = None  # older writes still wait (conflicts kept)
-                except SyncUnavailableError:
-                    outcome = None
-            if outcome is not None:
-                if "error" in outcome:
-                    name, message = outcome["error"]
-                    raise rebuild_error(name, message)
-                try:
-                    await self.pull()
-                except SyncUnavailableError as exc:  # applied there; shown at the next pull
-                    self._mark_online(False, exc)
-                return [result_from_wire(r) for r in outcome["ok"]]
-        return await self._write_offline(entry)
-
-    async def _write_offline(self, entry: dict[str, Any]) -> list[Result]:
-        await self.outbox.put(entry)  # durable before it is applied or answered
-        try:
-            async with self.db.turn():
-                results = self.apply_in_turn(entry)
-        except BaseException:
-            await self.outbox.delete(entry["id"])
-            raise
-        self._queue[entry["id"]] = entry
-        self._wake.set()
-        return results
-
-    def apply_in_turn(self, entry: dict[str, Any]) -> list[Result]:
-        """Apply a waiting write locally, in one transaction with its mark in
-        ``_datasync_local`` (inside the database's turn)."""
-        run = self.db.run
-        run("BEGIN IMMEDIATE", ())
-        try:
-            results = [run(sql, decode_params(params)) for sql, params in entry["statements"]]
-            run(f"CREATE TABLE IF NOT EXISTS {LOCAL_TABLE}(id TEXT PRIMARY KEY)", ())
-            run(f"INSERT INTO {LOCAL_TABLE}(id) VALUES (?)", (entry["id"],))
-            run("COMMIT", ())
-        except BaseException:
-            if self.db.connection.in_transaction:
-                run("ROLLBACK", ())
-            raise
-        return results
-
-    # -- the database calls --------------------------------------------------------------
-    async def execute(self, sql: str, params: Params = ()) -> Result:
-        if await self._is_read(sql):
-            return await self.db.execute(sql, params)
-        return (await self.write([(sql, params)]))[0]
-
-    async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        if await self._is_read(sql):
-            return await self.db.query(sql, params)  # type: ignore[no-any-return]
-        res = (await self.write([(sql, params)]))[0]
-        return [dict(zip(res.columns, row)) for row in res.rows]
-
-    async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Result:
-        if await self._is_read(sql):
-            return await self.db.executemany(sql, seq_of_params)
-        results = await self.write([(sql, p) for p in seq_of_params])
-        return Result([], [], sum(max(r.rowcount, 0) for r in results),
-                      results[-1].lastrowid if results else None)
-
-    async def batch(self, statements: Iterable[tuple[str, Params]]) -> list[Result]:
-        stmts = [(sql, params) for sql, params in statements]
-        kinds = [self._prepares_readonly(sql) for sql, _ in stmts]
-        if False not in kinds and all([k or await self._is_read(sql)
-                                       for k, (sql, _) in zip(kinds, stmts)]):
-            return await self.db.batch(stmts)  # type: ignore[no-any-return]
-        return await self.write(stmts)
-
-    async def executescript(self, script: str) -> None:
-        stmts: list[tuple[str, Params]] = []
-        current = ""
-        for line in script.splitlines(keepends=True):
-            current += line
-            if sqlite3.complete_statement(current):
-                stmts.append((current.strip(), ()))
-                current = ""
-        if current.strip():
-            stmts.append((current.strip(), ()))
-        if stmts:
-            await self.batch(stmts)
-
-    async def queue_write(self, sql: str, params: Sequence[Any] = (), *,
-                          timeout: float | None = None) -> Result:
-        """Queue the write in the durable outbox (applied locally now, pushed by the
-        background sync or :meth:`push`)."""
-        return (await self._write_offline(self._entry([(sql, params)])))[0]
-
-    def transaction(self, mode: str = "DEFERRED") -> Any:
-        raise ReplicaWriteError(
-            "a replica has no interactive transactions: its writes reach the primary as "
-            "whole transactions; send the statements together with batch([...])")
-
-    async def begin(self, mode: str = "DEFERRED") -> Any:
-        self.transaction(mode)
-
-    async def import_(self, data: bytes) -> Any:
-        raise ReplicaWriteError("a replica cannot replace its primary's database: import "
-                                "on the server (python -m datasync import), then pull")
-
-    async def restore(self, version: int) -> int:
-        raise ReplicaWriteError("a replica cannot restore its primary: restore on the "
-                                "server, then pull")
-
-    def connect(self, **kwargs: Any) -> Any:
-        conn = self.db.connect(**kwargs)
-        conn.execute("PRAGMA query_only = ON")
-        return conn
 
     def sync_status(self) -> dict[str, Any]:
         """``{local_version, remote_version, pulled_version, waiting, conflicts,

@@ -38,11 +38,12 @@ from ..errors import (
 from ..format import MAIN, Codec, Meta
 from ..sqlite_image import as_rollback_image
 from ..server import cli as server_cli
+from . import replica_cli
 from . import build, serve
 
 #: Modules adding commands of their own (``add_subcommands``/``run_subcommand``):
-#: the sync server's ``server`` and ``token``; the replica side adds its module here.
-_EXTENSIONS = (server_cli,)
+#: the sync server's ``server`` and ``token``, a native replica's ``replica``.
+_EXTENSIONS = (server_cli, replica_cli)
 
 
 async def inspect_store(path: str, *, verify: bool = False) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from ..errors import DatasyncError, InvalidOptionError, StoreNotFoundError
 ACTIONS = ("status", "pull", "push")
 
 
-def add_subcommand(subparsers: Any) -> None:
+def add_subcommands(subparsers: Any) -> None:
+    """Add ``replica`` to an argparse subparsers object."""
     s = subparsers.add_parser("replica", help="a native replica: status, pull, push")
     s.add_argument("action", choices=ACTIONS)
     s.add_argument("store", help="the replica's store file")

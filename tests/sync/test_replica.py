@@ -99,7 +99,8 @@ async def test_the_server_killed_during_a_push_loses_and_doubles_no_write(
         sync_server, tmp_path):
     await with_schema(sync_server, tmp_path)
     path = tmp_path / "device.dsdb"
-    db = await open_replica(sync_server, path, offline=True)
+    db = await open_replica(sync_server, path)     # pulls the schema
+    db.set_offline(True)
     for k in range(300):
         await db.execute("INSERT INTO notes(body) VALUES (?)", (f"w{k:04}",))
     db.set_offline(False)
