@@ -216,3 +216,19 @@ def test_tokens_name_one_database_and_their_rights(expires: float | None) -> Non
                          write=True)
     assert claims["db"] == DB and claims["rights"] == "write"
     assert ("exp" in claims) == (expires is not None)
+
+
+def test_app_from_env_names_what_is_missing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datasync import InvalidOptionError
+    from datasync.server import app_from_env
+
+    monkeypatch.delenv("DATASYNC_DATA", raising=False)
+    monkeypatch.setenv("DATASYNC_SECRET", "s" * 32)
+    with pytest.raises(InvalidOptionError, match="DATASYNC_DATA"):
+        app_from_env()
+    monkeypatch.setenv("DATASYNC_DATA", str(tmp_path))
+    monkeypatch.setenv("DATASYNC_MAX_BODY", "lots")
+    with pytest.raises(InvalidOptionError, match="DATASYNC_MAX_BODY"):
+        app_from_env()
+    monkeypatch.setenv("DATASYNC_MAX_BODY", "1000")
+    assert app_from_env().state.primaries.data_dir == str(tmp_path)
