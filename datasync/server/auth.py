@@ -36,13 +36,14 @@ MIN_SECRET_BYTES = 16
 
 def make_token(secret: str, database: str, *, read_only: bool = False,
                expires: float | None = None) -> str:
-    """A signed token for ``database`` (a :data:`~datasync.sync.protocol.NAME_PATTERN`
-    name); ``read_only``: status and pull only; ``expires``: seconds from now
-    (None: never). Raises :class:`~datasync.InvalidOptionError` for a bad name or a
-    non-positive ``expires``.
+    """A signed token (a JWT string) for one database.
 
     Example: ``token = make_token(secret, "notes", read_only=True, expires=86400)``
-    """
+
+    ``database``: a :data:`~datasync.sync.protocol.NAME_PATTERN` name;
+    ``read_only``: status and pull only; ``expires``: seconds from now (None:
+    never). Raises :class:`~datasync.InvalidOptionError` for a bad name or a
+    non-positive ``expires``."""
     if not NAME_PATTERN.match(database):
         raise InvalidOptionError(
             f"database name {database!r} is not allowed: use 1 to 128 letters, digits, "
@@ -60,14 +61,14 @@ def make_token(secret: str, database: str, *, read_only: bool = False,
 
 def check_token(secret: str, header_value: str | None, database: str, *,
                 write: bool) -> dict[str, Any]:
-    """The claims of the ``Authorization`` header's bearer token, checked for
-    ``database`` and, with ``write``, for write rights.
+    """The claims of the ``Authorization`` header's bearer token, checked.
 
     Example: ``check_token(secret, request.headers.get("authorization"), "notes", write=False)``
 
-    Raises :class:`~datasync.SyncAuthError` (HTTP 401) when the header is missing
-    or not ``Bearer <token>``, or the token is malformed, badly signed, expired or
-    lacks its claims; :class:`~datasync.SyncForbiddenError` (HTTP 403) when it names
+    Checked for ``database`` and, with ``write``, for write rights; returns the
+    claims dict. Raises :class:`~datasync.SyncAuthError` (HTTP 401) when the header
+    is missing or not ``Bearer <token>``, or the token is malformed, badly signed,
+    expired or lacks its claims; :class:`~datasync.SyncForbiddenError` (HTTP 403) when it names
     another database, or is read-only and this is a write."""
     if not header_value:
         raise SyncAuthError(
@@ -116,10 +117,12 @@ def _quiet() -> Iterator[None]:
 
 
 def load_secret(secret_file: str | None) -> str:
-    """The server's signing secret: the file ``secret_file`` (surrounding whitespace
-    stripped) if given, else the environment variable ``DATASYNC_SECRET``.
+    """The server's signing secret.
 
     Example: ``secret = load_secret(args.secret_file)``
+
+    The file ``secret_file`` (surrounding whitespace stripped) if given, else the
+    environment variable ``DATASYNC_SECRET``.
 
     Raises :class:`~datasync.InvalidOptionError` when neither is set, the file
     cannot be read, or the secret is shorter than :data:`MIN_SECRET_BYTES` bytes."""

@@ -120,6 +120,9 @@ def _server(config: Any, data_dir: str) -> Any:
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
+            # uvicorn raises the signal again once shut down (the process then dies
+            # of it, a KeyboardInterrupt for SIGINT): ours is a clean exit, status 0.
+            self._captured_signals.clear()
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(config.app.state.primaries.wake_all)
 

@@ -131,8 +131,11 @@ class Primaries:
         self._closed = False
 
     def path_of(self, name: str) -> str:
-        """The store file of database ``name``. Raises SyncRequestError for a name
-        that does not match NAME_PATTERN."""
+        """The store file of database ``name``.
+
+        Example: ``primaries.path_of("notes")  # '/srv/datasync/notes.dsdb'``
+
+        Raises SyncRequestError for a name that does not match NAME_PATTERN."""
         if not NAME_PATTERN.match(name):
             raise SyncRequestError(
                 f"database name {name!r} is not allowed: use 1 to 128 letters, digits, "
@@ -155,14 +158,21 @@ class Primaries:
             return primary
 
     async def status(self, name: str) -> Status:
-        """The durable state of database ``name`` (created, empty, if missing)."""
+        """The durable state of database ``name`` (created, empty, if missing).
+
+        Example: ``status = await primaries.status("notes")  # Status(version=7, ...)``
+
+        Raises SyncRequestError for a bad name, DatabaseClosedError once closed."""
         meta = (await self._get(name)).db.store.meta
         return Status(name, meta.db_id, meta.version, meta.block_size, meta.file_size)
 
     # -- push ------------------------------------------------------------------------
     async def push(self, name: str, writes: list[Write]) -> tuple[int, list[dict[str, Any]]]:
-        """Apply ``writes`` in order, each once, in its own transaction; returns the
-        durable version holding them all and one result per write: ``{"id", "ok":
+        """Apply ``writes`` in order, each once, in its own transaction.
+
+        Example: ``version, results = await primaries.push("notes", [Write("w1", stmts)])``
+
+        Returns the durable version holding them all and one result per write: ``{"id", "ok":
         [result, ...]}`` or ``{"id", "error": [name, message]}``. Raises the
         server's own failures (a full disk: StorageFullError...); writes done
         before one are durable and are answered from their record when resent."""
@@ -202,8 +212,11 @@ class Primaries:
 
     # -- pull ------------------------------------------------------------------------
     async def pull(self, name: str, request: PullRequest) -> PullReply:
-        """The blocks a replica at ``request.since`` lacks, and those it names, all
-        of one durable version (after a long poll of up to ``request.wait`` s while
+        """The blocks a replica at ``request.since`` lacks, and those it names.
+
+        Example: ``reply = await primaries.pull("notes", PullRequest(since=7, wait=30))``
+
+        All of one durable version (after a long poll of up to ``request.wait`` s while
         the primary is still at ``since``). Raises ReplicaMismatchError when
         ``request.db_id`` names another primary."""
         primary = await self._get(name)
@@ -232,7 +245,9 @@ class Primaries:
         return PullReply(meta.db_id, meta.version, meta.block_size, meta.file_size, blocks)
 
     async def close(self) -> None:
-        """Wake every long poll, then flush and close every open primary."""
+        """Wake every long poll, then flush and close every open primary.
+
+        Example: ``await primaries.close()``  (the app's lifespan does it at shutdown)"""
         self._closed = True
         async with self._opening:
             primaries, self._open = list(self._open.values()), {}
@@ -243,7 +258,9 @@ class Primaries:
             await primary.db.close()
 
     def wake_all(self) -> None:
-        """Answer every long poll now (a shutdown is starting)."""
+        """Answer every long poll now, and let no new one wait (a shutdown starts).
+
+        Example: ``loop.call_soon_threadsafe(primaries.wake_all)``  (from a signal)"""
         self._closed = True
         for primary in list(self._open.values()):
             primary.wake()
