@@ -111,7 +111,7 @@ async def run(args: argparse.Namespace, server: Server, tmp: str) -> dict[str, o
     push_only, online_write, pull_latency, wire = [], [], [], []
     counters = follower.transport.counters
     for k in range(args.commits):
-        entry = writer._entry([("INSERT INTO notes(body) VALUES (?)", (f"note {k} " + "x" * 60,))])
+        entry = writer._entry([("INSERT INTO notes(body) VALUES (?)", (f"note {k} " + secrets.token_hex(30),))])
         before = counters["bytes_received"]
         t0 = time.perf_counter()
         await writer.send([entry])
@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace, server: Server, tmp: str) -> dict[str, o
 
     # a 1,000-row bootstrap
     await writer.executemany("INSERT INTO notes(body) VALUES (?)",
-                             [(f"bulk {i} " + "y" * 80,) for i in range(args.rows)])
+                             [(f"bulk {i} " + secrets.token_hex(40),) for i in range(args.rows)])
     image = len(await writer.export())
     t0 = time.perf_counter()
     fresh = await replica("fresh")
