@@ -13,13 +13,15 @@ Content-Length first, then counted while it streams in; over it, 413), parsed an
 checked whole before anything runs (400), so a refused request changes nothing.
 A :class:`~datasync.DatasyncError` becomes its protocol status with
 :func:`~datasync.sync.protocol.error_body`; a failure of the server itself (a full
-disk...) is 503 with the same body, never an answer for a client's fault.
+disk...) is 503 with the same body (a bug: 500, logged), never an answer for a
+client's fault.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -125,6 +127,11 @@ async def _answer(request: Request, primaries: Primaries, secret: str, handler: 
         return await handler(primaries, name, parsed)
     except DatasyncError as exc:
         return _error(exc)
+    except sqlite3.Error as exc:  # the server's own trouble (I/O, full): retry later
+        return _error(exc, 503)
+    except Exception as exc:  # a bug: logged with its traceback, answered as JSON
+        _log.exception("%s %s failed", request.method, request.url.path)
+        return _error(exc, 500)
 
 
 def _error(exc: BaseException, status: int | None = None) -> JSONResponse:

@@ -157,10 +157,14 @@ def test_a_failing_write_returns_its_error_and_the_others_still_apply(
         write("dup", ("INSERT INTO t VALUES (11, 'eleven')", []),
               ("INSERT INTO t VALUES (1, 'clash')", [])),
         write("bad-sql", ("INSERT INTO nowhere VALUES (1)", [])),
+        write("bad-param", ("INSERT INTO t(v) VALUES (?)", [[1]])),
+        write("too-big", ("INSERT INTO t(v) VALUES (?)", [2 ** 70])),
+        write("bad-blob", ("INSERT INTO t(v) VALUES (?)", [{"$b": 5}])),
         write("ok2", ("INSERT INTO t VALUES (12, 'twelve')", []))]).json()["results"]
-    assert "ok" in results[0] and "ok" in results[3]
+    assert "ok" in results[0] and "ok" in results[-1]
     assert results[1]["error"][0] == "IntegrityError"
     assert results[2]["error"][0] == "OperationalError"
+    assert all(r["error"][1] for r in results[3:6])
     assert state(sync_server)[1] == [(1, "one"), (10, "ten"), (12, "twelve")]
     # The recorded outcome answers a resend, even once the conflict is gone.
     push(sync_server, [write("fix", ("DELETE FROM t WHERE k = 1", []))])
