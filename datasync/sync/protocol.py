@@ -47,9 +47,12 @@ one database ``NAME`` (:data:`NAME_PATTERN`):
     *conflict* for the replica that queued it.
 
 Errors are JSON ``{"error": {"name": NAME, "message": TEXT}}`` with status 400
-(``SyncRequestError``: malformed body or parameters), 401 (``SyncAuthError``), 403
-(``SyncForbiddenError``), 404 (unknown path), 409 (``ReplicaMismatchError``), 413
-(``SyncRequestError``: body over the server's limit). A refused request changes
+(``SyncRequestError``: malformed body or parameters, or a NAME that does not match
+:data:`NAME_PATTERN`), 401 (``SyncAuthError``), 403 (``SyncForbiddenError``), 404
+(unknown path), 405 (wrong method), 409 (``ReplicaMismatchError``), 413
+(``SyncRequestError``: body over the server's limit), 503 (the server's own trouble:
+disk full, I/O; nothing was recorded, so the same request may be sent again; a
+replica treats it as the server being unreachable). A refused request changes
 nothing. :func:`error_for_status` turns one back into the named exception.
 
 Pull reply body (binary, big-endian): ``b"DSB1"``, a 4-byte header length, the
