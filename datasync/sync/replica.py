@@ -209,6 +209,14 @@ class Replica(ReplicaStatements, Pulling, Pushing):
     async def conflicts(self) -> list[dict[str, Any]]:
         return await self.conflicts_recorded()
 
+    def set_auth_token(self, token: str | None) -> None:
+        """Use ``token`` from the next request on (one about to expire, refreshed:
+        an expired token makes every request fail with SyncAuthError)."""
+        if token is not None and not isinstance(token, str):
+            raise InvalidOptionError(f"auth_token={token!r}: give the token as a string")
+        self.transport.set_token(token)
+        self._wake.set()
+
     def set_offline(self, offline: bool) -> None:
         """Stop (True) or resume (False) talking to the server."""
         self.offline = bool(offline)

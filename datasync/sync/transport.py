@@ -33,6 +33,9 @@ class Transport(Protocol):
         body, content type)``. ``timeout``: seconds for the whole exchange.
         Raises :class:`~datasync.SyncUnavailableError` if no answer came."""
 
+    def set_token(self, token: str | None) -> None:
+        """Send ``token`` from the next request on (a refreshed one)."""
+
     async def close(self) -> None:
         """Release connections (the transport may not be used after)."""
 
@@ -73,6 +76,10 @@ class HttpxTransport:
         c["bytes_sent"] += len(body or b"")
         c["bytes_received"] += resp.num_bytes_downloaded
         return resp.status_code, data, resp.headers.get("content-type", "")
+
+    def set_token(self, token: str | None) -> None:
+        self._client.headers.pop("Authorization", None)
+        self._client.headers.update(auth_headers(token))
 
     async def close(self) -> None:
         await self._client.aclose()

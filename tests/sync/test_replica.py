@@ -307,3 +307,19 @@ def test_the_replica_cli_pulls_pushes_and_reports(sync_server, tmp_path):
     assert json.loads(out)["waiting"] == 0
     code, _, err = cli("status", str(tmp_path / "missing.dsdb"))
     assert code == 2 and "no store" in err
+
+
+async def test_an_expired_token_is_refused_until_a_fresh_one_is_set(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    db = await open_replica(sync_server, tmp_path / "d.dsdb",
+                            auth_token=sync_server.token("notes", expires=1))
+    await asyncio.sleep(1.5)
+    with pytest.raises(datasync.SyncAuthError):
+        await db.pull()
+    with pytest.raises(datasync.SyncAuthError):
+        await db.execute("INSERT INTO notes(body) VALUES ('late')")
+    assert db.sync_status()["waiting"] == 0
+    db.set_auth_token(sync_server.token("notes"))
+    await db.execute("INSERT INTO notes(body) VALUES ('fresh')")
+    assert [r["body"] for r in await db.query("SELECT body FROM notes")] == ["fresh"]
+    await db.close()
