@@ -30,18 +30,18 @@ async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
     yours). ``tabs=False`` in the browser opens the database for this tab alone: a
     second tab's open raises :class:`~datasync.StoreBusyError`.
 
+    ``sync_url=`` (with ``auth_token``, ``sync_interval``, ``offline``,
+    ``on_conflict``) opens a replica of a primary on a sync server
+    (:mod:`datasync.sync`): natively or with ``tabs=False`` a
+    :class:`~datasync.sync.replica.Replica`, in a browser's shared mode a
+    :class:`~datasync.sync.tabs.ReplicaTab` (the leader tab talks to the server).
+
     Returns once the tab knows its role (``leader_info()`` is right at once).
     Raises :class:`~datasync.InvalidOptionError` for ``tabs=True`` natively, and
     what :func:`datasync.database.open` raises."""
-    if options.get("sync_url") is not None:
-        from .sync.opening import open_replica
-
-        if tabs:
-            raise InvalidOptionError(
-                "a replica (sync_url=) is opened by one tab at a time: pass tabs=False "
-                "(or leave tabs unset); a second tab's open raises StoreBusyError")
-        return await open_replica(name, **options)
-    options.pop("sync_url", None)
+    replica = options.get("sync_url") is not None
+    if not replica:
+        options.pop("sync_url", None)
     if tabs is not None and not isinstance(tabs, bool):
         raise InvalidOptionError(f"tabs={tabs!r} is not allowed: use True, False or None")
     if tabs is None:
@@ -50,12 +50,20 @@ async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
             from .browser.tabs import services_available
             tabs = services_available()  # else: one tab at a time, as before
     if not tabs:
+        if replica:
+            from .sync.opening import open_replica
+
+            return await open_replica(name, **options)
         return await open_database(name, **options)
     if not runtime.IN_PYODIDE:
         raise InvalidOptionError(
             "tabs=True needs a browser (Web Locks and BroadcastChannel); natively, "
             "simulate tabs with datasync.tabs.SharedDatabase.open(name, locks=..., "
             "channel=...)")
+    if replica:
+        from .browser.tabs import open_shared_replica
+
+        return await open_shared_replica(name, **options)
     from .browser.tabs import open_shared
 
     return await open_shared(name, **options)

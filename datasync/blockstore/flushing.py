@@ -39,6 +39,8 @@ from .tiers import Tier
 
 _log = logging.getLogger("datasync")
 #: ``flush(extra=)``: keys for the metadata's ``extra``, or a function of the new version.
+#: ``meta.extra`` key counting the flushes that carried an install (a fork).
+INSTALLS = "installs"
 ExtraUpdate = Union[dict[str, Any], Callable[[int], dict[str, Any]]]
 
 
@@ -218,6 +220,10 @@ class Flushing:
             if extra is not None:
                 update = extra(new_meta.version) if callable(extra) else extra
                 new_meta = replace(new_meta, extra={**new_meta.extra, **update})
+            installed, store._installed = store._installed, False
+            if installed:  # tells followers this version is a fork (catch_up)
+                new_meta = replace(new_meta, extra={
+                    **new_meta.extra, INSTALLS: int(base.extra.get(INSTALLS, 0)) + 1})
         started = time.perf_counter()
         try:
             blocks = {i: d for i, d in snapshot.blocks.items() if i < new_meta.block_count}
@@ -257,6 +263,7 @@ class Flushing:
                 if generation == store._generation:  # under anything committed since
                     snapshot.absorb(store._committed)
                     store._committed = snapshot
+                    store._installed = store._installed or installed
                 store._inflight = Tier()
                 self._record_failure(exc)
             raise

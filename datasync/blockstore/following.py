@@ -24,6 +24,7 @@ from typing import Any
 from ..backends.contract import EVERYTHING
 from ..errors import CorruptBlockError, UnflushedWritesError, WrongKeyError
 from ..format import MAIN, Codec, Meta, Record, key_identity
+from .flushing import INSTALLS
 from .tiers import Tier, record_versions
 
 
@@ -69,7 +70,8 @@ class Following:
 
         The history forks here (``generation`` moves on, as for a deposed leader), so
         every connection reloads its page cache and schema even when both images
-        carry the same change counter. Only with nothing unflushed and no write
+        carry the same change counter; the flush that stores it counts it in
+        ``meta.extra["installs"]``, so a follower's :meth:`catch_up` forks too. Only with nothing unflushed and no write
         transaction open (``UnflushedWritesError``): flush first, under the turn."""
         store: Any = self
         bs = store.block_size
@@ -83,6 +85,7 @@ class Following:
                     "first, with no write transaction open")
             store._durable_by_generation[store._generation] = store.durable_seq
             store._generation += 1
+            store._installed = True
             self.truncate(min(file_size, store._size))  # type: ignore[attr-defined]
             for idx in sorted(blocks):
                 self.write(idx * bs, blocks[idx])  # type: ignore[attr-defined]
@@ -143,6 +146,11 @@ class Following:
                 store._cache.drop_where(lambda i: i >= count or i in records)
                 for idx, data in decoded.items():
                     store._cache.put(idx, data)
+            if meta.extra.get(INSTALLS) != store.meta.extra.get(INSTALLS):
+                # The writer installed another image (a replica's pull): a fork, so
+                # connections drop cached pages even under an equal change counter.
+                store._durable_by_generation[store._generation] = store.durable_seq
+                store._generation += 1
             store.meta = meta
             # store.epoch (what our flushes claim) stays: only a new leadership
             # raises it, so a deposed writer that caught up is still refused.

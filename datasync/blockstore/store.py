@@ -82,7 +82,8 @@ class BlockStore(Committing, Flushing, Following, History):
         self._listeners: list[Callable[["BlockStore"], None]] = []
         #: Leadership epoch written with every flush (multi-tab fencing).
         self.epoch = meta.epoch
-        self._generation = 0  # bumped by discard_unflushed()
+        self._generation = 0  # bumped by discard_unflushed() and install()
+        self._installed = False  # an install() not yet flushed (see Following.install)
         self._durable_by_generation: dict[int, int] = {}  # ended generation -> durable_seq
         #: Keep the last N versions restorable (the backend keeps what flushes replace).
         self.retain_versions = 0

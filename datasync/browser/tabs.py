@@ -108,3 +108,25 @@ async def open_shared(name: str, **options: Any) -> Any:
     return await SharedDatabase.open(name, locks=WebLocks(tab_id), channel=WebChannel(name),
                                      outbox=IndexedDBOutbox(name), tab_id=tab_id, **options)
 
+
+
+async def open_shared_replica(name: str, **options: Any) -> Any:
+    """:func:`open_shared` for a replica (``sync_url=`` and the other options of
+    :mod:`datasync.sync.opening`): the leader tab's engine talks to the server with
+    ``fetch()``; the outbox and the conflict log are IndexedDB's, the app's."""
+    from ..sync.opening import SYNC_OPTIONS
+    from ..sync.replica import split_sync_url
+    from ..sync.tabs import open_replica_tab
+    from .fetch import FetchTransport
+
+    sync = {k: options.pop(k) for k in SYNC_OPTIONS if k in options}
+    base, _remote = split_sync_url(sync["sync_url"])
+    tab_id = options.pop("tab_id", None) or uuid.uuid4().hex[:12]
+
+    def engine_parts(db: Any) -> tuple[Any, Any, Any]:
+        return (FetchTransport(base, sync.get("auth_token")),
+                IndexedDBOutbox(f"replica:{name}"), IndexedDBOutbox(f"replica-conflicts:{name}"))
+
+    return await open_replica_tab(name, sync=sync, locks=WebLocks(tab_id),
+                                  channel=WebChannel(name), make_engine_parts=engine_parts,
+                                  outbox=IndexedDBOutbox(name), tab_id=tab_id, **options)

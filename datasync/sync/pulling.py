@@ -52,6 +52,7 @@ class Pulling:
     remote_version: int | None
     last_pull: float | None
     sync_url: str
+    on_installed: Callable[[int], None] | None
     # (the replica's; see replica.py and pushing.py)
     _mark_online: Callable[[bool], None]
     _request: Callable[..., Awaitable[tuple[bytes, str]]]
@@ -108,6 +109,8 @@ class Pulling:
                 for entry, error in conflicts:
                     await self._conflict(entry, error)
             self._saw(reply.version)
+            if self.on_installed is not None:
+                self.on_installed(reply.version)
             return reply.version
         raise SyncError(
             f"{self.db.name}: local writes kept landing while pulling (5 attempts); "

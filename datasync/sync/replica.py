@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,8 +75,14 @@ class Replica(ReplicaStatements, Pulling, Pushing):
 
     def __init__(self, db: Database, transport: Transport, remote: str, outbox: Any,
                  conflict_log: Any, *, sync_interval: float, offline: bool,
-                 on_conflict: ConflictHandler | None) -> None:
+                 on_conflict: ConflictHandler | None, owns_db: bool = True) -> None:
         self.db, self.transport, self.remote = db, transport, remote
+        #: False for a leader tab's engine (:mod:`datasync.sync.tabs`): the tab's
+        #: database outlives it, and writes may be sent again by another tab.
+        self.owns_db = owns_db
+        self.remember_results = not owns_db
+        #: Called with the version after a pull installed it (the tab announces it).
+        self.on_installed: Callable[[int], None] | None = None
         self.outbox, self.conflict_log, self.on_conflict = outbox, conflict_log, on_conflict
         self.sync_interval, self.offline = sync_interval, offline
         self._lock = asyncio.Lock()
@@ -118,7 +125,8 @@ class Replica(ReplicaStatements, Pulling, Pushing):
         if self.sync_interval:
             self._task = asyncio.ensure_future(self._run())
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Stop the background sync (the database stays open)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -126,8 +134,12 @@ class Replica(ReplicaStatements, Pulling, Pushing):
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+
+    async def close(self) -> None:
+        await self.stop()
         try:
-            await self.db.close()
+            if self.owns_db:
+                await self.db.close()
         finally:
             await self.transport.close()
             self.outbox.close()

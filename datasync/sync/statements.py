@@ -22,7 +22,7 @@ from typing import Any
 
 from ..database import Result
 from ..errors import ReplicaWriteError, SyncUnavailableError
-from ..tabs.wire import decode_params, rebuild_error, result_from_wire
+from ..tabs.wire import decode_params, rebuild_error, result_from_wire, result_to_wire
 from ..vfs import capi
 from .pulling import LOCAL_TABLE
 from .pushing import new_entry
@@ -36,6 +36,7 @@ class ReplicaStatements:
     db: Any
     outbox: Any
     offline: bool
+    remember_results: bool
     _lock: asyncio.Lock
     _queue: dict[str, dict[str, Any]]
     _last_at: float
@@ -86,7 +87,16 @@ class ReplicaStatements:
                 raise ReplicaWriteError(
                     f"{sql!r} on a replica: its writes are sent as whole transactions; "
                     "send the statements together with batch([...])")
-        entry = self._entry(statements)
+        return await self.write_entry(self._entry(statements))
+
+    async def write_entry(self, entry: dict[str, Any]) -> list[Result]:
+        """:meth:`write` for a write whose id is already chosen (``{id, at,
+        statements: [[sql, wire params], ...]}``): another tab's, sent here once
+        and perhaps again. One still waiting in the outbox answers with what it
+        did locally."""
+        waiting = self._queue.get(entry["id"])
+        if waiting is not None and "local" in waiting:
+            return [result_from_wire(r) for r in waiting["local"]]
         if not self.offline:
             async with self._lock:
                 try:
@@ -118,6 +128,9 @@ class ReplicaStatements:
         except BaseException:
             await self.outbox.delete(entry["id"])
             raise
+        if self.remember_results:  # so that a resend of its id gets the same answer
+            entry = {**entry, "local": [result_to_wire(r) for r in results]}
+            await self.outbox.put(entry)
         self._queue[entry["id"]] = entry
         self._wake.set()
         return results
@@ -126,16 +139,25 @@ class ReplicaStatements:
         """Apply a waiting write locally, in one transaction with its mark in
         ``_datasync_local`` (inside the database's turn)."""
         run = self.db.run
-        run("BEGIN IMMEDIATE", ())
+        plain = sqlite3.Connection.execute
+        query_only = plain(self.db.connection, "PRAGMA query_only").fetchone()[0]
+        if query_only:  # a leader tab's connection: writes are lifted only here
+            plain(self.db.connection, "PRAGMA query_only = OFF")
         try:
-            results = [run(sql, decode_params(params)) for sql, params in entry["statements"]]
-            run(f"CREATE TABLE IF NOT EXISTS {LOCAL_TABLE}(id TEXT PRIMARY KEY)", ())
-            run(f"INSERT INTO {LOCAL_TABLE}(id) VALUES (?)", (entry["id"],))
-            run("COMMIT", ())
-        except BaseException:
-            if self.db.connection.in_transaction:
-                run("ROLLBACK", ())
-            raise
+            run("BEGIN IMMEDIATE", ())
+            try:
+                results = [run(sql, decode_params(params))
+                           for sql, params in entry["statements"]]
+                run(f"CREATE TABLE IF NOT EXISTS {LOCAL_TABLE}(id TEXT PRIMARY KEY)", ())
+                run(f"INSERT INTO {LOCAL_TABLE}(id) VALUES (?)", (entry["id"],))
+                run("COMMIT", ())
+            except BaseException:
+                if self.db.connection.in_transaction:
+                    run("ROLLBACK", ())
+                raise
+        finally:
+            if query_only:
+                plain(self.db.connection, "PRAGMA query_only = ON")
         return results
 
     async def _locally(self, call: Any, *args: Any) -> Any:

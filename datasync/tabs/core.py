@@ -93,9 +93,12 @@ class TabCore:
     @classmethod
     async def open(cls, name: str, *, locks: LockService, channel: Channel,
                    tab_id: str | None = None, write_timeout: float = 30.0,
-                   outbox: Outbox | None = None, **options: Any) -> Self:
+                   outbox: Outbox | None = None,
+                   prepare: Callable[[Any], None] | None = None, **options: Any) -> Self:
         """Open ``name`` as one tab among many; ``options`` go to :func:`datasync.open`.
-        ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory)."""
+        ``outbox`` holds :meth:`queue_write`'s writes (default: this process's memory).
+        ``prepare(tab)`` runs once the tab exists, before it campaigns (a subclass's
+        set-up: :mod:`datasync.sync.tabs`)."""
         check_open_options(options)  # before anything is made
         capture = bool(options.pop("cdc", False))
         retention = options.pop("cdc_retention", None)
@@ -114,6 +117,8 @@ class TabCore:
         tab._write_pragmas = {k: v for k, v in pragma_values(options.get("pragmas") or {})
                               .items() if k in WRITE_PRAGMAS}
         tab._key = options.get("encryption_key")
+        if prepare is not None:
+            prepare(tab)
         await tab.db.execute("PRAGMA query_only = ON")  # followers never write locally
         if capture:  # the triggers are writes: the leader installs them (_lead)
             await db.enable_cdc(retention=retention, install=False)

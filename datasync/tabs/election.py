@@ -33,6 +33,9 @@ class Election:
 
     #: Seconds open() waits to learn this tab's role (leads, or who leads).
     role_timeout = 5.0
+    #: The leader applies writes to its copy (records ids in ``_datasync_applied``);
+    #: False where another applies them (a replica's tabs: the primary).
+    applies_writes_here = True
 
     async def _learn_role(self) -> None:
         """Wait until this tab leads or knows who does (a lone tab wins the lock at
@@ -139,17 +142,18 @@ class Election:
             queued: list[str] | None = [str(e["id"]) for e in await queued_read]
         except DatasyncError:
             queued = None  # the outbox is unreadable now: prune nothing this time
-        async with self._writable():
-            await self.db.execute(
-                f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
-                "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
-            if queued is not None:
+        if self.applies_writes_here:
+            async with self._writable():
                 await self.db.execute(
-                    f"DELETE FROM {APPLIED_TABLE} WHERE at < ? AND id NOT IN "
-                    "(SELECT value FROM json_each(?))",
-                    (time.time() - APPLIED_RETENTION, json.dumps(queued)))
-            if self.db.capturing:
-                await self._install_cdc()
+                    f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
+                    "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
+                if queued is not None:
+                    await self.db.execute(
+                        f"DELETE FROM {APPLIED_TABLE} WHERE at < ? AND id NOT IN "
+                        "(SELECT value FROM json_each(?))",
+                        (time.time() - APPLIED_RETENTION, json.dumps(queued)))
+                if self.db.capturing:
+                    await self._install_cdc()
         await self._flush_and_announce(set())
         self._became_leader.set()
         self._leader_changed.set()
