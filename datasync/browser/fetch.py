@@ -81,7 +81,7 @@ class FetchTransport:
             elif timed_out:
                 why = f"no answer within {float(timeout):g} s"
             else:
-                why = (f"{getattr(exc, 'name', 'Error')}: {exc}: the server is down, the "
+                why = (f"{exc}: the server is down, the "
                        "network is off, or the server does not allow this page's origin "
                        "(start it with --allow-origin)")
             raise SyncUnavailableError(
