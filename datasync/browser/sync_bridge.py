@@ -111,8 +111,40 @@ def conflict_handler(fn: Any) -> Any:
     return on_conflict
 
 
+def split_script(script: str) -> list[str]:
+    """The statements of ``script``, each whole (``;`` inside strings, comments and
+    trigger bodies does not split): ``"CREATE TABLE a(x); CREATE TABLE b(y);"`` ->
+    ``["CREATE TABLE a(x);", "CREATE TABLE b(y);"]``; a last one without ``;`` is kept."""
+    import sqlite3
+
+    out: list[str] = []
+    current = ""
+    for piece in script.split(";")[:-1]:
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip() != ";":
+                out.append(current.strip())
+            current = ""
+    current += script.rsplit(";", 1)[-1] if ";" in script else script
+    if current.strip().strip(";").strip():
+        out.append(current.strip())
+    return out
+
+
 class JsReplica(JsDatabase):
     """A replica (:class:`datasync.sync.replica.Replica`) seen from JavaScript."""
+
+    @_eager
+    async def exec_script(self, script: str) -> Any:
+        """``db.exec(script)``: its statements as one batch (one transaction on the
+        primary). ``Replica.executescript`` splits at line ends only, so two
+        statements on one line would reach the primary as one (sqlite3 refuses it)."""
+        async def call() -> None:
+            statements = [(sql, ()) for sql in split_script(str(script))]
+            if statements:
+                await self.db.batch(statements)
+
+        return await guard(call)
 
     @_eager
     async def pull(self) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from datasync.browser.sync_bridge import split_script
 from pyodide_page import config
 from sync_server import SyncServer, primary_rows
 
@@ -156,8 +157,13 @@ def test_refused_offline_writes_go_to_on_conflict_which_replaces_or_drops_them(
         for page in (a, b):
             page.goto(server.url + "tests/browser/blank.html")
             assert page.evaluate(OPEN_WITH_HANDLER, [sync_url, token])["online"] is True
-        a.evaluate("window.db.execute('CREATE TABLE tags(name TEXT UNIQUE, data BLOB)')")
+        # db.exec: two statements on one line, one transaction on the primary
+        a.evaluate("window.db.exec('CREATE TABLE tags(name TEXT UNIQUE, data BLOB); "
+                   "CREATE INDEX tags_data ON tags(data);')")
         assert b.evaluate("window.db.pull()") >= 1
+        assert b.evaluate("() => window.db.query(\"SELECT name FROM sqlite_master WHERE "
+                          "tbl_name = 'tags' ORDER BY name\")") == [
+            {"name": "sqlite_autoindex_tags_1"}, {"name": "tags"}, {"name": "tags_data"}]
 
         status = a.evaluate("window.db.setOffline(true)")
         assert status["offline"] is True
@@ -245,3 +251,13 @@ def test_a_replica_in_datasyncs_worker_pushes_what_it_wrote_offline(
     assert out["after"]["waiting"] == 0 and out["after"]["online"] is True, out
     assert out["rows"] == [{"v": 1}]
     assert primary_rows(sync_server.url, "notes-w", token, "SELECT v FROM w") == [(1,)]
+
+
+def test_a_script_splits_into_whole_statements_whatever_its_lines() -> None:
+    script = ("CREATE TABLE a(x); INSERT INTO a VALUES ('p;q'); -- note; here\n"
+              "CREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM a; END; SELECT 1")
+    assert split_script(script) == [
+        "CREATE TABLE a(x);", "INSERT INTO a VALUES ('p;q');",
+        "-- note; here\nCREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM a; END;",
+        "SELECT 1"]
+    assert split_script(" ; ;") == [] and split_script("") == []
