@@ -68,6 +68,109 @@ export interface OpenOptions {
   backend?: "indexeddb" | "memory";
   /** false: refuse to create a database that does not exist yet (StoreNotFoundError). */
   create?: boolean;
+  /** An embedded replica of the primary at this URL on a sync server (ReplicaOptions). */
+  syncUrl?: string;
+  /** A replica's bearer token (ReplicaOptions). */
+  authToken?: string | null;
+  /** A replica's seconds between background syncs (ReplicaOptions; default 5). */
+  syncInterval?: number | null;
+  /** A replica: start without talking to the server (ReplicaOptions). */
+  offline?: boolean;
+  /** A replica's handler of refused writes (ReplicaOptions; main thread only). */
+  onConflict?: ConflictHandler | null;
+}
+
+/**
+ * The options of an embedded replica: a local database that follows a primary on a
+ * sync server (`python -m datasync server`). Reads run on the local copy; a write
+ * goes to the primary and resolves with the primary's result once the copy holds it.
+ * Offline, a write is applied locally at once and waits in a durable outbox
+ * (IndexedDB) until a push (background, or db.push()) applies it on the primary,
+ * exactly once. A replica is this tab's alone: `tabs` is false with `syncUrl` (tabs:
+ * true throws InvalidOptionError); another tab's open fails with StoreBusyError.
+ * Its calls that cannot reach the primary (transaction(), importDatabase(),
+ * restore()) reject with ReplicaWriteError: send statements together with batch().
+ *
+ * @example
+ * const db = await DataSync.open("notes", {
+ *   syncUrl: "http://127.0.0.1:8765/notes", authToken: token, syncInterval: 5,
+ *   onConflict: (c) => (c.error[0] === "IntegrityError" ? "drop" : "keep"),
+ * });
+ * await db.execute("INSERT INTO notes(body) VALUES (?)", ["hi"]);
+ * console.log(db.syncStatus().waiting);   // 0 online
+ */
+export interface ReplicaOptions {
+  /** "http(s)://HOST:PORT/NAME": the sync server, and the database's name there
+   * (letters, digits, ".", "_", "-"). The server must allow the page's origin
+   * (`--allow-origin`) unless it serves the page. A bad URL: InvalidOptionError. */
+  syncUrl: string;
+  /** The server's bearer token for NAME (`python -m datasync token --database NAME`);
+   * refused: the open rejects with SyncAuthError (401) or SyncForbiddenError (403). */
+  authToken?: string | null;
+  /** Seconds between background syncs (push what waits, then a long poll that returns
+   * as soon as the primary commits); also the longest long poll. Default 5; 0 or
+   * null: only db.pull() and db.push(). */
+  syncInterval?: number | null;
+  /** true: start without talking to the server (writes wait; db.setOffline(false)). */
+  offline?: boolean;
+  /** What to do with a waiting write the primary refused (default "drop"). Main
+   * thread only: with {worker: true} it throws InvalidOptionError (read
+   * db.conflicts() instead). It runs while the replica pushes: it may read the
+   * database, but a write through the same db would wait for the push to end. */
+  onConflict?: ConflictHandler | null;
+}
+
+/** A write the primary refused, as onConflict gets it. */
+export interface Conflict {
+  /** The write's id (unique, kept for its life in the outbox). */
+  id: string;
+  /** Its statements, one transaction: [sql, params] (BLOBs as Uint8Array). */
+  statements: Array<[string, Params]>;
+  /** The primary's error: [exception class name, message], e.g. ["IntegrityError", "UNIQUE ..."]. */
+  error: [string, string];
+  /** When it was made: ms since the epoch. */
+  at: number | null;
+}
+
+/** "drop": forget it (recorded in conflicts()); "keep": send it again with the next
+ * push (under a new id); {replace}: send these statements in its place. A handler
+ * that throws, or returns anything else, drops it (the reason is recorded). */
+export type ConflictDecision = "drop" | "keep" | { replace: Array<[string, Params] | [string]> };
+
+export type ConflictHandler = (conflict: Conflict) => ConflictDecision | Promise<ConflictDecision>;
+
+/** A conflict as db.conflicts() lists it. */
+export interface ConflictRecord extends Conflict {
+  /** The refused write's id (`id` is the record's own). */
+  writeId: string;
+  resolution: "drop" | "keep" | "replace";
+  /** When it was recorded: ms since the epoch. */
+  recorded: number;
+  /** Why the handler's answer was not used (it threw, or returned something else). */
+  handlerError?: string;
+}
+
+/** db.syncStatus(): where the replica stands. Versions: null until known. */
+export interface SyncStatus {
+  /** The local store's version (it counts local commits and installs). */
+  localVersion: number;
+  /** The latest primary version the server reported. */
+  remoteVersion: number | null;
+  /** The primary version the local copy holds. */
+  pulledVersion: number | null;
+  /** Writes in the outbox, not yet applied on the primary. */
+  waiting: number;
+  /** Last pull / push that succeeded: ms since the epoch, or null. */
+  lastPull: number | null;
+  lastPush: number | null;
+  /** Whether the server answered last time (null: not asked yet). */
+  online: boolean | null;
+  /** setOffline(true) or {offline: true}: the replica does not talk to the server. */
+  offline: boolean;
+  /** The last sync error ("SyncUnavailableError: ..."), null once the server answers. */
+  lastError: string | null;
+  /** The primary's URL (the syncUrl, normalized). */
+  url: string;
 }
 
 /** Options of backup(target, options): the target database's open options. */
@@ -169,7 +272,9 @@ export type DatasyncErrorName =
   | "StorageUnavailableError" | "StoreBusyError" | "StoreCreateError" | "StoreNotFoundError"
   | "TabStatementError" | "TransactionAbortedError" | "TransactionActiveError"
   | "TransactionStatementError" | "UnflushedWritesError" | "VFSRegistrationError"
-  | "VersionNotRetainedError" | "WrongKeyError";
+  | "VersionNotRetainedError" | "WrongKeyError"
+  | "SyncError" | "SyncUnavailableError" | "SyncAuthError" | "SyncForbiddenError"
+  | "SyncRequestError" | "SyncProtocolError" | "ReplicaMismatchError" | "ReplicaWriteError";
 
 /** Python's sqlite3 exception classes. */
 export type SQLiteErrorName =
@@ -225,6 +330,23 @@ export class Database {
   ack(consumer: string, seq: number): Promise<void>;
   rekey(newKey: string | Uint8Array | ArrayBuffer | null): Promise<number>;
   close(): Promise<void>;
+  /** True if opened with {syncUrl}: a replica. The methods below throw SyncError on others. */
+  readonly isReplica: boolean;
+  /** Replica: bring the local copy to the primary's latest version; resolves with that
+   * version. Rejects with SyncUnavailableError (no answer; the copy is unchanged),
+   * SyncAuthError, ReplicaMismatchError. */
+  pull(): Promise<number>;
+  /** Replica: send every waiting write (then pull); resolves with how many the
+   * primary answered (conflicts included). SyncUnavailableError: they keep waiting. */
+  push(): Promise<number>;
+  /** Replica: where it stands, synchronously (with {worker: true}: as of the Worker's
+   * last report, at most ~100 ms old). */
+  syncStatus(): SyncStatus;
+  /** Replica: every conflict recorded, oldest first. */
+  conflicts(): Promise<ConflictRecord[]>;
+  /** Replica: stop (true) or resume (false) talking to the server; resolves with the
+   * new status. A non-boolean throws TypeError. */
+  setOffline(offline: boolean): Promise<SyncStatus>;
 }
 
 export const DataSync: {

@@ -38,12 +38,16 @@
  *              changes; open() resolves once the tab knows its role.
  *   cdc        true: capture every committed change; read with changes(), ack().
  *   cdcRetention  seconds to keep acknowledged changes (default: forever).
+ *   syncUrl, authToken, syncInterval, offline, onConflict: open an embedded replica
+ *              of a primary on a sync server (replica.js says how; it is this tab's
+ *              alone); it adds pull(), push(), syncStatus(), conflicts(), setOffline().
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
  * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...; a
  * parameter JavaScript cannot bind faithfully is a TypeError before any call.
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
  */
 import { DataSyncError, openLocal } from "./local.js";
+import { checkFlag, notReplica, replicaOptions } from "./replica.js";
 import { forwardLifecycle, openRemote } from "./remote.js";
 import { checkParams, checkRows, checkSQL, checkStatements, keyJSON, optionsJSON } from "./values.js";
 
@@ -95,9 +99,11 @@ export class Transaction {
 export class Database {
   #handle;
   #closed = false;
-  constructor(name, handle, pyodide) {
+  constructor(name, handle, pyodide, isReplica = false) {
     this.name = name;
     this.#handle = handle;
+    /** True if opened with {syncUrl}: a replica (pull(), push()...; SyncError on others). */
+    this.isReplica = isReplica;
     /** The Pyodide datasync runs in (null with {worker: true}). */
     this.pyodide = pyodide;
   }
@@ -324,6 +330,32 @@ export class Database {
    */
   async rekey(newKey) { this.#check(); return this.#handle.rekey(JSON.stringify(keyJSON(newKey))); }
 
+  #replica() {
+    this.#check();
+    if (this.isReplica) return this.#handle;
+    throw notReplica(this.name);
+  }
+
+  /** Bring the copy to the primary's latest version; resolves with it (SyncUnavailableError:
+   * no answer, the copy is unchanged).  const version = await db.pull(); */
+  async pull() { return this.#replica().pull(); }
+
+  /** Send the writes waiting in the outbox (then pull); resolves with how many the
+   * primary answered (SyncUnavailableError: they keep waiting).  await db.push(); */
+  async push() { return this.#replica().push(); }
+
+  /** {localVersion, remoteVersion, pulledVersion, waiting, lastPull, lastPush, online,
+   * offline, lastError, url}; times in ms.  if (db.syncStatus().waiting) showBadge(); */
+  syncStatus() { return this.#replica().syncStatus(); }
+
+  /** The conflicts recorded, oldest first ({writeId, statements, error, resolution, ...}).
+   *   for (const c of await db.conflicts()) console.warn(c.error, c.statements); */
+  async conflicts() { return this.#replica().conflicts(); }
+
+  /** Stop (true) or resume (false) talking to the server; resolves with syncStatus().
+   *   await db.setOffline(true);   // writes now wait in the outbox */
+  async setOffline(offline) { return this.#replica().setOffline(checkFlag(offline, "db.setOffline(offline)")); }
+
   /** Flush and close.  await db.close(); */
   async close() {
     if (this.#closed) return;
@@ -338,10 +370,11 @@ export const DataSync = {
    *   const db = await DataSync.open("app", { worker: true, durability: "strict" });
    */
   async open(name, options = {}) {
-    const { webURL, indexURL, pyodide: given, stackSwitching, worker, ...dbOptions } = options;
+    const { webURL, indexURL, pyodide: given, stackSwitching, worker, onConflict, ...dbOptions } = options;
     if (typeof name !== "string" || !name) {
       throw new TypeError(`DataSync.open(name): name is ${JSON.stringify(name)}: pass a non-empty string`);
     }
+    const replica = replicaOptions(dbOptions, onConflict, worker);
     if (worker) {
       if (given) {
         throw new DataSyncError("InvalidOptionError", "pyodide cannot be given with worker: true " +
@@ -350,11 +383,12 @@ export const DataSync = {
       const boot = { webURL: String(new URL(webURL ?? new URL("../web/", import.meta.url), location.href)),
                      indexURL: indexURL === undefined ? undefined : String(new URL(indexURL, location.href)),
                      stackSwitching: Boolean(stackSwitching) };
-      return new Database(name, await openRemote(name, optionsJSON(dbOptions), boot), null);
+      return new Database(name, await openRemote(name, optionsJSON(dbOptions), boot), null, replica);
     }
     const { handle, pyodide } = await openLocal(name, optionsJSON(dbOptions),
-                                                { webURL, indexURL, pyodide: given, stackSwitching });
-    return new Database(name, handle, pyodide);
+                                                { webURL, indexURL, pyodide: given, stackSwitching },
+                                                onConflict ?? null);
+    return new Database(name, handle, pyodide, replica);
   },
   DataSyncError,
 };

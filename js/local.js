@@ -154,11 +154,23 @@ export async function boot(options = {}) {
   return runtimes.get(key);
 }
 
-/** Open `name` here: {handle: LocalHandle, pyodide}. `optionsJSON` uses JS names. */
-export async function openLocal(name, optionsJSON, bootOptions) {
+/**
+ * Open `name` here: {handle: LocalHandle, pyodide}. `optionsJSON` uses JS names; with
+ * a `syncUrl` it opens a replica (datasync/browser/sync_bridge.py), this tab's alone,
+ * whose conflicts go to `onConflict` (a function, or null).
+ */
+export async function openLocal(name, optionsJSON, bootOptions, onConflict = null) {
   const runtime = await boot(bootOptions);
-  const handle = new LocalHandle(unwrap(await runtime.bridge.open(name, optionsJSON)));
-  return { handle, pyodide: runtime.pyodide };
+  if (JSON.parse(optionsJSON).syncUrl == null) {
+    return { handle: new LocalHandle(unwrap(await runtime.bridge.open(name, optionsJSON))), pyodide: runtime.pyodide };
+  }
+  const syncBridge = runtime.pyodide.pyimport("datasync.browser.sync_bridge");
+  try {
+    const h = unwrap(await syncBridge.open(name, optionsJSON, onConflict ?? null));
+    return { handle: new LocalHandle(h), pyodide: runtime.pyodide };
+  } finally {
+    syncBridge.destroy();
+  }
 }
 
 /** A transaction of a LocalHandle (bridge: handle.begin(mode) -> t). */
@@ -222,6 +234,12 @@ export class LocalHandle {
   async restore(version) { return settle(this.#h.restore(version)); }
   async ack(consumer, seq) { return settle(this.#h.ack(consumer, seq)); }
   async rekey(keyJSON) { return settle(this.#h.rekey(keyJSON)); }
+  // a replica's (sync_bridge.JsReplica); datasync.js calls them only on one
+  async pull() { return settle(this.#h.pull()); }
+  async push() { return settle(this.#h.push()); }
+  syncStatus() { return JSON.parse(this.#h.sync_status()); }
+  async conflicts() { return settle(this.#h.conflicts()); }
+  async setOffline(offline) { return JSON.parse(this.#h.set_offline(Boolean(offline))); }
   /** Call `callback(change)` after every change; returns an unsubscribe function. */
   onChange(callback) {
     const remove = this.#h.on_change((change) => callback(change));

@@ -152,6 +152,12 @@ export class RemoteHandle extends RemoteObject {
   restore(version) { return this.call("restore", [version]); }
   ack(consumer, seq) { return this.call("ack", [consumer, seq]); }
   rekey(keyJSON) { return this.call("rekey", [keyJSON]); }
+  pull() { return this.call("pull"); }
+  push() { return this.call("push"); }
+  /** From the state the Worker sends (a replica's has `sync`). */
+  syncStatus() { return { ...this.#current?.sync }; }
+  conflicts() { return this.call("conflicts"); }
+  setOffline(offline) { return this.call("setOffline", [Boolean(offline)]); }
   onChange(callback) {
     const sub = nextSub++;
     this.rpc.listen(sub, callback);

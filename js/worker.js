@@ -28,7 +28,8 @@ let nextRef = 1;
 const METHODS = {
   db: new Set(["execute", "query", "executeMany", "batch", "exec", "begin", "queueWrite", "sync",
     "waitForLeadership", "requestLeadership", "exportDatabase", "importDatabase", "backup",
-    "versions", "restore", "ack", "rekey", "changes", "close"]),
+    "versions", "restore", "ack", "rekey", "changes", "close",
+    "pull", "push", "conflicts", "setOffline"]), // the last four: a replica's (syncUrl)
   tx: new Set(["execute", "query", "executeMany", "batch", "commit", "rollback"]),
   stream: new Set(["next", "close"]),
 };

@@ -33,6 +33,7 @@ from typing import Any
 
 from .values import (
     OPEN_OPTIONS,
+    SYNC_OPTIONS,
     guard,
     js_value,
     plain_to_js,
@@ -352,7 +353,7 @@ class JsDatabase(_Statements):
             import js
             from pyodide.ffi import to_js
 
-            allowed = tuple(k for k in OPEN_OPTIONS if k != "tabs")
+            allowed = tuple(k for k in OPEN_OPTIONS if k != "tabs" and k not in SYNC_OPTIONS)
             info = await self.db.backup(str(target), **_open_kwargs(options_json,
                                                                     allowed=allowed))
             return to_js(info, dict_converter=js.Object.fromEntries)

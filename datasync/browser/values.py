@@ -31,7 +31,14 @@ OPEN_OPTIONS = {
     "cdcRetention": "cdc_retention",
     "encryptionKey": "encryption_key",  # a passphrase, or 32 key bytes as a list
     "tabs": "tabs",  # false: this tab only; default: shared with the app's tabs
+    # a replica (datasync.sync): ``onConflict`` is a function, passed apart (.sync_bridge)
+    "syncUrl": "sync_url",
+    "authToken": "auth_token",
+    "syncInterval": "sync_interval",
+    "offline": "offline",
 }
+#: The JS options of a replica only (a backup's target cannot take them).
+SYNC_OPTIONS = ("syncUrl", "authToken", "syncInterval", "offline")
 _PY_NAMES = re.compile(r"\b(" + "|".join(v for k, v in OPEN_OPTIONS.items() if k != v) + r")\b")
 _JS_NAMES = {v: k for k, v in OPEN_OPTIONS.items()}
 

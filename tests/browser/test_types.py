@@ -70,7 +70,7 @@ def test_every_open_option_and_python_error_name_is_declared() -> None:
     options = re.search(r"export interface OpenOptions \{(.*?)\n\}", DTS, re.S).group(1)
     declared = set(re.findall(r"^  (\w+)\?:", options, re.M))
     assert declared == set(OPEN_OPTIONS) | {"webURL", "indexURL", "pyodide", "stackSwitching",
-                                            "worker"}
+                                            "worker", "onConflict"}
     union = re.search(r"export type DatasyncErrorName =(.*?);", DTS, re.S).group(1)
     names = set(re.findall(r'"(\w+)"', union))
     exported = {n for n in datasync.__all__ if n.endswith("Error")}

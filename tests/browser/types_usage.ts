@@ -1,7 +1,8 @@
 // Compiled (never run) by test_types.py with `tsc --noEmit --strict`: what an app
 // written against js/datasync.d.ts does, and what the types must refuse.
 import DataSync2, { DataSync, DataSyncError, forwardLifecycle } from "../../js/datasync.js";
-import type { Change, Database, ErrorName, LeaderInfo, OpenOptions, Result, Row, Stats } from "../../js/datasync.js";
+import type { Change, ConflictRecord, Database, ErrorName, LeaderInfo, OpenOptions, Result, Row, Stats,
+  SyncStatus } from "../../js/datasync.js";
 
 async function app(): Promise<void> {
   const options: OpenOptions = {
@@ -50,6 +51,22 @@ async function app(): Promise<void> {
   await DataSync.open("app", { durability: "fast" });
   // @ts-expect-error a nested object inside positional params
   await db.execute("SELECT ?", [{ a: 1 }]);
+  const replica = await DataSync.open("notes", {
+    syncUrl: "http://127.0.0.1:8765/notes", authToken: "t", syncInterval: 0.5, offline: false,
+    onConflict: async (c) => (c.error[0] === "IntegrityError" ? "drop" : { replace: [[c.statements[0][0], [1]]] }),
+  });
+  const status: SyncStatus = replica.syncStatus();
+  const waiting: number = status.waiting;
+  const pulled: number = await replica.pull();
+  const sent: number = await replica.push();
+  const recorded: ConflictRecord[] = await replica.conflicts();
+  const after: SyncStatus = await replica.setOffline(true);
+  const isReplica: boolean = replica.isReplica;
+  // @ts-expect-error onConflict answers "drop" | "keep" | {replace}
+  await DataSync.open("notes", { syncUrl: "http://h/notes", onConflict: () => "ignore" });
+  // @ts-expect-error setOffline takes a boolean
+  await replica.setOffline("yes");
+  console.log(waiting, pulled, sent, recorded, after, isReplica);
   off(); unsubscribe();
   console.log(n, v, many, results, total, dirty, info, bytes, version, same);
   await db.close();
