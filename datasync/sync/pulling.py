@@ -58,7 +58,8 @@ class Pulling:
     _request: Callable[..., Awaitable[tuple[bytes, str]]]
     apply_in_turn: Callable[[dict[str, Any]], list[Any]]
     _done: Callable[[str], Awaitable[None]]
-    _conflict: Callable[[dict[str, Any], list[str]], Awaitable[None]]
+    _conflict: Callable[[dict[str, Any], list[str]], None]
+    resolve_conflicts: Callable[[], Awaitable[int]]
 
     def replica_state(self) -> dict[str, Any] | None:
         """``extra["replica"]`` of the local store: ``{db_id, version, installed_at}``."""
@@ -107,7 +108,8 @@ class Pulling:
                     await self._install(reply)
                     conflicts = await self._settle_outbox()
                 for entry, error in conflicts:
-                    await self._conflict(entry, error)
+                    self._conflict(entry, error)
+            await self.resolve_conflicts()
             self._saw(reply.version)
             if self.on_installed is not None:
                 self.on_installed(reply.version)

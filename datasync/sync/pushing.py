@@ -59,6 +59,8 @@ class Pushing:
     last_push: float | None
     remote_version: int | None
     _kept: set[str] | None = None
+    _resolving: dict[str, tuple[dict[str, Any], list[str]]]
+    _deciding: set[str]
     _request: Callable[..., Awaitable[tuple[bytes, str]]]
     pull: Callable[..., Awaitable[int]]
 
@@ -66,20 +68,27 @@ class Pushing:
         """Send every waiting write; returns how many the primary answered. Then
         pulls, so the local copy shows them. Raises
         :class:`~datasync.SyncUnavailableError` (they keep waiting) or the server's
-        named error."""
-        async with self._lock:
-            sent = await self.push_locked()
+        named error. The conflict handler runs with no lock held (it may write)."""
+        sent = 0
+        self._kept = set()  # requeued by "keep": sent again by the next push
+        for _round in range(MAX_ROUNDS):  # (a replacement goes out in the same push)
+            async with self._lock:
+                sent += await self.push_locked()
+            if not await self.resolve_conflicts():
+                break
         if sent:
             await self.pull()
         return sent
 
     async def push_locked(self) -> int:
-        """:meth:`push` without the pull, under the replica's lock."""
+        """Send the waiting writes once each (not those being resolved or kept),
+        under the replica's lock; a refused one is set aside for
+        :meth:`resolve_conflicts`. Returns how many the primary answered."""
         sent = 0
-        kept: set[str] = set()  # requeued by "keep": sent again by the next push
-        self._kept = kept
-        for _round in range(MAX_ROUNDS):  # (a replacement goes out in the same push)
-            todo = [e for wid, e in self._queue.items() if wid not in kept]
+        kept = self._kept or set()
+        for _round in range(MAX_ROUNDS):
+            todo = [e for wid, e in self._queue.items()
+                    if wid not in kept and wid not in self._resolving]
             if not todo:
                 break
             chunk: list[dict[str, Any]] = []
@@ -96,7 +105,7 @@ class Pushing:
                 if entry is None:
                     continue
                 if "error" in result:
-                    await self._conflict(entry, result["error"])
+                    self._conflict(entry, result["error"])
                 else:
                     await self._done(entry["id"])
                 sent += 1
@@ -116,21 +125,50 @@ class Pushing:
         await self.outbox.delete(wid)
         self._queue.pop(wid, None)
 
-    async def _conflict(self, entry: dict[str, Any], error: list[str]) -> None:
-        """The primary refused ``entry``: ask the handler, then record or requeue."""
-        conflict = {"id": entry["id"], "statements": entry["statements"],
-                    "error": list(error), "at": entry.get("at")}
-        decision: Any = "drop"
-        if self.on_conflict is not None:
+    def _conflict(self, entry: dict[str, Any], error: list[str]) -> None:
+        """The primary refused ``entry``: set it aside (not sent again) until
+        :meth:`resolve_conflicts` asks the handler."""
+        self._resolving.setdefault(entry["id"], (entry, list(error)))
+
+    async def resolve_conflicts(self) -> int:
+        """Hand each refused write to the handler (no lock held: it may use the
+        database), then record, requeue or drop it under the lock. Returns how many
+        were replaced (queued again to be sent now)."""
+        replaced = 0
+        while True:  # (a handler's own write resolves others, never its own again)
+            wid = next((w for w in self._resolving if w not in self._deciding), None)
+            if wid is None:
+                return replaced
+            self._deciding.add(wid)
+            entry, error = self._resolving[wid]
+            conflict = {"id": entry["id"], "statements": entry["statements"],
+                        "error": error, "at": entry.get("at")}
             try:
-                decision = self.on_conflict(dict(conflict))
-                if asyncio.iscoroutine(decision) or isinstance(decision, asyncio.Future):
-                    decision = await decision
-            except Exception as exc:  # the app's handler failed: drop, and say why
-                _log.warning("on_conflict raised %s: %s; the write is dropped and recorded",
-                             type(exc).__name__, exc)
-                conflict["handler_error"] = f"{type(exc).__name__}: {exc}"
-                decision = "drop"
+                decision = await self._decide(conflict)
+                async with self._lock:
+                    if wid in self._queue:
+                        replaced += await self._settle_decision(entry, conflict, decision)
+            finally:
+                self._resolving.pop(wid, None)
+                self._deciding.discard(wid)
+
+    async def _decide(self, conflict: dict[str, Any]) -> Any:
+        if self.on_conflict is None:
+            return "drop"
+        try:
+            decision = self.on_conflict(dict(conflict))
+            if asyncio.iscoroutine(decision) or isinstance(decision, asyncio.Future):
+                decision = await decision
+            return decision
+        except Exception as exc:  # the app's handler failed: drop, and say why
+            _log.warning("on_conflict raised %s: %s; the write is dropped and recorded",
+                         type(exc).__name__, exc)
+            conflict["handler_error"] = f"{type(exc).__name__}: {exc}"
+            return "drop"
+
+    async def _settle_decision(self, entry: dict[str, Any], conflict: dict[str, Any],
+                               decision: Any) -> int:
+        """Record the conflict and do what was decided; 1 if it was replaced."""
         replacement = None
         if isinstance(decision, dict) and "replace" in decision:
             replacement = decision["replace"]
@@ -148,8 +186,9 @@ class Pushing:
             stmts = entry["statements"] if replacement is None else [
                 [str(s[0]), encode_params(s[1] if len(s) > 1 else [])] for s in replacement]
             await self._requeue(entry, stmts, keep=replacement is None)
-        else:
-            await self._done(entry["id"])
+            return int(replacement is not None)
+        await self._done(entry["id"])
+        return 0
 
     async def _requeue(self, entry: dict[str, Any], statements: list[Any],
                        keep: bool = False) -> None:

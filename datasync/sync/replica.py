@@ -87,6 +87,9 @@ class Replica(ReplicaStatements, Pulling, Pushing):
         self.sync_interval, self.offline = sync_interval, offline
         self._lock = asyncio.Lock()
         self._queue: dict[str, dict[str, Any]] = {}
+        #: Writes the primary refused, waiting for the conflict handler.
+        self._resolving: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        self._deciding: set[str] = set()  # (being decided by the handler now)
         self.remote_version: int | None = None
         self.last_pull: float | None = None
         self.last_push: float | None = None
@@ -113,7 +116,8 @@ class Replica(ReplicaStatements, Pulling, Pushing):
             async with self.db.turn():
                 conflicts = await self._settle_outbox()
             for entry, error in conflicts:
-                await self._conflict(entry, error)
+                self._conflict(entry, error)
+        await self.resolve_conflicts()
         if not self.offline:
             try:
                 if self._queue:
@@ -206,8 +210,8 @@ class Replica(ReplicaStatements, Pulling, Pushing):
             pass
 
     def sync_status(self) -> dict[str, Any]:
-        """``{local_version, remote_version, pulled_version, waiting, conflicts,
-        last_pull, last_push, online, offline, last_error, url}``: versions are
+        """``{local_version, remote_version, pulled_version, waiting, last_pull,
+        last_push, online, offline, last_error, url}``: versions are
         integers (None: not known yet), times seconds since the epoch, ``online``
         whether the server answered last time (None: not asked yet)."""
         state = self.replica_state() or {}

@@ -39,10 +39,12 @@ class ReplicaStatements:
     remember_results: bool
     _lock: asyncio.Lock
     _queue: dict[str, dict[str, Any]]
+    _resolving: dict[str, Any]
     _last_at: float
     _wake: asyncio.Event
     pull: Callable[..., Awaitable[int]]
     push_locked: Callable[[], Awaitable[int]]
+    resolve_conflicts: Callable[[], Awaitable[int]]
     send: Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
     _mark_online: Callable[..., None]
 
@@ -102,13 +104,16 @@ class ReplicaStatements:
                 try:
                     if self._queue:
                         await self.push_locked()
-                    if not self._queue:
+                    # Writes the primary refused, waiting for the handler, do not
+                    # hold this one back (the handler itself may be writing).
+                    if all(wid in self._resolving for wid in self._queue):
                         reply = await self.send([entry])
                         outcome = reply["results"][0]
                     else:
                         outcome = None  # older writes still wait (conflicts kept)
                 except SyncUnavailableError:
                     outcome = None
+            await self.resolve_conflicts()  # (older writes the primary refused)
             if outcome is not None:
                 if "error" in outcome:
                     name, message = outcome["error"]

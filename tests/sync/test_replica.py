@@ -323,3 +323,25 @@ async def test_an_expired_token_is_refused_until_a_fresh_one_is_set(sync_server,
     await db.execute("INSERT INTO notes(body) VALUES ('fresh')")
     assert [r["body"] for r in await db.query("SELECT body FROM notes")] == ["fresh"]
     await db.close()
+
+
+async def test_a_conflict_handler_may_write_through_the_replica(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    a = await open_replica(sync_server, tmp_path / "a.dsdb")
+    await a.execute("CREATE TABLE log(message TEXT)")
+
+    async def handler(conflict):
+        await b.execute("INSERT INTO log(message) VALUES (?)", (conflict["error"][0],))
+        return "drop"
+
+    b = await open_replica(sync_server, tmp_path / "b.dsdb", on_conflict=handler)
+    b.set_offline(True)
+    await b.execute("INSERT INTO notes(body) VALUES ('taken')")
+    await a.execute("INSERT INTO notes(body) VALUES ('taken')")
+    b.set_offline(False)
+    await asyncio.wait_for(b.push(), 30)
+    await b.pull()
+    assert [r["message"] for r in await b.query("SELECT message FROM log")] == ["IntegrityError"]
+    assert b.sync_status()["waiting"] == 0
+    await a.close()
+    await b.close()
