@@ -86,8 +86,10 @@ export interface OpenOptions {
  * goes to the primary and resolves with the primary's result once the copy holds it.
  * Offline, a write is applied locally at once and waits in a durable outbox
  * (IndexedDB) until a push (background, or db.push()) applies it on the primary,
- * exactly once. A replica is this tab's alone: `tabs` is false with `syncUrl` (tabs:
- * true throws InvalidOptionError); another tab's open fails with StoreBusyError.
+ * exactly once. The app's tabs share a replica as they share any database: only
+ * the leader tab talks to the server, the others forward their writes to it and see
+ * what it pulls ({tabs: false}: this tab alone; another tab's open then fails with
+ * StoreBusyError).
  * Its calls that cannot reach the primary (transaction(), importDatabase(),
  * restore()) reject with ReplicaWriteError: send statements together with batch().
  *
@@ -115,8 +117,8 @@ export interface ReplicaOptions {
   offline?: boolean;
   /** What to do with a waiting write the primary refused (default "drop"). Main
    * thread only: with {worker: true} it throws InvalidOptionError (read
-   * db.conflicts() instead). It runs while the replica pushes: it may read the
-   * database, but a write through the same db would wait for the push to end. */
+   * db.conflicts() instead). It runs with no lock held: it may read and write the
+   * database (its own writes go out at once, ahead of the write it decides on). */
   onConflict?: ConflictHandler | null;
 }
 
@@ -141,8 +143,6 @@ export type ConflictHandler = (conflict: Conflict) => ConflictDecision | Promise
 
 /** A conflict as db.conflicts() lists it. */
 export interface ConflictRecord extends Conflict {
-  /** The refused write's id (`id` is the record's own). */
-  writeId: string;
   resolution: "drop" | "keep" | "replace";
   /** When it was recorded: ms since the epoch. */
   recorded: number;

@@ -348,7 +348,7 @@ export class Database {
    * offline, lastError, url}; times in ms.  if (db.syncStatus().waiting) showBadge(); */
   syncStatus() { return this.#replica().syncStatus(); }
 
-  /** The conflicts recorded, oldest first ({writeId, statements, error, resolution, ...}).
+  /** The conflicts recorded, oldest first ({id: the write's, statements, error, resolution, ...}).
    *   for (const c of await db.conflicts()) console.warn(c.error, c.statements); */
   async conflicts() { return this.#replica().conflicts(); }
 

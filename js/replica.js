@@ -14,8 +14,8 @@
  *   syncUrl    "http(s)://HOST:PORT/NAME": the server and the database's name there.
  *              Reads run on the local copy; writes go to the primary (offline: they
  *              are applied locally and wait in a durable outbox, pushed later).
- *              A replica is this tab's alone: with syncUrl, `tabs` is false (tabs:
- *              true is refused); another tab's open fails with StoreBusyError.
+ *              The app's tabs share it as any database (only the leader tab talks
+ *              to the server); tabs: false makes it this tab's alone.
  *   authToken  the server's bearer token for NAME (`python -m datasync token`).
  *   syncInterval  seconds between background syncs, and the longest long poll
  *              (default 5; 0: only db.pull() and db.push()).
@@ -30,9 +30,7 @@ import { DataSyncError } from "./local.js";
 import { describe } from "./values.js";
 
 /**
- * Check a replica's options (syncUrl given) and make it this tab's alone: Python's
- * datasync.open refuses tabs with a sync_url, so `tabs` is set false here (tabs: true
- * is refused). True if it is a replica.
+ * Check a replica's options (syncUrl given). True if it is a replica.
  */
 export function replicaOptions(dbOptions, onConflict, worker) {
   if (dbOptions.syncUrl == null) {
@@ -47,10 +45,6 @@ export function replicaOptions(dbOptions, onConflict, worker) {
     }
     return false;
   }
-  if (dbOptions.tabs === true) {
-    throw new DataSyncError("InvalidOptionError", "a replica (syncUrl) is opened by one tab at a time: " +
-      "leave tabs unset or pass tabs: false (another tab's open then fails with StoreBusyError)");
-  }
   if (onConflict != null && typeof onConflict !== "function") {
     throw new TypeError(`onConflict is ${typeof onConflict}: pass a function ` +
       "(conflict) => \"drop\" | \"keep\" | {replace: [[sql, params], ...]}");
@@ -60,7 +54,6 @@ export function replicaOptions(dbOptions, onConflict, worker) {
       "open the replica without worker: true to handle conflicts as they happen, or leave " +
       "onConflict out (the default drops a refused write) and read db.conflicts()");
   }
-  dbOptions.tabs = false;
   return true;
 }
 

@@ -111,40 +111,8 @@ def conflict_handler(fn: Any) -> Any:
     return on_conflict
 
 
-def split_script(script: str) -> list[str]:
-    """The statements of ``script``, each whole (``;`` inside strings, comments and
-    trigger bodies does not split): ``"CREATE TABLE a(x); CREATE TABLE b(y);"`` ->
-    ``["CREATE TABLE a(x);", "CREATE TABLE b(y);"]``; a last one without ``;`` is kept."""
-    import sqlite3
-
-    out: list[str] = []
-    current = ""
-    for piece in script.split(";")[:-1]:
-        current += piece + ";"
-        if sqlite3.complete_statement(current):
-            if current.strip() != ";":
-                out.append(current.strip())
-            current = ""
-    current += script.rsplit(";", 1)[-1] if ";" in script else script
-    if current.strip().strip(";").strip():
-        out.append(current.strip())
-    return out
-
-
 class JsReplica(JsDatabase):
     """A replica (:class:`datasync.sync.replica.Replica`) seen from JavaScript."""
-
-    @_eager
-    async def exec_script(self, script: str) -> Any:
-        """``db.exec(script)``: its statements as one batch (one transaction on the
-        primary). ``Replica.executescript`` splits at line ends only, so two
-        statements on one line would reach the primary as one (sqlite3 refuses it)."""
-        async def call() -> None:
-            statements = [(sql, ()) for sql in split_script(str(script))]
-            if statements:
-                await self.db.batch(statements)
-
-        return await guard(call)
 
     @_eager
     async def pull(self) -> Any:
@@ -184,8 +152,8 @@ class JsReplica(JsDatabase):
 
 async def open(name: str, options_json: str = "{}", on_conflict: Any = None) -> Any:
     """Open the replica ``name`` for JS: ``{ok: JsReplica}`` or ``{error}``.
-    ``options_json`` uses the JS names and must hold ``syncUrl``; the replica is
-    this tab's alone (``tabs`` true is refused: InvalidOptionError)."""
+    ``options_json`` uses the JS names and must hold ``syncUrl``; shared by the
+    app's tabs unless ``tabs`` is false (:mod:`datasync.sync.tabs`)."""
 
     async def call() -> Any:
         from .. import open as open_any
@@ -193,11 +161,6 @@ async def open(name: str, options_json: str = "{}", on_conflict: Any = None) -> 
         kwargs = _open_kwargs(options_json)
         if not kwargs.get("sync_url"):
             raise InvalidOptionError("a replica needs syncUrl: http(s)://HOST:PORT/NAME")
-        if kwargs.get("tabs"):
-            raise InvalidOptionError(
-                "a replica (syncUrl) is opened by one tab at a time: leave tabs unset or "
-                "pass tabs: false (another tab's open then fails with StoreBusyError)")
-        kwargs["tabs"] = False
         return JsReplica(await open_any(str(name), on_conflict=conflict_handler(on_conflict),
                                         **kwargs))
 

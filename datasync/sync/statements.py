@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from ..cdc.connection import split_script
 from ..database import Result
 from ..errors import ReplicaWriteError, SyncUnavailableError
 from ..tabs.wire import decode_params, rebuild_error, result_from_wire, result_to_wire
@@ -206,16 +207,9 @@ class ReplicaStatements:
         return await self.write(stmts)
 
     async def executescript(self, script: str) -> None:
-        stmts: list[tuple[str, Params]] = []
-        start = 0
-        for end, char in enumerate(script):
-            # At each ';', SQLite says whether a statement ends there (strings,
-            # comments and CREATE TRIGGER ... END bodies keep theirs).
-            if char == ";" and sqlite3.complete_statement(script[start : end + 1]):
-                stmts.append((script[start : end + 1].strip(), ()))
-                start = end + 1
-        if script[start:].strip():
-            stmts.append((script[start:].strip(), ()))
+        """The statements of ``script`` as one :meth:`batch` (where each ends is
+        SQLite's answer: :func:`datasync.cdc.connection.split_script`)."""
+        stmts: list[tuple[str, Params]] = [(sql.strip(), ()) for sql in split_script(script)]
         if stmts:
             await self.batch(stmts)
 

@@ -299,7 +299,16 @@ async def open_replica_tab(name: str, *, sync: dict[str, Any], locks: Any, chann
                        offline=bool(sync.get("offline", False)),
                        on_conflict=sync.get("on_conflict"), owns_db=False)
 
-    return await ReplicaTab.open(
+    tab = await ReplicaTab.open(
         name, locks=locks, channel=channel,
         prepare=lambda tab: tab._set_up_sync(factory, bool(sync.get("offline", False))),
         **options)
+    if tab.is_leader:  # as a single-tab replica: its outbox loaded, a first pull tried
+        try:
+            await tab._ready_engine()
+        except DeposedLeaderError:
+            pass  # another tab leads already: it will have done so
+        except BaseException:
+            await tab.close()  # a refused token, another primary...: said at open
+            raise
+    return tab

@@ -8,10 +8,7 @@ Example::
         srv.stop(); srv.start()                   # down, then back on the same port
         rows = primary_rows(srv.url, "notes", token, "SELECT * FROM notes")
 
-The server is ``python -m datasync server`` in a child process (nothing of
-``datasync.server`` is imported here). Its code comes from this checkout when it has
-``datasync/server``; else from ``$DATASYNC_SERVER_SRC`` (a checkout that has it, put
-on the child's PYTHONPATH); else the tests using it are skipped, saying so.
+The server is ``python -m datasync server`` of this checkout in a child process.
 """
 from __future__ import annotations
 
@@ -24,21 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "browser-replica-test-secret-" + "0" * 36
-
-
-def server_source() -> Path:
-    """The checkout whose ``datasync.server`` runs the server (or skip)."""
-    if (ROOT / "datasync" / "server" / "cli.py").is_file():
-        return ROOT
-    other = os.environ.get("DATASYNC_SERVER_SRC")
-    if other and (Path(other) / "datasync" / "server" / "cli.py").is_file():
-        return Path(other)
-    pytest.skip("the sync server (datasync/server) is not in this checkout: merge it, or set "
-                "DATASYNC_SERVER_SRC to a checkout that has it")
 
 
 def free_port() -> int:
@@ -55,9 +39,8 @@ class SyncServer:
         self.data.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.src = server_source()
         self.env = {**os.environ, "DATASYNC_SECRET": SECRET,
-                    "PYTHONPATH": os.pathsep.join([str(self.src), os.environ.get("PYTHONPATH", "")])}
+                    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         self.proc: subprocess.Popen[str] | None = None
         self.log = self.data / "server.log"
 
@@ -66,7 +49,7 @@ class SyncServer:
 
     def token(self, database: str) -> str:
         done = subprocess.run(self._cli("token", "--database", database), env=self.env,
-                              cwd=self.src, capture_output=True, text=True, timeout=60, check=True)
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
         return done.stdout.strip()
 
     def start(self, timeout: float = 20.0) -> None:
@@ -75,7 +58,7 @@ class SyncServer:
         self.proc = subprocess.Popen(
             self._cli("server", "--data", str(self.data), "--port", str(self.port),
                       "--allow-origin", self.allow_origin),
-            env=self.env, cwd=self.src, stdout=log, stderr=log, text=True)
+            env=self.env, cwd=ROOT, stdout=log, stderr=log, text=True)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -129,3 +112,20 @@ def primary_rows(url: str, database: str, token: str, sql: str) -> list[tuple[An
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def push_one(url: str, database: str, token: str, sql: str) -> int:
+    """Apply ``sql`` on the primary as another device would (one push); returns the
+    version that holds it."""
+    import uuid
+
+    import httpx
+
+    from datasync.sync.protocol import API_PREFIX
+
+    resp = httpx.post(f"{url}{API_PREFIX}/{database}/push",
+                      json={"writes": [{"id": uuid.uuid4().hex, "statements": [[sql, []]]}]},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    resp.raise_for_status()
+    assert "ok" in resp.json()["results"][0], resp.json()
+    return int(resp.json()["version"])

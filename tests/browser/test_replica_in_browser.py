@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from datasync.browser.sync_bridge import split_script
 from pyodide_page import config
-from sync_server import SyncServer, primary_rows
+from sync_server import SyncServer, primary_rows, push_one
 
 #: Writes each device makes at once while online.
 ONLINE_WRITES = 15
@@ -186,7 +185,7 @@ def test_refused_offline_writes_go_to_on_conflict_which_replaces_or_drops_them(
         assert a.evaluate("() => window.db.query('SELECT name FROM tags ORDER BY name')") == [
             {"name": "x"}, {"name": "x-from-a"}, {"name": "y"}]
         recorded = a.evaluate("window.db.conflicts()")
-        assert [(c["writeId"], c["resolution"]) for c in recorded] == [
+        assert [(c["id"], c["resolution"]) for c in recorded] == [
             (seen[0]["id"], "replace"), (seen[1]["id"], "drop")]
         assert recorded[0]["statements"][0][1][0] == "x"
         assert recorded[0]["recorded"] > 1e12  # ms since the epoch, as Date.now()
@@ -199,7 +198,7 @@ OPTION_ERRORS = """async (syncUrl) => {
   const errors = [];
   const attempt = async (f) => { try { await f(); errors.push(null); }
                                  catch (e) { errors.push([e.name, e.message]); } };
-  await attempt(() => DataSync.open('t1', { syncUrl, tabs: true }));
+  await attempt(() => DataSync.open('t1', { syncUrl, tabs: 'yes' }));
   await attempt(() => DataSync.open('t2', { syncUrl, worker: true, onConflict: () => 'drop' }));
   await attempt(() => DataSync.open('t3', { authToken: 'x' }));
   await attempt(() => DataSync.open('t4', { syncUrl: 'ftp://nowhere/x' }));
@@ -219,7 +218,7 @@ def test_replica_options_that_cannot_work_are_refused_with_named_errors(
     names = [e[0] for e in errors]
     assert names == ["InvalidOptionError", "InvalidOptionError", "InvalidOptionError",
                      "InvalidOptionError", "SyncError", "SyncError"], errors
-    assert "tabs: false" in errors[0][1] and "db.conflicts()" in errors[1][1]
+    assert "tabs" in errors[0][1] and "db.conflicts()" in errors[1][1]
     assert "syncUrl" in errors[2][1] and "syncUrl=" in errors[3][1]  # JS names in Python's message
     assert "not a replica" in errors[4][1]
 
@@ -253,11 +252,45 @@ def test_a_replica_in_datasyncs_worker_pushes_what_it_wrote_offline(
     assert primary_rows(sync_server.url, "notes-w", token, "SELECT v FROM w") == [(1,)]
 
 
-def test_a_script_splits_into_whole_statements_whatever_its_lines() -> None:
-    script = ("CREATE TABLE a(x); INSERT INTO a VALUES ('p;q'); -- note; here\n"
-              "CREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM a; END; SELECT 1")
-    assert split_script(script) == [
-        "CREATE TABLE a(x);", "INSERT INTO a VALUES ('p;q');",
-        "-- note; here\nCREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM a; END;",
-        "SELECT 1"]
-    assert split_script(" ; ;") == [] and split_script("") == []
+TAB = """async ([syncUrl, authToken]) => {
+  const { DataSync } = await import('/js/datasync.js');
+  window.changes = 0;
+  window.db = await DataSync.open('shared-notes', { syncUrl, authToken, syncInterval: 0.5 });
+  window.db.onChange(() => { window.changes += 1; });
+  return window.db.getLeaderInfo();
+}"""
+
+
+def test_the_apps_tabs_share_one_replica_and_only_the_leader_talks_to_the_server(
+        context: Any, server: Any, sync_server: SyncServer) -> None:
+    token = sync_server.token("shared-notes")
+    sync_url = f"{sync_server.url}/shared-notes"
+    leader, follower = context.new_page(), context.new_page()
+    for page in (leader, follower):
+        page.goto(server.url + "tests/browser/blank.html")
+    assert leader.evaluate(TAB, [sync_url, token])["isLeader"] is True
+    assert follower.evaluate(TAB, [sync_url, token])["isLeader"] is False
+    follower.evaluate("window.db.exec('CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)')")
+    follower.evaluate("""Promise.all([1, 2, 3].map((n) =>
+        window.db.execute('INSERT INTO notes(body) VALUES (?)', [`from the follower ${n}`])))""")
+    leader.evaluate("window.db.execute('INSERT INTO notes(body) VALUES (?)', ['from the leader'])")
+    count = "() => window.db.query('SELECT count(*) AS n FROM notes').then((r) => r[0].n)"
+    for page in (leader, follower):
+        assert _wait(page, f"async () => (await ({count})()) === 4") is True
+    status = follower.evaluate("window.db.syncStatus()")
+    assert status["leader"] is not None and status["waiting"] == 0, status
+    # Another device commits: the leader pulls it, and the follower sees it as a change.
+    before = follower.evaluate("window.changes")
+    push_one(sync_server.url, "shared-notes", token,
+             "INSERT INTO notes(body) VALUES ('from another device')")
+    assert _wait(follower, f"async () => (await ({count})()) === 5") is True
+    assert follower.evaluate("window.changes") > before
+    # The leader tab closes: the follower leads, and its writes still land once.
+    leader.close()
+    assert _wait(follower, "() => window.db.isLeader()", timeout=20) is True
+    follower.evaluate("window.db.execute('INSERT INTO notes(body) VALUES (?)', ['after'])")
+    rows = primary_rows(sync_server.url, "shared-notes", token,
+                        "SELECT body, count(*) FROM notes GROUP BY body ORDER BY body")
+    assert rows == [("after", 1), ("from another device", 1), ("from the follower 1", 1),
+                    ("from the follower 2", 1), ("from the follower 3", 1),
+                    ("from the leader", 1)]
