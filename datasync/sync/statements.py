@@ -31,7 +31,31 @@ from .pushing import new_entry
 Params = Sequence[Any] | dict[str, Any]
 
 
-class ReplicaStatements:
+#: Why a replica refuses an interactive transaction (BEGIN, transaction(), begin()).
+NO_TRANSACTIONS = ("a replica has no interactive transactions: its writes reach the "
+                   "primary as whole transactions; send the statements together with "
+                   "batch([...])")
+
+
+class ReplicaRefusals:
+    """The calls a replica cannot send to its primary (single-tab and shared)."""
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReplicaWriteError(NO_TRANSACTIONS)
+
+    async def begin(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReplicaWriteError(NO_TRANSACTIONS)
+
+    async def import_(self, data: bytes) -> Any:
+        raise ReplicaWriteError("a replica cannot replace its primary's database: import "
+                                "on the server (python -m datasync import), then pull")
+
+    async def restore(self, version: int) -> int:
+        raise ReplicaWriteError("a replica cannot restore its primary: restore on the "
+                                "server, then pull")
+
+
+class ReplicaStatements(ReplicaRefusals):
     """The database calls of :class:`~.replica.Replica` (see the module docstring)."""
 
     db: Any
@@ -175,10 +199,7 @@ class ReplicaStatements:
             if self.db.connection.in_transaction:
                 async with self.db.turn():
                     self.db.run("ROLLBACK", ())
-                raise ReplicaWriteError(
-                    "a replica has no interactive transactions (BEGIN, SAVEPOINT): its "
-                    "writes reach the primary as whole transactions; send the statements "
-                    "together with batch([...])")
+                raise ReplicaWriteError(f"{NO_TRANSACTIONS} (BEGIN and SAVEPOINT too)")
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
         if await self._is_read(sql):
@@ -218,22 +239,6 @@ class ReplicaStatements:
         """Queue the write in the durable outbox (applied locally now, pushed by the
         background sync or :meth:`push`)."""
         return (await self._write_offline(self._entry([(sql, params)])))[0]
-
-    def transaction(self, mode: str = "DEFERRED") -> Any:
-        raise ReplicaWriteError(
-            "a replica has no interactive transactions: its writes reach the primary as "
-            "whole transactions; send the statements together with batch([...])")
-
-    async def begin(self, mode: str = "DEFERRED") -> Any:
-        self.transaction(mode)
-
-    async def import_(self, data: bytes) -> Any:
-        raise ReplicaWriteError("a replica cannot replace its primary's database: import "
-                                "on the server (python -m datasync import), then pull")
-
-    async def restore(self, version: int) -> int:
-        raise ReplicaWriteError("a replica cannot restore its primary: restore on the "
-                                "server, then pull")
 
     def connect(self, **kwargs: Any) -> Any:
         conn = self.db.connect(**kwargs)

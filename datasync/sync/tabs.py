@@ -41,12 +41,13 @@ from ..tabs import SharedDatabase
 from ..tabs.session import ConnState
 from ..tabs.wire import rebuild_error, result_to_wire
 from .replica import Replica
+from .statements import ReplicaRefusals
 
 EngineFactory = Callable[[Any], Replica]
 _CALLS = ("pull", "push", "conflicts")
 
 
-class ReplicaTab(SharedDatabase):
+class ReplicaTab(ReplicaRefusals, SharedDatabase):
     """One tab of a replica shared by the app's tabs (see the module docstring)."""
 
     applies_writes_here = False
@@ -255,23 +256,6 @@ class ReplicaTab(SharedDatabase):
                 self._sync_token = (msg["token"],)
                 if self._engine is not None:
                     self._engine.set_auth_token(msg["token"])
-
-    # -- what a replica cannot do ------------------------------------------------------
-    def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        raise ReplicaWriteError(
-            "a replica has no interactive transactions: its writes reach the primary as "
-            "whole transactions; send the statements together with batch([...])")
-
-    async def begin(self, *args: Any, **kwargs: Any) -> Any:
-        self.transaction()
-
-    async def import_(self, data: bytes) -> Any:
-        raise ReplicaWriteError("a replica cannot replace its primary's database: import "
-                                "on the server, then pull")
-
-    async def restore(self, version: int) -> int:
-        raise ReplicaWriteError("a replica cannot restore its primary: restore on the "
-                                "server, then pull")
 
 
 async def open_replica_tab(name: str, *, sync: dict[str, Any], locks: Any, channel: Any,

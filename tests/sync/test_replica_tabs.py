@@ -56,6 +56,16 @@ class Tabs:
             MemoryOutbox.drop(f"{kind}:{self.name}")
 
 
+async def leader_and_follower(server, created_by="a"):
+    """Tabs "a" (leading) and "f" of one replica, its table created from ``created_by``."""
+    tabs = Tabs(server)
+    a = await tabs.open("a")
+    await a.wait_for_leadership()
+    f = await tabs.open("f")
+    await tabs.tabs[created_by].execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    return tabs, a, f
+
+
 async def eventually(read, count, seconds=10.0):
     """A follower catches up on the leader's notice: wait until ``read()`` has
     ``count`` rows."""
@@ -79,12 +89,8 @@ async def primary_rows(server, tmp_path, sql="SELECT body FROM notes ORDER BY bo
 
 async def test_every_tab_writes_through_the_leader_and_reads_its_own_writes(
         sync_server, tmp_path):
-    tabs = Tabs(sync_server)
-    a = await tabs.open("a")
-    await a.wait_for_leadership()
-    f = await tabs.open("f")
+    tabs, a, f = await leader_and_follower(sync_server, created_by="f")
     assert not f.is_leader
-    await f.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
     await asyncio.gather(*(t.execute("INSERT INTO notes(body) VALUES (?)", (f"{n}-{k}",))
                            for k in range(5) for n, t in (("a", a), ("f", f))))
     for t in (a, f):   # read-your-writes in both: the answer came once the copy held it
@@ -102,11 +108,7 @@ async def test_every_tab_writes_through_the_leader_and_reads_its_own_writes(
 
 async def test_another_devices_commit_reaches_every_tab_and_fires_on_change(
         sync_server, tmp_path):
-    tabs = Tabs(sync_server)
-    a = await tabs.open("a")
-    await a.wait_for_leadership()
-    f = await tabs.open("f")
-    await a.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    tabs, a, f = await leader_and_follower(sync_server)
     seen = asyncio.Event()
     f.on_change(lambda change: seen.set())
     other = await datasync.open(str(tmp_path / "other.dsdb"), sync_url=f"{sync_server.url}/notes",
@@ -125,11 +127,7 @@ async def test_another_devices_commit_reaches_every_tab_and_fires_on_change(
 
 async def test_offline_writes_queued_by_a_leader_that_closed_are_pushed_once_by_the_next(
         sync_server, tmp_path):
-    tabs = Tabs(sync_server)
-    a = await tabs.open("a")
-    await a.wait_for_leadership()
-    f = await tabs.open("f")
-    await a.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    tabs, a, f = await leader_and_follower(sync_server)
     f.set_offline(True)          # every tab: the leader's engine stops talking
     await asyncio.sleep(0.05)
     assert a.sync_status()["offline"] is True
@@ -152,11 +150,7 @@ async def test_offline_writes_queued_by_a_leader_that_closed_are_pushed_once_by_
 async def test_a_follower_write_resent_to_a_new_leader_is_applied_once(sync_server, tmp_path):
     """The leader dies after the primary applied a follower's write but before it
     answered: the follower sends it again, same id, to the new leader."""
-    tabs = Tabs(sync_server)
-    a = await tabs.open("a")
-    await a.wait_for_leadership()
-    f = await tabs.open("f")
-    await a.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    tabs, a, f = await leader_and_follower(sync_server)
     engine = a._engine
     real_send = engine.send
     died = asyncio.Event()
