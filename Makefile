@@ -19,7 +19,7 @@ BUILD_BACKEND = setuptools>=77
 PORT ?= 8000
 NPM_FLAGS = --no-audit --no-fund --loglevel=error
 
-.PHONY: install venv python test test-fast example bench bench-browser clean distclean npm web demo
+.PHONY: install venv python test test-fast example bench bench-browser bench-sync clean distclean npm web demo
 
 install: venv       ## everything, downloaded once: Python packages, npm packages, web/
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync]" \
@@ -56,6 +56,9 @@ example: python     ## the main job, natively: a persistent database in a file
 
 bench: python       ## native benchmark (prints a markdown table)
 	$(PYTHON) benchmarks/native.py
+
+bench-sync: python   ## sync benchmark: a server process and native replicas (pull, push, bytes)
+	$(PYTHON) benchmarks/sync.py
 
 bench-browser: python ## browser benchmarks: one tab vs IDBFS vs raw IndexedDB, then multi-tab
 	$(PYTHON) benchmarks/browser.py
