@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import datasync  # noqa: E402
+from datasync.sync.pushing import new_entry  # noqa: E402
 
 
 def free_port() -> int:
@@ -111,7 +112,8 @@ async def run(args: argparse.Namespace, server: Server, tmp: str) -> dict[str, o
     push_only, online_write, pull_latency, wire = [], [], [], []
     counters = follower.transport.counters
     for k in range(args.commits):
-        entry = writer._entry([("INSERT INTO notes(body) VALUES (?)", (f"note {k} " + secrets.token_hex(30),))])
+        entry = new_entry([("INSERT INTO notes(body) VALUES (?)",
+                            (f"note {k} " + secrets.token_hex(30),))], time.time())
         before = counters["bytes_received"]
         t0 = time.perf_counter()
         await writer.send([entry])
