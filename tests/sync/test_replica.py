@@ -14,6 +14,7 @@ import datasync
 from datasync.errors import SyncUnavailableError
 
 pytestmark = pytest.mark.timeout(180)
+KEY = bytes(range(32))  # a raw key: no 600,000 PBKDF2 rounds per open
 
 
 def url(server, name="notes"):
@@ -345,3 +346,25 @@ async def test_a_conflict_handler_may_write_through_the_replica(sync_server, tmp
     assert b.sync_status()["waiting"] == 0
     await a.close()
     await b.close()
+
+
+async def test_an_encrypted_replica_keeps_the_primary_and_its_waiting_writes_encrypted(
+        sync_server, tmp_path):
+    pytest.importorskip("cryptography")
+    await with_schema(sync_server, tmp_path)
+    writer = await open_replica(sync_server, tmp_path / "w.dsdb")
+    await writer.execute("INSERT INTO notes(body) VALUES ('secret from the primary')")
+    await writer.close()
+    path = tmp_path / "enc.dsdb"
+    db = await open_replica(sync_server, path, encryption_key=KEY)
+    db.set_offline(True)
+    await db.execute("INSERT INTO notes(body) VALUES ('secret written offline')")
+    await db.close()
+    assert b"secret" not in path.read_bytes()
+    with pytest.raises(datasync.WrongKeyError):
+        await open_replica(sync_server, path, encryption_key=bytes(32))
+    db = await open_replica(sync_server, path, encryption_key=KEY)
+    await db.push()
+    assert sorted(r["body"] for r in await db.query("SELECT body FROM notes")) == [
+        "secret from the primary", "secret written offline"]
+    await db.close()
