@@ -41,7 +41,6 @@ from ..errors import (
     SyncRequestError,
     TransactionStatementError,
 )
-from ..options import CONNECTION_PRAGMAS
 from ..sync.protocol import NAME_PATTERN, PullReply, PullRequest, Status, Write
 from ..tabs.wire import APPLIED_TABLE, decode_params, result_to_wire
 
@@ -53,15 +52,21 @@ STORE_SUFFIX = ".dsdb"
 #: SQLite primary result codes that are the server's trouble, not the write's:
 #: BUSY, LOCKED, NOMEM, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
 _SERVER_FAULTS = frozenset({5, 6, 7, 9, 10, 11, 13, 14, 15, 26})
-#: PRAGMAs a write may not set: they would change how the server's one connection
-#: runs every later write (or how it stores the database).
-_DENIED_PRAGMAS = CONNECTION_PRAGMAS | {
-    "journal_mode", "locking_mode", "query_only", "writable_schema", "page_size",
-    "auto_vacuum", "encoding", "schema_version", "temp_store_directory"}
+#: The only PRAGMAs a write may set: they change the database, not how the server's
+#: one connection runs (hard_heap_limit, max_page_count, cache_size... would stay for
+#: every later write of every replica, or of every database).
+_SETTABLE_PRAGMAS = frozenset({"user_version", "application_id"})
+#: PRAGMAs a write may read (they report on the schema; none reveals the server).
+_READABLE_PRAGMAS = _SETTABLE_PRAGMAS | {
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
+    "schema_version", "data_version", "page_count", "freelist_count", "collation_list",
+    "function_list", "pragma_list", "compile_options"}
+#: Tables of the server's own bookkeeping (``_datasync_applied``): no replica SQL may
+#: name them, in any action (a trigger or a rename would undo exactly-once).
+_PRIVATE_PREFIX = "_datasync_"
 _TEMP_CREATES = frozenset({sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX,
                            sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_VIEW})
-_CHANGES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
-                      sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_ALTER_TABLE})
 
 
 class _Guard:
@@ -81,15 +86,16 @@ class _Guard:
             self.refused = LocalObjectError(
                 "a write may not ATTACH or DETACH databases or create TEMP objects on the "
                 "primary: use ordinary tables")
-        elif action == sqlite3.SQLITE_PRAGMA and arg2 is not None \
-                and (arg1 or "").lower() in _DENIED_PRAGMAS:
+        elif action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in (
+                _SETTABLE_PRAGMAS if arg2 is not None else _READABLE_PRAGMAS):
             self.refused = ConnectionPragmaError(
-                f"a write may not set PRAGMA {arg1}: it would change the server's "
-                "connection for every later write")
-        elif action in _CHANGES and (arg1 or "").lower() == APPLIED_TABLE:
+                f"a write may not run PRAGMA {arg1}{'' if arg2 is None else ' = ...'} on the "
+                "primary: it would change the server's connection for every later write; "
+                "only user_version and application_id may be set")
+        elif any((arg or "").lower().startswith(_PRIVATE_PREFIX) for arg in (arg1, arg2)):
             self.refused = LocalObjectError(
-                f"a write may not change {APPLIED_TABLE}: the server keeps it to apply "
-                "each write once")
+                f"a write may not name {arg1 if (arg1 or '').lower().startswith(_PRIVATE_PREFIX) else arg2}: "
+                f"the server keeps it ({APPLIED_TABLE}: to apply each write once)")
         else:
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY

@@ -180,13 +180,27 @@ def test_writes_that_would_outlive_their_transaction_are_refused(sync_server: Sy
                 "temp": ("CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
                          "LocalObjectError"),
                 "pragma": ("PRAGMA journal_mode = WAL", "ConnectionPragmaError"),
-                "applied": ("DELETE FROM _datasync_applied", "LocalObjectError")}
+                "heap": ("PRAGMA hard_heap_limit = 100000", "ConnectionPragmaError"),
+                "pages": ("PRAGMA max_page_count = 1", "ConnectionPragmaError"),
+                "cache": ("PRAGMA cache_size = 1", "ConnectionPragmaError"),
+                "where": ("PRAGMA database_list", "ConnectionPragmaError"),
+                "applied": ("DELETE FROM _datasync_applied", "LocalObjectError"),
+                "rename": ("ALTER TABLE _datasync_applied RENAME TO x", "LocalObjectError"),
+                "trigger": ("CREATE TRIGGER tr AFTER INSERT ON _datasync_applied "
+                            "BEGIN DELETE FROM _datasync_applied; END", "LocalObjectError"),
+                "leak": ("INSERT INTO t SELECT 8, result FROM _datasync_applied",
+                         "LocalObjectError")}
     results = push(sync_server, [write(k, ("INSERT INTO t VALUES (7, 'seven')", []), (sql, []))
                                  for k, (sql, _) in attempts.items()]).json()["results"]
     assert [r["error"][0] for r in results] == [name for _, name in attempts.values()]
     assert state(sync_server)[1] == [(1, "one")]
     assert not (sync_server.data_dir / "x.db").exists()
     assert push(sync_server, [write("seed", ("SELECT 1", []))]).json()["results"][0]["ok"]
+    settable = push(sync_server, [write("version", ("PRAGMA user_version = 7", []))])
+    assert "ok" in settable.json()["results"][0]
+    # and the server still serves writes normally after every refusal
+    assert "ok" in push(sync_server, [write("after", ("INSERT INTO t VALUES (9, 'n')", []))]
+                        ).json()["results"][0]
 
 
 # -- retention (in process) -------------------------------------------------------------
