@@ -231,7 +231,7 @@ class Primaries:
             raise ReplicaMismatchError(
                 f"this replica follows primary {request.db_id}, but database {name!r} on "
                 f"the server is {store.meta.db_id} (it was created again): open another "
-                "local name, or delete the local store to start over")
+                "local name, or delete the local store and its outbox (STORE.outbox) to start over")
         if request.wait > 0 and request.since == store.version and not self._closed:
             notice = primary.notice
             with contextlib.suppress(asyncio.TimeoutError):

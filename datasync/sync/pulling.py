@@ -39,6 +39,8 @@ from .protocol import PULL_CONTENT_TYPE, PullReply, PullRequest, decode_pull_rep
 
 #: The table that records, inside the local image, which waiting writes it holds.
 LOCAL_TABLE = "_datasync_local"
+#: Seconds a pull waits for db.connect() readers to leave their transaction.
+READER_WAIT = 2.0
 #: Extra seconds a long poll's HTTP request may take beyond its ``wait``.
 POLL_MARGIN = 15.0
 
@@ -52,6 +54,7 @@ class Pulling:
     remote_version: int | None
     last_pull: float | None
     sync_url: str
+    last_error: str | None
     on_installed: Callable[[int], None] | None
     # (the replica's; see replica.py and pushing.py)
     _mark_online: Callable[[bool], None]
@@ -105,7 +108,8 @@ class Pulling:
                             or self.replica_state() != state:
                         wait = 0.0  # a write or a pull landed meanwhile: ask again, now
                         continue
-                    await self._install(reply)
+                    if not await self._install(reply):
+                        return int(state["version"]) if state else 0  # deferred
                     conflicts = await self._settle_outbox()
                 for entry, error in conflicts:
                     self._conflict(entry, error)
@@ -138,24 +142,35 @@ class Pulling:
             raise ReplicaMismatchError(
                 f"{store.backend.location} is a replica of primary {state['db_id']}, but the "
                 f"server's database is {reply.db_id} (recreated, or another one): open "
-                "another local name, or delete this store to start over")
+                "another local name, or delete this store and its outbox (natively "
+                "STORE.outbox) to start over")
         if reply.block_size != store.block_size:
             raise ReplicaMismatchError(
                 f"the primary's blocks are {reply.block_size} bytes and "
                 f"{store.backend.location}'s are {store.block_size}: open the replica with "
                 f"block_size={reply.block_size}")
 
-    async def _install(self, reply: PullReply) -> None:
-        """Inside the turn: the primary's blocks in, the state recorded with them."""
+    async def _install(self, reply: PullReply) -> bool:
+        """Inside the turn: the primary's blocks in, the state recorded with them.
+        False (nothing installed: the next pull does it) while a ``db.connect()``
+        connection stays inside a transaction for :data:`READER_WAIT` seconds: it
+        would read pages of two versions."""
         store = self.db.store
         key = store.backend.key
-        while vfs.in_use(key):  # a db.connect() reader is inside a transaction
+        deadline = time.monotonic() + READER_WAIT
+        while vfs.in_use(key):
+            if time.monotonic() > deadline:
+                self.last_error = (
+                    "pull deferred: a db.connect() connection of this replica is inside a "
+                    "transaction (an open cursor or BEGIN); commit it or close the cursor")
+                return False
             await asyncio.sleep(0.005)
         store.install(reply.blocks, reply.file_size)
         self.db.reload_after_install()
         await store.flush(extra=lambda version: {"replica": {
             "db_id": reply.db_id, "version": reply.version, "installed_at": version,
             "url": self.sync_url}})
+        return True
 
     def _image_lookup(self, table: str, column: str, ids: list[str]) -> dict[str, Any]:
         """``{id: column}`` for the ids the image's ``table`` records."""

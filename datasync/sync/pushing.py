@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..tabs.wire import encode_params
+from ..errors import SyncRequestError
 from .protocol import Write
 
 #: Largest push body the replica sends at once (bytes of JSON, about).
@@ -86,6 +87,7 @@ class Pushing:
         :meth:`resolve_conflicts`. Returns how many the primary answered."""
         sent = 0
         kept = self._kept or set()
+        limit = PUSH_CHUNK
         for _round in range(MAX_ROUNDS):
             todo = [e for wid, e in self._queue.items()
                     if wid not in kept and wid not in self._resolving]
@@ -95,11 +97,21 @@ class Pushing:
             size = 0
             for entry in todo:
                 n = len(json.dumps(entry["statements"]))
-                if chunk and size + n > PUSH_CHUNK:
+                if chunk and size + n > limit:
                     break
                 chunk.append(entry)
                 size += n
-            reply = await self.send(chunk)
+            try:
+                reply = await self.send(chunk)
+            except SyncRequestError as exc:
+                # Refused whole (413: over the server's body limit; 400): send fewer
+                # at a time, and a single write refused so can never be applied as it
+                # is: a conflict, for the handler (nothing was applied).
+                if len(chunk) > 1:
+                    limit = max(1, size // 2)
+                    continue
+                self._conflict(chunk[0], [type(exc).__name__, str(exc)])
+                continue
             for result in reply["results"]:
                 entry = self._queue.get(result["id"])
                 if entry is None:

@@ -110,6 +110,15 @@ class Replica(ReplicaStatements, Pulling, Pushing):
                 f"{self.db.store.backend.location} holds a database that is not a replica: "
                 "a replica starts from an empty store (open another name)")
         entries = sorted(await self.outbox.entries(), key=lambda e: e.get("at", 0))
+        primary = state["db_id"] if state else None
+        foreign = [e for e in entries if e.get("db_id") not in (None, primary)]
+        if foreign:
+            raise ReplicaMismatchError(
+                f"the outbox {getattr(self.outbox, 'location', '')} holds {len(foreign)} "
+                f"waiting write(s) for primary {foreign[0]['db_id']}, but "
+                f"{self.db.store.backend.location} follows "
+                f"{primary or 'none yet (a new store)'}: push them from the store they were "
+                "made in, or delete that outbox to drop them")
         self._queue = {e["id"]: e for e in entries}
         self._last_at = max([e.get("at", 0) for e in entries], default=0.0)
         async with self._lock:

@@ -72,6 +72,7 @@ class ReplicaStatements(ReplicaRefusals):
     resolve_conflicts: Callable[[], Awaitable[int]]
     send: Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
     _mark_online: Callable[..., None]
+    replica_state: Callable[[], dict[str, Any] | None]
 
     def _prepares_readonly(self, sql: str) -> bool | None:
         """SQLite's own answer (``sqlite3_stmt_readonly``), None if SQLite cannot
@@ -103,7 +104,9 @@ class ReplicaStatements(ReplicaRefusals):
 
     def _entry(self, statements: list[tuple[str, Any]]) -> dict[str, Any]:
         self._last_at = max(time.time(), self._last_at + 1e-6)
-        return new_entry(statements, self._last_at)
+        state = self.replica_state()
+        return {**new_entry(statements, self._last_at),
+                "db_id": state["db_id"] if state else None}
 
     async def write(self, statements: list[tuple[str, Any]]) -> list[Result]:
         """Apply ``statements`` as one transaction on the primary (or queue them);

@@ -368,3 +368,54 @@ async def test_an_encrypted_replica_keeps_the_primary_and_its_waiting_writes_enc
     assert sorted(r["body"] for r in await db.query("SELECT body FROM notes")) == [
         "secret from the primary", "secret written offline"]
     await db.close()
+
+
+async def test_waiting_writes_of_a_deleted_store_are_not_sent_to_another_primary(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    path = tmp_path / "d.dsdb"
+    db = await open_replica(sync_server, path)
+    db.set_offline(True)
+    await db.execute("INSERT INTO notes(body) VALUES ('for notes')")
+    await db.close()
+    path.unlink()                      # the store goes; its outbox file stays
+    with pytest.raises(datasync.ReplicaMismatchError, match="delete that outbox"):
+        await open_replica(sync_server, path, "other")
+    assert await probe_rows(sync_server, tmp_path) == []
+
+
+async def test_a_push_over_the_servers_body_limit_is_split_and_an_oversized_write_is_a_conflict(
+        sync_server_factory, tmp_path):
+    server = sync_server_factory("--max-body", "20000")
+    await with_schema(server, tmp_path)
+    db = await open_replica(server, tmp_path / "d.dsdb")
+    db.set_offline(True)
+    for k in range(12):
+        await db.execute("INSERT INTO notes(body) VALUES (?)", (f"{k:02} " + "x" * 3000,))
+    await db.execute("INSERT INTO notes(body) VALUES (?)", ("too big " + "y" * 40000,))
+    db.set_offline(False)
+    assert await db.push() == 12
+    [conflict] = await db.conflicts()
+    assert conflict["error"][0] == "SyncRequestError" and conflict["resolution"] == "drop"
+    assert db.sync_status()["waiting"] == 0
+    await db.execute("INSERT INTO notes(body) VALUES ('small, online')")  # not blocked
+    rows = await probe_rows(server, tmp_path)
+    assert len(rows) == 13 and not any(r[0].startswith("too big") for r in rows)
+    await db.close()
+
+
+async def test_a_pull_waits_for_a_connect_reader_a_bounded_time_then_defers(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    db = await open_replica(sync_server, tmp_path / "d.dsdb")
+    reader = db.connect()
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM notes").fetchone()     # inside a read transaction
+    res = await asyncio.wait_for(db.execute("INSERT INTO notes(body) VALUES ('w')"), 30)
+    assert res.rowcount == 1                                     # applied on the primary
+    assert "db.connect()" in db.sync_status()["last_error"]
+    reader.execute("COMMIT")
+    reader.close()
+    await db.pull()
+    assert [r["body"] for r in await db.query("SELECT body FROM notes")] == ["w"]
+    await db.close()
