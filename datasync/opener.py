@@ -11,11 +11,14 @@ Both kinds answer the same calls (:class:`datasync.api.DatabaseAPI`).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from . import runtime
 from .database import open as open_database
 from .errors import InvalidOptionError
+
+_log = logging.getLogger("datasync")
 
 
 async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
@@ -54,7 +57,14 @@ async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
             from .sync.opening import open_replica
 
             return await open_replica(name, **options)
-        return await open_database(name, **options)
+        db = await open_database(name, **options)
+        if db.store.meta.extra.get("replica"):
+            # A replica's store opened without sync_url: its next pull would replace
+            # whatever is written here, so nothing may be.
+            await db.execute("PRAGMA query_only = ON")
+            _log.warning("%s is a replica of %s: opened read-only; open it with sync_url= "
+                         "to write", name, db.store.meta.extra["replica"].get("url"))
+        return db
     if not runtime.IN_PYODIDE:
         raise InvalidOptionError(
             "tabs=True needs a browser (Web Locks and BroadcastChannel); natively, "

@@ -97,6 +97,7 @@ class Replica(ReplicaStatements, Pulling, Pushing):
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         self._last_at = 0.0
         self.sync_url = f"{transport.base_url}/{remote}"
 
@@ -135,11 +136,13 @@ class Replica(ReplicaStatements, Pulling, Pushing):
                     await self.pull()
             except SyncUnavailableError as exc:
                 self._mark_online(False, exc)
-        if self.sync_interval:
+        if self.sync_interval and not self._stopped:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        """Stop the background sync (the database stays open)."""
+        """Stop the background sync (the database stays open); a start still under
+        way starts none."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             try:

@@ -67,7 +67,7 @@ class HttpxTransport:
         try:
             resp = await self._client.request(method, path, content=body, timeout=timeout)
             data = await resp.aread()
-        except self._httpx.HTTPError as exc:
+        except (self._httpx.HTTPError, RuntimeError) as exc:  # (RuntimeError: closed)
             raise SyncUnavailableError(
                 f"the sync server {self.base_url} did not answer {method} {path}: "
                 f"{type(exc).__name__}: {exc or 'no detail'}") from exc

@@ -8,8 +8,8 @@ Example::
 
 ``--url`` defaults to the one the store last pulled from (kept in its replica
 state); ``--token`` to the ``DATASYNC_TOKEN`` environment variable. ``status``
-prints JSON: the sync status (``sync_status()``) without contacting the server,
-plus the conflicts recorded. ``pull`` and ``push`` print the same after doing so.
+prints JSON: the sync status (``sync_status()``) without contacting the server
+(``online`` is then null), plus the conflicts recorded. ``pull`` and ``push`` print the same after doing so.
 Exit status 2 with the error's message on failure.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import sys
 from typing import Any
 
+from ..database import open as open_database
 from ..errors import DatasyncError, InvalidOptionError, StoreNotFoundError
 
 ACTIONS = ("status", "pull", "push")
@@ -43,7 +44,7 @@ async def _replica_action(args: argparse.Namespace) -> dict[str, Any]:
         raise StoreNotFoundError(f"no store at {args.store}: pull creates one")
     url = args.url
     if url is None:
-        probe = await datasync.open(args.store, create=False)
+        probe = await open_database(args.store, create=False)  # (read, not a replica)
         try:
             url = (probe.store.meta.extra.get("replica") or {}).get("url")
         finally:
@@ -59,7 +60,11 @@ async def _replica_action(args: argparse.Namespace) -> dict[str, Any]:
             await db.pull()
         elif args.action == "push":
             await db.push()
-        return {**db.sync_status(), "conflicts": await db.conflicts()}
+        status = db.sync_status()
+        if args.action == "status":  # the server was not asked
+            status.pop("offline", None)
+            status["online"] = None
+        return {**status, "conflicts": await db.conflicts()}
     finally:
         await db.close()
 

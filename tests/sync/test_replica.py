@@ -419,3 +419,16 @@ async def test_a_pull_waits_for_a_connect_reader_a_bounded_time_then_defers(
     await db.pull()
     assert [r["body"] for r in await db.query("SELECT body FROM notes")] == ["w"]
     await db.close()
+
+
+async def test_a_replica_store_opened_without_sync_url_is_read_only(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    path = tmp_path / "d.dsdb"
+    db = await open_replica(sync_server, path)
+    await db.execute("INSERT INTO notes(body) VALUES ('kept')")
+    await db.close()
+    plain = await datasync.open(str(path))
+    assert [r["body"] for r in await plain.query("SELECT body FROM notes")] == ["kept"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await plain.execute("INSERT INTO notes(body) VALUES ('would be lost')")
+    await plain.close()
