@@ -347,6 +347,9 @@ export class Database {
   /** Replica: stop (true) or resume (false) talking to the server; resolves with the
    * new status. A non-boolean throws TypeError. */
   setOffline(offline: boolean): Promise<SyncStatus>;
+  /** Send `token` from the next request on (a refreshed one; an expired token makes
+   * every request fail with SyncAuthError). Resolves with the new status. */
+  setAuthToken(token: string | null): Promise<SyncStatus>;
 }
 
 export const DataSync: {

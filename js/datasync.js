@@ -47,7 +47,7 @@
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
  */
 import { DataSyncError, openLocal } from "./local.js";
-import { checkFlag, notReplica, replicaOptions } from "./replica.js";
+import { checkFlag, checkToken, notReplica, replicaOptions } from "./replica.js";
 import { forwardLifecycle, openRemote } from "./remote.js";
 import { checkParams, checkRows, checkSQL, checkStatements, keyJSON, optionsJSON } from "./values.js";
 
@@ -355,6 +355,9 @@ export class Database {
   /** Stop (true) or resume (false) talking to the server; resolves with syncStatus().
    *   await db.setOffline(true);   // writes now wait in the outbox */
   async setOffline(offline) { return this.#replica().setOffline(checkFlag(offline, "db.setOffline(offline)")); }
+  /** Send `token` from the next request on (an expired one fails every request with
+   * SyncAuthError); resolves with syncStatus().  await db.setAuthToken(freshToken); */
+  async setAuthToken(token) { return this.#replica().setAuthToken(checkToken(token)); }
 
   /** Flush and close.  await db.close(); */
   async close() {

@@ -240,6 +240,7 @@ export class LocalHandle {
   syncStatus() { return JSON.parse(this.#h.sync_status()); }
   async conflicts() { return settle(this.#h.conflicts()); }
   async setOffline(offline) { return JSON.parse(this.#h.set_offline(Boolean(offline))); }
+  async setAuthToken(token) { return JSON.parse(this.#h.set_auth_token(token)); }
   /** Call `callback(change)` after every change; returns an unsubscribe function. */
   onChange(callback) {
     const remove = this.#h.on_change((change) => callback(change));

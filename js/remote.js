@@ -158,6 +158,7 @@ export class RemoteHandle extends RemoteObject {
   syncStatus() { return { ...this.#current?.sync }; }
   conflicts() { return this.call("conflicts"); }
   setOffline(offline) { return this.call("setOffline", [Boolean(offline)]); }
+  setAuthToken(token) { return this.call("setAuthToken", [token]); }
   onChange(callback) {
     const sub = nextSub++;
     this.rpc.listen(sub, callback);

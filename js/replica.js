@@ -61,6 +61,14 @@ export function replicaOptions(dbOptions, onConflict, worker) {
 export const notReplica = (name) => new DataSyncError("SyncError", `database '${name}' is not a ` +
   "replica: open it with DataSync.open(name, {syncUrl, authToken}) to sync it with a server");
 
+/** `token` if it is a string or null, else a TypeError (db.setAuthToken). */
+export function checkToken(token) {
+  if (token !== null && typeof token !== "string") {
+    throw new TypeError(`db.setAuthToken(token): ${describe(token)}: pass a string or null`);
+  }
+  return token;
+}
+
 /** `value` if it is a boolean, else a TypeError naming `where`. */
 export function checkFlag(value, where) {
   if (typeof value !== "boolean") throw new TypeError(`${where}: ${describe(value)}: pass true or false`);

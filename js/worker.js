@@ -29,7 +29,7 @@ const METHODS = {
   db: new Set(["execute", "query", "executeMany", "batch", "exec", "begin", "queueWrite", "sync",
     "waitForLeadership", "requestLeadership", "exportDatabase", "importDatabase", "backup",
     "versions", "restore", "ack", "rekey", "changes", "close",
-    "pull", "push", "conflicts", "setOffline"]), // the last four: a replica's (syncUrl)
+    "pull", "push", "conflicts", "setOffline", "setAuthToken"]), // the last five: a replica's
   tx: new Set(["execute", "query", "executeMany", "batch", "commit", "rollback"]),
   stream: new Set(["next", "close"]),
 };

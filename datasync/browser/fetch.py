@@ -47,6 +47,13 @@ class FetchTransport:
         self._headers = auth_headers(token)
         self._pending: dict[int, Any] = {}  # AbortControllers of requests under way
         self._closed = False
+        #: Bytes sent, and received as the server sent them (its Content-Length: gzip's
+        #: size when it compressed; else the body's).
+        self.counters = {"requests": 0, "bytes_sent": 0, "bytes_received": 0}
+
+    def set_token(self, token: str | None) -> None:
+        """Send ``token`` from the next request on."""
+        self._headers = auth_headers(token)
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
                       timeout: float) -> tuple[int, bytes, str]:
@@ -74,6 +81,7 @@ class FetchTransport:
             data = (await response.arrayBuffer()).to_bytes()
             status = int(response.status)
             ctype = response.headers.get("content-type")
+            length = response.headers.get("content-length")
         except JsException as exc:
             timed_out = getattr(exc, "name", "") == "AbortError"
             if timed_out and self._closed:
@@ -93,6 +101,10 @@ class FetchTransport:
         finally:
             timer.cancel()
             self._pending.pop(key, None)
+        c = self.counters
+        c["requests"] += 1
+        c["bytes_sent"] += len(body or b"")
+        c["bytes_received"] += int(length) if length is not None else len(data)
         return status, data, "" if ctype is None else str(ctype)
 
     async def close(self) -> None:

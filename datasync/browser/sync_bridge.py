@@ -143,6 +143,12 @@ class JsReplica(JsDatabase):
         return json.dumps({"stats": self.db.stats(), "leader": self.db.leader_info(),
                            "sync": status_for_js(self.db.sync_status())}, default=str)
 
+    def set_auth_token(self, token: Any) -> str:
+        """``db.setAuthToken(token)``: send ``token`` (a string, or null) from the
+        next request on; answers the status (as :meth:`sync_status`)."""
+        self.db.set_auth_token(None if token is None else str(token))
+        return self.sync_status()
+
     def set_offline(self, offline: Any) -> str:
         """``db.setOffline(bool)``: stop (true) or resume (false) talking to the
         server; answers the new status (as :meth:`sync_status`)."""

@@ -79,7 +79,7 @@ from ..errors import (
 
 API_PREFIX = "/v1/databases"
 #: A database name on the server (it is also the store's file name there).
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 PULL_CONTENT_TYPE = "application/vnd.datasync.blocks"
 PULL_MAGIC = b"DSB1"
 #: Longest long poll a pull may ask for (seconds).

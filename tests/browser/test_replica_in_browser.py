@@ -231,11 +231,12 @@ WORKER = """async ([syncUrl, authToken]) => {
   await db.execute('INSERT INTO w VALUES (1)');
   const offline = db.syncStatus();
   const back = await db.setOffline(false);
+  const token = await db.setAuthToken(authToken);   // (a refreshed token, the same here)
   const sent = await db.push();
   const after = db.syncStatus();
   const rows = await db.query('SELECT v FROM w');
   await db.close();
-  return { offline, back, sent, after, rows };
+  return { offline, back, sent, after, rows, token };
 }"""
 
 
@@ -249,6 +250,7 @@ def test_a_replica_in_datasyncs_worker_pushes_what_it_wrote_offline(
     assert out["back"]["offline"] is False and out["sent"] == 1, out
     assert out["after"]["waiting"] == 0 and out["after"]["online"] is True, out
     assert out["rows"] == [{"v": 1}]
+    assert out["token"]["offline"] is False, out
     assert primary_rows(sync_server.url, "notes-w", token, "SELECT v FROM w") == [(1,)]
 
 

@@ -61,12 +61,13 @@ async function app(): Promise<void> {
   const sent: number = await replica.push();
   const recorded: ConflictRecord[] = await replica.conflicts();
   const after: SyncStatus = await replica.setOffline(true);
+  const refreshed: SyncStatus = await replica.setAuthToken("a fresh token");
   const isReplica: boolean = replica.isReplica;
   // @ts-expect-error onConflict answers "drop" | "keep" | {replace}
   await DataSync.open("notes", { syncUrl: "http://h/notes", onConflict: () => "ignore" });
   // @ts-expect-error setOffline takes a boolean
   await replica.setOffline("yes");
-  console.log(waiting, pulled, sent, recorded, after, isReplica);
+  console.log(waiting, pulled, sent, recorded, after, refreshed, isReplica);
   off(); unsubscribe();
   console.log(n, v, many, results, total, dirty, info, bytes, version, same);
   await db.close();
