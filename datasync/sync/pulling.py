@@ -81,7 +81,9 @@ class Pulling:
         return sorted(records)
 
     async def pull(self, *, wait: float = 0.0) -> int:
-        """Bring the local copy to the primary's latest version; returns it.
+        """Example: ``version = await db.pull()``
+
+        Bring the local copy to the primary's latest version; returns it.
 
         ``wait`` (seconds, at most 60): if the primary is still at our version,
         let the server hold the request until it commits (a long poll). Raises

@@ -66,7 +66,9 @@ class Pushing:
     pull: Callable[..., Awaitable[int]]
 
     async def push(self) -> int:
-        """Send every waiting write; returns how many the primary answered. Then
+        """Example: ``sent = await db.push()``
+
+        Send every waiting write; returns how many the primary answered. Then
         pulls, so the local copy shows them. Raises
         :class:`~datasync.SyncUnavailableError` (they keep waiting) or the server's
         named error. The conflict handler runs with no lock held (it may write)."""

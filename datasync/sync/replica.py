@@ -222,7 +222,9 @@ class Replica(ReplicaStatements, Pulling, Pushing):
             pass
 
     def sync_status(self) -> dict[str, Any]:
-        """``{local_version, remote_version, pulled_version, waiting, last_pull,
+        """Example: ``if db.sync_status()["waiting"]: show_badge()``
+
+        ``{local_version, remote_version, pulled_version, waiting, last_pull,
         last_push, online, offline, last_error, url}``: versions are
         integers (None: not known yet), times seconds since the epoch, ``online``
         whether the server answered last time (None: not asked yet)."""
@@ -235,22 +237,34 @@ class Replica(ReplicaStatements, Pulling, Pushing):
                 "url": self.sync_url}
 
     async def conflicts(self) -> list[dict[str, Any]]:
+        """Example: ``for c in await db.conflicts(): print(c["error"], c["statements"])``
+
+        Every write the primary refused, oldest first (see
+        :meth:`~datasync.sync.pushing.Pushing.conflicts_recorded` for the keys)."""
         return await self.conflicts_recorded()
 
     def set_auth_token(self, token: str | None) -> None:
-        """Use ``token`` from the next request on (one about to expire, refreshed:
-        an expired token makes every request fail with SyncAuthError)."""
+        """Example: ``db.set_auth_token(fresh_token)``
+
+        Use ``token`` from the next request on (one about to expire, refreshed: an
+        expired token makes every request fail with SyncAuthError). Raises
+        InvalidOptionError for a token that is not a string."""
         if token is not None and not isinstance(token, str):
             raise InvalidOptionError(f"auth_token={token!r}: give the token as a string")
         self.transport.set_token(token)
         self._wake.set()
 
     def set_offline(self, offline: bool) -> None:
-        """Stop (True) or resume (False) talking to the server."""
+        """Example: ``db.set_offline(True)  # writes now wait in the outbox``
+
+        Stop (True) or resume (False) talking to the server; resuming wakes the
+        background sync, which pushes what waits."""
         self.offline = bool(offline)
         self._wake.set()
 
     def stats(self) -> dict[str, Any]:
+        """Example: ``db.stats()["sync"]["waiting"]``: the local database's
+        :meth:`~datasync.Database.stats` with ``sync``: :meth:`sync_status`."""
         return {**self.db.stats(), "sync": self.sync_status()}
 
     def __getattr__(self, name: str) -> Any:

@@ -205,17 +205,27 @@ class ReplicaStatements(ReplicaRefusals):
                 raise ReplicaWriteError(f"{NO_TRANSACTIONS} (BEGIN and SAVEPOINT too)")
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
+        """Example: ``await db.execute("INSERT INTO t VALUES (?)", (1,))``
+
+        A read runs on the local copy; a write goes to the primary (see the module
+        docstring) and returns its Result. Raises the primary's error (``sqlite3``'s
+        classes by name), :class:`~datasync.SyncAuthError` /
+        :class:`~datasync.SyncForbiddenError`, :class:`~datasync.ReplicaWriteError`."""
         if await self._is_read(sql):
             return await self._locally(self.db.execute, sql, params)  # type: ignore[no-any-return]
         return (await self.write([(sql, params)]))[0]
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """Example: ``rows = await db.query("SELECT * FROM t")``: ``[{column: value}]``,
+        as :meth:`execute` routes it."""
         if await self._is_read(sql):
             return await self._locally(self.db.query, sql, params)  # type: ignore[no-any-return]
         res = (await self.write([(sql, params)]))[0]
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Result:
+        """Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``:
+        one transaction on the primary; ``rowcount`` is the total."""
         if await self._is_read(sql):
             return await self._locally(self.db.executemany, sql, seq_of_params)  # type: ignore[no-any-return]
         results = await self.write([(sql, p) for p in seq_of_params])
@@ -223,6 +233,8 @@ class ReplicaStatements(ReplicaRefusals):
                       results[-1].lastrowid if results else None)
 
     async def batch(self, statements: Iterable[tuple[str, Params]]) -> list[Result]:
+        """Example: ``await db.batch([("INSERT INTO t VALUES (?)", (1,)), ("DELETE FROM
+        u", ())])``: one transaction on the primary (all reads: local); a Result each."""
         stmts = [(sql, params) for sql, params in statements]
         kinds = [self._prepares_readonly(sql) for sql, _ in stmts]
         if False not in kinds and all([k or await self._is_read(sql)
@@ -244,6 +256,9 @@ class ReplicaStatements(ReplicaRefusals):
         return (await self._write_offline(self._entry([(sql, params)])))[0]
 
     def connect(self, **kwargs: Any) -> Any:
+        """Example: ``pandas.read_sql("SELECT * FROM t", db.connect())``: a read-only
+        (``query_only``) ``sqlite3.Connection`` on the local copy; a pull waits up to
+        2 s for it to leave a transaction, then defers."""
         conn = self.db.connect(**kwargs)
         conn.execute("PRAGMA query_only = ON")
         return conn
