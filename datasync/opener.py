@@ -62,6 +62,7 @@ async def open(name: str, *, tabs: bool | None = None, **options: Any) -> Any:
             # A replica's store opened without sync_url: its next pull would replace
             # whatever is written here, so nothing may be.
             await db.execute("PRAGMA query_only = ON")
+            db.read_only = True  # and every db.connect() connection
             _log.warning("%s is a replica of %s: opened read-only; open it with sync_url= "
                          "to write", name, db.store.meta.extra["replica"].get("url"))
         return db

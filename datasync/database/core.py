@@ -166,6 +166,10 @@ class DatabaseCore:
         """Seconds acknowledged changes are kept (None: forever)."""
         return self._cdc_retention
 
+    #: True: every connection of this database is ``query_only`` (set by
+    #: :func:`datasync.open` for a replica's store opened without ``sync_url``).
+    read_only = False
+
     def on_close(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call ``wake()`` when the database closes; returns a remover."""
         self._close_wakers.add(wake)
@@ -299,6 +303,8 @@ class DatabaseCore:
             # Schema changes made through it are captured too (datasync.cdc.connection).
             kwargs["factory"] = CapturingConnection
         conn = self._new_connection(**kwargs)
+        if self.read_only:  # (a replica's store opened without sync_url)
+            sqlite3.Connection.execute(conn, "PRAGMA query_only = ON")
         self._handed_out.append(
             (conn, threading.get_ident(), bool(kwargs.get("check_same_thread", True))))
         return conn

@@ -56,10 +56,13 @@ _SERVER_FAULTS = frozenset({5, 6, 7, 9, 10, 11, 13, 14, 15, 26})
 #: one connection runs (hard_heap_limit, max_page_count, cache_size... would stay for
 #: every later write of every replica, or of every database).
 _SETTABLE_PRAGMAS = frozenset({"user_version", "application_id"})
-#: PRAGMAs a write may read (they report on the schema; none reveals the server).
-_READABLE_PRAGMAS = _SETTABLE_PRAGMAS | {
+#: PRAGMAs a write may run with an argument that names what to report on (a table,
+#: an index, a count): they only read.
+_REPORTING_PRAGMAS = frozenset({
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
+    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"})
+#: PRAGMAs a write may read, without an argument (with one, some would set).
+_READABLE_PRAGMAS = _SETTABLE_PRAGMAS | _REPORTING_PRAGMAS | {
     "schema_version", "data_version", "page_count", "freelist_count", "collation_list",
     "function_list", "pragma_list", "compile_options"}
 #: Tables of the server's own bookkeeping (``_datasync_applied``): no replica SQL may
@@ -87,7 +90,8 @@ class _Guard:
                 "a write may not ATTACH or DETACH databases or create TEMP objects on the "
                 "primary: use ordinary tables")
         elif action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in (
-                _SETTABLE_PRAGMAS if arg2 is not None else _READABLE_PRAGMAS):
+                _SETTABLE_PRAGMAS | _REPORTING_PRAGMAS if arg2 is not None
+                else _READABLE_PRAGMAS):
             self.refused = ConnectionPragmaError(
                 f"a write may not run PRAGMA {arg1}{'' if arg2 is None else ' = ...'} on the "
                 "primary: it would change the server's connection for every later write; "

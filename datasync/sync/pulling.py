@@ -55,6 +55,8 @@ class Pulling:
     last_pull: float | None
     sync_url: str
     last_error: str | None
+    #: Set when a pull was deferred (a connect() reader); the background sync backs off.
+    deferred: bool = False
     on_installed: Callable[[int], None] | None
     # (the replica's; see replica.py and pushing.py)
     _mark_online: Callable[[bool], None]
@@ -100,6 +102,9 @@ class Pulling:
                                   state["db_id"] if state else None)
             reply = await self._fetch(request)
             self._check_same_primary(reply, state)
+            deadline = time.monotonic() + READER_WAIT  # readers leave, no lock held
+            while vfs.in_use(store.backend.key) and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
             async with self._lock:
                 if state is not None and not changed and reply.version == request.since \
                         and not reply.blocks:
@@ -158,15 +163,12 @@ class Pulling:
         connection stays inside a transaction for :data:`READER_WAIT` seconds: it
         would read pages of two versions."""
         store = self.db.store
-        key = store.backend.key
-        deadline = time.monotonic() + READER_WAIT
-        while vfs.in_use(key):
-            if time.monotonic() > deadline:
-                self.last_error = (
-                    "pull deferred: a db.connect() connection of this replica is inside a "
-                    "transaction (an open cursor or BEGIN); commit it or close the cursor")
-                return False
-            await asyncio.sleep(0.005)
+        if vfs.in_use(store.backend.key):  # (pull() waited for them, with no lock held)
+            self.deferred = True
+            self.last_error = (
+                "pull deferred: a db.connect() connection of this replica is inside a "
+                "transaction (an open cursor or BEGIN); commit it or close the cursor")
+            return False
         store.install(reply.blocks, reply.file_size)
         self.db.reload_after_install()
         await store.flush(extra=lambda version: {"replica": {

@@ -112,23 +112,27 @@ class Replica(ReplicaStatements, Pulling, Pushing):
                 "a replica starts from an empty store (open another name)")
         entries = sorted(await self.outbox.entries(), key=lambda e: e.get("at", 0))
         primary = state["db_id"] if state else None
-        foreign = [e for e in entries if e.get("db_id") not in (None, primary)]
+        # A write made before any pull carries no db_id, but the URL it was for.
+        foreign = [e for e in entries if e.get("db_id") not in (None, primary) or (
+            e.get("db_id") is None and e.get("url") not in (None, self.sync_url))]
         if foreign:
             raise ReplicaMismatchError(
                 f"the outbox {getattr(self.outbox, 'location', '')} holds {len(foreign)} "
-                f"waiting write(s) for primary {foreign[0]['db_id']}, but "
+                f"waiting write(s) for primary {foreign[0].get('db_id') or foreign[0].get('url')}, but "
                 f"{self.db.store.backend.location} follows "
                 f"{primary or 'none yet (a new store)'}: push them from the store they were "
                 "made in, or delete that outbox to drop them")
         self._queue = {e["id"]: e for e in entries}
         self._last_at = max([e.get("at", 0) for e in entries], default=0.0)
         async with self._lock:
+            if self._stopped:  # (a leader tab that stepped down meanwhile)
+                return
             async with self.db.turn():
                 conflicts = await self._settle_outbox()
             for entry, error in conflicts:
                 self._conflict(entry, error)
         await self.resolve_conflicts()
-        if not self.offline:
+        if not self.offline and not self._stopped:
             try:
                 if self._queue:
                     await self.push()
@@ -203,7 +207,9 @@ class Replica(ReplicaStatements, Pulling, Pushing):
                 if self._queue:
                     await self.push()
                 await self.pull(wait=min(self.sync_interval, MAX_WAIT))
-                continue
+                if not self.deferred:
+                    continue
+                self.deferred = False  # a connect() reader holds a transaction: later
             except asyncio.CancelledError:
                 raise
             except SyncError as exc:

@@ -73,6 +73,7 @@ class ReplicaStatements(ReplicaRefusals):
     send: Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
     _mark_online: Callable[..., None]
     replica_state: Callable[[], dict[str, Any] | None]
+    sync_url: str
 
     def _prepares_readonly(self, sql: str) -> bool | None:
         """SQLite's own answer (``sqlite3_stmt_readonly``), None if SQLite cannot
@@ -106,7 +107,7 @@ class ReplicaStatements(ReplicaRefusals):
         self._last_at = max(time.time(), self._last_at + 1e-6)
         state = self.replica_state()
         return {**new_entry(statements, self._last_at),
-                "db_id": state["db_id"] if state else None}
+                "db_id": state["db_id"] if state else None, "url": self.sync_url}
 
     async def write(self, statements: list[tuple[str, Any]]) -> list[Result]:
         """Apply ``statements`` as one transaction on the primary (or queue them);

@@ -432,3 +432,27 @@ async def test_a_replica_store_opened_without_sync_url_is_read_only(sync_server,
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         await plain.execute("INSERT INTO notes(body) VALUES ('would be lost')")
     await plain.close()
+
+
+async def test_a_read_only_replica_store_refuses_writes_through_connect_too(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    path = tmp_path / "d.dsdb"
+    db = await open_replica(sync_server, path)
+    await db.close()
+    plain = await datasync.open(str(path))
+    conn = plain.connect()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("INSERT INTO notes(body) VALUES ('lost')")
+    conn.close()
+    await plain.close()
+
+
+async def test_writes_made_before_any_pull_are_not_sent_to_another_database(
+        sync_server, tmp_path):
+    path = tmp_path / "d.dsdb"
+    db = await open_replica(sync_server, path, offline=True)
+    await db.execute("CREATE TABLE made_offline(x)")        # before any pull: no db_id
+    await db.close()
+    path.unlink()
+    with pytest.raises(datasync.ReplicaMismatchError):
+        await open_replica(sync_server, path, "other")

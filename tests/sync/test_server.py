@@ -196,8 +196,12 @@ def test_writes_that_would_outlive_their_transaction_are_refused(sync_server: Sy
     assert state(sync_server)[1] == [(1, "one")]
     assert not (sync_server.data_dir / "x.db").exists()
     assert push(sync_server, [write("seed", ("SELECT 1", []))]).json()["results"][0]["ok"]
-    settable = push(sync_server, [write("version", ("PRAGMA user_version = 7", []))])
-    assert "ok" in settable.json()["results"][0]
+    allowed = push(sync_server, [write("version", ("PRAGMA user_version = 7", [])),
+                                 write("info", ("PRAGMA table_info(t)", [])),
+                                 write("tvf", ("SELECT name FROM pragma_table_info('t')", []))])
+    assert ["ok" in r for r in allowed.json()["results"]] == [True, True, True], allowed.json()
+    refused = push(sync_server, [write("schema", ("PRAGMA schema_version = 1", []))])
+    assert refused.json()["results"][0]["error"][0] == "ConnectionPragmaError"
     # and the server still serves writes normally after every refusal
     assert "ok" in push(sync_server, [write("after", ("INSERT INTO t VALUES (9, 'n')", []))]
                         ).json()["results"][0]
