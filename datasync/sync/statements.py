@@ -14,7 +14,6 @@ offline path (durable outbox, then applied locally with its mark in
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -78,17 +77,7 @@ class ReplicaStatements(ReplicaRefusals):
     def _prepares_readonly(self, sql: str) -> bool | None:
         """SQLite's own answer (``sqlite3_stmt_readonly``), None if SQLite cannot
         prepare ``sql`` on the local copy (a syntax error, a table not pulled yet)."""
-        lib = capi.sqlite_library()
-        stmt = ctypes.c_void_p()
-        handle = getattr(self.db.connection, "handle", None)
-        rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
-        try:
-            if rc != 0 or not stmt.value:
-                return None
-            return bool(lib.sqlite3_stmt_readonly(stmt))
-        finally:
-            if stmt.value:
-                lib.sqlite3_finalize(stmt)
+        return capi.statement_readonly(self.db.connection.handle, sql)
 
     async def _is_read(self, sql: str) -> bool:
         """Whether ``sql`` only reads. One SQLite cannot prepare here is looked at

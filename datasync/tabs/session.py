@@ -30,7 +30,6 @@ Classification: see :mod:`datasync.tabs.classify`.
 """
 from __future__ import annotations
 
-import ctypes
 import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -134,18 +133,13 @@ class TabSession:
             self._cache.move_to_end(sql)
             return self._cache[sql]
         recording = self._recording = _Recording()
-        stmt = ctypes.c_void_p()
         try:
-            rc = self._lib.sqlite3_prepare_v2(self.handle, sql.encode(), -1,
-                                              ctypes.byref(stmt), None)
-            readonly = bool(stmt.value) and bool(self._lib.sqlite3_stmt_readonly(stmt))
+            readonly = capi.statement_readonly(self.handle, sql)  # None: not prepared
         finally:
             self._recording = None
-            if stmt.value:
-                self._lib.sqlite3_finalize(stmt)
         denied_pragma = any(a[0] == PRAGMA for a in recording.actions)
-        kind = kind_of(readonly, recording.actions) \
-            if denied_pragma or (rc == 0 and stmt.value) else None
+        kind = kind_of(bool(readonly), recording.actions) \
+            if denied_pragma or readonly is not None else None
         self._cache[sql] = kind
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)

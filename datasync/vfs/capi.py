@@ -231,6 +231,25 @@ def sqlite_library() -> ctypes.CDLL:
     return _LIB
 
 
+def statement_readonly(handle: int, sql: str) -> bool | None:
+    """Whether ``sql`` (its first statement) only reads, as SQLite prepares it on the
+    connection ``handle`` (``sqlite3_stmt_readonly``), without running it; None if
+    SQLite cannot prepare it there (a syntax error, a table it does not know). An
+    authorizer set on the connection sees the preparation.
+
+    Example: ``statement_readonly(conn.handle, "DELETE FROM t")  # False``"""
+    lib = sqlite_library()
+    stmt = c_void_p()
+    rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
+    try:
+        if rc != 0 or not stmt.value:
+            return None
+        return bool(lib.sqlite3_stmt_readonly(stmt))
+    finally:
+        if stmt.value:
+            lib.sqlite3_finalize(stmt)
+
+
 _DEFAULT_VFS: "sqlite3_vfs | None" = None
 
 
