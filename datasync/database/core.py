@@ -166,8 +166,10 @@ class DatabaseCore:
         """Seconds acknowledged changes are kept (None: forever)."""
         return self._cdc_retention
 
-    #: True: every connection of this database is ``query_only`` (set by
-    #: :func:`datasync.open` for a replica's store opened without ``sync_url``).
+    #: True: every :meth:`connect` connection is ``query_only``: set for a replica's
+    #: store (its writes go to the primary; a pull waits up to 2 s for such a reader
+    #: to leave its transaction, then defers), and opened without ``sync_url`` its
+    #: own connection is too (:func:`datasync.open`).
     read_only = False
 
     def on_close(self, wake: Callable[[], None]) -> Callable[[], None]:

@@ -64,6 +64,7 @@ async def open_replica(name: str, *, sync_url: str, auth_token: str | None = Non
             "cdc=True on a replica: its image is the primary's, so capture changes on the "
             "primary; a replica cannot add triggers of its own")
     db = await open_database(name, **options)
+    db.read_only = True  # its connect() connections: writes go through the replica
     try:
         transport = runtime.make_transport(base, auth_token)
     except BaseException:

@@ -244,12 +244,3 @@ class ReplicaStatements(ReplicaRefusals):
         """Queue the write in the durable outbox (applied locally now, pushed by the
         background sync or :meth:`push`)."""
         return (await self._write_offline(self._entry([(sql, params)])))[0]
-
-    def connect(self, **kwargs: Any) -> Any:
-        """Example: ``pandas.read_sql("SELECT * FROM t", db.connect())``: a read-only
-        (``query_only``) ``sqlite3.Connection`` on the local copy; a pull waits up to
-        2 s for it to leave a transaction, then defers."""
-        conn = self.db.connect(**kwargs)
-        conn.execute("PRAGMA query_only = ON")
-        return conn
-
