@@ -31,6 +31,16 @@ from .tiers import Tier, record_versions
 class Following:
     """Catch-up and reset of a :class:`~.store.BlockStore` (see the module docstring)."""
 
+    def _fork(self) -> None:
+        """Start a new generation of the history (under the store lock): connections
+        drop their cached pages and schema at their next lock (``StoreFile``,
+        ``DatabaseCore.turn``), and what was durable when the old one ended is kept,
+        so waits on its later commits learn they were dropped (see
+        ``durable_in_generation``)."""
+        store: Any = self
+        store._durable_by_generation[store._generation] = store.durable_seq
+        store._generation += 1
+
     async def discard_unflushed(self) -> None:
         """Forget every write not yet durable (a deposed leader's: nobody was told
         they were stored). Waits for a flush in flight first, so its failure cannot
@@ -39,10 +49,7 @@ class Following:
         while store._flush_done is not None:
             await asyncio.wait([store._flush_done])
         with store._flush_mutex, store._lock:
-            # What was durable when this generation ended (waits on later commits
-            # of it learn they were dropped: see durable_in_generation).
-            store._durable_by_generation[store._generation] = store.durable_seq
-            store._generation += 1
+            self._fork()
             store.durable_seq = store.commit_seq  # nothing left to wait for: dropped
             store._pending, store._committed, store._inflight = Tier(), Tier(), Tier()
             store._size = store._committed_size = store.meta.file_size
@@ -71,8 +78,9 @@ class Following:
         The history forks here (``generation`` moves on, as for a deposed leader), so
         every connection reloads its page cache and schema even when both images
         carry the same change counter; the flush that stores it counts it in
-        ``meta.extra["installs"]``, so a follower's :meth:`catch_up` forks too. Only with nothing unflushed and no write
-        transaction open (``UnflushedWritesError``): flush first, under the turn."""
+        ``meta.extra["installs"]``, so a follower's :meth:`catch_up` forks too. Only
+        with nothing unflushed and no write transaction open
+        (``UnflushedWritesError``): flush first, under the turn."""
         store: Any = self
         bs = store.block_size
         for idx, data in blocks.items():
@@ -83,8 +91,7 @@ class Following:
                 raise UnflushedWritesError(
                     f"{store.backend.location}: install() with unflushed writes; flush "
                     "first, with no write transaction open")
-            store._durable_by_generation[store._generation] = store.durable_seq
-            store._generation += 1
+            self._fork()
             store._installed = True
             self.truncate(min(file_size, store._size))  # type: ignore[attr-defined]
             for idx in sorted(blocks):
@@ -149,8 +156,7 @@ class Following:
             if meta.extra.get(INSTALLS) != store.meta.extra.get(INSTALLS):
                 # The writer installed another image (a replica's pull): a fork, so
                 # connections drop cached pages even under an equal change counter.
-                store._durable_by_generation[store._generation] = store.durable_seq
-                store._generation += 1
+                self._fork()
             store.meta = meta
             # store.epoch (what our flushes claim) stays: only a new leadership
             # raises it, so a deposed writer that caught up is still refused.
