@@ -22,7 +22,15 @@ from .replica import Replica, split_sync_url
 SYNC_OPTIONS = ("sync_url", "auth_token", "sync_interval", "offline", "on_conflict")
 
 
-def check_sync_options(options: dict[str, Any]) -> None:
+def check_sync_options(options: dict[str, Any], local: dict[str, Any] | None = None) -> None:
+    """Refuse (InvalidOptionError) a replica option with a wrong value, or a local
+    store option (``local``: the others of :func:`datasync.open`) a replica cannot
+    take: ``cdc=True`` (capture changes on the primary; a replica's image is the
+    primary's, so it cannot add triggers of its own)."""
+    if (local or {}).get("cdc"):
+        raise InvalidOptionError(
+            "cdc=True on a replica: its image is the primary's, so capture changes on the "
+            "primary; a replica cannot add triggers of its own")
     split_sync_url(options["sync_url"])
     token = options.get("auth_token")
     if token is not None and not isinstance(token, str):
@@ -57,12 +65,8 @@ async def open_replica(name: str, *, sync_url: str, auth_token: str | None = Non
     primary); an unreachable server is not an error (``sync_status()["online"]``)."""
     check_sync_options({"sync_url": sync_url, "auth_token": auth_token,
                         "sync_interval": sync_interval, "offline": offline,
-                        "on_conflict": on_conflict})
+                        "on_conflict": on_conflict}, options)
     base, remote = split_sync_url(sync_url)
-    if options.get("cdc"):
-        raise InvalidOptionError(
-            "cdc=True on a replica: its image is the primary's, so capture changes on the "
-            "primary; a replica cannot add triggers of its own")
     db = await open_database(name, **options)
     db.read_only = True  # its connect() connections: writes go through the replica
     try:

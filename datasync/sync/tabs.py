@@ -33,7 +33,6 @@ from typing import Any
 
 from ..errors import (
     DeposedLeaderError,
-    InvalidOptionError,
     LeaderUnavailableError,
     ReplicaWriteError,
 )
@@ -269,11 +268,7 @@ async def open_replica_tab(name: str, *, sync: dict[str, Any], locks: Any, chann
     from .opening import check_sync_options
     from .replica import split_sync_url
 
-    check_sync_options(sync)
-    if options.get("cdc"):
-        raise InvalidOptionError(
-            "cdc=True on a replica: its image is the primary's, so capture changes on the "
-            "primary; a replica cannot add triggers of its own")
+    check_sync_options(sync, options)
     _base, remote = split_sync_url(sync["sync_url"])
     interval = float(sync.get("sync_interval", 5.0) or 0.0)
 

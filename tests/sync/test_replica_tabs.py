@@ -29,7 +29,7 @@ class Tabs:
         self.locks, self.hub = FakeLocks(), FakeBroadcast(max_delay=0.002)
         self.tabs = {}
 
-    async def open(self, tab, **sync):
+    async def open(self, tab, options=None, **sync):
         url = f"{self.server.url}/{self.database}"
         base, _ = split_sync_url(url)
         token = self.server.token(self.database)
@@ -43,7 +43,7 @@ class Tabs:
             self.name, sync={"sync_url": url, "auth_token": token, "sync_interval": 0.3, **sync},
             locks=self.locks.for_tab(tab), channel=self.hub.channel(tab),
             make_engine_parts=parts, backend=MemoryBackend(self.name, instance=tab),
-            tab_id=tab, write_timeout=20)
+            tab_id=tab, write_timeout=20, **(options or {}))
         self.tabs[tab] = db
         return db
 
@@ -171,4 +171,15 @@ async def test_a_follower_write_resent_to_a_new_leader_is_applied_once(sync_serv
     await asyncio.wait_for(writing, 30)      # f leads now, and answered itself
     assert [r["body"] for r in await f.query("SELECT body FROM notes")] == ["once"]
     assert await primary_rows(sync_server, tmp_path) == ["once"]
+    await tabs.close()
+
+
+async def test_a_replica_alone_or_shared_by_tabs_refuses_cdc(sync_server, tmp_path):
+    with pytest.raises(datasync.InvalidOptionError, match="capture changes on the primary"):
+        await datasync.open(str(tmp_path / "d.dsdb"), sync_url=f"{sync_server.url}/notes",
+                            auth_token=sync_server.token("notes"), cdc=True)
+    assert not (tmp_path / "d.dsdb").exists()       # refused before anything was made
+    tabs = Tabs(sync_server)
+    with pytest.raises(datasync.InvalidOptionError, match="capture changes on the primary"):
+        await tabs.open("a", {"cdc": True})
     await tabs.close()
