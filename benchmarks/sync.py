@@ -135,11 +135,17 @@ async def run(args: argparse.Namespace, server: Server, tmp: str) -> dict[str, o
     await writer.executemany("INSERT INTO notes(body) VALUES (?)",
                              [(f"bulk {i} " + secrets.token_hex(40),) for i in range(args.rows)])
     image = len(await writer.export())
-    t0 = time.perf_counter()
-    fresh = await replica("fresh")
-    boot_time = time.perf_counter() - t0
-    boot_bytes = fresh.transport.counters["bytes_received"]
-    await fresh.close()
+
+    async def bootstrap(label: str) -> tuple[float, int]:
+        """A new replica's open (its first pull): seconds, and bytes received."""
+        t0 = time.perf_counter()
+        fresh = await replica(label)
+        seconds = time.perf_counter() - t0
+        received = fresh.transport.counters["bytes_received"]
+        await fresh.close()
+        return seconds, received
+
+    boot_time, boot_bytes = await bootstrap("fresh")
 
     # catch-up of N commits made while a replica was closed
     lagging = await replica("lagging")
@@ -156,11 +162,7 @@ async def run(args: argparse.Namespace, server: Server, tmp: str) -> dict[str, o
     catch_bytes = lagging.transport.counters["bytes_received"]
     await lagging.close()
     image_after = len(await writer.export())
-    t0 = time.perf_counter()
-    again = await replica("again")
-    boot2_time = time.perf_counter() - t0
-    boot2_bytes = again.transport.counters["bytes_received"]
-    await again.close()
+    boot2_time, boot2_bytes = await bootstrap("again")
     await writer.close()
     return {
         "commits": args.commits, "rows": args.rows, "catch_up": args.catch_up,

@@ -74,12 +74,9 @@ class Pulling:
     async def _local_changes(self, state: dict[str, Any] | None) -> list[int]:
         """Blocks the replica changed itself since the image was installed."""
         store = self.db.store
-        installed_at = int(state["installed_at"]) if state else 0
-        if state is None:
-            return []
-        if store.meta.version <= installed_at:
-            return []
-        _meta, records = await store.backend.changed_since(MAIN, installed_at)
+        if state is None or store.meta.version <= int(state["installed_at"]):
+            return []  # (no flush since the install: nothing of ours)
+        _meta, records = await store.backend.changed_since(MAIN, int(state["installed_at"]))
         return sorted(records)
 
     async def pull(self, *, wait: float = 0.0) -> int:
