@@ -33,7 +33,6 @@ from typing import Any
 
 from ..errors import (
     DeposedLeaderError,
-    LeaderUnavailableError,
     ReplicaWriteError,
 )
 from ..tabs import SharedDatabase
@@ -193,31 +192,12 @@ class ReplicaTab(ReplicaRefusals, SharedDatabase):
         Returns ``{value, version}``: what ``op`` returned, and the leader's local
         version after it."""
         call_id = uuid.uuid4().hex
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = fut
-        deadline = time.monotonic() + self.write_timeout
-        try:
-            while not fut.done():
-                self._check_open()
-                if self.is_leader:
-                    return {"value": await getattr(self, op)(), "version": self.version}
-                if time.monotonic() > deadline:
-                    raise LeaderUnavailableError(
-                        f"no leader of {self.name!r} answered {op}() within "
-                        f"{self.write_timeout} s")
-                if self.leader_id is None:
-                    self._post({"t": "who", "tab": self.tab_id})
-                else:
-                    self._post({"t": "sync-call", "id": call_id, "op": op,
-                                "tab": self.tab_id, "to": self.leader_id})
-                self._leader_changed.clear()
-                waiters = [fut, asyncio.ensure_future(self._leader_changed.wait())]
-                await asyncio.wait(waiters, timeout=self.resend_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                waiters[1].cancel()
-            reply = fut.result()
-        finally:
-            self._pending.pop(call_id, None)
+        reply = await self._ask_leader(
+            call_id, lambda: {"t": "sync-call", "id": call_id, "op": op,
+                              "tab": self.tab_id, "to": self.leader_id},
+            time.monotonic() + self.write_timeout, f"{op}() was not run")
+        if reply is None:  # this tab leads now: it runs op itself
+            return {"value": await getattr(self, op)(), "version": self.version}
         if "error" in reply:
             raise rebuild_error(*reply["error"])
         return reply

@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..cdc.connection import split_script
@@ -158,9 +158,23 @@ class Forwarding:
 
     async def _forward(self, req_id: str, stmts: list[tuple[str, Any]],
                        deadline: float) -> dict[str, Any] | None:
+        return await self._ask_leader(
+            req_id, lambda: {"t": "write", "id": req_id, "tab": self.tab_id,
+                             "to": self.leader_id, "stmts": [[s, p] for s, p in stmts],
+                             "state": self._session.state.to_wire(),
+                             "pragmas": self._write_pragmas},
+            deadline, "the write was not applied (it is safe to retry)")
+
+    async def _ask_leader(self, key: str, message: Callable[[], dict[str, Any]],
+                          deadline: float, not_done: str) -> dict[str, Any] | None:
+        """Post ``message()`` to the leader until its answer for ``key`` arrives (in
+        ``_pending``), again each ``resend_interval`` and whenever leadership moves;
+        returns it, or None once this tab leads (the caller does it itself). Raises
+        LeaderUnavailableError (``not_done`` says what that left undone) at
+        ``deadline`` (``time.monotonic()``)."""
         loop = asyncio.get_running_loop()
-        fut = self._pending.get(req_id) or loop.create_future()
-        self._pending[req_id] = fut
+        fut = self._pending.get(key) or loop.create_future()
+        self._pending[key] = fut
         try:
             while not fut.done():
                 self._check_open()  # closed while waiting: close() answered it
@@ -169,14 +183,11 @@ class Forwarding:
                 if time.monotonic() > deadline:
                     raise LeaderUnavailableError(
                         f"no leader of {self.name!r} answered within {self.write_timeout} s; "
-                        "the write was not applied (it is safe to retry)")
+                        f"{not_done}")
                 if self.leader_id is None:
                     self._post({"t": "who", "tab": self.tab_id})
                 else:
-                    self._post({"t": "write", "id": req_id, "tab": self.tab_id,
-                                "to": self.leader_id, "stmts": [[s, p] for s, p in stmts],
-                                "state": self._session.state.to_wire(),
-                                "pragmas": self._write_pragmas})
+                    self._post(message())
                 self._leader_changed.clear()
                 waiters = [fut, asyncio.ensure_future(self._leader_changed.wait())]
                 await asyncio.wait(waiters, timeout=self.resend_interval,
@@ -184,4 +195,4 @@ class Forwarding:
                 waiters[1].cancel()
             return fut.result()
         finally:
-            self._pending.pop(req_id, None)
+            self._pending.pop(key, None)
