@@ -5,7 +5,7 @@
 # it, the npm packages, and builds web/ (which fetches the micropip and packaging wheels
 # into build/wheels/). Every other target then runs offline, with .venv's Python.
 # Another interpreter: `make test PYTHON=python3` (it must have what `make install` puts
-# in .venv: datasync editable with [test,crypto,server,sync], Playwright, setuptools).
+# in .venv: datasync editable with [test,crypto,server,sync,postgres], Playwright, setuptools).
 VENV ?= .venv
 BOOTSTRAP_PYTHON ?= python3
 PYTHON ?= $(VENV)/bin/python
@@ -19,14 +19,26 @@ BUILD_BACKEND = setuptools>=77
 PORT ?= 8000
 NPM_FLAGS = --no-audit --no-fund --loglevel=error
 
-.PHONY: install venv python test test-fast example bench bench-browser bench-sync clean distclean npm web demo
+.PHONY: install postgres venv python test test-fast example bench bench-browser bench-sync clean distclean npm web demo
 
-install: venv       ## everything, downloaded once: Python packages, npm packages, web/
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync]" \
+install: venv postgres  ## everything, downloaded once: Python packages, npm packages, web/
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync,postgres]" \
 	    "$(PLAYWRIGHT)" "$(BUILD_BACKEND)"
 	@$(MAKE) --no-print-directory npm
 	$(PYTHON) -m datasync build
 	$(PYTHON) tests/browser/pyodide_page.py >/dev/null   # wheels pytest needs in Pyodide
+
+# PostgreSQL 15 from Debian's packages, for the postgres backend's tests: they start
+# throw-away clusters with its initdb and pg_ctl (tests/pg_cluster.py), so the
+# package's own cluster is not used. Installed only when missing.
+PG_BIN ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin))
+postgres:           ## Debian's PostgreSQL server binaries (initdb, pg_ctl), if missing
+	@if [ -z "$(PG_BIN)" ] && ! command -v pg_ctl >/dev/null 2>&1; then \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    echo "installing postgresql-15 (apt)"; \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        $$sudo apt-get install -y -qq postgresql-15 >/dev/null; \
+	fi
 
 # .venv/ is made only when PYTHON is .venv's (the default), and only once.
 ifeq ($(PYTHON),$(VENV)/bin/python)

@@ -81,6 +81,13 @@ class BackendError(DatasyncError):
     Blocks that were being flushed stay dirty and are retried by the next flush."""
 
 
+class VersionConflictError(BackendError):
+    """A flush was built on a version that is no longer the stored one: another
+    writer (a server process sharing a PostgreSQL primary, say) flushed first. The
+    flush stored nothing; drop what was not durable (``discard_unflushed``), load the
+    other writer's version (``catch_up``) and apply the write again."""
+
+
 class DeposedLeaderError(BackendError):
     """This tab was the leader but another tab took over (a higher epoch is stored):
     its flush is refused so it can never overwrite newer data."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from helpers import backend_kind, db_name, make_backend, run  # noqa: F401  (fixtures)
+from helpers import backend_kind, db_name, make_backend, pg_cluster, pg_dsn, run  # noqa: F401  (fixtures)
 
 
 def _each_call_in_its_own_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

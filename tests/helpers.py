@@ -66,6 +66,34 @@ class BackendFactory(Protocol):
     def __call__(self, name: str = "db") -> Backend: ...
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throw-away PostgreSQL cluster of this test process (``pg_cluster.py``),
+    started at first use and destroyed at the end. Where PostgreSQL is not installed
+    the test is skipped, saying so, unless ``DATASYNC_REQUIRE_POSTGRES`` is set (CI
+    sets it: there a missing PostgreSQL fails)."""
+    import tempfile
+
+    from pg_cluster import MISSING, PgCluster, find_bin_dir
+
+    if IN_PYODIDE or find_bin_dir() is None:
+        if os.environ.get("DATASYNC_REQUIRE_POSTGRES") and not IN_PYODIDE:
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    cluster = PgCluster(tempfile.mkdtemp(prefix="datasync-pg-"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_cluster: Any) -> str:
+    """The connection string of :func:`pg_cluster` (``postgresql://...``)."""
+    return str(pg_cluster.dsn)
+
+
 def backend_of(kind: str, name: str, directory: Path) -> Backend:
     """A backend of ``kind`` (one of :data:`BACKENDS`) for the store ``name`` (a file
     in ``directory`` for sqlitefile), not opened yet."""

@@ -31,7 +31,7 @@ import abc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..errors import AsyncOnlyError, BackendError, DeposedLeaderError, InvalidOptionError
+from ..errors import AsyncOnlyError, DeposedLeaderError, InvalidOptionError, VersionConflictError
 from ..format import MAIN, Flush, Meta, Record
 
 T = TypeVar("T")
@@ -90,8 +90,9 @@ class Backend(abc.ABC):
         """Apply ``flush`` in ONE atomic transaction, all of it or none:
 
         1. refuse a stale writer (:func:`check_writer`): ``DeposedLeaderError`` if
-           the stored epoch is higher than ``flush.meta.epoch``; ``BackendError`` if
-           the stored version is not ``flush.base_version``;
+           the stored epoch is higher than ``flush.meta.epoch``;
+           ``VersionConflictError`` (a ``BackendError``) if the stored version is
+           not ``flush.base_version``;
         2. delete the records at index ``>= flush.meta.block_count``;
         3. store ``flush.blocks`` and the new metadata;
         4. a :class:`KeepsHistory` backend applies :func:`.history.write_history`.
@@ -164,7 +165,7 @@ def check_writer(stored: Meta, flush: Flush, location: str) -> None:
             f"{location} belongs to leadership epoch {stored.epoch}; this writer's epoch "
             f"{flush.meta.epoch} was deposed, so its flush is refused")
     if stored.version != flush.base_version:
-        raise BackendError(
+        raise VersionConflictError(
             f"{location} is at version {stored.version}, not {flush.base_version}: "
             "another writer flushed first")
 

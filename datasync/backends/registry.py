@@ -7,7 +7,9 @@ Example::
     backend = make_backend("scratch", "memory")
 
 ``memory`` and ``sqlitefile`` are built in; ``indexeddb`` (Pyodide) is made by
-:mod:`datasync.browser`, imported only when asked for.
+:mod:`datasync.browser`, imported only when asked for; ``postgres`` connects to the
+database ``$DATASYNC_POSTGRES`` names (a libpq connection string; unset: the libpq
+environment, PGHOST...), store ``name`` in it.
 """
 from __future__ import annotations
 
@@ -50,8 +52,16 @@ def _indexeddb(name: str, options: BackendOptions) -> Backend:
                             sharing="tabs" if options.tabs else "alone")
 
 
+def _postgres(name: str, options: BackendOptions) -> Backend:
+    import os
+
+    from .postgres import PostgresBackend  # needs psycopg: the [postgres] extra
+
+    return PostgresBackend(os.environ.get("DATASYNC_POSTGRES", ""), name)
+
+
 _FACTORIES: dict[str, Factory] = {"memory": _memory, "sqlitefile": _sqlitefile,
-                                  "indexeddb": _indexeddb}
+                                  "indexeddb": _indexeddb, "postgres": _postgres}
 
 
 def register_backend(kind: str, factory: Factory) -> None:

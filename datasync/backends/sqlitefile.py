@@ -12,13 +12,10 @@ lock while open, so a second process cannot write the same store at once.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import (
     BackendError,
@@ -32,10 +29,10 @@ from ..errors import (
 from ..format import MAIN, Flush, Meta, Record
 from .contract import KeepsHistory, SyncReads, check_writer
 from .history import Superseded, records_as_of, write_history
+from .serialized import serialized
 
 #: ``PRAGMA application_id`` of a datasync store file ("DSyn").
 APPLICATION_ID = 0x4453796E
-F = TypeVar("F", bound=Callable[..., Any])
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,25 +63,6 @@ class StoreConnection(sqlite3.Connection):
     these open until the stores are flushed and closed)."""
 
     backend_own = True
-
-
-def _serialized(method: F) -> F:
-    """Run the method holding the backend's lock: its one SQLite connection is used
-    by whichever thread flushes or reads on demand, and a transaction must not
-    interleave with another thread's statements. (Innermost in the lock order; the
-    coroutines of this backend never suspend, so holding it across them is safe.)"""
-    if inspect.iscoroutinefunction(method):
-        @functools.wraps(method)
-        async def run_async(self: "SqliteFileBackend", *args: Any, **kwargs: Any) -> Any:
-            with self._io:
-                return await method(self, *args, **kwargs)
-        return run_async  # type: ignore[return-value]
-
-    @functools.wraps(method)
-    def run(self: "SqliteFileBackend", *args: Any, **kwargs: Any) -> Any:
-        with self._io:
-            return method(self, *args, **kwargs)
-    return run  # type: ignore[return-value]
 
 
 def _page_size_for(block_size: int) -> int:
@@ -211,7 +189,7 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
         return self._conn
 
     # -- reading -----------------------------------------------------------------
-    @_serialized
+    @serialized
     def read_block(self, file: str, index: int) -> Record | None:
         row = self._db().execute(
             "SELECT version, checksum, data FROM blocks WHERE file=? AND idx=?",
@@ -219,19 +197,19 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
         ).fetchone()
         return None if row is None else Record(*row)
 
-    @_serialized
+    @serialized
     async def read_all(self, file: str = MAIN) -> dict[int, Record]:
         rows = self._db().execute(
             "SELECT idx, version, checksum, data FROM blocks WHERE file=?", (file,)
         )
         return {idx: Record(v, c, d) for idx, v, c, d in rows}
 
-    @_serialized
+    @serialized
     async def read_versions(self, file: str = MAIN) -> dict[int, int]:
         return dict(self._db().execute(
             "SELECT idx, version FROM blocks WHERE file=?", (file,)).fetchall())
 
-    @_serialized
+    @serialized
     async def changed_since(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
@@ -246,7 +224,7 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
             db.execute("COMMIT")
 
     # -- writing -----------------------------------------------------------------
-    @_serialized
+    @serialized
     async def write(self, flush: Flush) -> None:
         db = self._db()
         try:
@@ -296,13 +274,13 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
         self._fault("meta", flush.meta.version)
         db.execute("UPDATE meta SET value=? WHERE key='meta'", (flush.meta.to_json(),))
 
-    @_serialized
+    @serialized
     async def retained(self, file: str = MAIN) -> list[Meta]:
         rows = self._db().execute("SELECT meta FROM versions ORDER BY version").fetchall()
         return [*(Meta.from_json(text, where=self.location) for (text,) in rows),
                 self._stored_meta(self._db())]
 
-    @_serialized
+    @serialized
     async def read_as_of(self, file: str, version: int) -> tuple[Meta, dict[int, Record]]:
         db = self._db()
         db.execute("BEGIN")
@@ -326,7 +304,7 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
             db.execute("COMMIT")
         return meta, records_as_of(meta, current, history, where=self.location)
 
-    @_serialized
+    @serialized
     async def scrub(self) -> None:
         """Rebuild the file (VACUUM: no free page keeps old bytes) and empty the WAL."""
         db = self._db()
@@ -337,7 +315,7 @@ class SqliteFileBackend(SyncReads, KeepsHistory):
             raise BackendError(f"scrubbing {self.location} failed: {exc}") from exc
 
     # -- lifecycle ---------------------------------------------------------------
-    @_serialized
+    @serialized
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

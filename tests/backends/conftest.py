@@ -5,7 +5,9 @@ sqlitefile natively, IndexedDB too in Pyodide) or one wrapped so that it takes
 another path through a capability: ``<kind>+sent-history`` is the backend behind
 :class:`helpers.AsyncSentHistory`, a :class:`~datasync.backends.HistoryFromStore`
 whose history is what the flush carries (``Flush.history``), kept by the inner
-backend's ``keep_sent`` instead of read inside its transaction.
+backend's ``keep_sent`` instead of read inside its transaction. Natively,
+``postgres`` runs on a throw-away PostgreSQL cluster this test process starts
+(``helpers.pg_cluster``: skipped, saying why, where PostgreSQL is not installed).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from datasync.backends import Backend
 #: (flushes that put whole segments at once, compactions) that 1024-block
 #: segments only reach in megabytes.
 VARIANTS = [*BACKENDS, "memory+sent-history", "sqlitefile+sent-history",
-            *(["indexeddb+small-segments"] if "indexeddb" in BACKENDS else [])]
+            *(["indexeddb+small-segments"] if "indexeddb" in BACKENDS else
+              ["postgres", "postgres+sent-history"])]
 _stores = itertools.count()
 
 
@@ -34,7 +37,8 @@ def variant(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def new_backend(variant: str, tmp_path: Path) -> Iterator[BackendFactory]:
+def new_backend(variant: str, tmp_path: Path,
+                request: pytest.FixtureRequest) -> Iterator[BackendFactory]:
     """``new_backend(name)``: a backend of this variant, not opened yet; the same name
     gives another backend of the same store. Every store made is destroyed after
     the test (IndexedDB's outlive the page otherwise)."""
@@ -48,6 +52,10 @@ def new_backend(variant: str, tmp_path: Path) -> Iterator[BackendFactory]:
 
             backend: Backend = IndexedDBBackend(f"{prefix}-{name}", segment_bytes=8 * 512,
                                                 compact_threshold=4)
+        elif kind == "postgres":  # a cluster of this test process (helpers.pg_cluster)
+            from datasync.backends.postgres import PostgresBackend
+
+            backend = PostgresBackend(request.getfixturevalue("pg_dsn"), f"{prefix}-{name}")
         else:
             backend = backend_of(kind, f"{prefix}-{name}", tmp_path)
         if wrapper == "sent-history":
