@@ -3,6 +3,7 @@
 Example::
 
     app = create_app("/srv/datasync", load_secret(None), allow_origins=["https://app.example"])
+    app = create_app(PostgresPlace("postgresql://sync@db/app"), load_secret(None))
     uvicorn.run(app, host="127.0.0.1", port=8765)
     # or, for any ASGI server: uvicorn --factory datasync.server:app_from_env
 
@@ -44,6 +45,7 @@ from ..errors import (
 )
 from ..sync import protocol
 from .auth import check_token
+from .places import FilePlace, PostgresPlace
 from .primaries import DEFAULT_APPLIED_RETENTION, Primaries
 
 _log = logging.getLogger("datasync.server")
@@ -60,10 +62,13 @@ _DRAIN_LIMIT = 16 * 1024 * 1024
 Handler = Callable[[Primaries, str, Any], Awaitable[Response]]
 
 
-def create_app(data_dir: str, secret: str, *, max_body: int = protocol.DEFAULT_MAX_BODY,
+def create_app(place: str | FilePlace | PostgresPlace, secret: str, *,
+               max_body: int = protocol.DEFAULT_MAX_BODY,
                allow_origins: Sequence[str] = (),
                applied_retention: float = DEFAULT_APPLIED_RETENTION) -> Starlette:
-    """The sync server as an ASGI app, its primaries under ``data_dir``.
+    """The sync server as an ASGI app, its primaries in ``place``: a directory, or a
+    :class:`~.places.PostgresPlace` (then any number of these apps, in as many
+    processes, may serve the same databases).
 
     Example: ``app = create_app("data", secret, max_body=1 << 20)``
 
@@ -73,7 +78,7 @@ def create_app(data_dir: str, secret: str, *, max_body: int = protocol.DEFAULT_M
     ``Authorization`` header); ``applied_retention``: seconds applied write ids are
     remembered. Replies are gzip-compressed for clients that accept it. The
     primaries are opened on first use and closed when the app's lifespan ends."""
-    primaries = Primaries(data_dir, applied_retention=applied_retention)
+    primaries = Primaries(place, applied_retention=applied_retention)
 
     def route(path: str, method: str, handler: Handler, *, write: bool,
               body: bool) -> Route:
@@ -107,7 +112,7 @@ async def _answer(request: Request, primaries: Primaries, secret: str, handler: 
     """The error boundary: name, token, body, then the handler."""
     name = request.path_params["name"]
     try:
-        primaries.path_of(name)
+        primaries.check_name(name)
         check_token(secret, request.headers.get("authorization"), name, write=write)
     except DatasyncError as exc:
         return _error(exc)

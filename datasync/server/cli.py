@@ -6,6 +6,7 @@ Example::
     python -m datasync token --database notes --expires 86400      # prints the token
     python -m datasync server --data /srv/datasync --port 8765 \\
         --allow-origin https://app.example.com
+    python -m datasync server --postgres postgresql://sync@db.internal/app --port 8765
 
 Hooked into :mod:`datasync.tools.cli` as ``build``/``serve`` are: it calls
 :func:`add_subcommands` on its subparsers and :func:`run_subcommand` with the parsed
@@ -31,8 +32,13 @@ def add_subcommands(subparsers: Any) -> None:
     """``add_subcommands(parser.add_subparsers(dest="command"))``: add ``server``
     and ``token`` to an argparse subparsers object."""
     s = subparsers.add_parser("server", help="run the sync server (primary databases)")
-    s.add_argument("--data", required=True, metavar="DIR",
-                   help="directory of the primary databases (NAME.dsdb each)")
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR",
+                       help="directory of the primary databases (NAME.dsdb each); this "
+                       "process is their only server")
+    where.add_argument("--postgres", metavar="DSN",
+                       help="PostgreSQL database of the primaries (a libpq connection "
+                       "string or URL); any number of server processes may share it")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     s.add_argument("--secret-file", metavar="F",
@@ -66,33 +72,45 @@ def run_subcommand(args: argparse.Namespace) -> int | None:
             return 0
         if args.max_body <= 0:
             raise InvalidOptionError(f"--max-body {args.max_body}: use a number of bytes > 0")
-        return serve(args.data, secret, host=args.host, port=args.port,
-                     max_body=args.max_body, allow_origins=args.allow_origin)
+        return serve(_place(args.data, args.postgres), secret, host=args.host,
+                     port=args.port, max_body=args.max_body, allow_origins=args.allow_origin)
     except (OSError, DatasyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def serve(data_dir: str, secret: str, *, host: str = "127.0.0.1", port: int = 8765,
+def _place(data: str | None, postgres: str | None) -> Any:
+    from .places import FilePlace, PostgresPlace
+
+    if postgres is not None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise InvalidOptionError(
+                "--postgres needs psycopg 3: pip install 'datasync[postgres]'") from None
+        return PostgresPlace(postgres)
+    return FilePlace(data or ".")
+
+
+def serve(place: Any, secret: str, *, host: str = "127.0.0.1", port: int = 8765,
           max_body: int = DEFAULT_MAX_BODY, allow_origins: list[str] | None = None) -> int:
     """Run the server until SIGTERM or SIGINT; returns the exit status.
 
-    Example: ``serve("data", secret, port=0)``
+    Example: ``serve("data", secret, port=0)``  (``place``: a directory, or a
+    :class:`~.places.PostgresPlace`)
 
-    Prints ``datasync sync server on http://HOST:PORT (data DIR)`` to stderr once
-    listening. On a signal it answers pending long polls at once, finishes the
+    Prints ``datasync sync server on http://HOST:PORT (data DIR)`` (or ``(postgres
+    HOST:PORT/DB)``) to stderr once listening. On a signal it answers pending long polls at once, finishes the
     requests in flight (at most :data:`GRACE` seconds), then closes the primaries."""
-    import os
-
     import uvicorn
 
     from .app import create_app
 
-    app = create_app(data_dir, secret, max_body=max_body, allow_origins=allow_origins or ())
+    app = create_app(place, secret, max_body=max_body, allow_origins=allow_origins or ())
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, lifespan="on",
                             timeout_graceful_shutdown=GRACE)
-    server = _server(config, os.path.abspath(data_dir))
+    server = _server(config, app.state.primaries.place.describe())
     server.run()
     return 0 if server.started else 1
 
@@ -101,7 +119,7 @@ def serve(data_dir: str, secret: str, *, host: str = "127.0.0.1", port: int = 87
 GRACE = 10
 
 
-def _server(config: Any, data_dir: str) -> Any:
+def _server(config: Any, where: str) -> Any:
     """uvicorn's Server, announcing itself once listening and waking long polls at
     a shutdown signal (defined here: uvicorn is imported only to serve)."""
     import uvicorn
@@ -115,7 +133,7 @@ def _server(config: Any, data_dir: str) -> Any:
             if self.should_exit or not self.servers:
                 return
             host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(f"datasync sync server on http://{host}:{port} (data {data_dir})",
+            print(f"datasync sync server on http://{host}:{port} ({where})",
                   file=sys.stderr, flush=True)
 
         def handle_exit(self, sig: int, frame: Any) -> None:

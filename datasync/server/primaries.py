@@ -2,20 +2,28 @@
 
 Example::
 
-    primaries = Primaries("/srv/datasync")
+    primaries = Primaries("/srv/datasync")       # or Primaries(PostgresPlace(dsn))
     version, results = await primaries.push("notes", check_push_request(body))
     reply = await primaries.pull("notes", PullRequest(since=0))   # a bootstrap
     await primaries.close()
 
-Each database ``NAME`` (:data:`~datasync.sync.protocol.NAME_PATTERN`) is the store
-``DIR/NAME.dsdb``, opened on first use with ``durability="strict"`` and kept open
-until :meth:`Primaries.close`. The server is its only writer.
+Each database ``NAME`` (:data:`~datasync.sync.protocol.NAME_PATTERN`) is a store of
+the server's *place* (:mod:`.places`): ``DIR/NAME.dsdb``, written by this process
+alone, or the store ``NAME`` in PostgreSQL, written by every server process that
+serves it. It is opened on first use with ``durability="strict"`` and kept open
+until :meth:`Primaries.close`; a shared one is checked against the stored version
+before each use (``place.fresh``), and a write whose flush loses the version race
+to another process is applied again on the winner's version, at most
+:data:`RACE_ATTEMPTS` times (then 503: the replica sends it again later).
 
 Exactly once: each write runs in its own transaction, which first looks its id up
 in ``_datasync_applied`` (the table the multi-tab leader uses, same shape) and
 answers from the stored outcome, else runs the statements in a savepoint and
 records the id with its outcome (results, or the error that rolled them back) in
 the same transaction. A push is answered once all its writes are durable.
+Because the id and the write's changes are flushed together (one PostgreSQL
+transaction, for a shared place), a write applied by another process is found by
+its id once this one has loaded that version, and is never applied twice.
 Records older than ``applied_retention`` seconds (30 days by default) are pruned
 at most every ``prune_interval`` seconds: a replica that lost the reply to a push
 and resends it after longer than that gets its write applied a second time.
@@ -25,30 +33,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
+import random
 import sqlite3
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
-from .. import open as open_database
 from ..database import Database
 from ..errors import (
     ConnectionPragmaError,
     DatabaseClosedError,
+    DeposedLeaderError,
     LocalObjectError,
     ReplicaMismatchError,
-    SyncRequestError,
+    SyncUnavailableError,
     TransactionStatementError,
+    VersionConflictError,
 )
-from ..sync.protocol import NAME_PATTERN, PullReply, PullRequest, Status, Write
+from ..sync.protocol import PullReply, PullRequest, Status, Write
 from ..tabs.wire import APPLIED_TABLE, decode_params, result_to_wire
+from .places import FilePlace, PostgresPlace, check_name
+
+T = TypeVar("T")
 
 APPLIED_DDL = (f"CREATE TABLE IF NOT EXISTS {APPLIED_TABLE}"
                "(id TEXT PRIMARY KEY, result TEXT NOT NULL, at REAL NOT NULL)")
 #: Default seconds an applied write's id is remembered (30 days).
 DEFAULT_APPLIED_RETENTION = 30 * 86400.0
-STORE_SUFFIX = ".dsdb"
+#: Times a write (or a pull) of a shared primary is tried on fresh state when
+#: other processes keep committing first.
+RACE_ATTEMPTS = 30
 #: SQLite primary result codes that are the server's trouble, not the write's:
 #: BUSY, LOCKED, NOMEM, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
 _SERVER_FAULTS = frozenset({5, 6, 7, 9, 10, 11, 13, 14, 15, 26})
@@ -124,48 +138,71 @@ class _Primary:
 
 
 class Primaries:
-    """The primary databases under ``data_dir`` (see the module docstring).
+    """The primary databases of one place (see the module docstring).
 
     Example: ``primaries = Primaries("/srv/datasync", applied_retention=7 * 86400)``
 
-    ``applied_retention``: seconds an applied write's id is remembered;
-    ``prune_interval``: seconds between prunes of older ones (per database)."""
+    ``place``: a directory (:class:`~.places.FilePlace`) or a place object
+    (:class:`~.places.PostgresPlace`); ``applied_retention``: seconds an applied
+    write's id is remembered; ``prune_interval``: seconds between prunes of older
+    ones (per database)."""
 
-    def __init__(self, data_dir: str, *, applied_retention: float = DEFAULT_APPLIED_RETENTION,
+    def __init__(self, place: str | FilePlace | PostgresPlace, *,
+                 applied_retention: float = DEFAULT_APPLIED_RETENTION,
                  prune_interval: float = 3600.0) -> None:
-        self.data_dir = os.path.abspath(data_dir)
+        self.place = FilePlace(place) if isinstance(place, str) else place
         self.applied_retention = applied_retention
         self.prune_interval = prune_interval
+        self.races_lost = 0  # flushes another process won (shared place), retried
         self._open: dict[str, _Primary] = {}
         self._opening = asyncio.Lock()
         self._closed = False
+        self._listening = False
 
-    def path_of(self, name: str) -> str:
-        """The store file of database ``name``.
+    def check_name(self, name: str) -> str:
+        """``name`` if it may name a database; SyncRequestError otherwise.
 
-        Example: ``primaries.path_of("notes")  # '/srv/datasync/notes.dsdb'``
-
-        Raises SyncRequestError for a name that does not match NAME_PATTERN."""
-        if not NAME_PATTERN.match(name):
-            raise SyncRequestError(
-                f"database name {name!r} is not allowed: use 1 to 128 letters, digits, "
-                "'_', '.' or '-', starting with a letter or digit")
-        return os.path.join(self.data_dir, name + STORE_SUFFIX)
+        Example: ``primaries.check_name("notes")``"""
+        return check_name(name)
 
     async def _get(self, name: str) -> _Primary:
-        path = self.path_of(name)
+        check_name(name)
         primary = self._open.get(name)
         if primary is not None:
             return primary
         async with self._opening:
             if self._closed:
                 raise DatabaseClosedError("the sync server is shutting down; retry later")
+            if not self._listening:
+                self.place.start(self._heard)
+                self._listening = True
             primary = self._open.get(name)
             if primary is None:
-                os.makedirs(self.data_dir, exist_ok=True)
-                db = await open_database(path, durability="strict")
-                primary = self._open[name] = _Primary(name, db)
+                primary = self._open[name] = _Primary(name, await self.place.open(name))
             return primary
+
+    def _heard(self, name: str | None) -> None:
+        """Another process committed to ``name`` (None: to any): wake its long polls."""
+        for primary in ([self._open.get(name)] if name is not None else list(self._open.values())):
+            if primary is not None:
+                primary.wake()
+
+    async def _racing(self, primary: _Primary, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` on fresh state; for a shared place, again on the winner's
+        version each time another process flushed first (VersionConflictError; a
+        DeposedLeaderError when the commit was dropped while its flush waited)."""
+        for tries in range(RACE_ATTEMPTS):
+            await self.place.fresh(primary.db)
+            try:
+                return await attempt()
+            except (VersionConflictError, DeposedLeaderError):
+                if not self.place.shared:
+                    raise
+                self.races_lost += 1
+                await asyncio.sleep(random.uniform(0, min(0.002 * 2 ** tries, 0.2)))
+        raise SyncUnavailableError(
+            f"database {primary.name!r} is written by other server processes so often that "
+            f"this request lost the race {RACE_ATTEMPTS} times; send it again")
 
     async def status(self, name: str) -> Status:
         """The durable state of database ``name`` (created, empty, if missing).
@@ -173,7 +210,9 @@ class Primaries:
         Example: ``status = await primaries.status("notes")  # Status(version=7, ...)``
 
         Raises SyncRequestError for a bad name, DatabaseClosedError once closed."""
-        meta = (await self._get(name)).db.store.meta
+        primary = await self._get(name)
+        await self.place.fresh(primary.db)
+        meta = primary.db.store.meta
         return Status(name, meta.db_id, meta.version, meta.block_size, meta.file_size)
 
     # -- push ------------------------------------------------------------------------
@@ -191,7 +230,7 @@ class Primaries:
         await self._prepare(primary)
         results = []
         for write in writes:
-            outcome = await self._apply(db, write)
+            outcome = await self._racing(primary, lambda: self._apply(db, write))
             results.append({"id": write.id, **outcome})
         return await db.sync(), results
 
@@ -200,10 +239,13 @@ class Primaries:
         now = time.time()
         if primary.ready and now - primary.pruned_at < self.prune_interval:
             return
-        async with primary.db.transaction():
-            primary.db.run(APPLIED_DDL, ())
-            primary.db.run(f"DELETE FROM {APPLIED_TABLE} WHERE at < ?",
-                           (now - self.applied_retention,))
+
+        async def prepare() -> None:
+            async with primary.db.transaction():
+                primary.db.run(APPLIED_DDL, ())
+                primary.db.run(f"DELETE FROM {APPLIED_TABLE} WHERE at < ?",
+                               (now - self.applied_retention,))
+        await self._racing(primary, prepare)
         primary.ready, primary.pruned_at = True, now
 
     async def _apply(self, db: Database, write: Write) -> dict[str, Any]:
@@ -231,24 +273,31 @@ class Primaries:
         ``request.db_id`` names another primary."""
         primary = await self._get(name)
         db, store = primary.db, primary.db.store
+        notice = primary.notice  # taken first: a commit from now on wakes it
+        await self.place.fresh(db)
         if request.db_id is not None and request.db_id != store.meta.db_id:
             raise ReplicaMismatchError(
                 f"this replica follows primary {request.db_id}, but database {name!r} on "
                 f"the server is {store.meta.db_id} (it was created again): open another "
                 "local name, or delete the local store and its outbox (STORE.outbox) to start over")
         if request.wait > 0 and request.since == store.version and not self._closed:
-            notice = primary.notice
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(notice.wait(), request.wait)
+        return await self._racing(primary, lambda: self._read(primary, request))
+
+    async def _read(self, primary: _Primary, request: PullRequest) -> PullReply:
+        db, store = primary.db, primary.db.store
         async with db.turn():
             if store.has_unflushed:
                 await store.flush()  # (strict: a commit whose wait has not run yet)
             since = request.since if request.since > 0 else -1
             meta, blocks = await store.blocks_changed_since(since)
-            if meta.version != store.version:  # pragma: no cover - we are the only writer
+            if meta.version != store.version:
+                if self.place.shared:  # another process committed since fresh()
+                    raise VersionConflictError(f"{primary.name!r} moved on while read")
                 raise DatabaseClosedError(
-                    f"{name!r} changed under the server (version {meta.version}, expected "
-                    f"{store.version}): another process writes it; stop it and retry")
+                    f"{primary.name!r} changed under the server (version {meta.version}, "
+                    f"expected {store.version}): another process writes it; stop it and retry")
             for i in request.blocks:
                 if i < meta.block_count and i not in blocks:
                     blocks[i] = store.read_block(i)
@@ -261,6 +310,7 @@ class Primaries:
         self._closed = True
         async with self._opening:
             primaries, self._open = list(self._open.values()), {}
+        self.place.stop()
         for primary in primaries:
             primary.wake()
             primary.remove_listener()

@@ -42,11 +42,15 @@ class SyncServer:
     ``url`` (``http://127.0.0.1:PORT``, no trailing slash), ``data_dir`` (its
     primaries: ``NAME.dsdb`` each), ``secret`` (random, passed as
     ``DATASYNC_SECRET``), ``args``: extra command-line options (``--max-body``,
-    ``--allow-origin``...). :attr:`log` is what the process wrote to stderr."""
+    ``--allow-origin``...); ``postgres``: a connection string, to serve the
+    primaries from PostgreSQL (``--postgres``) instead of ``data_dir`` (which then
+    holds only the log). Two servers given one ``postgres`` and one ``secret``
+    serve the same databases. :attr:`log` is what the process wrote to stderr."""
 
     def __init__(self, data_dir: str | os.PathLike[str], *, args: tuple[str, ...] = (),
-                 secret: str | None = None) -> None:
+                 secret: str | None = None, postgres: str | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.postgres = postgres
         self.secret = secret or secrets.token_hex(32)
         self.args = tuple(args)
         self.port = free_port()
@@ -86,7 +90,9 @@ class SyncServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "datasync", "server", "--data", str(self.data_dir),
+                [sys.executable, "-m", "datasync", "server",
+                 *(("--postgres", self.postgres) if self.postgres else
+                   ("--data", str(self.data_dir))),
                  "--port", str(self.port), *self.args],
                 env=self.env(), stdout=log, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + timeout
