@@ -253,4 +253,4 @@ def test_app_from_env_names_what_is_missing(tmp_path, monkeypatch) -> None:  # t
     with pytest.raises(InvalidOptionError, match="DATASYNC_MAX_BODY"):
         app_from_env()
     monkeypatch.setenv("DATASYNC_MAX_BODY", "1000")
-    assert app_from_env().state.primaries.data_dir == str(tmp_path)
+    assert app_from_env().state.primaries.place.data_dir == str(tmp_path)
