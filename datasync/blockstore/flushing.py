@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, Union
 
 from ..backends.contract import HistoryFromStore, SyncReads, run_now
-from ..errors import AsyncOnlyError, BackendError, DatasyncError
+from ..errors import AsyncOnlyError, BackendError, DatasyncError, VersionConflictError
 from ..format import MAIN, Codec, Flush, Record
 from .tiers import Tier
 
@@ -299,6 +299,10 @@ class Flushing:
         c["last_flush_error_at"] = time.time()
         c["recent_flush_errors"] = [*c["recent_flush_errors"][-9:],
                                     {"at": c["last_flush_error_at"], "error": message}]
+        if isinstance(exc, VersionConflictError):  # routine where writers share a store
+            _log.info("flush of %s lost the version race to another writer: %s",
+                      self.backend.location, message)  # type: ignore[attr-defined]
+            return
         _log.warning("flush of %s failed (its blocks stay committed and the next flush "
                      "retries them): %s", self.backend.location, message)  # type: ignore[attr-defined]
 

@@ -33,7 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..backends.contract import EVERYTHING, Backend, SyncReads, run_now
-from ..errors import CorruptBlockError, InvalidOptionError, StoreBusyError
+from ..errors import CorruptBlockError, InvalidOptionError, StoreBusyError, VersionConflictError
 from ..format import (
     DEFAULT_BLOCK_SIZE,
     MAIN,
@@ -276,8 +276,8 @@ class BlockStore(Committing, Flushing, Following, History):
             if idx >= self.meta.block_count:
                 return self._zero
             record = self.backend.read_block(MAIN, idx)  # type: ignore[attr-defined]
-            if record is None:
-                raise self._missing(idx, self.meta)
+            if record is None or record.version > self.meta.version:
+                self._check_not_moved_on(idx, record)
             if self.codec.tracks_versions and record.version != self._versions.get(idx):
                 raise CorruptBlockError(
                     f"block {idx} of {self.backend.location} is at version {record.version}, "
@@ -287,6 +287,20 @@ class BlockStore(Committing, Flushing, Following, History):
                 MAIN, idx, record, where=self.backend.location))
             self._cache.put(idx, data)
             return data
+
+    def _check_not_moved_on(self, idx: int, record: Any) -> None:
+        """A block read on demand is missing or newer than our version: if another
+        writer of a shared backend (PostgreSQL) flushed since, the block belongs to
+        a later image than the ones we hold (VersionConflictError: catch up, read
+        again); else the store lost it (CorruptBlockError)."""
+        if record is None:
+            stored, _ = run_now(self.backend.changed_since(MAIN, self.meta.version))
+            if stored.version == self.meta.version:
+                raise self._missing(idx, self.meta)
+        raise VersionConflictError(
+            f"block {idx} of {self.backend.location} was changed by another writer after "
+            f"version {self.meta.version}, the one held here: catch up (catch_up) and "
+            "read again")
 
     def read(self, offset: int, amount: int) -> bytes:
         """Up to ``amount`` bytes at ``offset``; shorter at the end of the file."""

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Callable
 
 from .. import open as open_database
 from ..database import Database
-from ..errors import BackendError, SyncRequestError
+from ..errors import BackendError, SyncRequestError, VersionConflictError
 from ..sync.protocol import NAME_PATTERN
 
 STORE_SUFFIX = ".dsdb"
+#: Times a shared primary is opened again when another process flushed meanwhile.
+OPEN_ATTEMPTS = 10
 #: ``on_change(name)``: another process committed to ``name`` (None: maybe any).
 ChangeCallback = Callable[[str | None], None]
 
@@ -74,6 +77,9 @@ class FilePlace:
     async def fresh(self, db: Database) -> None:
         """Nothing to load: this process is the only writer."""
 
+    async def drop_unflushed(self, db: Database) -> None:
+        """Nothing to drop: a failed flush is retried, and no other writer can win."""
+
 
 class PostgresPlace:
     """Primaries in the PostgreSQL database ``dsn`` (a libpq connection string),
@@ -92,10 +98,21 @@ class PostgresPlace:
         return f"postgres {self._where}"
 
     async def open(self, name: str) -> Database:
+        """Open the store ``name`` (created if missing). Opening reads the file's
+        first page: if another process flushes between the store's metadata and that
+        read (VersionConflictError), it opens again, up to ``OPEN_ATTEMPTS`` times."""
         from ..backends.postgres import PostgresBackend
 
-        return await open_database(check_name(name), backend=PostgresBackend(self.dsn, name),
-                                   durability="strict")
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                return await open_database(
+                    check_name(name), backend=PostgresBackend(self.dsn, name),
+                    durability="strict")
+            except VersionConflictError:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
 
     def start(self, on_change: ChangeCallback) -> None:
         """Listen for other processes' commits: ``on_change`` runs in the event loop
@@ -134,3 +151,10 @@ class PostgresPlace:
                 except BackendError:
                     await store.discard_unflushed()
             await store.catch_up()
+
+    async def drop_unflushed(self, db: Database) -> None:
+        """Drop what ``db`` committed and could not store (in its turn): after a
+        failed write, whose writer is answered with the failure."""
+        async with db.turn():
+            if db.store.has_unflushed:
+                await db.store.discard_unflushed()

@@ -43,9 +43,11 @@ from ..database import Database
 from ..errors import (
     ConnectionPragmaError,
     DatabaseClosedError,
+    BackendError,
     DeposedLeaderError,
     LocalObjectError,
     ReplicaMismatchError,
+    StorageUnavailableError,
     SyncUnavailableError,
     TransactionStatementError,
     VersionConflictError,
@@ -199,7 +201,15 @@ class Primaries:
                 if not self.place.shared:
                     raise
                 self.races_lost += 1
+                await self.place.drop_unflushed(primary.db)
                 await asyncio.sleep(random.uniform(0, min(0.002 * 2 ** tries, 0.2)))
+            except (BackendError, StorageUnavailableError):
+                # PostgreSQL away: answered 503, and the replica sends the write again,
+                # so what this attempt committed and could not store is dropped now
+                # rather than retried by the flusher (a commit that did land is
+                # loaded back by the next fresh(), and then found by its id).
+                await self.place.drop_unflushed(primary.db)
+                raise
         raise SyncUnavailableError(
             f"database {primary.name!r} is written by other server processes so often that "
             f"this request lost the race {RACE_ATTEMPTS} times; send it again")
@@ -232,6 +242,8 @@ class Primaries:
         for write in writes:
             outcome = await self._racing(primary, lambda: self._apply(db, write))
             results.append({"id": write.id, **outcome})
+        if self.place.shared:  # each write was durable when applied (strict)
+            return db.store.version, results
         return await db.sync(), results
 
     async def _prepare(self, primary: _Primary) -> None:
