@@ -29,7 +29,7 @@ pytestmark = native_only
 def test_the_readme_has_the_blocks_these_tests_run() -> None:
     """A new block must get a test: fail when the count changes."""
     counts = {lang: len(readme_blocks(lang)) for lang in ("python", "js", "html", "", "sh")}
-    assert counts == {"python": 4, "js": 5, "html": 3, "": 1, "sh": 1}, counts
+    assert counts == {"python": 4, "js": 5, "html": 3, "": 1, "sh": 2}, counts
 
 
 def test_the_first_python_block_runs_as_a_script_twice(tmp_path: Path) -> None:
@@ -140,3 +140,41 @@ def test_the_sync_blocks_start_a_server_and_a_replica_writes_through_it(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[{'body': 'written on the primary'}]\n0\n", proc.stdout
     assert (tmp_path / "primaries").is_dir()
+
+
+def test_the_postgres_block_starts_two_servers_that_serve_one_primary(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """The second shell block, as written, with DATASYNC_POSTGRES naming a throw-away
+    cluster: a replica writes through the first process, one of the second reads it."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    shim = shims / "python"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    (tmp_path / "replicas.py").write_text(
+        "import asyncio, datasync, sys\n"
+        "async def main():\n"
+        "    token = open('token.txt').read().strip()\n"
+        "    a = await datasync.open('a.dsdb', sync_url='http://127.0.0.1:8765/pgnotes',"
+        " auth_token=token)\n"
+        "    await a.execute('CREATE TABLE IF NOT EXISTS notes(body TEXT)')\n"
+        "    await a.execute('INSERT INTO notes VALUES (?)', ('through 8765',))\n"
+        "    b = await datasync.open('b.dsdb', sync_url='http://127.0.0.1:8766/pgnotes',"
+        " auth_token=token)\n"
+        "    print(await b.query('SELECT body FROM notes'))\n"
+        "    await a.close(); await b.close()\n"
+        "asyncio.run(main())\n")
+    script = ('export DATASYNC_SECRET="$(python -c \'import secrets; print(secrets.token_hex(32))\')"\n'
+              + readme_blocks("sh")[1] + (
+        'trap \'kill $(jobs -p); wait || true\' EXIT\n'
+        'for port in 8765 8766; do for i in $(seq 200); do python -c "import socket; '
+        'socket.create_connection((\'127.0.0.1\', $port), 0.2)" 2>/dev/null && break; '
+        'sleep 0.1; done; done\n'
+        'python -m datasync token --database pgnotes > token.txt\n'
+        'python replicas.py\n'))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{shims}:{os.environ['PATH']}",
+           "DATASYNC_POSTGRES": pg_dsn}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[{'body': 'through 8765'}]\n", proc.stdout
