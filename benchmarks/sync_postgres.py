@@ -99,6 +99,7 @@ class Setup:
         self.dsn, self.pg_db = dsn, pg_db
         self.secret = secrets.token_hex(32)
         self.servers: list[Any] = []
+        self._headers: dict[str, dict[str, str]] = {}
 
     def start(self) -> None:
         self.servers = [server_process.SyncServer(self.directory / f"s{i}" / "data",
@@ -129,7 +130,9 @@ class Setup:
         return f"{self.servers[server].url}{protocol.API_PREFIX}/{db}/{what}"
 
     def headers(self, db: str) -> dict[str, str]:
-        return self.servers[0].headers(db)
+        if db not in self._headers:
+            self._headers[db] = self.servers[0].headers(db)
+        return self._headers[db]
 
 
 class PgStats:
@@ -153,10 +156,12 @@ class PgStats:
 
     def end_connections(self, db: str, since: Any, timeout: float = 15.0) -> None:
         """End the server connections to ``db`` opened since ``since``, but the
-        LISTEN ones, and wait until their backends are gone (having reported)."""
+        LISTEN ones (or one about to LISTEN: no query yet), and wait until their
+        backends are gone (having reported)."""
         pids = [pid for (pid,) in self.conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_start >= %s "
-            "AND backend_type = 'client backend' AND query NOT ILIKE 'LISTEN%%'",
+            "AND backend_type = 'client backend' "
+            "AND query <> '' AND query NOT ILIKE 'LISTEN%%'",
             (db, since)).fetchall()]
         for pid in pids:
             self.conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -190,6 +195,49 @@ class PgStats:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class CpuMeter:
+    """CPU seconds (user + system, from ``/proc``) spent during a phase by the
+    server processes, and by every process of the local
+    PostgreSQL cluster (``postmaster`` pid: None for a given ``--pg-dsn``): a cost per
+    write that holds whatever else the machine is doing. Linux only (else None)."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, setup: Setup, postmaster: int | None) -> None:
+        self.servers = [int(s._proc.pid) for s in setup.servers]
+        self.postmaster = postmaster
+        self.before = self._sample()
+
+    @classmethod
+    def _stat(cls, pid: int) -> tuple[int, float] | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / cls.TICK  # ppid, cpu
+
+    def _sample(self) -> dict[str, Any]:
+        pg: dict[int, float] = {}
+        if self.postmaster is not None and os.path.isdir("/proc"):
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    st = self._stat(int(entry))
+                    if st and (st[0] == self.postmaster or int(entry) == self.postmaster):
+                        pg[int(entry)] = st[1]
+        servers = {pid: (self._stat(pid) or (0, 0.0))[1] for pid in self.servers}
+        return {"servers": servers, "pg": pg}
+
+    def stop(self) -> dict[str, float | None]:
+        """CPU seconds since this meter was made: servers, postgres."""
+        after, before = self._sample(), self.before
+        return {
+            "servers": sum(v - before["servers"].get(p, 0.0) for p, v in after["servers"].items()),
+            "pg": (sum(v - before["pg"].get(p, 0.0) for p, v in after["pg"].items())
+                   if self.postmaster is not None else None),
+        }
 
 
 # -- push throughput ----------------------------------------------------------------
@@ -248,29 +296,32 @@ async def push_phase(setup: Setup, dbs: list[str], clients: int, writes: int,
         server = (d if pinned else d + j) % setup.processes
         return server, dbs[d]
 
-    async def client_loop(i: int) -> None:
+    async def client_loop(i: int, client: httpx.AsyncClient) -> None:
         server, db = route(i)
-        async with httpx.AsyncClient(timeout=60) as client:
-            await push(client, setup, server, db, new_write(-2), counts)  # warm-up
-            ready.append(i)
-            if len(ready) == clients:
-                start.set()
-            await start.wait()
-            for k in range(share[i]):
-                t0 = time.perf_counter()
-                await push(client, setup, server, db, new_write(k), counts)
-                latencies.append(time.perf_counter() - t0)
+        await push(client, setup, server, db, new_write(-2), counts)  # warm-up
+        ready.append(i)
+        if len(ready) == clients:
+            start.set()
+        await start.wait()
+        for k in range(share[i]):
+            t0 = time.perf_counter()
+            await push(client, setup, server, db, new_write(k), counts)
+            latencies.append(time.perf_counter() - t0)
 
     ready: list[int] = []
-    tasks = [asyncio.create_task(client_loop(i)) for i in range(clients)]
-    await start.wait()
-    t0 = time.perf_counter()
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
+    # one connection pool: each client's requests go one at a time, so each client
+    # holds one connection of its own
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as pool:
+        tasks = [asyncio.create_task(client_loop(i, pool)) for i in range(clients)]
+        await start.wait()
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*tasks)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"writes": writes, "clients": clients, "databases": len(dbs), "pinned": pinned,
             "seconds": elapsed, "writes_per_s": writes / elapsed,
             "push_p50": statistics.median(latencies), "push_p95": pct(latencies, 0.95),
-            "resent_503": counts["resent_503"],
+            "resent_503": counts["resent_503"], "client_cpu_ms_per_write": 1000 * cpu / writes,
             # every write pushed in this phase, warm-ups and table creation included
             "pushed": writes + clients + len(dbs) * (1 + setup.processes)}
 
@@ -325,7 +376,7 @@ def with_pg_figures(result: dict[str, Any], before: dict[str, int], after: dict[
 
 
 def run_setup(setup: Setup, stats: PgStats | None, args: argparse.Namespace,
-              log: Any) -> dict[str, Any]:
+              log: Any, postmaster: int | None) -> dict[str, Any]:
     """Every phase of ``setup``, on one start of its processes; each phase on
     databases of its own. For a PostgreSQL setup, what PostgreSQL counted during
     each push phase: its databases' connections are ended once it is over (each
@@ -346,12 +397,22 @@ def run_setup(setup: Setup, stats: PgStats | None, args: argparse.Namespace,
     log(f"{setup.label}: starting {setup.processes} server process(es)")
     setup.start()
     try:
+        # untimed: the processes' first requests, and PostgreSQL's tables made
+        since = stats.now() if stats else None
+        asyncio.run(create_tables(setup, ["warm-up"]))
+        if stats:
+            stats.end_connections(setup.pg_db, since)
         for key, clients, ndb, pinned in phases:
             dbs = [f"{key}-{i}".replace("_", "-") for i in range(ndb)]
             if stats:
                 since = stats.now()
                 before = stats.snapshot(setup.pg_db)
+            meter = CpuMeter(setup, postmaster if stats else None)
             r = asyncio.run(push_phase(setup, dbs, clients, args.writes, pinned))
+            cpu = meter.stop()
+            r["cpu_ms_per_write"] = {k: None if v is None else 1000 * v / r["pushed"]
+                                     for k, v in cpu.items()}
+            r["cpu_ms_per_write"]["clients"] = r["client_cpu_ms_per_write"]
             if stats:
                 connections = stats.backends(setup.pg_db)
                 stats.end_connections(setup.pg_db, since)
@@ -412,6 +473,20 @@ def report(result: dict[str, Any]) -> str:
             r = s["push"].get(k)
             cells.append(f"{r['push_p50'] * 1000:.1f} / {r['push_p95'] * 1000:.1f}" if r else "")
         lines.append(f"| {phase_label(k)} | " + " | ".join(cells) + " |")
+    lines += ["", "| CPU ms per write (clients, timed part / server processes / "
+              "PostgreSQL, all of it) | "
+              + " | ".join(s["label"] for s in setups.values()) + " |",
+              "|---|" + "---:|" * len(setups)]
+
+    def cpu(r: dict[str, Any] | None) -> str:
+        if not r:
+            return ""
+        c = r["cpu_ms_per_write"]
+        return " / ".join("-" if c[k] is None else f"{c[k]:.1f}"
+                          for k in ("clients", "servers", "pg"))
+    for k in keys:
+        lines.append(f"| {phase_label(k)} | "
+                     + " | ".join(cpu(s["push"].get(k)) for s in setups.values()) + " |")
     pg = {k: s for k, s in setups.items() if k != "file"}
     if pg:
         lines += ["", "| PostgreSQL side, per write | "
@@ -483,6 +558,8 @@ def main() -> None:
             cluster = pg_cluster.PgCluster(tempfile.mkdtemp(prefix="datasync-bench-pgdata-"))
             cluster.start()
         admin_dsn = args.pg_dsn or cluster.dsn
+        postmaster = (int((cluster.data / "postmaster.pid").read_text().split()[0])
+                      if cluster else None)
         stats = PgStats(admin_dsn)
         pg_version = stats.conn.execute("SHOW server_version").fetchone()[0]
         log(f"PostgreSQL {pg_version} " + (f"started in {time.monotonic() - t0:.1f} s"
@@ -500,7 +577,7 @@ def main() -> None:
                                   "quick": args.quick, "setups": {}}
         for key, setup in setups.items():
             result["setups"][key] = run_setup(setup, None if key == "file" else stats,
-                                              args, log)
+                                              args, log, postmaster)
         result["load"] = os.getloadavg()[0]
         result["seconds"] = time.monotonic() - t0
     finally:
