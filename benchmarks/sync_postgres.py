@@ -21,8 +21,8 @@ What it measures:
   all: to ONE database (4 and 16 clients), and spread over 4 databases (16 clients;
   for pg x2, every database gets clients on both processes, and once more with each
   database pinned to one process, as a router sharding by name would do). Total
-  writes/s, and the push round trip p50/p95. A 503 (a write that lost the version
-  race 30 times) is sent again, as a replica would, and counted.
+  writes/s, and the push round trip p50/p95. A 503 is sent again (same write id,
+  so it is applied once), as a replica would, and counted by its error's name.
 * **what PostgreSQL saw** per phase (from ``pg_stat_database`` once the server
   processes have exited, so every backend has reported): transactions committed and
   rolled back per write. A flush that loses the version race to another process is
@@ -80,6 +80,10 @@ def _load(name: str, path: Path) -> Any:
 
 pg_cluster = _load("pg_cluster", ROOT / "tests" / "pg_cluster.py")
 server_process = _load("server_process", ROOT / "tests" / "sync" / "server_process.py")
+
+
+#: Why pushes were answered 503 in this run (error name: count), for the report.
+reasons: dict[str, int] = {}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -262,6 +266,11 @@ async def push(client: httpx.AsyncClient, setup: Setup, server: int, db: str,
         if resp.status_code != 503:
             raise RuntimeError(f"push answered {resp.status_code}: {resp.text}")
         counts["resent_503"] += 1
+        try:
+            reason = str(resp.json()["error"]["name"])
+        except (ValueError, KeyError, TypeError):
+            reason = "?"
+        reasons[reason] = reasons.get(reason, 0) + 1
         await asyncio.sleep(0.05)
     raise RuntimeError("a write was refused with 503 100 times")
 
@@ -494,7 +503,7 @@ def report(result: dict[str, Any]) -> str:
                                for k in keys if k in s["push"]) + " |",
                   "|---|" + "---:|" * sum(len(s["push"]) for s in pg.values())]
         rows = [("version races lost (PG rollbacks, whole phase)", "pg_rollbacks", "{:.0f}"),
-                ("503s resent (lost 30 races)", "resent_503", "{:.0f}"),
+                ("pushes answered 503 (resent; reasons below)", "resent_503", "{:.0f}"),
                 ("PG transactions committed", "pg_commits_per_write", "{:.1f}"),
                 ("PG rows written (ins+upd+del)", "pg_rows_written_per_write", "{:.1f}"),
                 ("WAL bytes", "pg_wal_bytes_per_write", "{:,.0f}"),
@@ -517,6 +526,9 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"| {s['label']}: {where} | {r['pull_p50'] * 1000:.1f} ms | "
                          f"{r['pull_p95'] * 1000:.1f} ms | {r['pull_max'] * 1000:.1f} ms | "
                          f"{r['pull_p50'] / b50:.2f}x |")
+    if result.get("reasons_503"):
+        lines += ["", "503 answers (resent, same write id): " + ", ".join(
+            f"{n} {name}" for name, n in sorted(result["reasons_503"].items()))]
     return "\n".join(lines)
 
 
@@ -579,6 +591,7 @@ def main() -> None:
             result["setups"][key] = run_setup(setup, None if key == "file" else stats,
                                               args, log, postmaster)
         result["load"] = os.getloadavg()[0]
+        result["reasons_503"] = reasons
         result["seconds"] = time.monotonic() - t0
     finally:
         if stats is not None:
