@@ -19,7 +19,7 @@ BUILD_BACKEND = setuptools>=77
 PORT ?= 8000
 NPM_FLAGS = --no-audit --no-fund --loglevel=error
 
-.PHONY: install postgres venv python test test-fast example bench bench-browser bench-sync clean distclean npm web demo
+.PHONY: install postgres venv python test test-fast example bench bench-browser bench-sync bench-postgres clean distclean npm web demo
 
 install: venv postgres  ## everything, downloaded once: Python packages, npm packages, web/
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync,postgres]" \
@@ -71,6 +71,9 @@ bench: python       ## native benchmark (prints a markdown table)
 
 bench-sync: python   ## sync benchmark: a server process and native replicas (pull, push, bytes)
 	$(PYTHON) benchmarks/sync.py
+
+bench-postgres: python ## sync server on PostgreSQL: 1 and 2 processes vs the file server (throwaway cluster)
+	$(PYTHON) benchmarks/sync_postgres.py
 
 bench-browser: python ## browser benchmarks: one tab vs IDBFS vs raw IndexedDB, then multi-tab
 	$(PYTHON) benchmarks/browser.py

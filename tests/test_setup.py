@@ -40,7 +40,8 @@ def test_install_makes_a_venv_and_downloads_everything_the_other_targets_use() -
     assert "-m venv" not in make_n("install", "PYTHON=/opt/py/bin/python3")
 
 
-@pytest.mark.parametrize("target", ["test", "test-fast", "demo", "web", "example", "bench"])
+@pytest.mark.parametrize("target", ["test", "test-fast", "demo", "web", "example", "bench",
+                                    "bench-postgres"])
 def test_other_targets_download_nothing_and_use_the_venv(target: str) -> None:
     plan = make_n(target)
     assert not DOWNLOADS.search(plan), plan
