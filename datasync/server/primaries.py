@@ -240,11 +240,22 @@ class Primaries:
         await self._prepare(primary)
         results = []
         for write in writes:
-            outcome = await self._racing(primary, lambda: self._apply(db, write))
+            outcome = await self._racing(primary, lambda: self._applied_durably(db, write))
             results.append({"id": write.id, **outcome})
-        if self.place.shared:  # each write was durable when applied (strict)
-            return db.store.version, results
+        if self.place.shared:  # each was durable when answered; later commits are
+            return db.store.version, results  # other requests' (their flush may lose)
         return await db.sync(), results
+
+    async def _applied_durably(self, db: Database, write: Write) -> dict[str, Any]:
+        """The write applied (or found applied), and durable with all it read: the
+        id may have been found in another request's commit whose flush has not
+        run yet, and that flush may lose the race. So the answer waits for
+        ``sync()``, inside the race loop: if it fails the write is tried again on
+        the stored state, where its id is found, or not."""
+        outcome = await self._apply(db, write)
+        if self.place.shared:
+            await db.sync()
+        return outcome
 
     async def _prepare(self, primary: _Primary) -> None:
         """Create the applied table on first use; prune old ids now and then."""
