@@ -23,6 +23,13 @@ Change notices: a flush sends ``NOTIFY datasync_changes, '<version> <store>'`` i
 transaction, so PostgreSQL delivers it at commit, to every process listening
 (:class:`~.pg_notices.ChangeNotices`).
 
+Who may use it: processes that follow the sync server's discipline (check the
+stored version before each use with ``BlockStore.catch_up``, apply a write again
+after a ``VersionConflictError``: :mod:`datasync.server.places`), or one process at a
+time. A plain ``datasync.open(..., backend="postgres")`` does neither: once another
+process has written the store, its reads and writes raise ``VersionConflictError``;
+open it again to go on.
+
 Blocks are read on demand (:class:`~.contract.SyncReads`) through one connection
 per backend, serialized by a lock; a connection PostgreSQL dropped (a restart) is
 made again at the next call, and the call that met the drop raises
@@ -97,7 +104,7 @@ def describe_dsn(dsn: str) -> str:
     try:
         parts = conninfo_to_dict(dsn)
     except Exception:  # noqa: BLE001 - a bad string is reported when connecting
-        return "PostgreSQL"
+        return "(unparsable connection string)"
     return (f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/"
             f"{parts.get('dbname') or parts.get('user') or ''}")
 
@@ -134,7 +141,14 @@ class PostgresBackend(SyncReads, KeepsHistory):
             self._conn = None
         try:
             self._conn = psycopg.connect(self.dsn, autocommit=True,
-                                         connect_timeout=max(1, int(self.connect_timeout)))
+                                         connect_timeout=max(1, int(self.connect_timeout)),
+                                         keepalives=1, keepalives_idle=10,
+                                         keepalives_interval=5, keepalives_count=3)
+            # Bounded waits: a flush queued behind a stalled writer's row lock fails
+            # (BackendError, retried) instead of holding this process; a writer
+            # stalled inside its transaction (SIGSTOP, a partition) loses it.
+            self._conn.execute("SET lock_timeout = '5s'; SET statement_timeout = '60s'; "
+                               "SET idle_in_transaction_session_timeout = '10s'")
         except psycopg.Error as exc:
             raise StorageUnavailableError(
                 f"cannot connect to PostgreSQL {self._where} for {self.location}: {exc}; "
@@ -303,7 +317,11 @@ class PostgresBackend(SyncReads, KeepsHistory):
         store of the database, while it runs. WAL segments and backups that the
         PostgreSQL administrator keeps are beyond a backend's reach.)"""
         with self._guarded() as conn:
-            conn.execute("VACUUM FULL datasync_blocks, datasync_history")
+            conn.execute("SET statement_timeout = 0")  # (as long as the tables need)
+            try:
+                conn.execute("VACUUM FULL datasync_blocks, datasync_history")
+            finally:
+                conn.execute("SET statement_timeout = '60s'")
 
     # -- lifecycle ---------------------------------------------------------------
     @serialized

@@ -84,10 +84,19 @@ def _place(data: str | None, postgres: str | None) -> Any:
 
     if postgres is not None:
         try:
-            import psycopg  # noqa: F401
+            import psycopg
         except ImportError:
             raise InvalidOptionError(
                 "--postgres needs psycopg 3: pip install 'datasync[postgres]'") from None
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(postgres)
+        except psycopg.Error as exc:
+            raise InvalidOptionError(
+                f"--postgres: not a PostgreSQL connection string ({str(exc).strip()}); use a URL "
+                "(postgresql://USER@HOST:PORT/DB) or key=value pairs (host=... dbname=...)"
+            ) from None
         return PostgresPlace(postgres)
     return FilePlace(data or ".")
 

@@ -366,6 +366,15 @@ def test_the_server_refuses_both_data_and_postgres(tmp_path):
     assert "--postgres" in done.stderr and "not allowed with argument" in done.stderr
 
 
+def test_the_server_refuses_a_postgres_option_that_is_not_a_connection_string(tmp_path):
+    pytest.importorskip("psycopg")
+    for bad in ("not a dsn", "host=h port"):
+        done = server_command("--postgres", bad, "--port", str(free_port()))
+        assert done.returncode == 2, done.stderr
+        assert "not a PostgreSQL connection string" in done.stderr
+        assert "postgresql://USER@HOST:PORT/DB" in done.stderr
+
+
 def test_a_server_whose_postgres_cannot_be_reached_answers_503_saying_so(tmp_path):
     pytest.importorskip("psycopg")
     dsn = f"postgresql://nobody:s3cret-pw@127.0.0.1:{free_port()}/nothing?connect_timeout=2"
