@@ -272,7 +272,7 @@ export type DatasyncErrorName =
   | "StorageUnavailableError" | "StoreBusyError" | "StoreCreateError" | "StoreNotFoundError"
   | "TabStatementError" | "TransactionAbortedError" | "TransactionActiveError"
   | "TransactionStatementError" | "UnflushedWritesError" | "VFSRegistrationError"
-  | "VersionNotRetainedError" | "WrongKeyError"
+  | "VersionConflictError" | "VersionNotRetainedError" | "WrongKeyError"
   | "SyncError" | "SyncUnavailableError" | "SyncAuthError" | "SyncForbiddenError"
   | "SyncRequestError" | "SyncProtocolError" | "ReplicaMismatchError" | "ReplicaWriteError";
 

@@ -91,7 +91,7 @@ def test_a_stale_writer_is_refused_inside_its_transaction_and_nothing_of_it_is_s
         for blocks in (2, 70) for stale in ("epoch", "version")}
     for (blocks, stale), (refused, issued, unchanged, version, head, size) in cases.items():
         where = f"{blocks} blocks, stale {stale}"
-        assert refused == ("DeposedLeaderError" if stale == "epoch" else "BackendError"), where
+        assert refused == ("DeposedLeaderError" if stale == "epoch" else "VersionConflictError"), where
         # Its puts (a record per block, or per segment when packed) were issued in
         # the transaction before the check refused it...
         assert issued >= (blocks + 3 if blocks < 64 else -(-(blocks + 3) // 8)), where
