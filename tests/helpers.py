@@ -72,20 +72,14 @@ def pg_cluster() -> Iterator[Any]:
     started at first use and destroyed at the end. Where PostgreSQL is not installed
     the test is skipped, saying so, unless ``DATASYNC_REQUIRE_POSTGRES`` is set (CI
     sets it: there a missing PostgreSQL fails)."""
-    import tempfile
-
-    from pg_cluster import MISSING, PgCluster, find_bin_dir
+    from pg_cluster import MISSING, find_bin_dir, throwaway_cluster
 
     if IN_PYODIDE or find_bin_dir() is None:
         if os.environ.get("DATASYNC_REQUIRE_POSTGRES") and not IN_PYODIDE:
             pytest.fail(MISSING)
         pytest.skip(MISSING)
-    cluster = PgCluster(tempfile.mkdtemp(prefix="datasync-pg-"))
-    cluster.start()
-    try:
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="session")

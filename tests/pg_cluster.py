@@ -18,12 +18,15 @@ directory is touched, so tests running in parallel each start their own.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 #: What a test that needs PostgreSQL says when it is not installed.
@@ -114,6 +117,18 @@ class PgCluster:
             self.stop("immediate")
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[PgCluster]:
+    """A started cluster in a new directory under the system's temporary directory
+    (which the ``postgres`` user can reach), destroyed at the end."""
+    cluster = PgCluster(tempfile.mkdtemp(prefix="datasync-pg-"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def wait_until_accepting(dsn: str, timeout: float = 30.0) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -251,14 +250,10 @@ async def test_a_server_killed_during_pushes_loses_and_doubles_nothing_and_the_o
 # -- 3. PostgreSQL restarted during a push --------------------------------------------------
 @pytest.fixture
 def own_pg_cluster(pg_cluster):   # (pg_cluster: skipped, saying why, without PostgreSQL)
-    from pg_cluster import PgCluster
+    from pg_cluster import throwaway_cluster
 
-    cluster = PgCluster(tempfile.mkdtemp(prefix="datasync-pg-"))
-    cluster.start()
-    try:
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 async def test_a_push_during_a_postgres_restart_lands_once_and_the_servers_recover(
