@@ -251,3 +251,39 @@ class ReplicaMismatchError(SyncError):
 class ReplicaWriteError(SyncError):
     """A call a replica cannot forward to its primary (an interactive transaction,
     a whole-database replacement): the message says what to use instead."""
+
+
+class MigrationError(DatasyncError):
+    """A list of migrations cannot be applied as given (``db.migrate``). The
+    database is left at the last version that applied completely; ``version``
+    names the migration at fault (None when the list as a whole is)."""
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class MigrationOrderError(MigrationError):
+    """The versions are not 1, 2, 3... with no gap and no duplicate (or a version
+    is not a positive integer): renumber the migrations; nothing was applied."""
+
+
+class MigrationChecksumError(MigrationError):
+    """A migration already applied has changed since (its SQL's checksum differs
+    from the one recorded): restore its text and add a new migration instead."""
+
+
+class MigrationFailedError(MigrationError):
+    """A migration's ``up`` (or ``down``) raised; its transaction was rolled back
+    and the database stays at the version before it. The cause is chained."""
+
+
+class IrreversibleMigrationError(MigrationError):
+    """A rollback would have to run a migration that has no ``down``: nothing was
+    rolled back; give it a ``down`` or roll back to a later target."""
+
+
+class SchemaTooNewError(MigrationError):
+    """The database has migrations this code does not know (it was migrated by a
+    newer release, in another tab or on the server): reload the page or upgrade
+    the code; nothing was changed."""

@@ -20,6 +20,7 @@ restore, rekey).
 """
 from __future__ import annotations
 
+from ..app import AppCalls
 from .alone import GroupOfOne
 from .capture import Capture
 from .copies import Copies
@@ -31,7 +32,7 @@ from .statements import Statements
 __all__ = ["Database", "Result", "open"]
 
 
-class Database(GroupOfOne, Copies, Capture, Durability, Statements, DatabaseCore):
+class Database(AppCalls, GroupOfOne, Copies, Capture, Durability, Statements, DatabaseCore):
     """An open datasync database. Create it with :func:`datasync.open`.
 
     It is the same whatever the store and wherever it runs; the multi-tab layer

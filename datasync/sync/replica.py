@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..app import AppCalls
 from ..database import Database
 from ..errors import (
     InvalidOptionError,
@@ -69,7 +70,7 @@ def split_sync_url(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, base_path, "", "")), name
 
 
-class Replica(ReplicaStatements, Pulling, Pushing):
+class Replica(AppCalls, ReplicaStatements, Pulling, Pushing):
     """A local :class:`~datasync.Database` kept in sync with a primary (see the
     module docstring). Make one with :func:`datasync.open` and ``sync_url=``."""
 

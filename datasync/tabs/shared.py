@@ -15,6 +15,7 @@ and the connection state of :mod:`.session`.
 """
 from __future__ import annotations
 
+from ..app import AppCalls
 from .core import TabCore
 from .election import Election
 from .follower import Following
@@ -25,6 +26,6 @@ from .queued import QueuedWrites
 from .transactions import TabTransactions
 
 
-class SharedDatabase(KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Applying,
+class SharedDatabase(AppCalls, KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Applying,
                      Following, Election, TabCore):
     """One tab's view of a database shared by every tab; see :mod:`datasync.tabs`."""

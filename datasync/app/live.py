@@ -1,0 +1,4 @@
+"""(being written)"""
+class LiveQueries:
+    def __init__(self, db):
+        pass
