@@ -8,6 +8,10 @@
  * const rows = await db.query<{ id: number; v: string }>("SELECT * FROM t");
  */
 
+import { AppCalls } from "./app.js";
+export type { AppCalls, CacheFigures, IndexSuggestion, LatencySummary, Metrics, Migration, MigrationResult,
+  MigrationState, MigrationStep, PlanNode, QueryPlan, SlowQuery, SlowQueryOptions } from "./app.js";
+
 /** A value SQLite stores: NULL, INTEGER/REAL, TEXT, BLOB (integers beyond 2^53 are bigint). */
 export type SQLValue = null | number | bigint | string | Uint8Array;
 
@@ -274,7 +278,9 @@ export type DatasyncErrorName =
   | "TransactionStatementError" | "UnflushedWritesError" | "VFSRegistrationError"
   | "VersionConflictError" | "VersionNotRetainedError" | "WrongKeyError"
   | "SyncError" | "SyncUnavailableError" | "SyncAuthError" | "SyncForbiddenError"
-  | "SyncRequestError" | "SyncProtocolError" | "ReplicaMismatchError" | "ReplicaWriteError";
+  | "SyncRequestError" | "SyncProtocolError" | "ReplicaMismatchError" | "ReplicaWriteError"
+  | "MigrationError" | "MigrationOrderError" | "MigrationChecksumError" | "MigrationFailedError"
+  | "IrreversibleMigrationError" | "SchemaTooNewError";
 
 /** Python's sqlite3 exception classes. */
 export type SQLiteErrorName =
@@ -301,8 +307,8 @@ export class Transaction {
   batch(statements: ReadonlyArray<readonly [string] | readonly [string, Params]>): Promise<Result[]>;
 }
 
-/** One open database (DataSync.open()). */
-export class Database {
+/** One open database (DataSync.open()); the app layer's calls are AppCalls' (app.d.ts). */
+export class Database extends AppCalls {
   readonly name: string;
   /** The Pyodide datasync runs in; null with {worker: true}. */
   readonly pyodide: unknown | null;

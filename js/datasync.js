@@ -41,65 +41,32 @@
  *   syncUrl, authToken, syncInterval, offline, onConflict: open an embedded replica
  *              of a primary on a sync server (replica.js says how; it is this tab's
  *              alone); it adds pull(), push(), syncStatus(), conflicts(), setOffline().
+ * App layer (app.js): migrate(), rollback(), migrationStatus(), liveQuery(), cached(),
+ * metrics(), slowQueries(), explain().
  * Errors are Error objects whose `name` is datasync's (or sqlite3's) exception class:
  * StorageFullError, CorruptBlockError, IntegrityError, OperationalError, ...; a
  * parameter JavaScript cannot bind faithfully is a TypeError before any call.
  * Values: NULL <-> null, BLOB <-> Uint8Array, integers beyond 2^53 <-> BigInt.
  */
+import { AppCalls, HANDLE } from "./app.js";
 import { DataSyncError, openLocal } from "./local.js";
 import { checkFlag, checkToken, notReplica, replicaOptions } from "./replica.js";
 import { forwardLifecycle, openRemote } from "./remote.js";
+import { END, Transaction } from "./transaction.js";
 import { checkParams, checkRows, checkSQL, checkStatements, keyJSON, optionsJSON } from "./values.js";
 
-export { DataSyncError, forwardLifecycle };
+export { DataSyncError, forwardLifecycle, Transaction };
 
-const END = Symbol("end"); // Transaction's ender, for Database.transaction() only
-const finished = (name) => new DataSyncError("TransactionFinishedError",
-  `this transaction of '${name}' has already ended: run the statement inside a new db.transaction(), or on db`);
 
 /**
- * What db.transaction(fn) hands `fn`: statements inside one atomic transaction.
- *   await db.transaction(async (tx) => { await tx.execute("UPDATE t SET v = v + 1"); });
+ * One open database. Create it with DataSync.open(). The app layer's calls
+ * (migrate, liveQuery, cached, metrics, explain...) are app.js's AppCalls.
  */
-export class Transaction {
-  #tx;
-  #name;
-  #open = true;
-  constructor(tx, name) { this.#tx = tx; this.#name = name; }
-  #check() { if (!this.#open) throw finished(this.#name); }
-  /** Ended by db.transaction(); later calls throw TransactionFinishedError. */
-  [END]() { this.#open = false; }
-
-  /** Like db.execute(), inside the transaction. */
-  async execute(sql, params = []) {
-    this.#check();
-    return this.#tx.execute(checkSQL(sql, "tx.execute()"), checkParams(params, "tx.execute()"));
-  }
-
-  /** Like db.query(), inside the transaction. */
-  async query(sql, params = []) {
-    this.#check();
-    return this.#tx.query(checkSQL(sql, "tx.query()"), checkParams(params, "tx.query()"));
-  }
-
-  /** Like db.executeMany(), inside the transaction (one call). */
-  async executeMany(sql, rows) {
-    this.#check();
-    return this.#tx.executeMany(checkSQL(sql, "tx.executeMany()"), checkRows(rows, "tx.executeMany()"));
-  }
-
-  /** Like db.batch(), inside the transaction (one call). */
-  async batch(statements) {
-    this.#check();
-    return this.#tx.batch(checkStatements(statements, "tx.batch()"));
-  }
-}
-
-/** One open database. Create it with DataSync.open(). */
-export class Database {
+export class Database extends AppCalls {
   #handle;
   #closed = false;
   constructor(name, handle, pyodide, isReplica = false) {
+    super();
     this.name = name;
     this.#handle = handle;
     /** True if opened with {syncUrl}: a replica (pull(), push()...; SyncError on others). */
@@ -111,6 +78,9 @@ export class Database {
   #check() {
     if (this.#closed) throw new DataSyncError("DatabaseClosedError", `database '${this.name}' is closed; open it again`);
   }
+
+  /** The handle (local.js, remote.js) for AppCalls; DatabaseClosedError once closed. */
+  [HANDLE]() { this.#check(); return this.#handle; }
 
   /** Run one statement: {columns, rows (arrays), rowsAffected, lastInsertRowid}.
    *   await db.execute("INSERT INTO t(v) VALUES (?)", ["x"]);   // or {v: "x"} for :v */

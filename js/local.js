@@ -173,7 +173,10 @@ export async function openLocal(name, optionsJSON, bootOptions, onConflict = nul
   }
 }
 
-/** A transaction of a LocalHandle (bridge: handle.begin(mode) -> t). */
+/** A migration's JS steps for the bridge: each gets the bridge's transaction as a LocalTx. */
+const steps = (functions) => functions.map((fn) => (t) => fn(new LocalTx(t)));
+
+/** A transaction of a LocalHandle (bridge: handle.begin(mode) -> t; or a migration step's). */
 export class LocalTx {
   #t;
   constructor(t) { this.#t = t; }
@@ -246,6 +249,24 @@ export class LocalHandle {
     const remove = this.#h.on_change((change) => callback(change));
     return () => { remove(); remove.destroy(); };
   }
+  // the app layer's (bridge_app.py); `functions`: a migration's JS steps, each
+  // given this handle's transactions (LocalTx)
+  async migrate(spec, functions, target) { return settle(this.#h.migrate(spec, steps(functions), target)); }
+  async rollback(spec, functions, n) { return settle(this.#h.rollback(spec, steps(functions), n)); }
+  async migrationStatus(spec, functions) { return settle(this.#h.migration_status(spec, steps(functions))); }
+  /** `callback(rows)` now and when they change; resolves with the unsubscriber. */
+  async live(sql, params, callback) {
+    const off = await settle(this.#h.live(sql, paramsJSON(params),
+      (rows) => callback(typeof rows === "string" ? JSON.parse(rows) : rows)));
+    let live = true;
+    return () => { if (live) { live = false; off(); off.destroy(); } };
+  }
+  async cached(sql, params, ttl) { return settle(this.#h.cached(sql, paramsJSON(params), ttl)); }
+  async explain(sql, params) { return settle(this.#h.explain(sql, paramsJSON(params))); }
+  metrics() { return settle(this.#h.metrics()); }
+  slowQueries(thresholdMs, limit) { return settle(this.#h.slow_queries(thresholdMs, limit)); }
+  /** {metrics, slow} as JSON text (what a Worker sends its page once asked). */
+  appState(slowLimit) { return this.#h.app_state(slowLimit); }
   /** A LocalStream of captured changes; `optionsJSON`: {tables, since, consumer, follow}. */
   changes(optionsJSON) { return new LocalStream(this.#h.changes(optionsJSON)); }
   async close() {

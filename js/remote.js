@@ -45,7 +45,9 @@ class Rpc {
   #pending = new Map(); // id -> {resolve, reject}
   #listeners = new Map(); // sub -> callback
   #states = new Map(); // database ref -> handle (to receive state)
+  #steps = new Map(); // migration call id -> {functions, owner}: its JS steps
   #nextId = 1;
+  #nextCall = 1;
   #failure = null;
 
   constructor() {
@@ -69,7 +71,9 @@ class Rpc {
 
   #receive(data) {
     if (data.event === "change") return this.#listeners.get(data.sub)?.(data.change);
-    if (data.event === "state") return this.#states.get(data.ref)?.setState(data.state);
+    if (data.event === "rows") return this.#listeners.get(data.sub)?.(data.rows);
+    if (data.event === "state") return this.#states.get(data.ref)?.setState(data.state, data.app);
+    if (data.event === "step") return this.#runStep(data);
     const waiting = this.#pending.get(data.id);
     if (!waiting) return;
     this.#pending.delete(data.id);
@@ -87,6 +91,28 @@ class Rpc {
     });
   }
 
+  /** Run a migration's JS step on this page, over the Worker's transaction `data.tx`;
+   * tell the Worker how it ended ({op: "stepDone", step, error}). */
+  async #runStep(data) {
+    const entry = this.#steps.get(data.call);
+    let error = null;
+    try {
+      if (!entry) throw new DataSyncError("TransactionAbortedError", "this migration call has ended");
+      await entry.functions[data.fn](new RemoteTx(this, data.tx, entry.owner));
+    } catch (e) {
+      error = { name: e?.name ?? "Error", message: String(e?.message ?? e) };
+    }
+    this.request({ op: "stepDone", step: data.step, error }).catch(() => {});
+  }
+
+  /** Keep a migration call's JS steps while it runs: {id, count}, as the Worker gets them. */
+  steps(functions, owner) {
+    const id = this.#nextCall++;
+    this.#steps.set(id, { functions, owner });
+    return { id, count: functions.length };
+  }
+  unsteps(id) { this.#steps.delete(id); }
+
   listen(sub, callback) { this.#listeners.set(sub, callback); }
   unlisten(sub) { this.#listeners.delete(sub); }
   track(ref, handle) { this.#states.set(ref, handle); }
@@ -100,7 +126,7 @@ class RemoteObject {
   constructor(rpc, ref, owner) { this.rpc = rpc; this.ref = ref; this.owner = owner; }
   async call(method, args = [], transfer = []) {
     const reply = await this.rpc.request({ op: "call", ref: this.ref, method, args }, transfer);
-    if (reply.state) this.owner?.setState(reply.state);
+    if (reply.state || reply.app) this.owner?.setState(reply.state, reply.app);
     return reply.ok;
   }
 }
@@ -122,13 +148,29 @@ export class RemoteStream extends RemoteObject {
 /** A database open in datasync's Worker, as the handle interface. */
 export class RemoteHandle extends RemoteObject {
   #state; // {stats, leader}, or the JSON text of it the Worker sent (parsed when read)
-  constructor(rpc, ref, state) {
+  #app; // JSON text of {metrics, slow} (bridge_app.py app_state), once asked for
+  #watching = false;
+  constructor(rpc, ref, state, app) {
     super(rpc, ref, null);
     this.owner = this;
     this.#state = state;
+    this.#app = app;
     rpc.track(ref, this);
   }
-  setState(state) { this.#state = state; }
+  setState(state, app) {
+    if (state !== undefined) this.#state = state;
+    if (app !== undefined) this.#app = app;
+  }
+  /** {metrics, slow} as last reported; the first call asks the Worker to report
+   * them with every reply and change from now on. */
+  #appState() {
+    if (!this.#watching) {
+      this.#watching = true;
+      this.rpc.request({ op: "watch", ref: this.ref })
+        .then((reply) => this.setState(reply.state, reply.app)).catch(() => {});
+    }
+    return JSON.parse(this.#app ?? '{"metrics": null, "slow": []}');
+  }
   get #current() {
     if (typeof this.#state === "string") this.#state = JSON.parse(this.#state);
     return this.#state;
@@ -159,6 +201,42 @@ export class RemoteHandle extends RemoteObject {
   conflicts() { return this.call("conflicts"); }
   setOffline(offline) { return this.call("setOffline", [Boolean(offline)]); }
   setAuthToken(token) { return this.call("setAuthToken", [token]); }
+  async #withSteps(functions, send) {
+    const call = this.rpc.steps(functions, this);
+    try {
+      return await send(call);
+    } finally {
+      this.rpc.unsteps(call.id);
+    }
+  }
+  migrate(spec, functions, target) { return this.#withSteps(functions, (c) => this.call("migrate", [spec, c, target])); }
+  rollback(spec, functions, n) { return this.#withSteps(functions, (c) => this.call("rollback", [spec, c, n])); }
+  migrationStatus(spec, functions) { return this.#withSteps(functions, (c) => this.call("migrationStatus", [spec, c])); }
+  cached(sql, params, ttl) { return this.call("cached", [sql, params, ttl]); }
+  explain(sql, params) { return this.call("explain", [sql, params]); }
+  metrics() { return this.#appState().metrics; }
+  slowQueries(thresholdMs, limit) {
+    return (this.#appState().slow ?? []).filter((q) => q.max_ms >= thresholdMs).slice(0, limit);
+  }
+  /** `callback(rows)` now (before this resolves: the Worker posts them before its
+   * reply) and when they change; resolves with the unsubscriber. */
+  async live(sql, params, callback) {
+    const sub = nextSub++;
+    this.rpc.listen(sub, callback);
+    try {
+      await this.rpc.request({ op: "live", ref: this.ref, sub, args: [sql, params] });
+    } catch (error) {
+      this.rpc.unlisten(sub);
+      throw error;
+    }
+    let live = true;
+    return () => {
+      if (!live) return;
+      live = false;
+      this.rpc.unlisten(sub);
+      this.rpc.request({ op: "offChange", sub }).catch(() => {});
+    };
+  }
   onChange(callback) {
     const sub = nextSub++;
     this.rpc.listen(sub, callback);
@@ -194,5 +272,5 @@ export async function openRemote(name, optionsJSON, bootOptions) {
     if (error.name === "WorkerError") workers.delete(key); // the next open starts a new one
     throw error;
   }
-  return new RemoteHandle(workers.get(key), reply.ok.ref, reply.ok.state);
+  return new RemoteHandle(workers.get(key), reply.ok.ref, reply.ok.state, reply.ok.app);
 }

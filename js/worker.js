@@ -9,11 +9,16 @@
  *
  * Messages in: {id, op: "open", args: [name, optionsJSON, bootOptions]},
  * {id, op: "call", ref, method, args} (ref: a database, transaction or change stream),
- * {id, op: "onChange", ref, sub}, {op: "offChange", sub}. Out: {id, ok, state?} or
- * {id, error: {name, message}}; events {event: "change", sub, change} and
- * {event: "state", ref, state} (a database's stats/leader info changed). A state is
- * JSON text of {stats, leader}, sent only when it differs from the last one sent
- * (the page parses it when stats() or getLeaderInfo() asks). A page's
+ * {id, op: "onChange", ref, sub}, {id, op: "live", ref, sub, args: [sql, params]},
+ * {op: "offChange", sub} (ends either), {id, op: "watch", ref}, {id, op: "stepDone",
+ * step, error}. Out: {id, ok, state?, app?} or {id, error: {name, message}}; events
+ * {event: "change", sub, change}, {event: "rows", sub, rows} (a live query's),
+ * {event: "state", ref, state?, app?} (a database's stats/leader info changed) and
+ * {event: "step", call, fn, tx, step} (run a migration's JS step on the page over
+ * transaction `tx`; the page answers stepDone). A state is JSON text of {stats,
+ * leader}, sent only when it differs from the last one sent (the page parses it when
+ * stats() or getLeaderInfo() asks); `app` is JSON text of {metrics, slow}, sent the
+ * same way once the page asked for metrics ("watch"). A page's
  * {datasync: "lifecycle"} message (pagehide, hidden) is handled by datasync's Python
  * (datasync/browser/lifecycle.py): every open database flushes.
  */
@@ -22,14 +27,20 @@ import { DataSyncError, LocalHandle, LocalStream, LocalTx, openLocal } from "./l
 const objects = new Map(); // ref -> {object, db: the ref of its database}
 const subscriptions = new Map(); // sub -> unsubscribe
 const lastState = new Map(); // database ref -> JSON of the state last posted
+const lastApp = new Map(); // database ref -> JSON of {metrics, slow} last posted
+const steps = new Map(); // step -> {resolve, reject, ref}: a migration step the page runs
 let nextRef = 1;
+let nextStep = 1;
+/** Statements a page's slowQueries() chooses from (the slowest). */
+const SLOW_REPORTED = 100;
 
 /** Methods a page may call, by kind of object. */
 const METHODS = {
   db: new Set(["execute", "query", "executeMany", "batch", "exec", "begin", "queueWrite", "sync",
     "waitForLeadership", "requestLeadership", "exportDatabase", "importDatabase", "backup",
     "versions", "restore", "ack", "rekey", "changes", "close",
-    "pull", "push", "conflicts", "setOffline", "setAuthToken"]), // the last five: a replica's
+    "pull", "push", "conflicts", "setOffline", "setAuthToken", // these five: a replica's
+    "migrate", "rollback", "migrationStatus", "cached", "explain"]),
   tx: new Set(["execute", "query", "executeMany", "batch", "commit", "rollback"]),
   stream: new Set(["next", "close"]),
 };
@@ -59,6 +70,32 @@ function changedState(ref) {
   return state;
 }
 
+/** {metrics, slow} as JSON text if the page watches them and they changed, else undefined. */
+function changedApp(ref) {
+  const entry = objects.get(ref);
+  if (!entry?.watch) return undefined;
+  let app;
+  try {
+    app = entry.object.appState(SLOW_REPORTED);
+  } catch {
+    return undefined; // closed meanwhile
+  }
+  if (lastApp.get(ref) === app) return undefined;
+  lastApp.set(ref, app);
+  return app;
+}
+
+/** A migration's JS steps ({id, count} from the page) as functions of a LocalTx:
+ * each posts {event: "step"} and settles when the page answers stepDone. */
+const pageSteps = ({ id, count }, db) => Array.from({ length: count }, (_, fn) => (tx) =>
+  new Promise((resolve, reject) => {
+    const step = nextStep++;
+    const ref = register(tx, db);
+    steps.set(step, { resolve, reject, ref });
+    postMessage({ event: "step", call: id, fn, tx: ref, step });
+  }));
+const WITH_STEPS = new Set(["migrate", "rollback", "migrationStatus"]);
+
 const transferOf = (value) => (value instanceof Uint8Array && value.byteOffset === 0 &&
   value.byteLength === value.buffer.byteLength ? [value.buffer] : []);
 
@@ -70,7 +107,7 @@ async function handle(message) {
       const ref = register(handle);
       // a commit (this tab's, or another's applied here) changes stats: post them at once
       objects.get(ref).off = handle.onChange(() => queueMicrotask(() => postState(ref)));
-      return { ok: { ref, state: changedState(ref) } };
+      return { ok: { ref, state: changedState(ref), app: handle.appState(SLOW_REPORTED) } };
     }
     case "call": {
       const entry = objects.get(message.ref);
@@ -87,9 +124,11 @@ async function handle(message) {
       const ends = kind === "db" ? message.method === "close"
         : kind === "tx" ? message.method === "commit" || message.method === "rollback"
           : message.method === "close";
+      const args = message.args ?? [];
+      if (kind === "db" && WITH_STEPS.has(message.method)) args[1] = pageSteps(args[1], message.ref);
       let value;
       try {
-        value = await entry.object[message.method](...(message.args ?? []));
+        value = await entry.object[message.method](...args);
       } catch (e) {
         if (ends && kind === "tx") objects.delete(message.ref); // ended either way
         throw e;
@@ -98,9 +137,10 @@ async function handle(message) {
       if (value instanceof LocalTx || value instanceof LocalStream) value = { ref: register(value, entry.db) };
       if (kind === "db" && message.method === "close") {
         lastState.delete(message.ref);
+        lastApp.delete(message.ref);
         return { ok: value };
       }
-      return { ok: value, state: changedState(entry.db) };
+      return { ok: value, state: changedState(entry.db), app: changedApp(entry.db) };
     }
     case "onChange": {
       const entry = objects.get(message.ref);
@@ -110,7 +150,32 @@ async function handle(message) {
       }));
       return { ok: null };
     }
-    case "offChange": {
+    case "live": {
+      const entry = objects.get(message.ref);
+      if (!entry) throw new DataSyncError("DatabaseClosedError", "liveQuery() on a closed database: open it again");
+      const [sql, params] = message.args;
+      // the first rows are posted before this reply: the page's callback runs first
+      subscriptions.set(message.sub, await entry.object.live(sql, params, (rows) => {
+        postMessage({ event: "rows", sub: message.sub, rows });
+      }));
+      return { ok: null, state: changedState(message.ref), app: changedApp(message.ref) };
+    }
+    case "watch": {
+      const entry = objects.get(message.ref);
+      if (!entry) throw new DataSyncError("DatabaseClosedError", "metrics() on a closed database: open it again");
+      entry.watch = true;
+      return { ok: null, state: changedState(message.ref), app: changedApp(message.ref) };
+    }
+    case "stepDone": {
+      const waiting = steps.get(message.step);
+      if (!waiting) return { ok: null };
+      steps.delete(message.step);
+      objects.delete(waiting.ref); // the step's transaction, ended for the page
+      if (message.error) waiting.reject(new DataSyncError(message.error.name, message.error.message));
+      else waiting.resolve();
+      return { ok: null };
+    }
+    case "offChange": { // a change subscription's or a live query's
       const unsubscribe = subscriptions.get(message.sub);
       subscriptions.delete(message.sub);
       if (unsubscribe) unsubscribe();
@@ -141,7 +206,8 @@ addEventListener("message", async (event) => {
 function postState(ref) {
   if (!lastState.has(ref)) return; // closed
   const state = changedState(ref);
-  if (state !== undefined) postMessage({ event: "state", ref, state });
+  const app = changedApp(ref);
+  if (state !== undefined || app !== undefined) postMessage({ event: "state", ref, state, app });
 }
 
 // Leadership moves and background flushes happen between calls and commits: poll them.

@@ -14,9 +14,10 @@ class name (``StorageFullError``, ``IntegrityError``...), with option names spel
 in JS (:mod:`.values` converts values); or, for a statement's result, JSON text
 (a string is always a success: one string crosses instead of a proxy per value).
 Whatever the database (one tab's, or one shared by the app's tabs:
-:class:`datasync.api.DatabaseAPI`), the calls are the same.
+:class:`datasync.api.DatabaseAPI`), the calls are the same; the app layer's
+(migrations, live and cached queries, metrics, plans) are :mod:`.bridge_app`'s.
 
-Calls start at once (an *eager* task, :func:`_start`): a call that needs no wait
+Calls start at once (an *eager* task, :func:`.bridge_calls._start`): a call that needs no wait
 (a read, a relaxed write, a statement of an idle transaction) is done when the JS
 call returns, and answers its value; one that must wait (for the connection, for
 IndexedDB, for the leader tab) answers its task, which JS awaits. Each JS call
@@ -26,11 +27,12 @@ calls still start in the order JS makes them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
+from .bridge_app import JsAppCalls
+from .bridge_calls import _eager
 from .values import (
     OPEN_OPTIONS,
     SYNC_OPTIONS,
@@ -44,28 +46,6 @@ from .values import (
     to_py_param,
     to_py_params,
 )
-
-
-def _start(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``coro`` now up to its first wait (an eager task): its value if it
-    finished (a reply, or JSON text), else the task (JS awaits it).
-
-    Called from inside a running task (a JS callback Python called), it is
-    scheduled as an ordinary task instead: nothing runs inside another's step."""
-    loop = asyncio.get_event_loop()
-    if asyncio.current_task(loop) is not None:
-        return asyncio.ensure_future(coro)
-    task = asyncio.Task(coro, loop=loop, eager_start=True)
-    return task.result() if task.done() else task
-
-
-def _eager(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-    """An async bridge method made a call that starts at once (see :func:`_start`)."""
-    @functools.wraps(method)
-    def start(*args: Any, **kwargs: Any) -> Any:
-        return _start(method(*args, **kwargs))
-
-    return start
 
 
 def _key_from_json(value: Any) -> Any:
@@ -232,7 +212,7 @@ class JsChangeStream:
         return await guard(call)
 
 
-class JsDatabase(_Statements):
+class JsDatabase(JsAppCalls, _Statements):
     """An open database (:class:`datasync.api.DatabaseAPI`) seen from JavaScript."""
 
     def __init__(self, db: Any) -> None:

@@ -225,3 +225,25 @@ def plain_to_js(value: Any) -> Any:
     return js_value(value)
 
 
+
+
+def _exact(value: Any) -> bool:
+    """JSON carries ``value`` as JS would get it from Pyodide (no integer beyond 2**53)."""
+    if type(value) is int:
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, dict):
+        return all(_exact(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_exact(v) for v in value)
+    return True
+
+
+def plain_json(value: Any) -> Any:
+    """A JSON-like value (rows as dicts, metrics, a plan) for JS: :class:`Json` text
+    when JSON carries it exactly, else JS values as :func:`plain_to_js` makes them
+    (bytes -> Uint8Array, big integers -> BigInt, inf)."""
+    if _exact(value):
+        text = _dumps(value)
+        if text is not None:
+            return Json(text)
+    return plain_to_js(value)

@@ -30,8 +30,8 @@ from . import REPO_ROOT, WebBuildError, progress
 from .build import ensure_web
 
 #: What the package's js/ holds (datasync.js imports the others).
-JS_FILES = ("datasync.js", "local.js", "remote.js", "replica.js", "values.js", "worker.js",
-            "datasync.d.ts")
+JS_FILES = ("datasync.js", "app.js", "local.js", "remote.js", "replica.js", "transaction.js",
+            "values.js", "worker.js", "datasync.d.ts", "app.d.ts")
 #: The web folder's manifest entry for Pyodide: node_modules/datasync/web/ -> node_modules/pyodide/
 PYODIDE_FROM_WEB = "../../pyodide/"
 

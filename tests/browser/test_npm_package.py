@@ -83,6 +83,9 @@ def test_the_tarball_holds_the_module_the_types_the_wheels_and_no_pyodide(app: P
     installed = app / "node_modules" / "datasync"
     for name in ("js/datasync.js", "js/worker.js", "js/datasync.d.ts", "web/manifest.json"):
         assert (installed / name).is_file(), name
+    # every module of js/ (datasync.js imports them; datasync.d.ts imports app.d.ts)
+    shipped = {p.name for p in (installed / "js").iterdir()}
+    assert {p.name for p in (ROOT / "js").glob("*.js")} | {"datasync.d.ts", "app.d.ts"} <= shipped
     manifest = json.loads((installed / "web" / "manifest.json").read_text())
     assert manifest["pyodide"] == "../../pyodide/"
     assert all((installed / "web" / path).is_file() for path in manifest["wheels"].values())
@@ -143,7 +146,8 @@ def test_the_types_resolve_from_the_package_name(app: Path, tmp_path: Path) -> N
         'import { DataSync, type Database, type Result } from "datasync";\n'
         'const db: Database = await DataSync.open("app", { worker: true });\n'
         'const r: Result = await db.execute("SELECT ?", [1]);\n'
-        'export const n: number = r.rowsAffected;\n')
+        'export const n: number = r.rowsAffected;\n'
+        'export const p95: number | null = db.metrics().latency_ms.read.p95;\n')
     done = subprocess.run(["node", str(tsc), "--noEmit", "--strict", "--target", "es2022",
                            "--module", "esnext", "--moduleResolution", "bundler",
                            "--lib", "es2022,dom", "use.ts"],

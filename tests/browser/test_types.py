@@ -14,6 +14,7 @@ import pytest
 from pyodide_page import ROOT
 
 DTS = (ROOT / "js" / "datasync.d.ts").read_text()
+APP_DTS = (ROOT / "js" / "app.d.ts").read_text()  # AppCalls, which Database extends
 
 
 def _typescript(tmp_path: Path) -> Path:
@@ -42,8 +43,8 @@ def test_an_apps_usage_compiles_strictly_and_what_js_refuses_does_not(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr  # incl. unused @ts-expect-error
 
 
-def _declared_methods(cls: str) -> set[str]:
-    body = re.search(rf"export class {cls} [^{{]*\{{(.*?)\n\}}", DTS, re.S).group(1)
+def _declared_methods(cls: str, dts: str = DTS) -> set[str]:
+    body = re.search(rf"export class {cls} [^{{]*\{{(.*?)\n\}}", dts, re.S).group(1)
     return set(re.findall(r"^  (\w+)(?:<[^>]*>)?\(", body, re.M)) - {"constructor"}
 
 
@@ -51,13 +52,18 @@ def test_the_declared_methods_are_the_modules() -> None:
     listing = subprocess.run(
         ["node", "--input-type=module", "-e",
          "const m = await import(process.argv[1]);"
-         "const own = (c) => Object.getOwnPropertyNames(c.prototype).filter((n) => n !== 'constructor');"
+         "const own = (c) => { const names = [];"
+         " for (let p = c.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p))"
+         " names.push(...Object.getOwnPropertyNames(p).filter((n) => n !== 'constructor'));"
+         " return names; };"
          "console.log(JSON.stringify({db: own(m.Database), tx: own(m.Transaction),"
          " open: Object.keys(m.DataSync), exports: Object.keys(m)}));",
          str(ROOT / "js" / "datasync.js")],
         capture_output=True, text=True, timeout=60, check=True)
     js = json.loads(listing.stdout)
-    assert _declared_methods("Database") == set(js["db"])
+    # Database extends AppCalls (js/app.js; declared in js/app.d.ts): both, as one
+    assert _declared_methods("Database") | _declared_methods("AppCalls", APP_DTS) == set(js["db"])
+    assert {"migrate", "liveQuery", "metrics", "explain"} <= set(js["db"])
     assert _declared_methods("Transaction") == set(js["tx"])
     assert set(js["exports"]) == {"DataSync", "DataSyncError", "Database", "Transaction",
                                   "forwardLifecycle", "default"}

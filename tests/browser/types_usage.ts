@@ -1,8 +1,8 @@
 // Compiled (never run) by test_types.py with `tsc --noEmit --strict`: what an app
 // written against js/datasync.d.ts does, and what the types must refuse.
 import DataSync2, { DataSync, DataSyncError, forwardLifecycle } from "../../js/datasync.js";
-import type { Change, ConflictRecord, Database, ErrorName, LeaderInfo, OpenOptions, Result, Row, Stats,
-  SyncStatus } from "../../js/datasync.js";
+import type { Change, ConflictRecord, Database, ErrorName, LeaderInfo, Metrics, Migration, MigrationResult,
+  MigrationState, OpenOptions, QueryPlan, Result, Row, SlowQuery, Stats, SyncStatus } from "../../js/datasync.js";
 
 async function app(): Promise<void> {
   const options: OpenOptions = {
@@ -68,6 +68,39 @@ async function app(): Promise<void> {
   // @ts-expect-error setOffline takes a boolean
   await replica.setOffline("yes");
   console.log(waiting, pulled, sent, recorded, after, refreshed, isReplica);
+  // the app layer (app.d.ts)
+  const migrations: Migration[] = [
+    { version: 1, name: "notes", up: "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)", down: "DROP TABLE notes" },
+    { version: 2, name: "seed", checksum: "seed-1", up: async (tx) => { await tx.execute("INSERT INTO notes(body) VALUES (?)", ["hi"]); } },
+  ];
+  const done: MigrationResult = await db.migrate(migrations, { target: 2 });
+  const back: MigrationResult = await db.rollback(migrations, { steps: 1 });
+  const states: MigrationState[] = await db.migrationStatus(migrations);
+  const pending: boolean = states.some((m) => m.state === "pending" && m.applied_at === null);
+  const stop: () => void = await db.liveQuery<{ n: number }>("SELECT count(*) AS n FROM notes", [], (r) => console.log(r[0].n));
+  const stopToo = await db.liveQuery("SELECT 1 AS one", (r) => console.log(r.length));
+  const fresh = await db.cached<{ body: string }>("SELECT body FROM notes", [], { ttl: 30 });
+  const body: string = fresh[0].body;
+  const m: Metrics = db.metrics();
+  const p95: number | null = m.latency_ms.read.p95;
+  const hitRate: number | null = m.query_cache.hit_rate;
+  const slow: SlowQuery[] = db.slowQueries({ thresholdMs: 5, limit: 3 });
+  const plan: QueryPlan = await db.explain("SELECT * FROM notes WHERE body = ?", ["x"]);
+  const scanned: boolean = plan.plan[0].full_scan && plan.plan[0].children.length >= 0;
+  const index: string | undefined = plan.suggestions[0]?.sql;
+  try {
+    await db.migrate(migrations);
+  } catch (e) {
+    if (e instanceof DataSyncError && e.name === ("MigrationChecksumError" satisfies ErrorName)) throw e;
+  }
+  // @ts-expect-error a migration step is SQL or a function of tx
+  await db.migrate([{ version: 1, name: "x", up: 42 }]);
+  // @ts-expect-error ttl is a number of seconds
+  await db.cached("SELECT 1", [], { ttl: "1 minute" });
+  // @ts-expect-error metrics() is synchronous
+  (await db.metrics()).then;
+  stop(); stopToo();
+  console.log(done, back, pending, body, p95, hitRate, slow, scanned, index);
   off(); unsubscribe();
   console.log(n, v, many, results, total, dirty, info, bytes, version, same);
   await db.close();
