@@ -1,8 +1,11 @@
-// The datasync demo: a task list on a real SQLite database saved to IndexedDB.
+// The datasync demo: a task list on a real SQLite database saved to IndexedDB. Its
+// schema is a migration, the list and its counts are live queries (updated after a
+// commit in any tab), and panels.js shows the metrics and a query's plan.
 import { DataSync } from "../js/datasync.js";
+import { renderMetrics, renderOldest, setupPlan } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { db: null, filter: "all", worker: new URLSearchParams(location.search).has("worker") };
+const state = { db: null, filter: "all", worker: new URLSearchParams(location.search).has("worker"), offList: null };
 
 // The longest task the page's main thread ran since navigation (what freezes it).
 const mainThread = { longest: 0, count: 0 };
@@ -16,12 +19,19 @@ try {
   }).observe({ type: "longtask", buffered: true });
 } catch { /* no Long Tasks API: the figure stays "–" */ }
 
-const SCHEMA = `CREATE TABLE IF NOT EXISTS tasks(
-  id INTEGER PRIMARY KEY,
-  title TEXT NOT NULL CHECK (length(trim(title)) > 0),
-  done INTEGER NOT NULL DEFAULT 0,
-  created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
-)`;
+// Every tab runs them at start; the leader applies what is pending, once. IF NOT
+// EXISTS: databases made before the demo had migrations already have the table.
+const MIGRATIONS = [{
+  version: 1,
+  name: "tasks",
+  up: `CREATE TABLE IF NOT EXISTS tasks(
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL CHECK (length(trim(title)) > 0),
+    done INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+  )`,
+  down: "DROP TABLE tasks",
+}];
 
 function setBadge(kind, text) {
   const badge = $("badge");
@@ -43,10 +53,24 @@ function ago(seconds) {
   return new Date(seconds * 1000).toLocaleDateString();
 }
 
-async function render() {
+/** The list: a live query of the current filter (re-subscribed when it changes). */
+async function watchList() {
   const where = { all: "", active: "WHERE done = 0", done: "WHERE done = 1" }[state.filter];
-  const rows = await state.db.query(`SELECT id, title, done, created_at FROM tasks ${where} ORDER BY done, id DESC`);
-  const [{ total, open }] = await state.db.query("SELECT count(*) AS total, coalesce(sum(done = 0), 0) AS open FROM tasks");
+  const mine = (state.listing = (state.listing ?? 0) + 1);
+  const off = await state.db.liveQuery(
+    `SELECT id, title, done, created_at FROM tasks ${where} ORDER BY done, id DESC`, [],
+    (rows) => { if (state.listing === mine) renderList(rows); });
+  if (state.listing !== mine) return off(); // a newer filter was chosen meanwhile
+  state.offList?.();
+  state.offList = off;
+}
+
+function renderCounts([{ total, open }]) {
+  $("counts").textContent = total ? `${open} open · ${total - open} done` : "";
+  $("clear-done").disabled = total - open === 0;
+}
+
+function renderList(rows) {
   const list = $("list");
   list.replaceChildren(...rows.map((task) => {
     const li = document.createElement("li");
@@ -73,8 +97,6 @@ async function render() {
     return li;
   }));
   $("empty").hidden = rows.length > 0;
-  $("counts").textContent = total ? `${open} open · ${total - open} done` : "";
-  $("clear-done").disabled = total - open === 0;
 }
 
 function renderMainThread() {
@@ -105,11 +127,11 @@ function renderStats() {
   renderMainThread();
 }
 
-/** Run a change, re-render, and say `done` (or the error): true if it worked. */
+/** Run a change and say `done` (or the error): true if it worked. The live queries
+ * re-render what it changed. */
 async function act(change, done = "") {
   try {
     await change();
-    await render();
     say(done);
     return true;
   } catch (err) {
@@ -117,6 +139,7 @@ async function act(change, done = "") {
     return false;
   } finally {
     renderStats();
+    renderMetrics(state.db);
   }
 }
 
@@ -133,7 +156,7 @@ async function importDatabase(file) {
   const bytes = new Uint8Array(await file.arrayBuffer());
   await act(async () => {
     await state.db.importDatabase(bytes);
-    await state.db.execute(SCHEMA);
+    await state.db.migrate(MIGRATIONS);
   }, `Imported ${file.name}.`);  // said only if the import worked
 }
 
@@ -151,7 +174,7 @@ function showRole() {
 async function main() {
   try {
     state.db = await DataSync.open("tasks-demo", state.worker ? { worker: true } : {});
-    await state.db.execute(SCHEMA);
+    await state.db.migrate(MIGRATIONS);
   } catch (err) {
     setBadge("error", "Unavailable");
     $("loading").hidden = true;
@@ -160,7 +183,7 @@ async function main() {
   }
   showRole();
   setInterval(showRole, 1000);
-  state.db.onChange(() => { render(); renderStats(); showRole(); });
+  state.db.onChange(() => { renderStats(); showRole(); });
   $("lead").addEventListener("click", () => act(async () => { await state.db.requestLeadership(); showRole(); }));
   for (const id of ["new-title", "add-btn", "export", "import"]) $(id).disabled = false;
   $("worker").checked = state.worker;
@@ -183,7 +206,7 @@ async function main() {
     chip.addEventListener("click", () => {
       state.filter = chip.dataset.filter;
       document.querySelectorAll("[data-filter]").forEach((c) => c.classList.toggle("active", c === chip));
-      render();
+      watchList();
     });
   }
   $("export").addEventListener("click", () => exportDatabase().catch((e) => say(`${e.name}: ${e.message}`, true)));
@@ -192,9 +215,17 @@ async function main() {
     if (file) importDatabase(file);
     event.target.value = "";
   });
-  await render();
-  renderStats();
-  setInterval(renderStats, 1000);
+  await state.db.liveQuery("SELECT count(*) AS total, coalesce(sum(done = 0), 0) AS open FROM tasks", [], renderCounts);
+  await watchList();
+  const explain = setupPlan(state.db, say);
+  await explain().catch((err) => say(`${err.name}: ${err.message}`, true));
+  const refresh = async () => {
+    renderStats();
+    await renderOldest(state.db, ago).catch(() => {});
+    renderMetrics(state.db);
+  };
+  await refresh();
+  setInterval(refresh, 1000);
   $("new-title").focus();
   window.datasyncDemo = state; // for tests and the curious
 }

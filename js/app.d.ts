@@ -64,7 +64,7 @@ export interface Metrics {
   live_queries: number;
   live_runs: number;
   connections: number;
-  /** The tabs sharing the database (null: not shared). */
+  /** 1 for a database open in one place; null for a tab of a shared one (tabs do not count each other). */
   tabs: number | null;
   forwarded_writes: number;
   /** A replica's; null without a sync server. */
@@ -84,7 +84,7 @@ export interface SlowQuery {
 export interface SlowQueryOptions {
   /** Only statements whose slowest run took at least this long (default 100). */
   thresholdMs?: number;
-  /** At most this many (default 20; in Worker mode at most 100). */
+  /** At most this many (default 20). */
   limit?: number;
 }
 
@@ -130,8 +130,11 @@ export class AppCalls {
   /** The rows of sql, cached until `ttl` SECONDS pass (default 60) or a commit in any
    * tab touches a table they read. */
   cached<R extends Row = Row>(sql: string, params?: Params, options?: { ttl?: number }): Promise<R[]>;
-  /** This database's figures (with {worker: true}: as of the Worker's last report). */
+  /** This database's figures. With {worker: true}: as of the Worker's last report
+   * (the first call answers the report made at open, and asks for one with every reply). */
   metrics(): Metrics;
+  /** The slowest statements seen. With {worker: true}: as of the Worker's last report
+   * (a call with new options asks for them from the next reply on). */
   slowQueries(options?: SlowQueryOptions): SlowQuery[];
   explain(sql: string, params?: Params): Promise<QueryPlan>;
 }

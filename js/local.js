@@ -266,7 +266,7 @@ export class LocalHandle {
   metrics() { return settle(this.#h.metrics()); }
   slowQueries(thresholdMs, limit) { return settle(this.#h.slow_queries(thresholdMs, limit)); }
   /** {metrics, slow} as JSON text (what a Worker sends its page once asked). */
-  appState(slowLimit) { return this.#h.app_state(slowLimit); }
+  appState(slowThresholdMs, slowLimit) { return this.#h.app_state(slowThresholdMs, slowLimit); }
   /** A LocalStream of captured changes; `optionsJSON`: {tables, since, consumer, follow}. */
   changes(optionsJSON) { return new LocalStream(this.#h.changes(optionsJSON)); }
   async close() {

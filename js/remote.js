@@ -150,6 +150,7 @@ export class RemoteHandle extends RemoteObject {
   #state; // {stats, leader}, or the JSON text of it the Worker sent (parsed when read)
   #app; // JSON text of {metrics, slow} (bridge_app.py app_state), once asked for
   #watching = false;
+  #slowArgs = null; // [thresholdMs, limit] the Worker reports slowQueries() for
   constructor(rpc, ref, state, app) {
     super(rpc, ref, null);
     this.owner = this;
@@ -161,15 +162,18 @@ export class RemoteHandle extends RemoteObject {
     if (state !== undefined) this.#state = state;
     if (app !== undefined) this.#app = app;
   }
-  /** {metrics, slow} as last reported; the first call asks the Worker to report
-   * them with every reply and change from now on. */
-  #appState() {
-    if (!this.#watching) {
+  /** {metrics, slow} as last reported (at open, then with every reply and change
+   * once asked: the first call asks; `slow`: [thresholdMs, limit] to report
+   * slowQueries() for, from the next reply on). */
+  #appState(slow = null) {
+    const ask = !this.#watching || (slow && String(slow) !== String(this.#slowArgs));
+    if (ask) {
       this.#watching = true;
-      this.rpc.request({ op: "watch", ref: this.ref })
+      if (slow) this.#slowArgs = slow;
+      this.rpc.request({ op: "watch", ref: this.ref, slow })
         .then((reply) => this.setState(reply.state, reply.app)).catch(() => {});
     }
-    return JSON.parse(this.#app ?? '{"metrics": null, "slow": []}');
+    return JSON.parse(this.#app ?? '{"metrics": null, "slow": null}');
   }
   get #current() {
     if (typeof this.#state === "string") this.#state = JSON.parse(this.#state);
@@ -216,7 +220,8 @@ export class RemoteHandle extends RemoteObject {
   explain(sql, params) { return this.call("explain", [sql, params]); }
   metrics() { return this.#appState().metrics; }
   slowQueries(thresholdMs, limit) {
-    return (this.#appState().slow ?? []).filter((q) => q.max_ms >= thresholdMs).slice(0, limit);
+    const { slow } = this.#appState([thresholdMs, limit]);
+    return (slow ?? []).filter((q) => q.max_ms >= thresholdMs).slice(0, limit);
   }
   /** `callback(rows)` now (before this resolves: the Worker posts them before its
    * reply) and when they change; resolves with the unsubscriber. */

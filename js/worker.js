@@ -10,7 +10,8 @@
  * Messages in: {id, op: "open", args: [name, optionsJSON, bootOptions]},
  * {id, op: "call", ref, method, args} (ref: a database, transaction or change stream),
  * {id, op: "onChange", ref, sub}, {id, op: "live", ref, sub, args: [sql, params]},
- * {op: "offChange", sub} (ends either), {id, op: "watch", ref}, {id, op: "stepDone",
+ * {op: "offChange", sub} (ends either), {id, op: "watch", ref, slow?: [thresholdMs,
+ * limit]}, {id, op: "stepDone",
  * step, error}. Out: {id, ok, state?, app?} or {id, error: {name, message}}; events
  * {event: "change", sub, change}, {event: "rows", sub, rows} (a live query's),
  * {event: "state", ref, state?, app?} (a database's stats/leader info changed) and
@@ -18,7 +19,8 @@
  * transaction `tx`; the page answers stepDone). A state is JSON text of {stats,
  * leader}, sent only when it differs from the last one sent (the page parses it when
  * stats() or getLeaderInfo() asks); `app` is JSON text of {metrics, slow}, sent the
- * same way once the page asked for metrics ("watch"). A page's
+ * same way once the page asked for metrics ("watch"; `slow` only once it asked for
+ * slowQueries(), with its last arguments: a long list costs ~1 ms to make). A page's
  * {datasync: "lifecycle"} message (pagehide, hidden) is handled by datasync's Python
  * (datasync/browser/lifecycle.py): every open database flushes.
  */
@@ -31,8 +33,8 @@ const lastApp = new Map(); // database ref -> JSON of {metrics, slow} last poste
 const steps = new Map(); // step -> {resolve, reject, ref}: a migration step the page runs
 let nextRef = 1;
 let nextStep = 1;
-/** Statements a page's slowQueries() chooses from (the slowest). */
-const SLOW_REPORTED = 100;
+/** What the open reply reports of the slowest statements (slowQueries()'s defaults). */
+const SLOW_DEFAULT = [100, 20];
 
 /** Methods a page may call, by kind of object. */
 const METHODS = {
@@ -76,7 +78,7 @@ function changedApp(ref) {
   if (!entry?.watch) return undefined;
   let app;
   try {
-    app = entry.object.appState(SLOW_REPORTED);
+    app = entry.object.appState(...(entry.slow ?? [null, null]));
   } catch {
     return undefined; // closed meanwhile
   }
@@ -107,7 +109,7 @@ async function handle(message) {
       const ref = register(handle);
       // a commit (this tab's, or another's applied here) changes stats: post them at once
       objects.get(ref).off = handle.onChange(() => queueMicrotask(() => postState(ref)));
-      return { ok: { ref, state: changedState(ref), app: handle.appState(SLOW_REPORTED) } };
+      return { ok: { ref, state: changedState(ref), app: handle.appState(...SLOW_DEFAULT) } };
     }
     case "call": {
       const entry = objects.get(message.ref);
@@ -164,6 +166,7 @@ async function handle(message) {
       const entry = objects.get(message.ref);
       if (!entry) throw new DataSyncError("DatabaseClosedError", "metrics() on a closed database: open it again");
       entry.watch = true;
+      if (message.slow) entry.slow = message.slow;
       return { ok: null, state: changedState(message.ref), app: changedApp(message.ref) };
     }
     case "stepDone": {

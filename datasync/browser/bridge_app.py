@@ -211,11 +211,15 @@ class JsAppCalls:
         return _now(lambda: self.db.slow_queries(
             threshold_ms=_number(threshold_ms, 100.0), limit=int(_number(limit, 20))))
 
-    def app_state(self, slow_limit: Any = None) -> str:
-        """``{metrics, slow}`` as JSON: what a Worker sends the page once it asked
-        for metrics (``slow``: every statement's figures up to ``slow_limit``, the
-        page filters; null if ``slow_limit`` is null)."""
+    def app_state(self, slow_threshold_ms: Any = None, slow_limit: Any = None) -> str:
+        """``{metrics, slow}`` as JSON: what a Worker sends its page once the page
+        asked for metrics (``slow``: :meth:`slow_queries` with these arguments, null
+        if ``slow_limit`` is null). Measured in Pyodide: about 0.15 ms without
+        ``slow``; ``slow`` costs more (1.5 ms for 100 of 600 statements), so a
+        Worker reports it only once the page called ``slowQueries()``."""
         slow = None
-        if slow_limit is not None and _number(slow_limit, 0) > 0:
-            slow = self.db.slow_queries(threshold_ms=0.0, limit=int(_number(slow_limit, 0)))
+        limit = _number(slow_limit, None)
+        if limit is not None:
+            slow = self.db.slow_queries(threshold_ms=_number(slow_threshold_ms, 100.0),
+                                        limit=int(limit))
         return json.dumps({"metrics": self.db.metrics(), "slow": slow}, default=str)
