@@ -28,13 +28,12 @@ export function renderMetrics(db) {
     return l.count ? `${ms(l.p50)} / ${ms(l.p95)} ms` : "–";
   };
   show("mt-read", latency("read"), "read latency, median / 95th percentile");
-  show("mt-write", latency("write"), "write latency, median / 95th percentile (at the leader for a follower's)");
+  show("mt-write", latency("write"), "write latency, median / 95th percentile (a follower's includes the trip to the leader)");
   const qc = m.query_cache;
   show("mt-cache", qc.hits + qc.misses ? `${pct(qc.hit_rate)} of ${qc.hits + qc.misses}` : "–",
     `db.cached(): ${qc.hits} hits, ${qc.misses} misses, ${qc.entries} entries`);
-  show("mt-live", `${m.live_queries} · ${m.live_runs} runs`, "live queries open in this tab · their runs");
-  show("mt-tabs", m.tabs == null ? "1" : String(m.tabs), "tabs sharing the database");
-  show("mt-forwarded", String(m.forwarded_writes), "writes forwarded to (or, at the leader, applied for) other tabs");
+  show("mt-live", `${m.live_queries} · ${m.live_runs}`, "live queries open in this tab · how many times they ran");
+  show("mt-forwarded", String(m.forwarded_writes), "writes this tab sent to the leader tab (a follower's)");
   show("mt-errors", String(m.errors), Object.entries(m.errors_by_name).map(([k, v]) => `${k}: ${v}`).join(", "));
   $("mt-errors").classList.toggle("bad", m.errors > 0);
   return m;

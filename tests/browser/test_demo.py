@@ -45,7 +45,7 @@ def test_demo_tasks_are_added_completed_deleted_and_survive_a_reload(context: An
     page.wait_for_timeout(1100)  # the storage panel refreshes every second
     assert int(page.inner_text("#st-version")) >= 1
     Path(ROOT / "build").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "build" / "demo.png"))
+    page.screenshot(path=str(ROOT / "build" / "demo.png"), full_page=True)
     assert errors == []
 
 
@@ -67,10 +67,39 @@ def test_demo_a_task_added_in_one_tab_shows_up_in_the_other(context: Any, server
         timeout=15_000)
     badges = sorted(p.inner_text("#badge").split(" ")[0] for p in (first, second))
     assert badges == ["Follower", "Leader"]
-    first.wait_for_timeout(1100)
+    follower = first if first.inner_text("#badge").startswith("Follower") else second
+    # The metrics panel: this tab's own figures, refreshed every second.
+    for page in (first, second):
+        # refreshed since the tasks were added: db.cached() saw them (a write to tasks
+        # in any tab invalidates its entry), and counted hits and misses
+        page.wait_for_function("document.getElementById('mt-oldest').textContent === 'just now'",
+                               timeout=15_000)
+        assert "% of " in page.inner_text("#mt-cache")
+        reads, writes, _ = (int(n) for n in page.inner_text("#mt-statements").split(" · "))
+        assert reads > 0 and writes >= 1  # at least the task this tab added
+        assert page.inner_text("#mt-read").endswith(" ms")
+        open_live, runs = (int(n) for n in page.inner_text("#mt-live").split(" · "))
+        assert open_live == 2 and runs >= 2  # the list and its counts, run at least once each
+        assert page.inner_text("#mt-errors") == "0"
+    assert int(follower.inner_text("#mt-forwarded")) >= 1  # its add went to the leader
+    # The query plan: a full scan flagged, its index suggested; created from one tab,
+    # it serves the other's plan too.
+    for page in (first, second):
+        page.wait_for_selector("#plan-tree .flag")
+        assert page.inner_text("#plan-verdict") == "Full scan of tasks"
+        assert '"tasks"("done")' in page.inner_text("#plan-suggestions")
     Path(ROOT / "build").mkdir(exist_ok=True)
-    first.screenshot(path=str(ROOT / "build" / "demo-tab1.png"))
-    second.screenshot(path=str(ROOT / "build" / "demo-tab2.png"))
+    first.screenshot(path=str(ROOT / "build" / "demo-tab1.png"), full_page=True)
+    second.screenshot(path=str(ROOT / "build" / "demo-tab2.png"), full_page=True)
+    indexed = "document.getElementById('plan-verdict').textContent === 'Every table is read through an index'"
+    follower.click("#plan-suggestions button")
+    follower.wait_for_function(indexed, timeout=15_000)
+    assert follower.locator("#plan-tree .flag").count() == 0
+    assert follower.locator("#plan-suggestions li").count() == 0
+    other = second if follower is first else first
+    other.click("#plan-run")
+    other.wait_for_function(indexed, timeout=15_000)
+    follower.screenshot(path=str(ROOT / "build" / "demo-indexed.png"), full_page=True)
 
 
 def test_demo_follower_on_a_phone_screen_shows_one_line_badge_and_no_zero_flushes(
