@@ -17,9 +17,13 @@ TESTS = ROOT / "tests"
 SUITES = ["test_format.py", "test_blockstore.py", "test_vfs.py", "test_database.py", "test_restore.py",
           "test_rollback.py", "test_cdc_values.py", "test_missing_blocks.py",
           "test_differential.py", "test_cache_bound.py", "test_forks.py",
+          # the app layer (issue 14), over one tab and the simulated tabs of tabs/harness.py
+          "test_app_migrations.py", "test_app_live.py", "test_app_cache.py",
+          "test_app_explain.py", "test_app_metrics.py",
           "backends"]  # a directory: every suite in it, with its conftest.py
 #: Paths under tests/, copied to the same paths under the page's /home/pyodide/tests.
-FILES = ["helpers.py", "conftest.py", *(s for s in SUITES if s.endswith(".py")),
+FILES = ["helpers.py", "conftest.py", "tabs/__init__.py", "tabs/harness.py",
+         *(s for s in SUITES if s.endswith(".py")),
          *(str(p.relative_to(TESTS)) for p in sorted((TESTS / "backends").glob("*.py")))]
 
 INSTALL = """async ({wheels}) => {
