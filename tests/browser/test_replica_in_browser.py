@@ -235,8 +235,14 @@ WORKER = """async ([syncUrl, authToken]) => {
   const sent = await db.push();
   const after = db.syncStatus();
   const rows = await db.query('SELECT v FROM w');
+  // the app layer on a replica: SQL migrations run on the primary; a JS step cannot
+  const migrations = [{ version: 1, name: 'w2', up: 'CREATE TABLE w2(x)' }];
+  const migrated = await db.migrate(migrations);
+  const code = await db.migrate([...migrations, { version: 2, name: 'code', up: async () => {} }])
+    .then(() => null, (e) => e.name);
+  const sync = db.metrics().sync;
   await db.close();
-  return { offline, back, sent, after, rows, token };
+  return { offline, back, sent, after, rows, token, migrated, code, sync };
 }"""
 
 
@@ -252,6 +258,10 @@ def test_a_replica_in_datasyncs_worker_pushes_what_it_wrote_offline(
     assert out["rows"] == [{"v": 1}]
     assert out["token"]["offline"] is False, out
     assert primary_rows(sync_server.url, "notes-w", token, "SELECT v FROM w") == [(1,)]
+    assert out["migrated"]["applied"] == [1] and out["code"] == "MigrationError", out
+    assert primary_rows(sync_server.url, "notes-w", token, "SELECT version, name FROM "
+                        "_datasync_migrations") == [(1, "w2")]
+    assert set(out["sync"]) == {"lag_versions", "lag_seconds", "online", "waiting"}, out["sync"]
 
 
 TAB = """async ([syncUrl, authToken]) => {
