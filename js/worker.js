@@ -72,17 +72,22 @@ function changedState(ref) {
   return state;
 }
 
+/** {metrics, slow} of a database as JSON text (undefined: closed meanwhile, or it
+ * cannot tell: the page keeps the last report). */
+function appState(handle, slow) {
+  try {
+    return handle.appState(...slow);
+  } catch {
+    return undefined;
+  }
+}
+
 /** {metrics, slow} as JSON text if the page watches them and they changed, else undefined. */
 function changedApp(ref) {
   const entry = objects.get(ref);
   if (!entry?.watch) return undefined;
-  let app;
-  try {
-    app = entry.object.appState(...(entry.slow ?? [null, null]));
-  } catch {
-    return undefined; // closed meanwhile
-  }
-  if (lastApp.get(ref) === app) return undefined;
+  const app = appState(entry.object, entry.slow ?? [null, null]);
+  if (app === undefined || lastApp.get(ref) === app) return undefined;
   lastApp.set(ref, app);
   return app;
 }
@@ -109,7 +114,7 @@ async function handle(message) {
       const ref = register(handle);
       // a commit (this tab's, or another's applied here) changes stats: post them at once
       objects.get(ref).off = handle.onChange(() => queueMicrotask(() => postState(ref)));
-      return { ok: { ref, state: changedState(ref), app: handle.appState(...SLOW_DEFAULT) } };
+      return { ok: { ref, state: changedState(ref), app: appState(handle, SLOW_DEFAULT) } };
     }
     case "call": {
       const entry = objects.get(message.ref);
