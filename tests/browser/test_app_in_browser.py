@@ -185,7 +185,7 @@ def test_metrics_match_the_work_counted_and_plans_suggest_the_missing_index(
 
 #: Start a migration now; window.migrating resolves with its result (or error).
 MIGRATE_ONCE = """() => {
-  window.migrating = window.db.migrate([
+  window.migrating = window.db.migrate(window.ONCE = [
     { version: 1, name: 'tables', up: 'CREATE TABLE runs(who TEXT); CREATE TABLE notes(body TEXT); CREATE TABLE other(x)' },
     { version: 2, name: 'sql run', up: "INSERT INTO runs VALUES ('sql')" },
     { version: 3, name: 'js run', up: async (tx) => { await tx.execute("INSERT INTO runs VALUES ('js')"); } },
@@ -217,6 +217,15 @@ def test_two_tabs_migrate_once_then_live_and_cached_queries_follow_the_other_tab
     for page in (a, b):  # tables without a unique constraint: a second run would show
         assert page.evaluate("() => window.db.query('SELECT who FROM runs ORDER BY who')") == [
             {"who": "js"}, {"who": "sql"}]
+    # A JS step run by the follower: its transaction is at the leader, statement by statement.
+    done = follower.evaluate("""async () => window.db.migrate([...window.ONCE, {
+        version: 4, name: 'follower step', up: async (tx) => {
+          const [{ n }] = await tx.query('SELECT count(*) AS n FROM runs');
+          await tx.execute('INSERT INTO runs VALUES (?)', [`follower saw ${n}`]);
+        } }])""")
+    assert done == {"from": 3, "to": 4, "applied": [4], "reverted": []}
+    assert leader.evaluate("() => window.db.query(\"SELECT who FROM runs WHERE who LIKE 'f%'\")") == [
+        {"who": "follower saw 2"}]
 
     # A live query in the follower: not re-run for a write to another table, re-run
     # (and called back) for the leader's write to the table it reads.
