@@ -64,12 +64,23 @@ class _Relay:
 def js_step(fn: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:
     """A migration's ``up``/``down`` for the JS function ``fn(tx)`` (``tx``: a
     :class:`.bridge.JsTransaction`; it may return a Promise). Its error, thrown or
-    rejected, is raised here (a ``JsException``): the migration fails with it."""
+    rejected, is raised here (a ``JsException``): the migration fails with it.
+    Statements it made without awaiting them run after it returned, in order (the
+    first that fails fails the step)."""
 
     async def step(tx: Any) -> None:
         from pyodide.ffi import create_proxy
 
         from .bridge import JsTransaction
+
+        async def run(method: str, args: tuple[Any, ...], answer: asyncio.Future[Any]
+                      ) -> Exception | None:
+            try:
+                answer.set_result(await getattr(tx, method)(*args))
+            except Exception as exc:  # the statement's error goes to JS
+                answer.set_exception(exc)
+                return exc
+            return None
 
         relay = _Relay()
         proxy = create_proxy(JsTransaction(relay))
@@ -81,15 +92,15 @@ def js_step(fn: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:
                 if not get.done():
                     get.cancel()
                     break
-                method, args, answer = get.result()
-                try:
-                    answer.set_result(await getattr(tx, method)(*args))
-                except Exception as exc:  # the statement's error goes to JS
-                    answer.set_exception(exc)
+                await run(*get.result())
             done.result()
+            while not relay.queue.empty():  # made, not awaited, before it returned
+                error = await run(*relay.queue.get_nowait())
+                if error is not None:  # nobody awaits it: the step fails with it
+                    raise error
         finally:
             relay.ended = True
-            while not relay.queue.empty():  # called without await: never run
+            while not relay.queue.empty():  # the step failed: never run
                 relay.queue.get_nowait()[2].cancel()
             proxy.destroy()
 

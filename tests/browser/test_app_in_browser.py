@@ -67,6 +67,11 @@ MIGRATIONS = """async () => {
   out.typeError = await window.attempt(() => db.migrate([{ version: 1, name: 'x', up: 42 }]));
   out.unknownKey = await window.attempt(() => db.migrate([{ version: 1, name: 'x', up: 'SELECT 1', dwon: '' }]));
   out.final = await db.migrationStatus(M);
+  // a step that does not await its statement: it still runs, inside the migration
+  out.unawaited = await db.migrate([...M, { version: 4, name: 'unawaited', up: (tx) => {
+    tx.execute("INSERT INTO log VALUES ('not awaited')");
+  } }]);
+  out.unawaitedLog = await db.query("SELECT msg FROM log WHERE msg = 'not awaited'");
   return out;
 }"""
 
@@ -102,6 +107,7 @@ def test_migrations_up_down_and_every_failure_leave_the_last_good_version(
     assert out["unknownKey"].startswith("TypeError: db.migrate(): migration 1 has unknown key(s) dwon"), out
     assert [(m["version"], m["state"]) for m in out["final"]] == [
         (1, "applied"), (2, "applied"), (3, "applied")]
+    assert out["unawaited"]["applied"] == [4] and out["unawaitedLog"] == [{"msg": "not awaited"}]
 
 
 #: A workload whose every statement is counted: 5 reads, 3 writes, 1 transaction, 1 error.
