@@ -97,3 +97,25 @@ async def test_a_failing_migration_on_a_replica_leaves_the_primary_at_the_last_g
             await other.close()
     finally:
         await db.close()
+
+
+async def test_tabs_of_a_replica_and_another_replica_migrating_at_once_apply_each_once(
+        sync_server, tmp_path):
+    from .test_replica_tabs import Tabs
+
+    tabs = Tabs(sync_server, database="app")
+    other = await open_replica(sync_server, tmp_path / "o.dsdb")
+    try:
+        leader = await tabs.open("a")
+        await leader.wait_for_leadership()
+        follower = await tabs.open("f")
+        outs = await asyncio.gather(leader.migrate(MIGRATIONS), follower.migrate(MIGRATIONS),
+                                    other.migrate(MIGRATIONS))
+        assert sorted(v for out in outs for v in out["applied"]) == [1, 2]
+        for db in (leader, follower, other):  # each right after its call returned
+            assert await runs(db) == [(1, 1), (2, 1)]
+            assert [s["state"] for s in await db.migration_status(MIGRATIONS)] == [
+                "applied", "applied"]
+    finally:
+        await other.close()
+        await tabs.close()
