@@ -200,6 +200,17 @@ async def test_a_failing_function_up_is_chained_and_rolled_back() -> None:
         assert [s["state"] for s in await db.migration_status()] == ["applied"]
 
 
+async def test_a_transaction_failure_inside_an_up_propagates_as_it_is() -> None:
+    async def up(tx: Any) -> None:
+        await tx.execute("CREATE TABLE t(x)")
+        raise datasync.BusyTimeoutError("another writer held the database")
+
+    async with memory_db() as db:
+        with pytest.raises(datasync.BusyTimeoutError):  # retry: nothing applied
+            await db.migrate([{"version": 1, "name": "busy", "up": up}])
+        assert await tables(db) == [] and await states(db, [NOTES]) == {1: "pending"}
+
+
 async def test_a_failing_down_leaves_the_migration_applied() -> None:
     ms = [NOTES, {**TAGS, "down": "DROP TABLE no_such_table"}]
     async with memory_db() as db:

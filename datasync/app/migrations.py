@@ -3,57 +3,52 @@
 Example::
 
     MIGRATIONS = [
-        {"version": 1, "name": "notes",
-         "up": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)",
-         "down": "DROP TABLE notes"},
+        {"version": 1, "name": "notes", "down": "DROP TABLE notes",
+         "up": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)"},
         {"version": 2, "name": "notes_at",
          "up": "ALTER TABLE notes ADD COLUMN at REAL; CREATE INDEX notes_at ON notes(at)",
          "down": "DROP INDEX notes_at; ALTER TABLE notes DROP COLUMN at"},
-        {"version": 3, "name": "seed", "up": seed, "checksum": "seed-v1"},  # seed(tx)
+        {"version": 3, "name": "seed", "up": seed, "checksum": "seed-1"},  # seed(tx)
     ]
-    await db.migrate(MIGRATIONS)       # {"from": 0, "to": 3, "applied": [1, 2, 3], "reverted": []}
-    await db.migrate(MIGRATIONS)       # {"from": 3, "to": 3, "applied": [], "reverted": []}
-    await db.rollback(MIGRATIONS)      # runs 3's down: a callable without one is refused
-    await db.migrate(MIGRATIONS, target=1)   # 2's down; 3 above it must be reverted first
-    await db.migration_status(MIGRATIONS)    # [{"version", "name", "checksum", "applied_at", "state"}]
+    await db.migrate(MIGRATIONS)  # {"from": 0, "to": 3, "applied": [1, 2, 3], "reverted": []}
+    await db.migrate(MIGRATIONS)  # {"from": 3, "to": 3, "applied": [], "reverted": []}
+    await db.migrate(MIGRATIONS, target=1)  # IrreversibleMigrationError: 3 has no down
+    await db.migration_status(MIGRATIONS)   # [{"version", "name", "checksum", "applied_at", "state"}]
 
-A migration is a dict or an object (attributes) with ``version`` (int >= 1),
-``name`` (str), ``up`` and optional ``down``: SQL (several statements; where each
-ends is SQLite's answer, :func:`~datasync.cdc.connection.split_script`; no
-BEGIN/COMMIT, it runs in a transaction of its own) or a callable ``f(tx)`` returning
-None or an awaitable, ``tx`` being a :class:`~datasync.api.TransactionAPI`
-(execute, query, executemany, batch), and optional ``checksum`` (str). The list's
-versions must be 1..n, each once (:class:`~datasync.MigrationOrderError`).
+A migration is a dict or an object (attributes): ``version`` (int >= 1), ``name``
+(str), ``up``, optional ``down`` and ``checksum`` (str). ``up``/``down``: SQL (several
+statements, split by :func:`~datasync.cdc.connection.split_script`; no BEGIN/COMMIT:
+it runs in a transaction of its own) or a callable ``f(tx)`` returning None or an
+awaitable, ``tx`` a :class:`~datasync.api.TransactionAPI`. Versions: 1..n, each once.
+Rows: ``_datasync_migrations(version INTEGER PRIMARY KEY, name, checksum, applied_at
+REAL epoch seconds)``. **Checksum**: SHA-256 hex of the ``up`` SQL, its line endings
+normalised (CRLF and CR become LF) and trailing whitespace at its end removed (the
+``down`` is not part of it: it may be fixed later). A given ``checksum`` is used
+instead (for a callable, or to accept a reformatted SQL); a callable without one
+records :data:`UNCHECKED` (``"callable"``), which is never compared.
 
-The database records each applied migration in ``_datasync_migrations(version
-INTEGER PRIMARY KEY, name, checksum, applied_at)`` (``applied_at``: epoch seconds).
-**Checksum**: the SHA-256 (hex) of the ``up`` SQL with its line endings made
-``\\n`` (CRLF and CR become LF) and trailing whitespace at its end removed; the
-``down`` is not part of it (it may be fixed later). A given ``checksum`` is used
-instead (for a callable ``up``, or to accept a reformatted SQL); a callable ``up``
-without one records :data:`UNCHECKED` (``"callable"``), which is never compared.
-An applied migration whose checksum differs: :class:`~datasync.MigrationChecksumError`.
-Applied versions the list does not hold (newer code migrated the database):
-:class:`~datasync.SchemaTooNewError`. Both are checked before anything runs.
+Checked before anything runs: the order (MigrationOrderError), an applied migration
+whose checksum differs (MigrationChecksumError), applied versions the list lacks:
+newer code migrated it (SchemaTooNewError), a revert through a migration with no
+``down`` (IrreversibleMigrationError). A failing ``up``/``down``: MigrationFailedError
+naming it, cause chained; its transaction is rolled back and the ones before it in
+the call stay applied. BusyTimeoutError, TransactionAbortedError,
+LeaderUnavailableError, DatabaseClosedError and sync errors propagate as they are
+(the transaction failed, not the migration): migrate again, it is idempotent.
 
 **Exactly once.** Each migration runs in its own ``db.transaction("IMMEDIATE")``
-which first re-reads the table: one another tab (or process) applied meanwhile is
-skipped (its checksum checked again), then runs the ``up`` and inserts its row (or
-runs the ``down`` and deletes it). In a :class:`~datasync.tabs.SharedDatabase`
-follower the transaction runs at the leader, so concurrent callers in many tabs
-queue there and one applies each migration; each returns once its own copy holds
-the new schema. A sync :class:`~datasync.sync.replica.Replica` has no interactive
-transactions: after a pull, each SQL migration is ONE ``batch`` whose first
-statement inserts its row (a second replica's copy of it fails atomically on the
-primary, which is then pulled and found applied); a ``down`` batch opens with a
-guard that fails unless the row is still there. A callable ``up``/``down`` on a
-replica, or a replica the server does not answer: :class:`~datasync.MigrationError`.
-
-A failing ``up``/``down``: :class:`~datasync.MigrationFailedError` (version, name,
-cause chained); its transaction is rolled back, the migrations before it in the
-same call stay applied. Rolling back through a migration with no ``down``:
-:class:`~datasync.IrreversibleMigrationError`, nothing reverted. Files:
-:func:`datasync.tools.migrate_cli.load_dir` (``NNNN_name.sql``, ``-- down``).
+that first re-reads the table: one another tab or process applied meanwhile is
+skipped (its checksum checked again); else it runs the ``up`` and inserts the row
+(or the ``down``, deleting it). In a :class:`~datasync.tabs.SharedDatabase` follower
+that transaction runs at the leader, so concurrent tabs queue there, one applies
+each migration, and each call returns once its own copy holds the new schema. A sync
+replica has no interactive transactions: after a pull, a SQL migration is ONE
+``batch`` whose first statement inserts its row (another replica's copy of it fails
+atomically on the primary, which is then pulled and found applied); a ``down`` batch
+opens with a guard that fails unless the row is still there. There a callable, an
+offline replica or an unanswered pull is a MigrationError (a server that stops
+answering between the pull and the batch: the batch waits in the outbox like any
+write). Files: :func:`datasync.tools.migrate_cli.load_dir` (``NNNN_name.sql``).
 """
 from __future__ import annotations
 
@@ -67,15 +62,18 @@ from typing import Any
 
 from ..cdc.connection import split_script
 from ..errors import (
+    BusyTimeoutError,
+    DatabaseClosedError,
     InvalidOptionError,
     IrreversibleMigrationError,
     MigrationChecksumError,
     MigrationError,
     MigrationFailedError,
     MigrationOrderError,
-    ReplicaWriteError,
+    LeaderUnavailableError,
     SchemaTooNewError,
     SyncError,
+    TransactionAbortedError,
 )
 
 __all__ = ["TABLE", "UNCHECKED", "Migration", "checksum_of", "migrate", "normalise",
@@ -95,6 +93,10 @@ _GUARD = (f"SELECT json(CASE WHEN EXISTS(SELECT 1 FROM {TABLE} WHERE version = ?
           "THEN '0' ELSE 'migration not applied' END)")
 _ONLY_COMMENTS = re.compile(r"(?:\s|;|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
 _TX_CONTROL = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+#: Raised inside an up/down, these say the transaction failed, not the migration:
+#: they propagate as they are (nothing of it applied, or unknown: migrate again).
+_NOT_THE_MIGRATION = (BusyTimeoutError, TransactionAbortedError, LeaderUnavailableError,
+                      DatabaseClosedError, SyncError)
 
 
 def checksum_of(sql: str) -> str:
@@ -114,9 +116,6 @@ class Migration:
     up: Any
     down: Any
     checksum: str
-
-    def steps(self, down: bool) -> Any:
-        return self.down if down else self.up
 
 
 def _field(m: Any, key: str) -> Any:
@@ -225,12 +224,8 @@ def _failed(m: Migration, down: bool, exc: BaseException, at: int) -> MigrationF
 
 
 def _is_replica(db: Any) -> bool:
-    """A sync replica refuses transaction() at once (ReplicaWriteError)."""
-    try:
-        db.transaction("IMMEDIATE")
-    except ReplicaWriteError:
-        return True
-    return False
+    """A sync replica (or a tab of one): it pulls, and refuses transaction()."""
+    return callable(getattr(db, "pull", None)) and callable(getattr(db, "sync_status", None))
 
 
 async def _pull(db: Any) -> None:
@@ -256,7 +251,9 @@ async def _in_transaction(db: Any, ms: list[Migration], m: Migration, down: bool
         if (m.version in rows) != down:  # already applied (up) / already gone (down)
             return False, rows
         try:
-            await _run(m.steps(down), tx)
+            await _run((m.down if down else m.up), tx)
+        except _NOT_THE_MIGRATION:
+            raise
         except Exception as exc:
             raise _failed(m, down, exc, at) from exc
         if down:
@@ -277,7 +274,9 @@ async def _in_batch(db: Any, ms: list[Migration], m: Migration, down: bool,
         [(_GUARD, [m.version]), (_DELETE, [m.version])] if down else
         [(_INSERT, [m.version, m.name, m.checksum, time.time()])])
     try:
-        await db.batch([*head, *((sql, ()) for sql in m.steps(down))])
+        await db.batch([*head, *((sql, ()) for sql in (m.down if down else m.up))])
+    except _NOT_THE_MIGRATION:
+        raise
     except Exception as exc:
         await _pull(db)
         rows = await _read(db)
@@ -362,8 +361,6 @@ async def rollback(db: Any, migrations: Iterable[Any], *, steps: int = 1) -> dic
     rows, replica = await _plan(db, ms)
     done = sorted(rows)
     target = done[-steps - 1] if steps < len(done) else 0
-    if not steps:
-        target = max(done, default=0)
     return await _move(db, ms, rows, replica, target)
 
 
@@ -371,23 +368,26 @@ async def status(db: Any, migrations: Iterable[Any] = ()) -> list[dict[str, Any]
     """Example: ``for m in await status(db, MIGRATIONS): print(m["version"], m["state"])``
 
     Every migration recorded in the database and every one of ``migrations`` not
-    yet applied, by version: ``{"version", "name", "checksum", "applied_at"
-    (epoch seconds, None if pending), "state"}``; state is ``"applied"``,
-    ``"pending"``, ``"changed"`` (applied, checksum differs) or ``"unknown"``
-    (applied, not in ``migrations``; with no list given every recorded one is
-    "applied"). Reads only (this copy: pull a replica first for the primary's
-    view); the table missing means nothing applied. Raises MigrationOrderError."""
+    yet applied, by version: ``{"version", "name", "checksum" (the recorded one once
+    applied), "applied_at" (epoch seconds; None: pending), "state"}``; state is
+    ``"applied"``, ``"pending"``, ``"changed"`` (applied, its checksum differs now)
+    or ``"unknown"`` (applied, not in ``migrations``; with no list given, every
+    recorded one is "applied"). Only reads, this copy (pull a replica first for the
+    primary's view); no table yet means nothing applied. Raises MigrationOrderError."""
     ms = {m.version: m for m in normalise(migrations)}
     rows = await _read(db)
     out = []
     for v in sorted(set(ms) | set(rows)):
         m, row = ms.get(v), rows.get(v)
         if row is None:
-            out.append({"version": v, "name": m.name, "checksum": m.checksum,  # type: ignore[union-attr]
+            assert m is not None
+            out.append({"version": v, "name": m.name, "checksum": m.checksum,
                         "applied_at": None, "state": "pending"})
             continue
-        state = "applied" if m is None and not ms or m is not None and _same(
-            row["checksum"], m.checksum) else "changed" if m is not None else "unknown"
+        if m is None:
+            state = "unknown" if ms else "applied"
+        else:
+            state = "applied" if _same(row["checksum"], m.checksum) else "changed"
         out.append({"version": v, "name": m.name if m else row["name"],
                     "checksum": row["checksum"], "applied_at": float(row["applied_at"]),
                     "state": state})

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.timeout(180)
 
 #: Each up and down leaves a row in ``runs`` (no unique constraint) every time it runs.
 MIGRATIONS = [
-    {"version": 1, "name": "runs", "up": "CREATE TABLE runs(v INTEGER); INSERT INTO runs VALUES (1)",
-     "down": "DROP TABLE runs"},
+    {"version": 1, "name": "runs", "down": "DROP TABLE runs",
+     "up": "CREATE TABLE runs(v INTEGER); INSERT INTO runs VALUES (1)"},
     {"version": 2, "name": "items",
      "up": "CREATE TABLE items(id INTEGER PRIMARY KEY, body TEXT);\n"
            "INSERT INTO runs VALUES (2);\nINSERT INTO items(body) VALUES ('seeded');",
@@ -74,6 +74,28 @@ async def test_a_function_migration_on_a_replica_is_refused_before_anything_runs
         assert caught.value.version == 2 and "SQL" in str(caught.value)
         assert [s["state"] for s in await db.migration_status(ms)] == ["pending", "pending"]
         assert (await db.migrate(ms, target=1))["applied"] == [1]
+    finally:
+        await db.close()
+
+
+async def test_an_offline_replica_refuses_to_migrate(sync_server, tmp_path):
+    db = await datasync.open(str(tmp_path / "off.dsdb"), sync_url=f"{sync_server.url}/app",
+                             auth_token=sync_server.token("app"), sync_interval=0,
+                             offline=True)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            await db.migrate(MIGRATIONS)
+        assert "offline" in str(caught.value)
+        assert db.sync_status()["waiting"] == 0  # nothing queued for the primary
+    finally:
+        await db.close()
+    sync_server.stop()
+    db = await open_replica(sync_server, tmp_path / "down.dsdb")
+    try:
+        with pytest.raises(MigrationError) as caught:
+            await db.migrate(MIGRATIONS)
+        assert "did not answer" in str(caught.value)
+        assert db.sync_status()["waiting"] == 0
     finally:
         await db.close()
 
