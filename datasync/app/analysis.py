@@ -24,30 +24,28 @@ object of the tab, a function registered on the database's connection, a virtual
 table whose module this process lacks) gives ``None`` from :func:`tables_read`
 ("cannot tell": callers treat any change as touching it) and no suggestions from
 :func:`explain`. Triggers are not copied (reads do not fire them).
+
+The plan tree and the index trials are in :mod:`.plans`.
 """
 from __future__ import annotations
 
-import itertools
-import re
 import sqlite3
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from .plans import Trial, parse, suggest, tables_of, tree, walk
+
 __all__ = ["tables_read", "explain", "schema_key"]
 
-_READ, _DELETE, _INSERT, _UPDATE = 20, 9, 18, 23
+_READ = 20
 _WRITES = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 23, 24, 25, 26,
            27, 28, 29, 30}
 #: Tables whose changes no change notice names (see tabs/session.py): a statement
 #: reading one is "cannot tell" (None), so any change re-runs it.
 _UNANNOUNCED = ("sqlite_", "_datasync")
-_ROW = re.compile(r"(?P<kind>SCAN|SEARCH) (?:TABLE )?(?P<name>.+?)"
-                  r"(?: USING (?P<using>.+?))?(?: \((?P<terms>[^()]*)\))?$")
-_TERM = re.compile(r"(?P<col>.+?)(?P<op>=|>=|<=|>|<)\?$")
 _CACHED_STATEMENTS = 512
-_probe_names = itertools.count()
 
 
 async def schema_key(db: Any) -> int:
@@ -67,10 +65,14 @@ class _Copy:
                                     check_same_thread=False, cached_statements=0)
         self.tables: dict[str, str] = {}  # lower-case name -> name, real tables only
         self.virtual: set[str] = set()
+        self.names = {str(r["name"]).lower() for r in rows}  # (for new index names)
+        self.views = {n.lower() for r in rows if r["type"] == "view" for n in [r["name"]]}
         self.indexes: dict[str, tuple[str, list[str]]] = {}  # lower name -> (table, cols)
         self.statements: OrderedDict[str, frozenset[str] | None] = OrderedDict()
         for row in rows:
             kind, name, sql = row["type"], str(row["name"]), row["sql"]
+            if kind == "trigger":
+                continue  # (reads do not fire them)
             if kind == "table" and not row["rootpage"]:
                 self.virtual.add(name.lower())
             try:
@@ -124,9 +126,8 @@ class _Copy:
         result: frozenset[str] | None = None
         if actions is not None:
             names = {str(a[1]) for a in actions if a[0] == _READ and a[1] is not None}
-            views = _views(self)
             tables = {self.tables.get(n.lower()) for n in names
-                      if self.tables.get(n.lower()) or n.lower() not in views}
+                      if self.tables.get(n.lower()) or n.lower() not in self.views}
             if None not in tables and not any(
                     t.lower().startswith(_UNANNOUNCED) or t.lower() in self.virtual
                     for t in tables if t):
@@ -138,12 +139,7 @@ class _Copy:
 
     def plan(self, sql: str, params: Any) -> list[tuple[int, int, str]]:
         return [(r[0], r[1], r[3]) for r in self.conn.execute(
-            "EXPLAIN QUERY PLAN " + sql, _params(params, sql)).fetchall()]
-
-
-def _views(copy: _Copy) -> set[str]:
-    return {r[0].lower() for r in copy.conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'view'").fetchall()}
+            "EXPLAIN QUERY PLAN " + sql, _params(params)).fetchall()]
 
 
 class _AnyName(dict):  # type: ignore[type-arg]
@@ -151,7 +147,7 @@ class _AnyName(dict):  # type: ignore[type-arg]
         return None
 
 
-def _params(params: Any, sql: str) -> Any:
+def _params(params: Any) -> Any:
     return dict(params) if isinstance(params, dict) else tuple(params)
 
 
@@ -160,7 +156,7 @@ def _bindings(params: Any) -> Any:
     parameter, else for 0, 1, 2... positional ones (Python's sqlite3 binds as it
     prepares and wants exactly as many)."""
     if params is not None:
-        yield _params(params, "")
+        yield _params(params)
         return
     yield _AnyName()
     for n in range(_MAX_PARAMS + 1):
@@ -179,9 +175,9 @@ async def _copy_of(db: Any) -> _Copy:
         return copy
     rows = await db.query(
         "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema "
-        "WHERE type IN ('table', 'index', 'view') AND sql IS NOT NULL "
+        "WHERE sql IS NOT NULL "
         "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "ORDER BY type = 'view', type = 'index', rowid")
+        "ORDER BY type = 'trigger', type = 'view', type = 'index', rowid")
     stats = await db.query("SELECT tbl, idx, stat FROM sqlite_stat1") if await db.query(
         "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'") else []
     if copy is not None:
@@ -206,138 +202,13 @@ async def tables_read(db: Any, sql: str, params: Any = None) -> frozenset[str] |
     read counts for its table. Names are returned as the schema spells them. None
     ("any change may touch it"): the statement cannot be prepared on the copy, or it
     reads a virtual table, ``sqlite_*`` (the schema itself, statistics) or a
-    ``_datasync*`` table, none of which change notices name. ``params`` (optional,
-    as for ``db.query``) only help preparing. ``frozenset()``: it
-    reads no table (``SELECT 1``). Cached per database, schema version and SQL text.
+    ``_datasync*`` table, none of which change notices name. ``frozenset()``: it
+    reads no table (``SELECT 1``). ``params`` (optional, as for ``db.query``) only
+    help preparing. Cached per database, schema version and SQL text.
     Raises what ``db.query`` raises (``DatabaseClosedError``...).
     """
     copy = await _copy_of(db)
     return copy.reads(sql, params)
-
-
-# -- explain ----------------------------------------------------------------------------
-
-def _parse(detail: str) -> dict[str, Any] | None:
-    m = _ROW.match(detail)
-    if m is None or "VIRTUAL TABLE" in detail:
-        return None
-    return {"kind": m["kind"], "name": m["name"], "using": m["using"] or "",
-            "terms": [t for t in (m["terms"] or "").split(" AND ") if t]}
-
-
-def _tree(rows: list[tuple[int, int, str]], table_of: dict[str, str],
-          not_tables: set[str]) -> list[dict[str, Any]]:
-    nodes: dict[int, dict[str, Any]] = {}
-    roots: list[dict[str, Any]] = []
-    for id_, parent, detail in rows:
-        parsed = _parse(detail)
-        table = None
-        if parsed is not None and parsed["name"] not in not_tables:
-            table = table_of.get(parsed["name"].lower())
-        using = parsed["using"] if parsed else ""
-        full = bool(parsed and table and parsed["kind"] == "SCAN"
-                    and "COVERING INDEX" not in using)
-        node = {"id": id_, "detail": detail, "full_scan": full, "table": table,
-                "children": []}
-        nodes[id_] = node
-        (nodes[parent]["children"] if parent in nodes else roots).append(node)
-    return roots
-
-
-def _walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for n in nodes:
-        out.append(n)
-        out.extend(_walk(n["children"]))
-    return out
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _Trial:
-    """Candidate indexes tried on the copy, each inside a savepoint rolled back."""
-
-    def __init__(self, copy: _Copy, sql: str, params: Any) -> None:
-        self.copy, self.sql, self.params = copy, sql, params
-
-    def plan_with(self, indexes: dict[str, tuple[str, list[str]]]
-                  ) -> list[tuple[int, int, str]]:
-        """The copy's plan with the extra ``indexes`` (name -> (table, columns))."""
-        conn = self.copy.conn
-        conn.execute("SAVEPOINT datasync_probe")
-        try:
-            for name, (table, cols) in indexes.items():
-                conn.execute(f"CREATE INDEX {_quote(name)} ON {_quote(table)}"
-                             f"({', '.join(_quote(c) for c in cols)})")
-            return self.copy.plan(self.sql, self.params)
-        except sqlite3.Error:
-            return []
-        finally:
-            conn.execute("ROLLBACK TO datasync_probe")
-            conn.execute("RELEASE datasync_probe")
-
-    def search(self, table: str, cols: list[str]) -> list[tuple[str, str]]:
-        """With an index on ``table(cols)``: the (column, "=" or "range") terms a
-        SEARCH through it uses, in index order ([]: the planner does not search
-        through it)."""
-        name = f"_datasync_probe_{next(_probe_names)}"
-        for _, _, detail in self.plan_with({name: (table, cols)}):
-            p = _parse(detail)
-            if p and p["kind"] == "SEARCH" and p["using"].endswith(f"INDEX {name}"):
-                ops: dict[str, str] = {}
-                for term in p["terms"]:
-                    t = _TERM.match(term)
-                    if t:
-                        ops.setdefault(t["col"], "=" if t["op"] == "=" else "range")
-                return [(c, ops[c]) for c in cols if c in ops]
-        return []
-
-
-def _suggest(copy: _Copy, trial: _Trial, table: str, columns: list[str]
-             ) -> dict[str, Any] | None:
-    """The index serving ``table``'s scan (see :func:`explain`), or None."""
-    eq: list[str] = []
-    ranged: list[str] = []
-    for col in columns:
-        used = trial.search(table, [col])
-        if used == [(col, "=")]:
-            eq.append(col)
-        elif used == [(col, "range")]:
-            ranged.append(col)
-    wanted = eq + ranged[:1]
-    if len(wanted) > 1:  # verify the combined index: keep the prefix the plan uses
-        used_cols = [c for c, _ in trial.search(table, wanted)]
-        wanted = [c for c in wanted if c in used_cols] or wanted[:1]
-    if not wanted:
-        return None
-    for itable, icols in copy.indexes.values():  # one is there: the statistics decided
-        if itable.lower() == table.lower() and icols[:len(wanted)] == wanted:
-            return None
-    base = re.sub(r"\W", "_", f"idx_{table}_{'_'.join(wanted)}")
-    name, n = base, 1
-    while name.lower() in copy.indexes or name.lower() in copy.tables:
-        n += 1
-        name = f"{base}_{n}"
-    return {"table": table, "columns": wanted,
-            "sql": f"CREATE INDEX IF NOT EXISTS {_quote(name)} ON {_quote(table)}"
-                   f"({', '.join(_quote(c) for c in wanted)})"}
-
-
-def _aliases(trial: _Trial, reads: dict[str, list[str]]) -> dict[str, str]:
-    """Plan names (aliases: SQLite shows ``SCAN t2`` for ``FROM t AS t2``) -> tables,
-    learnt by giving every table read a probe index on the columns it reads: a plan
-    row that goes through one names its table."""
-    probes = {f"_datasync_alias_{next(_probe_names)}": (table, cols[:60])
-              for table, cols in reads.items() if cols}
-    found: dict[str, str] = {}
-    for _, _, detail in trial.plan_with(probes) if probes else []:
-        p = _parse(detail)
-        for name, (table, _) in probes.items():
-            if p and p["using"].endswith(f"INDEX {name}"):
-                found[p["name"].lower()] = table
-    return found
 
 
 async def explain(db: Any, sql: str, params: Sequence[Any] | dict[str, Any] = ()
@@ -395,30 +266,19 @@ async def explain(db: Any, sql: str, params: Sequence[Any] | dict[str, Any] = ()
                 cols.append(column)
     not_tables = {d.split(" ", 1)[1] for _, _, d in rows
                   if d.startswith(("MATERIALIZE ", "CO-ROUTINE "))}
-    table_of = dict(copy.tables)
-    unknown = [p["name"] for p in map(_parse, (d for _, _, d in rows))
-               if p and p["name"].lower() not in table_of and p["name"] not in not_tables]
-    trial = _Trial(copy, sql, params)
-    if unknown and actions is not None:
-        table_of.update(_aliases(trial, reads))
-        # One alias left and one table read that no row names: it is that table.
-        named = {table_of[p["name"].lower()] for p in map(_parse, (d for _, _, d in rows))
-                 if p and p["name"].lower() in table_of}
-        left = {p["name"].lower() for p in map(_parse, (d for _, _, d in rows))
-                if p and p["name"].lower() not in table_of and p["name"] not in not_tables}
-        rest = set(reads) - named
-        if len(left) == 1 and len(rest) == 1:
-            table_of[left.pop()] = rest.pop()
-    plan = _tree(rows, table_of, not_tables)
-    nodes = _walk(plan)
+    trial = Trial(copy, sql, params)
+    table_of = tables_of(trial, rows, reads, not_tables) if actions is not None \
+        else dict(copy.tables)
+    plan = tree(rows, table_of, not_tables)
+    nodes = walk(plan)
     full_scans = list(dict.fromkeys(n["table"] for n in nodes if n["full_scan"]))
     targets = list(dict.fromkeys(
         n["table"] for n in nodes if n["table"] and (
-            n["full_scan"] or "AUTOMATIC" in (_parse(n["detail"]) or {}).get("using", ""))))
+            n["full_scan"] or "AUTOMATIC" in (parse(n["detail"]) or {}).get("using", ""))))
     suggestions = []
     if actions is not None:
         for table in targets:
-            found = _suggest(copy, trial, table, reads.get(table, []))
+            found = suggest(copy, trial, table, reads.get(table, []))
             if found is not None:
                 suggestions.append(found)
     return {"sql": sql, "plan": plan, "full_scans": full_scans, "suggestions": suggestions}
