@@ -180,3 +180,34 @@ async def test_unhashable_parameters_are_answered_but_not_cached() -> None:
     assert await db.cached("SELECT ? AS x", [Odd()]) == [{"x": 5}]
     assert len(cache) == 0 and cache.misses == 2
     await db.close()
+
+
+async def test_a_closed_database_answers_no_cached_rows() -> None:
+    db = await datasync.open("cache-closed", backend="memory")
+    await db.cached("SELECT 1 AS one")
+    await db.close()
+    with pytest.raises(datasync.DatabaseClosedError):
+        await db.cached("SELECT 1 AS one")
+    with pytest.raises(datasync.DatabaseClosedError):
+        await db.live("SELECT 1 AS one", [], lambda rows: None)
+
+
+async def test_a_miss_reads_the_schema_version_only_after_a_change() -> None:
+    db = await datasync.open("cache-schema-reads", backend="memory")
+    await db.execute("CREATE TABLE t(v INTEGER)")
+    seen: list[str] = []
+    query = db.query
+
+    async def counting(sql: str, params: Any = ()) -> Any:
+        seen.append(sql)
+        return await query(sql, params)
+
+    db.query = counting  # type: ignore[method-assign]
+    for i in range(3):
+        await db.cached(f"SELECT v + {i} FROM t")
+    assert sum("schema_version" in s for s in seen) <= 1
+    await db.execute("CREATE TABLE u(w INTEGER)")
+    seen.clear()
+    assert await db.cached("SELECT count(*) AS n FROM u") == [{"n": 0}]
+    assert sum("schema_version" in s for s in seen) == 1
+    await db.close()

@@ -50,9 +50,29 @@ _CACHED_STATEMENTS = 512
 
 async def schema_key(db: Any) -> int:
     """The database's schema version (``PRAGMA schema_version``): it moves at every
-    schema change. One cheap read."""
+    schema change. One cheap read, skipped while ``db.commits`` and ``db.version``
+    stay where they were at the last one (a schema change is a commit here or, in
+    a follower tab, a catch-up to a new version).
+
+    Example: ``if await schema_key(db) != known: ...``"""
+    stamp = (_commits(db), db.version)
+    known = _schema_keys.get(db)
+    if known is not None and stamp[0] is not None and known[0] == stamp:
+        return known[1]
     rows = await db.query("PRAGMA schema_version")
-    return int(next(iter(rows[0].values()))) if rows else 0
+    key = int(next(iter(rows[0].values()))) if rows else 0
+    try:
+        _schema_keys[db] = (stamp, key)
+    except TypeError:  # (an object without weak references: no caching)
+        pass
+    return key
+
+
+def _commits(db: Any) -> int | None:
+    try:
+        return int(db.commits)
+    except Exception:  # (a database without the count: read every time)
+        return None
 
 
 class _Copy:
@@ -165,6 +185,7 @@ def _bindings(params: Any) -> Any:
 
 _MAX_PARAMS = 250
 _copies: weakref.WeakKeyDictionary[Any, _Copy] = weakref.WeakKeyDictionary()
+_schema_keys: weakref.WeakKeyDictionary[Any, tuple[Any, int]] = weakref.WeakKeyDictionary()
 
 
 async def _copy_of(db: Any) -> _Copy:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from ..errors import DatabaseClosedError
 from . import analysis
 from .live import _names, touches
 
@@ -74,7 +75,11 @@ class QueryCache:
                   ttl: float = 60.0) -> Rows:
         """The rows of ``sql`` (a list of dicts, as ``db.query`` returns, copied: the
         caller may change them), from the cache while fresh (``ttl`` seconds; 0 or
-        less: never stored). Raises what ``db.query`` raises."""
+        less: never stored). Raises what ``db.query`` raises, DatabaseClosedError
+        once the database is closed (even for a cached entry)."""
+        if self._db.closed:
+            raise DatabaseClosedError(f"database {self._db.name!r} is closed; open it "
+                                      "again to read through its cache")
         params = () if params is None else params
         key = _key(sql, params)
         self._subscribe()

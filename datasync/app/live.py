@@ -91,6 +91,9 @@ class LiveQueries:
         if not callable(callback):
             raise TypeError("live() needs a callback: db.live(sql, params, callback), "
                             "called with the rows now and after every change to them")
+        if self._db.closed:
+            raise DatabaseClosedError(f"database {self._db.name!r} is closed; open it "
+                                      "again to watch a query")
         q = _Query(sql, params if params is not None else (), callback)
         self._queries.append(q)
         if self._off is None:  # before the first run: no change can slip between
