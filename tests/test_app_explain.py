@@ -195,3 +195,27 @@ async def test_statistics_are_copied_so_the_planner_judges_as_on_the_database() 
     await db.execute(s["sql"])
     assert (await db.explain(sql))["plan"][0]["detail"].startswith("SEARCH t USING INDEX idx_t_a")
     await db.close()
+
+
+async def test_a_virtual_table_is_neither_told_nor_a_full_scan() -> None:
+    db = await _db("explain-fts")
+    try:
+        await db.execute("CREATE VIRTUAL TABLE docs USING fts5(body)")
+    except Exception:  # a build without FTS5
+        await db.close()
+        pytest.skip("no FTS5 in this SQLite")
+    sql = "SELECT * FROM docs WHERE docs MATCH 'x'"
+    assert await tables_read(db, sql) is None  # any change may touch it
+    out = await db.explain(sql)
+    assert out["full_scans"] == [] and out["suggestions"] == []
+    assert await tables_read(db, "SELECT * FROM t") == frozenset({"t"})  # the rest still told
+    await db.close()
+
+
+async def test_named_parameters_are_explained_and_told() -> None:
+    db = await _db("explain-named")
+    sql = "SELECT * FROM t WHERE a = :a AND c = :c"
+    assert await tables_read(db, sql, {"a": 1, "c": "x"}) == frozenset({"t"})
+    out = await db.explain(sql, {"a": 1, "c": "x"})
+    assert out["suggestions"][0]["columns"] == ["a", "c"]
+    await db.close()

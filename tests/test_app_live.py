@@ -212,3 +212,28 @@ async def test_a_view_redefined_to_read_another_table_follows_that_table() -> No
     await _settled(live)
     assert live._queries[0].tables == frozenset({"u"})
     await db.close()
+
+
+async def test_a_first_callback_that_raises_leaves_nothing_subscribed() -> None:
+    db = await datasync.open("live-first-callback", backend="memory")
+
+    def broken(rows: Any) -> None:
+        raise ValueError("render failed")
+
+    with pytest.raises(ValueError, match="render failed"):
+        await db.live("SELECT 1 AS one", [], broken)
+    assert len(db._app.live) == 0 and db._app.live._off is None
+    await db.close()
+
+
+async def test_a_live_query_with_parameters_follows_its_rows() -> None:
+    db = await datasync.open("live-params", backend="memory")
+    await db.execute("CREATE TABLE t(k TEXT, v INTEGER)")
+    calls: list[Any] = []
+    await db.live("SELECT v FROM t WHERE k = :k", {"k": "a"}, calls.append)
+    await db.execute("INSERT INTO t VALUES ('b', 1)")
+    await db.execute("INSERT INTO t VALUES ('a', 2)")
+    await until(lambda: _called(calls, 2), "the rows of k = 'a'")
+    await _settled(db._app.live)
+    assert calls == [[], [{"v": 2}]]
+    await db.close()
