@@ -73,7 +73,9 @@ class QueryCache:
 
     async def get(self, sql: str, params: Sequence[Any] | dict[str, Any] = (),
                   ttl: float = 60.0) -> Rows:
-        """The rows of ``sql`` (a list of dicts, as ``db.query`` returns, copied: the
+        """Example: ``rows = await cache.get("SELECT * FROM t WHERE id = ?", [1], 30.0)``
+
+        The rows of ``sql`` (a list of dicts, as ``db.query`` returns, copied: the
         caller may change them), from the cache while fresh (``ttl`` seconds; 0 or
         less: never stored). Raises what ``db.query`` raises, DatabaseClosedError
         once the database is closed (even for a cached entry)."""
@@ -106,7 +108,7 @@ class QueryCache:
         return rows
 
     def clear(self) -> None:
-        """Drop every entry."""
+        """Drop every entry. Example: ``cache.clear()``"""
         self._entries.clear()
         self._generation += 1
 

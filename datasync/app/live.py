@@ -82,7 +82,9 @@ class LiveQueries:
 
     async def add(self, sql: str, params: Sequence[Any] | dict[str, Any],
                   callback: Callable[[Rows], Any] | None) -> Callable[[], None]:
-        """Run ``sql`` with ``params``, call ``callback(rows)`` (awaited if it returns
+        """Example: ``off = await live.add("SELECT * FROM t", [], print); off()``
+
+        Run ``sql`` with ``params``, call ``callback(rows)`` (awaited if it returns
         an awaitable) and return the unsubscriber (a plain callable, idempotent).
 
         Raises what ``db.query`` raises for the first run (nothing stays
@@ -118,7 +120,7 @@ class LiveQueries:
 
     def close(self) -> None:
         """End every query (the database is closing): no callback after this, the
-        tasks in flight are cancelled."""
+        tasks in flight are cancelled. Example: ``live.close()``"""
         for q in list(self._queries):
             self._remove(q)
         current = asyncio.current_task() if _running() else None
