@@ -145,6 +145,14 @@ class DatabaseCore:
         return self._store.version
 
     @property
+    def commits(self) -> int:
+        """A count that moves at every commit point of this database's copy (any of
+        its connections; an install or reset of its history too), synchronously, at
+        the commit: before ``on_change`` announces it. No I/O. Compare two readings
+        to tell whether anything was committed in between (the query cache does)."""
+        return int(self._store.commit_seq + self._store.generation)
+
+    @property
     def store(self) -> Any:
         """The :class:`~datasync.blockstore.BlockStore` under this database (for the
         layers built on it, such as tabs)."""

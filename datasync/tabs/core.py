@@ -182,6 +182,13 @@ class TabCore:
         return self._store.version
 
     @property
+    def commits(self) -> int:
+        """:attr:`datasync.Database.commits` of this tab's copy: its commit points (as
+        the leader, every tab's writes). What a follower catches up on is not counted:
+        ``on_change`` announces it before any call waiting for it resumes."""
+        return self.db.commits  # type: ignore[no-any-return]
+
+    @property
     def encrypted(self) -> bool:
         return self.db.encrypted
 
