@@ -320,7 +320,8 @@ class DatabaseCore:
         return conn
 
     def stats(self) -> dict[str, Any]:
-        """Counters: version, blocks, dirty blocks, cache hits/misses, flushes..."""
+        """Counters: version, blocks, dirty blocks, cache hits/misses, flushes,
+        flush latency, open connections..."""
         s = self._store.stats()
         s.update(
             name=self.name,
@@ -328,6 +329,8 @@ class DatabaseCore:
             location=self._store.backend.location,
             durability=self.durability,
             encrypted=self.encrypted,
+            # SQLite connections open on this store in this process (ours, connect()'s)
+            connections=vfs.open_files(self._shared.key),
         )
         return s
 
