@@ -44,7 +44,9 @@ _ceil = math.ceil
 
 class LogHistogram:
     """Counts of latencies (seconds) in fixed log-scale buckets; see the module
-    docstring. Not thread-safe: record from one thread (or under a lock)."""
+    docstring. Not thread-safe: record from one thread (or under a lock).
+
+    Example: ``h = LogHistogram(); h.record(0.002); p50, p99 = h.percentiles(0.5, 0.99)``"""
 
     __slots__ = ("counts", "count", "total", "max", "min")
 

@@ -46,8 +46,10 @@ Cost (native, CPython 3.11, 10,000 ``SELECT 1`` on an idle ``Database``): see
 """
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from asyncio import current_task
+from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
@@ -67,11 +69,24 @@ _NO_TASK = object()  # a call driven outside any task (a coroutine stepped by ha
 LABEL_CHARS = 1000
 
 
-def _task() -> Any:
+def _task_portable() -> Any:
+    """The current task, else _NO_TASK (no running loop, or outside a task)."""
     try:
         return current_task() or _NO_TASK
     except RuntimeError:  # no running loop
         return _NO_TASK
+
+
+def _task_by_loop() -> Any:
+    """The same answer, without current_task()'s Python frame and exception."""
+    return _by_loop.get(_get_running_loop(), _NO_TASK) or _NO_TASK  # type: ignore[union-attr]
+
+
+_by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+#: CPython 3.11's current_task() is Python (a frame, get_running_loop() raising when
+#: there is no loop, a dict lookup); 3.12's is C. _task is on the hot path.
+_task = (_task_by_loop if type(current_task).__name__ == "function"
+         and isinstance(_by_loop, dict) else _task_portable)
 
 
 def _nested(me: Any) -> bool:
@@ -81,7 +96,9 @@ def _nested(me: Any) -> bool:
 
 def kind_of(result: Any) -> str:
     """``"read"`` for a statement's Result with columns and no row changed, else
-    ``"write"`` (see the module docstring)."""
+    ``"write"`` (see the module docstring).
+
+    Example: ``kind_of(await db.execute("SELECT 1")) == "read"``"""
     return "read" if result.columns and result.rowcount < 0 else "write"
 
 
@@ -120,13 +137,19 @@ async def _measure(metrics: Any, label: str | None, kind: Any, call: Any, *args:
 
 class Measured:
     """Times the statement calls of the class after it in the MRO (see the module
-    docstring); records into ``self._app.metrics`` (:class:`~datasync.app.AppCalls`)."""
+    docstring); records into ``self._app.metrics`` (:class:`~datasync.app.AppCalls`).
+
+    Example: ``class Database(AppCalls, ..., Statements, DatabaseCore)`` (AppCalls
+    derives from Measured): ``await db.execute(sql)`` runs ``Statements.execute``,
+    timed. Each method below is the database's own, documented there."""
 
     _app: Any
 
     async def execute(self, sql: str, params: Any = ()) -> Any:
-        # (inlined: this is the hot path; see the module docstring for its cost)
-        me = _task()
+        """Run one statement; returns its Result (the database's ``execute``, timed).
+
+        Example: ``res = await db.execute("SELECT id FROM t WHERE x > ?", (3,))``"""
+        me = _task()  # (the hot path: see the module docstring for its cost)
         guard = _inside.get()
         if guard is not None and (guard is me or guard is _ANY):
             return await super().execute(sql, params)  # type: ignore[misc]
@@ -145,10 +168,16 @@ class Measured:
         return result
 
     async def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """The rows of a statement as dicts: :meth:`execute`, then one dict a row.
+
+        Example: ``[{'id': 1}] == await db.query("SELECT 1 AS id")``"""
         res = await self.execute(sql, params)
         return [dict(zip(res.columns, row)) for row in res.rows]
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> Any:
+        """Run ``sql`` once per parameter set, atomically (the database's own, timed).
+
+        Example: ``await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])``"""
         call = super().executemany  # type: ignore[misc]
         if _nested(_task()):
             return await call(sql, seq_of_params)
@@ -156,6 +185,9 @@ class Measured:
                               seq_of_params)
 
     async def batch(self, statements: Iterable[Any]) -> list[Any]:
+        """Run statements atomically; a Result each (the database's own, timed).
+
+        Example: ``await db.batch([("INSERT INTO t VALUES (?)", [1]), ("SELECT 1", [])])``"""
         call = super().batch  # type: ignore[misc]
         if _nested(_task()):
             return await call(statements)  # type: ignore[no-any-return]
@@ -164,6 +196,9 @@ class Measured:
                               _batch_kind, call, stmts)
 
     async def executescript(self, script: str) -> None:
+        """Run the statements of ``script`` atomically (the database's own, timed).
+
+        Example: ``await db.executescript("CREATE TABLE a(x); CREATE TABLE b(y);")``"""
         call = super().executescript  # type: ignore[misc]
         if _nested(_task()):
             return await call(script)  # type: ignore[no-any-return]
@@ -171,10 +206,15 @@ class Measured:
                        call, script)
 
     async def exec(self, script: str) -> None:
-        """``executescript`` (JS: ``db.exec(script)``)."""
+        """:meth:`executescript` (JS: ``db.exec(script)``).
+
+        Example: ``await db.exec("CREATE TABLE a(x); INSERT INTO a VALUES (1)")``"""
         await self.executescript(script)
 
     def transaction(self, mode: str = "DEFERRED", **kwargs: Any) -> Any:
+        """A transaction block, committed at its end (the database's own, timed).
+
+        Example: ``async with db.transaction() as tx: await tx.execute(...)``"""
         try:
             cm = super().transaction(mode, **kwargs)  # type: ignore[misc]
         except Exception as exc:  # refused at once (a replica has none)
@@ -183,6 +223,10 @@ class Measured:
         return _TimedTransaction(self, cm)
 
     async def begin(self, mode: str = "DEFERRED", **kwargs: Any) -> Any:
+        """A transaction that stays open across calls (the database's own; the
+        object returned is a :class:`MeasuredTransaction` around it).
+
+        Example: ``tx = await db.begin(); await tx.execute(...); await tx.commit()``"""
         call = super().begin  # type: ignore[misc]
         if _nested(_task()):
             return await call(mode, **kwargs)
