@@ -48,12 +48,11 @@ class LogHistogram:
 
     Example: ``h = LogHistogram(); h.record(0.002); p50, p99 = h.percentiles(0.5, 0.99)``"""
 
-    __slots__ = ("counts", "count", "total", "max", "min")
+    __slots__ = ("counts", "count", "max", "min")
 
     def __init__(self) -> None:
         self.counts = [0] * _SIZE
         self.count = 0
-        self.total = 0.0            # seconds, for a mean
         self.max = 0.0              # seconds, exact
         self.min = math.inf         # seconds, exact
 
@@ -70,7 +69,6 @@ class LogHistogram:
             i = 0
         self.counts[i] += 1
         self.count += 1
-        self.total += seconds
         if seconds > self.max:
             self.max = seconds
         if seconds < self.min:

@@ -51,11 +51,11 @@ class Metrics:
     Not thread-safe: the database's calls run on one event loop."""
 
     def __init__(self) -> None:
-        self.counts = dict.fromkeys(KINDS, 0)
         self.latency = {kind: LogHistogram() for kind in KINDS}
         self.errors = 0
         self.errors_by_name: dict[str, int] = {}
-        #: sql -> [kind, count, total s, max s, last s, seen (a call number)]
+        #: sql -> [kind (of its first call), count, total s, max s, last s, seen (a
+        #: call number)]
         self._by_sql: dict[str, list[Any]] = {}
         self._calls = 0
 
@@ -63,8 +63,7 @@ class Metrics:
     def ran(self, kind: str, sql: str | None, seconds: float) -> None:
         """One call of ``kind`` succeeded in ``seconds``; ``sql`` (None: a
         transaction) is the text it is known by in :meth:`slow`."""
-        self.counts[kind] += 1
-        self.latency[kind].record(seconds)
+        self.latency[kind].record(seconds)  # (its count is the kind's count)
         if sql is None:
             return
         self._calls = calls = self._calls + 1
@@ -74,7 +73,6 @@ class Metrics:
                 self._evict()
             self._by_sql[sql] = [kind, 1, seconds, seconds, seconds, calls]
             return
-        entry[0] = kind
         entry[1] += 1
         entry[2] += seconds
         if seconds > entry[3]:
@@ -133,7 +131,7 @@ class Metrics:
         cache, live = getattr(state, "cache", None), getattr(state, "live", None)
         q_hits, q_misses = _int(cache, "hits"), _int(cache, "misses")
         return {
-            "statements": dict(self.counts),
+            "statements": {kind: h.count for kind, h in self.latency.items()},
             "errors": self.errors,
             "errors_by_name": dict(self.errors_by_name),
             "latency_ms": {kind: h.summary() for kind, h in self.latency.items()},
