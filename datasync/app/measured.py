@@ -41,8 +41,13 @@ What is counted (into :class:`~datasync.app.metrics.Metrics`, the database's
   entering or committing it fails (not when its block raised: a failing statement
   in it was counted where it failed). Cancellation is not an error.
 
-Cost (native, CPython 3.11, 10,000 ``SELECT 1`` on an idle ``Database``): see
-``/work/notes-i14-metrics.md`` and the module :mod:`datasync.app.metrics`.
+Cost: natively (CPython 3.11, a 2-core machine shared with other jobs, so the
+figures are noisy), ``execute("SELECT 1")`` on an idle ``Database``, 300 blocks of
+1,000 calls alternating with the unmeasured ``Statements.execute``: 6.7 µs -> 10.4 µs
+per call at the 10th percentile of blocks, 11.0 -> 15.8 µs at the median; the paired
+difference was 2.0 µs (p10) to 4.7 µs (median). The parts (timeit, same machine):
+finding the task 0.4 µs, the context variable 0.25 µs, two clocks 0.2 µs,
+:meth:`~datasync.app.metrics.Metrics.ran` (histogram and per-statement figures) 0.8 µs.
 """
 from __future__ import annotations
 
