@@ -4,6 +4,7 @@ Native, and runnable inside Pyodide (no subprocess, no thread); the multi-tab te
 need tests/tabs/harness.py and are skipped where it is not copied."""
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from types import SimpleNamespace
@@ -90,6 +91,55 @@ async def test_a_fresh_database_has_empty_figures_of_the_right_shape(db_name, ba
     assert m["query_cache"] == {"hits": 0, "misses": 0, "hit_rate": None, "entries": 0}
     assert (m["tabs"], m["forwarded_writes"], m["sync"], m["connections"]) == (1, 0, None, 1)
     assert set(m["flushes"]) == {"count", "bytes", "failures", "latency_ms"}
+    await db.close()
+
+
+async def test_concurrent_tasks_are_each_counted(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await _open(db_name, backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+
+    async def writer(i: int) -> None:
+        async with db.transaction():
+            await db.execute("INSERT INTO t VALUES (?)", (i,))
+            await asyncio.sleep(0)                       # others run meanwhile
+
+    await asyncio.gather(*(writer(i) for i in range(10)),
+                         *(db.query("SELECT count(*) FROM t") for _ in range(20)))
+    assert db.metrics()["statements"] == {"read": 20, "write": 11, "transaction": 10}
+    await db.close()
+
+
+async def test_statements_of_a_change_callback_count_as_their_own(db_name, backend_kind
+                                                                  ) -> None:  # type: ignore[no-untyped-def]
+    db = await _open(db_name, backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    seen: list[int] = []
+
+    async def on_change(change: dict) -> None:          # a task started by the commit
+        seen.append((await db.query("SELECT count(*) AS n FROM t"))[0]["n"])
+
+    off = db.on_change(on_change)
+    await db.execute("INSERT INTO t VALUES (1)")
+    for _ in range(200):
+        if seen:
+            break
+        await asyncio.sleep(0.005)
+    off()
+    assert seen == [1]
+    assert db.metrics()["statements"] == {"read": 1, "write": 2, "transaction": 0}
+    await db.close()
+
+
+async def test_a_statement_run_at_once_in_an_open_transaction_is_counted(
+        db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await _open(db_name, backend_kind)
+    tx = await db.begin()
+    res = tx.execute_now("SELECT 1")                    # (the JS bridge's fast path)
+    if res is None:                                     # the holder was busy: not run
+        res = await tx.execute("SELECT 1")
+    assert res.rows == [(1,)]
+    await tx.commit()
+    assert db.metrics()["statements"] == {"read": 1, "write": 0, "transaction": 1}
     await db.close()
 
 
