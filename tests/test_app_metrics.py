@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 import datasync
+from datasync.app.measured import unmeasured
 from datasync.app.metrics import MAX_STATEMENTS, Metrics, sync_lag
 from datasync.histogram import RELATIVE_ERROR, LogHistogram
 
@@ -143,6 +144,18 @@ async def test_a_statement_run_at_once_in_an_open_transaction_is_counted(
     await db.close()
 
 
+async def test_statements_of_the_app_layers_bookkeeping_can_be_left_out(
+        db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await _open(db_name, backend_kind)
+    with unmeasured():
+        await db.query("PRAGMA schema_version")
+        await db.execute("CREATE TABLE t(x)")
+    await db.query("SELECT * FROM t")
+    assert db.metrics()["statements"] == {"read": 1, "write": 0, "transaction": 0}
+    assert [e["sql"] for e in db.slow_queries(0)] == ["SELECT * FROM t"]
+    await db.close()
+
+
 # -- flushes, block cache, connections ------------------------------------------------
 async def test_flushes_count_what_the_store_wrote(db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
     db = await _open(db_name, backend_kind)
@@ -260,6 +273,32 @@ async def test_query_cache_and_live_figures_are_read_from_the_app_state(
     m = Metrics().snapshot(db, SimpleNamespace(cache=Cache(), live=Live()))
     assert m["query_cache"] == {"hits": 3, "misses": 1, "hit_rate": 0.75, "entries": 2}
     assert (m["live_queries"], m["live_runs"]) == (4, 7)
+    await db.close()
+
+
+async def test_query_cache_hits_after_repeated_reads_and_live_runs_are_counted(
+        db_name, backend_kind) -> None:  # type: ignore[no-untyped-def]
+    db = await _open(db_name, backend_kind)
+    await db.execute("CREATE TABLE t(x)")
+    assert await db.cached("SELECT count(*) AS n FROM t", ttl=60) == [{"n": 0}]
+    reads = db.metrics()["statements"]["read"]           # the miss ran statements
+    for _ in range(3):
+        assert await db.cached("SELECT count(*) AS n FROM t", ttl=60) == [{"n": 0}]
+    m = db.metrics()
+    assert m["query_cache"] == {"hits": 3, "misses": 1, "hit_rate": 0.75, "entries": 1}
+    assert m["statements"]["read"] == reads              # the hits ran none
+    seen: list[list[dict]] = []
+    off = await db.live("SELECT count(*) AS n FROM t", [], seen.append)
+    assert (db.metrics()["live_queries"], db.metrics()["live_runs"]) == (1, 1)
+    await db.execute("INSERT INTO t VALUES (1)")
+    for _ in range(400):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert seen == [[{"n": 0}], [{"n": 1}]]
+    assert db.metrics()["live_runs"] == 2
+    off()
+    assert db.metrics()["live_queries"] == 0
     await db.close()
 
 

@@ -58,14 +58,15 @@ and the context variable 0.2 µs more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from asyncio import current_task
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from time import perf_counter
 from typing import Any
 
-__all__ = ["Measured", "kind_of"]
+__all__ = ["Measured", "MeasuredTransaction", "kind_of", "unmeasured"]
 
 #: The task inside a measured call (or _ANY: every task, while begin() starts the
 #: task that will hold its transaction, whose statement calls are the wrapper's).
@@ -103,6 +104,25 @@ _task = (_task_by_loop if type(current_task).__name__ == "function"
 def _nested(me: Any) -> bool:
     guard = _inside.get()
     return guard is not None and (guard is me or guard is _ANY)
+
+
+@contextlib.contextmanager
+def unmeasured() -> Iterator[None]:
+    """Statement calls this task makes inside the block are not counted: for the app
+    layer's own bookkeeping (a schema version check, the tables a query reads), so
+    that ``db.metrics()`` counts what the application asked for.
+
+    Example::
+
+        with unmeasured():
+            version = (await db.query("PRAGMA schema_version"))[0]["schema_version"]
+
+    Tasks started inside the block are counted as usual."""
+    token = _inside.set(_task())
+    try:
+        yield
+    finally:
+        _inside.reset(token)
 
 
 def kind_of(result: Any) -> str:
