@@ -117,11 +117,27 @@ class Metrics:
                 for sql, e in found[:limit]]
 
     def snapshot(self, db: Any, state: Any) -> dict[str, Any]:
-        """Every figure of ``db`` now (see the module docstring and issue 14's
-        contract for the shape). ``state``: its ``AppState`` (``cache``: ``.hits``,
-        ``.misses``, ``len()``; ``live``: ``len()``, ``.runs``).
+        """Every figure of ``db`` now. ``state``: its ``AppState`` (``cache``:
+        ``.hits``, ``.misses``, ``len()``; ``live``: ``len()``, ``.runs``).
 
         Example: ``db.metrics()["block_cache"]["hit_rate"]`` (None: no lookup yet).
+
+        * ``statements`` ``{"read", "write", "transaction"}``: calls that succeeded
+          (:mod:`.measured` says what counts once and which kind); ``errors``,
+          ``errors_by_name`` ``{class name: n}``: calls that raised.
+        * ``latency_ms`` per kind, ``flushes["latency_ms"]``: ``{"count", "p50",
+          "p95", "p99", "max"}``, milliseconds (None: nothing yet), percentiles
+          within 4.4 %, max exact.
+        * ``flushes``: ``count``, ``bytes`` (blocks flushed x block size, before the
+          codec), ``failures`` of this process's block store (a follower tab's: 0,
+          the leader flushes).
+        * ``block_cache``, ``query_cache``: ``hits``, ``misses``, ``hit_rate`` (None:
+          no lookup), the query cache's ``entries``; ``live_queries`` subscribed and
+          their ``live_runs``.
+        * ``connections``: SQLite connections open on the store in this process;
+          ``tabs``: 1, or None for a tab of a shared database (see :func:`_tabs`);
+          ``forwarded_writes``: write requests this tab sent to the leader.
+        * ``sync``: None, or a replica's lag (see :func:`sync_lag`).
 
         Raises :class:`~datasync.DatabaseClosedError` once ``db`` is closed (its
         figures are gone with it)."""
