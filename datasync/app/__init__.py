@@ -22,7 +22,7 @@ them; its state (:class:`AppState`) lives on the database object.
 Modules: :mod:`.migrations`, :mod:`.live` (live queries), :mod:`.cache` (cached
 queries), :mod:`.analysis` (which tables a statement reads, query plans, index
 suggestions, over the private schema copies and trial indexes of :mod:`.plans`), :mod:`.metrics` (counters, latency histograms, slow statements,
-and :class:`~.metrics.Measured`, which times every statement call), :mod:`.otel`
+and :class:`~.measured.Measured` with :mod:`.timing`, which time every statement call), :mod:`.otel`
 (the optional OpenTelemetry exporter).
 """
 from __future__ import annotations

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .plans import Trial, parse, suggest, tables_of, tree, walk
+from .timing import unmeasured
 
 __all__ = ["tables_read", "explain", "schema_key"]
 
@@ -59,7 +60,8 @@ async def schema_key(db: Any) -> int:
     known = _schema_keys.get(db)
     if known is not None and stamp[0] is not None and known[0] == stamp:
         return known[1]
-    rows = await db.query("PRAGMA schema_version")
+    with unmeasured():  # bookkeeping, not the application's statement
+        rows = await db.query("PRAGMA schema_version")
     key = int(next(iter(rows[0].values()))) if rows else 0
     try:
         _schema_keys[db] = (stamp, key)
@@ -194,13 +196,14 @@ async def _copy_of(db: Any) -> _Copy:
     copy = _copies.get(db)
     if copy is not None and copy.key == key:
         return copy
-    rows = await db.query(
-        "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema "
-        "WHERE sql IS NOT NULL "
-        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "ORDER BY type = 'trigger', type = 'view', type = 'index', rowid")
-    stats = await db.query("SELECT tbl, idx, stat FROM sqlite_stat1") if await db.query(
-        "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'") else []
+    with unmeasured():  # bookkeeping, not the application's statements
+        rows = await db.query(
+            "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema "
+            "WHERE sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY type = 'trigger', type = 'view', type = 'index', rowid")
+        stats = await db.query("SELECT tbl, idx, stat FROM sqlite_stat1") if await db.query(
+            "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'") else []
     if copy is not None:
         copy.conn.close()
     copy = _Copy(key, rows, stats)
