@@ -5,7 +5,7 @@
 # it, the npm packages, and builds web/ (which fetches the micropip and packaging wheels
 # into build/wheels/). Every other target then runs offline, with .venv's Python.
 # Another interpreter: `make test PYTHON=python3` (it must have what `make install` puts
-# in .venv: datasync editable with [test,crypto,server,sync,postgres], Playwright, setuptools).
+# in .venv: datasync editable with [test,crypto,server,sync,postgres,otel], Playwright, setuptools).
 VENV ?= .venv
 BOOTSTRAP_PYTHON ?= python3
 PYTHON ?= $(VENV)/bin/python
@@ -22,7 +22,7 @@ NPM_FLAGS = --no-audit --no-fund --loglevel=error
 .PHONY: install postgres venv python test test-fast example bench bench-browser bench-sync bench-postgres clean distclean npm web demo
 
 install: venv postgres  ## everything, downloaded once: Python packages, npm packages, web/
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync,postgres]" \
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[test,crypto,server,sync,postgres,otel]" \
 	    "$(PLAYWRIGHT)" "$(BUILD_BACKEND)"
 	@$(MAKE) --no-print-directory npm
 	$(PYTHON) -m datasync build

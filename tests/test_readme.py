@@ -29,7 +29,7 @@ pytestmark = native_only
 def test_the_readme_has_the_blocks_these_tests_run() -> None:
     """A new block must get a test: fail when the count changes."""
     counts = {lang: len(readme_blocks(lang)) for lang in ("python", "js", "html", "", "sh")}
-    assert counts == {"python": 4, "js": 5, "html": 3, "": 1, "sh": 2}, counts
+    assert counts == {"python": 5, "js": 6, "html": 3, "": 1, "sh": 2}, counts
 
 
 def test_the_first_python_block_runs_as_a_script_twice(tmp_path: Path) -> None:
@@ -93,10 +93,15 @@ async def test_the_encryption_block_rekeys_and_only_the_new_key_opens(tmp_path: 
 
 def test_every_command_line_in_the_readme_runs(tmp_path: Path) -> None:
     """The command-line block with its placeholders filled in: each command runs."""
+    migrations = tmp_path / "migrations"
     filled = {'["SQL" ...]': '"INSERT INTO t VALUES (1)" "SELECT x FROM t"',
               "STORE": str(tmp_path / "cli.dsdb"), '"SQL"': '"CREATE TABLE t(x)"',
               "OUT.sqlite": str(tmp_path / "out.sqlite"),
-              "IN.sqlite": str(tmp_path / "out.sqlite")}
+              "IN.sqlite": str(tmp_path / "out.sqlite"),
+              "[DIR]": str(migrations), "DIR": str(migrations)}
+    migrations.mkdir()
+    (migrations / "0001_notes.sql").write_text(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n-- down\nDROP TABLE notes;\n")
     ran = []
     for line in readme_blocks("")[0].splitlines():
         command = line.split("#")[0].strip()
@@ -116,7 +121,10 @@ def test_every_command_line_in_the_readme_runs(tmp_path: Path) -> None:
         ran.append((args[0], proc.stdout))
     out = dict(ran)
     assert out["sql"].strip() == '{"x": 1}', out["sql"]  # a JSON line per row
-    assert [a for a, _ in ran] == ["sql", "inspect", "export", "import", "build", "serve"]
+    assert [a for a, _ in ran] == ["sql", "inspect", "export", "import", "migrate",
+                                   "migrations", "build", "serve"]
+    assert '"applied": [1]' in out["migrate"], out["migrate"]
+    assert "applied" in out["migrations"] and "notes" in out["migrations"], out["migrations"]
 
 
 def test_the_sync_blocks_start_a_server_and_a_replica_writes_through_it(tmp_path: Path) -> None:
@@ -178,3 +186,20 @@ def test_the_postgres_block_starts_two_servers_that_serve_one_primary(
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[{'body': 'through 8765'}]\n", proc.stdout
+
+
+def test_the_app_layer_block_migrates_runs_a_live_query_and_rolls_back(tmp_path: Path) -> None:
+    """The migrations / live query / metrics block, run as a script as written."""
+    script = tmp_path / "app.py"
+    script.write_text(readme_blocks("python")[4])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "{'from': 0, 'to': 2, 'applied': [1, 2], 'reverted': []}"
+    assert lines[1:3] == ["open notes: 0", "open notes: 1"]  # now, then after the insert
+    assert lines[3] == """['notes'] CREATE INDEX IF NOT EXISTS "idx_notes_tag" ON "notes"("tag")"""
+    statements = ast.literal_eval(lines[4].split("}")[0] + "}")
+    assert statements["transaction"] == 2 and statements["write"] >= 3, lines[4]
+    assert lines[5] == "{'from': 2, 'to': 1, 'applied': [], 'reverted': [2]}"

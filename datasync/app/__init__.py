@@ -21,8 +21,8 @@ them; its state (:class:`AppState`) lives on the database object.
 
 Modules: :mod:`.migrations`, :mod:`.live` (live queries), :mod:`.cache` (cached
 queries), :mod:`.analysis` (which tables a statement reads, query plans, index
-suggestions), :mod:`.metrics` (counters, latency histograms, slow statements,
-and :class:`~.metrics.Measured`, which times every statement call), :mod:`.otel`
+suggestions, over the private schema copies and trial indexes of :mod:`.plans`), :mod:`.metrics` (counters, latency histograms, slow statements,
+and :class:`~.measured.Measured` with :mod:`.timing`, which time every statement call), :mod:`.otel`
 (the optional OpenTelemetry exporter).
 """
 from __future__ import annotations
@@ -55,6 +55,15 @@ class AppCalls(metrics.Measured):
         if state is None:
             state = self.__dict__["_app_state"] = AppState(self)
         return state
+
+    async def close(self) -> None:
+        """Close the database (see its own ``close``), then end its live queries:
+        no callback runs after ``close()`` returns."""
+        await super().close()  # type: ignore[misc]
+        state = self.__dict__.get("_app_state")
+        if state is not None:
+            state.live.close()
+            state.cache.clear()
 
     # -- migrations ----------------------------------------------------------------
     async def migrate(self, migrations: Iterable[Any], target: int | None = None

@@ -145,6 +145,14 @@ class DatabaseCore:
         return self._store.version
 
     @property
+    def commits(self) -> int:
+        """A count that moves at every commit point of this database's copy (any of
+        its connections; an install or reset of its history too), synchronously, at
+        the commit: before ``on_change`` announces it. No I/O. Compare two readings
+        to tell whether anything was committed in between (the query cache does)."""
+        return int(self._store.commit_seq + self._store.generation)
+
+    @property
     def store(self) -> Any:
         """The :class:`~datasync.blockstore.BlockStore` under this database (for the
         layers built on it, such as tabs)."""
@@ -312,7 +320,8 @@ class DatabaseCore:
         return conn
 
     def stats(self) -> dict[str, Any]:
-        """Counters: version, blocks, dirty blocks, cache hits/misses, flushes..."""
+        """Counters: version, blocks, dirty blocks, cache hits/misses, flushes,
+        flush latency, open connections..."""
         s = self._store.stats()
         s.update(
             name=self.name,
@@ -320,6 +329,8 @@ class DatabaseCore:
             location=self._store.backend.location,
             durability=self.durability,
             encrypted=self.encrypted,
+            # SQLite connections open on this store in this process (ours, connect()'s)
+            connections=vfs.open_files(self._shared.key),
         )
         return s
 

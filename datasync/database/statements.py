@@ -28,6 +28,11 @@ from .explicit import Transaction
 class Statements:
     """execute, executemany, query, transaction."""
 
+    #: :meth:`execute` makes no other statement call of the database (no query,
+    #: batch, transaction...): the app layer's timing (datasync.app.measured) then
+    #: needs no guard against counting it twice. Keep it true, or set it False.
+    execute_is_leaf = True
+
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
         """Run one statement; returns its columns, rows, rowcount and lastrowid.
 

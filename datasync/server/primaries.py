@@ -84,8 +84,16 @@ _READABLE_PRAGMAS = _SETTABLE_PRAGMAS | _REPORTING_PRAGMAS | {
 #: Tables of the server's own bookkeeping (``_datasync_applied``): no replica SQL may
 #: name them, in any action (a trigger or a rename would undo exactly-once).
 _PRIVATE_PREFIX = "_datasync_"
+#: ... except the app layer's migrations table (datasync.app.migrations): replicas
+#: write its rows as ordinary data, in the batch of the migration they record.
+_SHARED_TABLES = frozenset({"_datasync_migrations"})
 _TEMP_CREATES = frozenset({sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX,
                            sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_VIEW})
+
+
+def _private(name: str | None) -> bool:
+    name = (name or "").lower()
+    return name.startswith(_PRIVATE_PREFIX) and name not in _SHARED_TABLES
 
 
 class _Guard:
@@ -112,9 +120,9 @@ class _Guard:
                 f"a write may not run PRAGMA {arg1}{'' if arg2 is None else ' = ...'} on the "
                 "primary: it would change the server's connection for every later write; "
                 "only user_version and application_id may be set")
-        elif any((arg or "").lower().startswith(_PRIVATE_PREFIX) for arg in (arg1, arg2)):
+        elif any(_private(arg) for arg in (arg1, arg2)):
             self.refused = LocalObjectError(
-                f"a write may not name {arg1 if (arg1 or '').lower().startswith(_PRIVATE_PREFIX) else arg2}: "
+                f"a write may not name {arg1 if _private(arg1) else arg2}: "
                 f"the server keeps it ({APPLIED_TABLE}: to apply each write once)")
         else:
             return sqlite3.SQLITE_OK

@@ -42,6 +42,8 @@ class TabCore:
 
     poll_interval = 0.5
     resend_interval = 1.0
+    #: Write requests this tab sent to a leader (counted in :mod:`.forwarding`).
+    forwarded_writes = 0
 
     def __init__(self, db: Database, *, name: str, tab_id: str, locks: LockService,
                  channel: Channel, write_timeout: float, outbox: Outbox | None = None) -> None:
@@ -182,6 +184,13 @@ class TabCore:
         return self._store.version
 
     @property
+    def commits(self) -> int:
+        """:attr:`datasync.Database.commits` of this tab's copy: its commit points (as
+        the leader, every tab's writes). What a follower catches up on is not counted:
+        ``on_change`` announces it before any call waiting for it resumes."""
+        return self.db.commits  # type: ignore[no-any-return]
+
+    @property
     def encrypted(self) -> bool:
         return self.db.encrypted
 
@@ -273,7 +282,8 @@ class TabCore:
                 fut.set_result(msg)
 
     def stats(self) -> dict[str, Any]:
-        return {**self.db.stats(), **self.leader_info()}
+        return {**self.db.stats(), **self.leader_info(),
+                "forwarded_writes": self.forwarded_writes}
 
     async def sync(self) -> int:
         """The leader flushes; a follower has nothing of its own to flush (its

@@ -144,6 +144,8 @@ class Forwarding:
                 except DeposedLeaderError:
                     continue  # now a follower: send it to the new leader, same id
             else:
+                if not sent:  # one write, however often it is resent
+                    self.forwarded_writes += 1
                 sent = True
                 reply = await self._forward(req_id, stmts, deadline)
                 if reply is None:

@@ -134,9 +134,14 @@ class TabSession:
             return self._cache[sql]
         recording = self._recording = _Recording()
         try:
-            readonly = capi.statement_readonly(self.handle, sql)  # None: not prepared
+            facts = capi.statement_facts(self.handle, sql)  # None: not prepared
         finally:
             self._recording = None
+        readonly = None if facts is None else facts[0] or facts[1]
+        if facts is not None and facts[1]:
+            # EXPLAIN [QUERY PLAN] of anything only describes it: a read here,
+            # whatever the explained statement's actions (it never runs).
+            recording.actions = [a for a in recording.actions if a[0] == sqlite3.SQLITE_READ]
         denied_pragma = any(a[0] == PRAGMA for a in recording.actions)
         kind = kind_of(bool(readonly), recording.actions) \
             if denied_pragma or readonly is not None else None

@@ -11,6 +11,8 @@ Example::
     python -m datasync serve --root myapp              # myapp/ at /, with /js/ and /web/
     python -m datasync server --data DIR               # the sync server (datasync.server)
     python -m datasync token --database NAME           # a bearer token for it
+    python -m datasync migrate app.dsdb migrations/    # NNNN_name.sql files (migrate_cli)
+    python -m datasync migrations app.dsdb migrations/ # applied and pending
 
 Errors users can act on print one line (``error: ...``) and exit with status 2.
 """
@@ -38,12 +40,13 @@ from ..errors import (
 from ..format import MAIN, Codec, Meta
 from ..sqlite_image import as_rollback_image
 from ..server import cli as server_cli
-from . import replica_cli
+from . import migrate_cli, replica_cli
 from . import build, serve
 
 #: Modules adding commands of their own (``add_subcommands``/``run_subcommand``):
-#: the sync server's ``server`` and ``token``, a native replica's ``replica``.
-_EXTENSIONS = (server_cli, replica_cli)
+#: the sync server's ``server`` and ``token``, a native replica's ``replica``,
+#: ``migrate`` and ``migrations``.
+_EXTENSIONS = (server_cli, replica_cli, migrate_cli)
 
 
 async def inspect_store(path: str, *, verify: bool = False) -> dict[str, Any]:

@@ -225,6 +225,8 @@ def sqlite_library() -> ctypes.CDLL:
         lib.sqlite3_prepare_v2.restype = c_int
         lib.sqlite3_stmt_readonly.argtypes = [c_void_p]
         lib.sqlite3_stmt_readonly.restype = c_int
+        lib.sqlite3_stmt_isexplain.argtypes = [c_void_p]  # SQLite 3.28+
+        lib.sqlite3_stmt_isexplain.restype = c_int
         lib.sqlite3_finalize.argtypes = [c_void_p]
         lib.sqlite3_finalize.restype = c_int
         _LIB = lib
@@ -233,18 +235,32 @@ def sqlite_library() -> ctypes.CDLL:
 
 def statement_readonly(handle: int, sql: str) -> bool | None:
     """Whether ``sql`` (its first statement) only reads, as SQLite prepares it on the
-    connection ``handle`` (``sqlite3_stmt_readonly``), without running it; None if
+    connection ``handle`` (``sqlite3_stmt_readonly``; an ``EXPLAIN`` of anything
+    only reads), without running it; None if
     SQLite cannot prepare it there (a syntax error, a table it does not know). An
     authorizer set on the connection sees the preparation.
 
     Example: ``statement_readonly(conn.handle, "DELETE FROM t")  # False``"""
+    facts = statement_facts(handle, sql)
+    return None if facts is None else facts[0] or facts[1]  # EXPLAIN never writes
+
+
+def statement_facts(handle: int, sql: str) -> tuple[bool, bool] | None:
+    """``(readonly, explain)`` of ``sql`` (its first statement) as SQLite prepares it
+    on ``handle``, without running it (``sqlite3_stmt_readonly``,
+    ``sqlite3_stmt_isexplain``); None if SQLite cannot prepare it there. SQLite
+    calls an ``EXPLAIN`` of a write not read-only, and the authorizer sees the
+    write's actions while it is prepared, but it only describes the write: callers
+    treat it as a read.
+
+    Example: ``statement_facts(conn.handle, "EXPLAIN DELETE FROM t")  # (False, True)``"""
     lib = sqlite_library()
     stmt = c_void_p()
     rc = lib.sqlite3_prepare_v2(handle, sql.encode(), -1, ctypes.byref(stmt), None)
     try:
         if rc != 0 or not stmt.value:
             return None
-        return bool(lib.sqlite3_stmt_readonly(stmt))
+        return bool(lib.sqlite3_stmt_readonly(stmt)), bool(lib.sqlite3_stmt_isexplain(stmt))
     finally:
         if stmt.value:
             lib.sqlite3_finalize(stmt)

@@ -456,3 +456,19 @@ async def test_writes_made_before_any_pull_are_not_sent_to_another_database(
     path.unlink()
     with pytest.raises(datasync.ReplicaMismatchError):
         await open_replica(sync_server, path, "other")
+
+
+async def test_an_explain_of_a_write_runs_on_the_local_copy_and_sends_nothing(
+        sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    db = await open_replica(sync_server, tmp_path / "r.dsdb")
+    await db.execute("INSERT INTO notes(body) VALUES ('a')")
+    before = db.sync_status()["pulled_version"]
+    for sql in ("EXPLAIN INSERT INTO notes(body) VALUES ('b')",
+                "EXPLAIN QUERY PLAN DELETE FROM notes WHERE body = 'a'",
+                "EXPLAIN CREATE TABLE other(x)"):
+        assert await db.query(sql)
+    await db.pull()
+    assert db.sync_status()["pulled_version"] == before
+    assert await db.query("SELECT body FROM notes") == [{"body": "a"}]
+    await db.close()

@@ -141,3 +141,27 @@ async def test_the_leader_hears_of_another_tabs_schema_change_as_remote() -> Non
     assert [(c["tables"], c["by"]) for c in heard] == [
         (["made"], "remote"), (["made"], "remote"), (["made"], "remote"), (["made"], "local")]
     await b.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "EXPLAIN INSERT INTO t VALUES (1)",
+    "EXPLAIN QUERY PLAN DELETE FROM t WHERE x > 0",
+    "EXPLAIN UPDATE t SET x = x + 1",
+    "EXPLAIN CREATE TABLE u(y)",
+    "EXPLAIN QUERY PLAN INSERT INTO t SELECT x FROM t",
+])
+async def test_an_explain_of_a_write_runs_in_its_own_tab_and_writes_nothing(sql: str) -> None:
+    # SQLite calls EXPLAIN of a write not read-only (sqlite3_stmt_readonly) and the
+    # authorizer sees the write's actions: it was forwarded and made a version.
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    await a.execute("CREATE TABLE t(x)")
+    await a.execute("INSERT INTO t VALUES (1)")
+    await f.execute("INSERT INTO t VALUES (2)")  # f has caught up
+    before = (a.version, f.version)
+    for tab in (a, f):
+        assert await tab.query(sql)  # the program or plan rows
+    await asyncio.sleep(0.05)
+    assert (a.version, f.version) == before
+    assert await a.query("SELECT x FROM t ORDER BY x") == [{"x": 1}, {"x": 2}]
+    await b.close()

@@ -1,0 +1,175 @@
+"""Query plans for :func:`datasync.app.analysis.explain`: the plan tree, and the
+indexes SQLite's planner would use, tried on the private schema copy.
+
+Example::
+
+    rows = [(2, 0, "SCAN t")]                        # (id, parent, detail)
+    tree(rows, {"t": "t"}, set())   # [{"id": 2, "detail": "SCAN t", "full_scan": True,
+                                    #   "table": "t", "children": []}]
+    suggest(copy, Trial(copy, sql, params), "t", ["a"])   # {"table", "columns", "sql"}
+
+``copy`` is the schema copy of :mod:`.analysis` (``conn``, ``plan(sql, params)``,
+``tables``, ``indexes``, ``names``); the algorithm is described in
+:func:`~datasync.app.analysis.explain`.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import sqlite3
+from typing import Any
+
+_ROW = re.compile(r"(?P<kind>SCAN|SEARCH) (?:TABLE )?(?P<name>.+?)"
+                  r"(?: USING (?P<using>.+?))?(?: \((?P<terms>[^()]*)\))?$")
+_TERM = re.compile(r"(?P<col>.+?)(?P<op>=|>=|<=|>|<)\?$")
+_probe_names = itertools.count()
+
+
+def parse(detail: str) -> dict[str, Any] | None:
+    """A SCAN/SEARCH row's parts, or None (other rows, virtual tables).
+
+    Example: ``parse("SEARCH t USING INDEX i (a=? AND b>?)")`` -> ``{"kind": "SEARCH",
+    "name": "t", "using": "INDEX i", "terms": ["a=?", "b>?"]}`` (``name``: the table,
+    or its alias, as SQLite shows it)."""
+    m = _ROW.match(detail)
+    if m is None or "VIRTUAL TABLE" in detail:
+        return None
+    return {"kind": m["kind"], "name": m["name"], "using": m["using"] or "",
+            "terms": [t for t in (m["terms"] or "").split(" AND ") if t]}
+
+
+def tree(rows: list[tuple[int, int, str]], table_of: dict[str, str],
+         not_tables: set[str]) -> list[dict[str, Any]]:
+    """The plan rows nested by parent (see :func:`~datasync.app.analysis.explain`
+    for the shape); ``table_of``: plan names (lower case) -> tables; ``not_tables``:
+    names of CTEs and subqueries (MATERIALIZE, CO-ROUTINE rows).
+
+    Example: ``tree([(2, 0, "SCAN t")], {"t": "t"}, set())``"""
+    nodes: dict[int, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
+    for id_, parent, detail in rows:
+        parsed = parse(detail)
+        table = None
+        if parsed is not None and parsed["name"] not in not_tables:
+            table = table_of.get(parsed["name"].lower())
+        using = parsed["using"] if parsed else ""
+        full = bool(parsed and table and parsed["kind"] == "SCAN"
+                    and "COVERING INDEX" not in using)
+        node = {"id": id_, "detail": detail, "full_scan": full, "table": table,
+                "children": []}
+        nodes[id_] = node
+        (nodes[parent]["children"] if parent in nodes else roots).append(node)
+    return roots
+
+
+def walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every node of a plan tree, depth first. Example: ``walk(tree(rows, ...))``"""
+    return [m for n in nodes for m in [n, *walk(n["children"])]]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Trial:
+    """Candidate indexes tried on the copy, each inside a savepoint rolled back.
+
+    Example: ``Trial(copy, sql, params).search("t", ["a", "b"])`` -> ``[("a", "="),
+    ("b", "range")]``"""
+
+    def __init__(self, copy: Any, sql: str, params: Any) -> None:
+        self.copy, self.sql, self.params = copy, sql, params
+
+    def plan_with(self, indexes: dict[str, tuple[str, list[str]]]
+                  ) -> list[tuple[int, int, str]]:
+        """The copy's plan with the extra ``indexes`` (name -> (table, columns))."""
+        conn = self.copy.conn
+        conn.execute("SAVEPOINT datasync_probe")
+        try:
+            for name, (table, cols) in indexes.items():
+                conn.execute(f"CREATE INDEX {_quote(name)} ON {_quote(table)}"
+                             f"({', '.join(_quote(c) for c in cols)})")
+            return self.copy.plan(self.sql, self.params)
+        except sqlite3.Error:
+            return []
+        finally:
+            conn.execute("ROLLBACK TO datasync_probe")
+            conn.execute("RELEASE datasync_probe")
+
+    def search(self, table: str, cols: list[str]) -> list[tuple[str, str]]:
+        """With an index on ``table(cols)``: the (column, "=" or "range") terms a
+        SEARCH through it uses, in index order ([]: the planner does not search
+        through it)."""
+        name = f"_datasync_probe_{next(_probe_names)}"
+        for _, _, detail in self.plan_with({name: (table, cols)}):
+            p = parse(detail)
+            if p and p["kind"] == "SEARCH" and p["using"].endswith(f"INDEX {name}"):
+                ops: dict[str, str] = {}
+                for term in p["terms"]:
+                    t = _TERM.match(term)
+                    if t:
+                        ops.setdefault(t["col"], "=" if t["op"] == "=" else "range")
+                return [(c, ops[c]) for c in cols if c in ops]
+        return []
+
+
+def suggest(copy: Any, trial: Trial, table: str, columns: list[str]
+            ) -> dict[str, Any] | None:
+    """The index serving ``table``'s scan, or None; ``columns``: those of ``table``
+    the statement reads (the algorithm: :func:`~datasync.app.analysis.explain`).
+
+    Example: ``suggest(copy, trial, "t", ["a", "b"])`` -> ``{"table": "t", "columns":
+    ["a"], "sql": 'CREATE INDEX IF NOT EXISTS "idx_t_a" ON "t"("a")'}``"""
+    eq: list[str] = []
+    ranged: list[str] = []
+    for col in columns:
+        used = trial.search(table, [col])
+        if used == [(col, "=")]:
+            eq.append(col)
+        elif used == [(col, "range")]:
+            ranged.append(col)
+    wanted = eq + ranged[:1]
+    if len(wanted) > 1:  # verify the combined index: keep the prefix the plan uses
+        used_cols = [c for c, _ in trial.search(table, wanted)]
+        wanted = [c for c in wanted if c in used_cols] or wanted[:1]
+    if not wanted:
+        return None
+    for itable, icols in copy.indexes.values():  # one is there: the statistics decided
+        if itable.lower() == table.lower() and icols[:len(wanted)] == wanted:
+            return None
+    base = re.sub(r"\W", "_", f"idx_{table}_{'_'.join(wanted)}")
+    name, n = base, 1
+    while name.lower() in copy.names:
+        n += 1
+        name = f"{base}_{n}"
+    return {"table": table, "columns": wanted,
+            "sql": f"CREATE INDEX IF NOT EXISTS {_quote(name)} ON {_quote(table)}"
+                   f"({', '.join(_quote(c) for c in wanted)})"}
+
+
+def tables_of(trial: Trial, rows: list[tuple[int, int, str]], reads: dict[str, list[str]],
+              not_tables: set[str]) -> dict[str, str]:
+    """Example: ``tables_of(trial, rows, {"t": ["a"]}, set())`` -> ``{"t": "t", "t2": "t"}``
+
+    Plan names (lower case) -> tables. SQLite shows ``SCAN t2`` for ``FROM t AS
+    t2``: an alias is learnt by giving every table read a probe index on the columns
+    it reads (a plan row going through one names its table); one alias left when
+    one table read is named by no row is that table."""
+    table_of = dict(trial.copy.tables)
+    names = {p["name"] for p in map(parse, (d for _, _, d in rows))
+             if p and not p["name"].startswith("(") and p["name"] != "CONSTANT ROW"
+             } - not_tables
+    if all(n.lower() in table_of for n in names):
+        return table_of
+    probes = {f"_datasync_alias_{next(_probe_names)}": (table, cols[:60])
+              for table, cols in reads.items() if cols}
+    for _, _, detail in trial.plan_with(probes) if probes else []:
+        p = parse(detail)
+        for name, (table, _) in probes.items():
+            if p and p["using"].endswith(f"INDEX {name}"):
+                table_of[p["name"].lower()] = table
+    left = {n.lower() for n in names if n.lower() not in table_of}
+    rest = set(reads) - {table_of[n.lower()] for n in names if n.lower() in table_of}
+    if len(left) == 1 and len(rest) == 1:
+        table_of[left.pop()] = rest.pop()
+    return table_of
