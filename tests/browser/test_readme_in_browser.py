@@ -76,7 +76,7 @@ def _check_page(context: Any, server: Any, name: str, script: str) -> Any:
 
 def test_the_readme_has_the_blocks_these_tests_run() -> None:
     # html[1] is run by test_pyscript.py, html[2] by test_npm_package.py
-    assert len(readme_blocks("js")) == 5 and len(readme_blocks("html")) == 3
+    assert len(readme_blocks("js")) == 6 and len(readme_blocks("html")) == 3
 
 
 def test_the_script_module_quick_start_writes_a_durable_row(context: Any, server: Any,
@@ -178,3 +178,19 @@ window.readmeDone = {ok: true, result: {pyodide: db.pyodide, leads: db.isLeader(
     result = _done(page)
     assert result == {"pyodide": None, "leads": True, "rows": [
         {"body": "written by the Worker"}, {"body": "note 2"}]}
+
+
+def test_the_app_layer_block_migrates_watches_caches_and_explains(
+        context: Any, server: Any, manifest: Any) -> None:
+    page, console = _page(context, server, "app-layer", _module_page(
+        readme_blocks("js")[5], prelude='const db = await DataSync.open("app");', epilogue="""
+window.readmeDone = {ok: true, result: {
+  status: (await db.migrationStatus(MIGRATIONS)).map((m) => [m.version, m.state]),
+  seeded: await db.query("SELECT title FROM todos"), rows,
+  live: db.metrics().live_queries,
+  suggested: (await db.explain("SELECT * FROM todos WHERE done = 0")).suggestions.map((s) => s.columns)}};"""))
+    result = _done(page)
+    assert result == {"status": [[1, "applied"], [2, "applied"]],
+                      "seeded": [{"title": "try datasync"}], "rows": [{"n": 1}],
+                      "live": 0, "suggested": [["done"]]}, result
+    assert any(line.startswith("to do:") and "try datasync" in line for line in console), console
