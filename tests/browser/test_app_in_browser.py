@@ -148,6 +148,19 @@ METRICS = """async () => {
   await db.execute(out.scan.suggestions[0].sql);
   out.indexed = await db.explain('SELECT * FROM notes WHERE tag = ?', ['x']);
   out.badPlan = await window.attempt(() => db.explain('SELECT * FROM nowhere'));
+  // a callback that throws is logged, and the live query goes on
+  const good = [];
+  const offBad = await db.liveQuery('SELECT count(*) AS n FROM log', [], (rows) => {
+    good.push(rows[0].n);
+    throw new Error('a bad callback');
+  });
+  await db.execute("INSERT INTO log VALUES ('again')");
+  while (good.length < 2) await new Promise((r) => setTimeout(r, 10));
+  offBad();
+  out.badCallback = good;
+  out.badTtl = await window.attempt(() => db.cached('SELECT 1', [], { ttl: '1 minute' }));
+  await db.close();
+  out.closed = await window.attempt(async () => db.metrics());
   return out;
 }"""
 
@@ -159,6 +172,8 @@ def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> dict[str,
 def test_metrics_match_the_work_counted_and_plans_suggest_the_missing_index(
         context: Any, server: Any) -> None:
     page, = blank_pages(context, server, 1)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     page.evaluate(SETUP, ["metrics", {}])
     out = page.evaluate(METRICS)
     before, after = out["before"], out["after"]
@@ -187,6 +202,10 @@ def test_metrics_match_the_work_counted_and_plans_suggest_the_missing_index(
     assert indexed["full_scans"] == [] and indexed["suggestions"] == [], indexed
     assert "USING INDEX" in indexed["plan"][0]["detail"] and not indexed["plan"][0]["full_scan"]
     assert out["badPlan"].startswith("OperationalError"), out["badPlan"]
+    assert out["badCallback"] == [2, 3]
+    assert out["badTtl"].startswith("TypeError: db.cached(): ttl (seconds) is the string"), out
+    assert out["closed"].startswith("DatabaseClosedError"), out["closed"]
+    assert any("a bad callback" in line for line in console), console
 
 
 #: Start a migration now; window.migrating resolves with its result (or error).
