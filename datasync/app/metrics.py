@@ -109,8 +109,9 @@ class Metrics:
                 f"threshold_ms={threshold_ms!r}: give milliseconds, a number >= 0")
         if not isinstance(limit, int) or limit < 0:
             raise InvalidOptionError(f"limit={limit!r}: give a whole number >= 0")
-        threshold = threshold_ms / 1000.0
-        found = [(sql, e) for sql, e in self._by_sql.items() if e[3] >= threshold]
+        # Compared in the unit reported: a threshold equal to a max_ms it gave must
+        # include that statement ((x * 1000) / 1000 != x for some floats).
+        found = [(sql, e) for sql, e in self._by_sql.items() if e[3] * 1000.0 >= threshold_ms]
         found.sort(key=lambda item: (-item[1][3], -item[1][5]))
         return [{"sql": sql, "kind": e[0], "count": e[1], "max_ms": e[3] * 1000.0,
                  "mean_ms": e[2] / e[1] * 1000.0, "last_ms": e[4] * 1000.0}

@@ -84,7 +84,7 @@ class TabCore:
         self._key_error: WrongKeyError | None = None
         self._store.rekeyed_codec = self._codec_for
         #: This tab's connection state: classification, temp objects, rowids.
-        self._session = TabSession(db.connection)
+        self._session = TabSession(db.connection, db.set_authorizer)
         self._write_pragmas: dict[str, str] = {}
         self._unsubscribe = channel.subscribe(self._on_message)
         #: Every version this tab has seen, in order (tests check it only grows).
