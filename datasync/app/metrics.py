@@ -136,7 +136,8 @@ class Metrics:
           no lookup), the query cache's ``entries``; ``live_queries`` subscribed and
           their ``live_runs``.
         * ``connections``: SQLite connections open on the store in this process;
-          ``tabs``: 1, or None for a tab of a shared database (see :func:`_tabs`);
+          ``tabs``: 1, or for a tab of a shared database the tabs open on it as
+          last seen (see :func:`_tabs`);
           ``forwarded_writes``: write requests this tab sent to the leader.
         * ``sync``: None, or a replica's lag (see :func:`sync_lag`).
 
@@ -201,10 +202,14 @@ def _sync_status(db: Any) -> dict[str, Any] | None:
 
 
 def _tabs(db: Any) -> int | None:
-    """1 for a database open in one place; None for a tab of a shared one (no tab
-    keeps a count of the others: they do not announce themselves, and the browser's
-    ``navigator.locks.query()`` is asynchronous while ``metrics()`` is not)."""
-    return 1 if db.leader_info().get("tab_id") is None else None
+    """1 for a database open in one place; for a tab of a shared one, how many tabs
+    have it open as of the last look (:meth:`SharedDatabase.tab_count`: holders and
+    waiters of its leader lock, Web Locks' ``query()``; each call looks again in the
+    background), None before the first look ends."""
+    if db.leader_info().get("tab_id") is None:
+        return 1
+    count = getattr(db, "tab_count", None)
+    return count() if callable(count) else None
 
 
 def _rate(hits: int, misses: int) -> dict[str, Any]:
