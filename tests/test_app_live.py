@@ -150,6 +150,7 @@ async def test_unsubscribing_stops_the_callbacks_and_the_listening_twice_safely(
 
 
 async def test_closing_the_database_ends_the_live_queries_with_nothing_left_running() -> None:
+    before = asyncio.all_tasks()  # (inside Pyodide the loop also runs the page's tasks)
     db = await datasync.open("live-close", backend="memory")
     await db.execute("CREATE TABLE t(v INTEGER)")
     calls: list[Any] = []
@@ -161,8 +162,8 @@ async def test_closing_the_database_ends_the_live_queries_with_nothing_left_runn
     assert calls == [[]]
     live = db._app.live
     assert await _idle(live)
-    mine = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert all(t.done() for t in mine)
+    mine = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+    assert all(t.done() for t in mine), mine
 
 
 async def test_a_failing_rerun_is_logged_and_counted_and_the_query_stays(

@@ -320,7 +320,27 @@ async def test_a_follower_counts_the_writes_it_forwards_to_the_leader() -> None:
         assert mf["forwarded_writes"] == 4 and ma["forwarded_writes"] == 0
         assert mf["statements"] == {"read": 1, "write": 4, "transaction": 0}
         assert ma["statements"] == {"read": 0, "write": 1, "transaction": 0}
-        assert mf["tabs"] is None and mf["sync"] is None
+        assert mf["sync"] is None
+        await asyncio.sleep(0.01)  # (the looks metrics() started, for "tabs")
+        assert f.metrics()["tabs"] == a.metrics()["tabs"] == 2
+    finally:
+        await b.close()
+
+
+@needs_tabs
+async def test_every_tab_counts_the_tabs_open_on_the_database() -> None:
+    b = Browser()
+    try:
+        a, f = await b.leader_and_follower()
+        g = await b.open("g")
+        for tab in (a, f, g):
+            tab.metrics()  # a look in the background
+        await asyncio.sleep(0.01)
+        assert [tab.metrics()["tabs"] for tab in (a, f, g)] == [3, 3, 3]
+        await g.close()
+        f.metrics()
+        await asyncio.sleep(0.01)
+        assert f.metrics()["tabs"] == 2
     finally:
         await b.close()
 

@@ -109,8 +109,9 @@ class Metrics:
                 f"threshold_ms={threshold_ms!r}: give milliseconds, a number >= 0")
         if not isinstance(limit, int) or limit < 0:
             raise InvalidOptionError(f"limit={limit!r}: give a whole number >= 0")
-        threshold = threshold_ms / 1000.0
-        found = [(sql, e) for sql, e in self._by_sql.items() if e[3] >= threshold]
+        # Compared in the unit reported: a threshold equal to a max_ms it gave must
+        # include that statement ((x * 1000) / 1000 != x for some floats).
+        found = [(sql, e) for sql, e in self._by_sql.items() if e[3] * 1000.0 >= threshold_ms]
         found.sort(key=lambda item: (-item[1][3], -item[1][5]))
         return [{"sql": sql, "kind": e[0], "count": e[1], "max_ms": e[3] * 1000.0,
                  "mean_ms": e[2] / e[1] * 1000.0, "last_ms": e[4] * 1000.0}
@@ -135,7 +136,8 @@ class Metrics:
           no lookup), the query cache's ``entries``; ``live_queries`` subscribed and
           their ``live_runs``.
         * ``connections``: SQLite connections open on the store in this process;
-          ``tabs``: 1, or None for a tab of a shared database (see :func:`_tabs`);
+          ``tabs``: 1, or for a tab of a shared database the tabs open on it as
+          last seen (see :func:`_tabs`);
           ``forwarded_writes``: write requests this tab sent to the leader.
         * ``sync``: None, or a replica's lag (see :func:`sync_lag`).
 
@@ -200,10 +202,14 @@ def _sync_status(db: Any) -> dict[str, Any] | None:
 
 
 def _tabs(db: Any) -> int | None:
-    """1 for a database open in one place; None for a tab of a shared one (no tab
-    keeps a count of the others: they do not announce themselves, and the browser's
-    ``navigator.locks.query()`` is asynchronous while ``metrics()`` is not)."""
-    return 1 if db.leader_info().get("tab_id") is None else None
+    """1 for a database open in one place; for a tab of a shared one, how many tabs
+    have it open as of the last look (:meth:`SharedDatabase.tab_count`: holders and
+    waiters of its leader lock, Web Locks' ``query()``; each call looks again in the
+    background), None before the first look ends."""
+    if db.leader_info().get("tab_id") is None:
+        return 1
+    count = getattr(db, "tab_count", None)
+    return count() if callable(count) else None
 
 
 def _rate(hits: int, misses: int) -> dict[str, Any]:

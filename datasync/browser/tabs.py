@@ -44,6 +44,12 @@ class WebLocks:
             held.release()
         lease.lost.set()
 
+    async def count(self, name: str) -> int:
+        """Tabs (clients) holding or waiting for ``name``: ``navigator.locks.query()``."""
+        snapshot = await web_locks().query()
+        return sum(1 for kind in ("held", "pending") for lock in (getattr(snapshot, kind) or [])
+                   if lock.name == name)
+
 
 class WebChannel:
     """:class:`~datasync.tabs.services.Channel` over ``BroadcastChannel``."""

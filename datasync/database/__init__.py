@@ -26,13 +26,15 @@ from .capture import Capture
 from .copies import Copies
 from .core import DatabaseCore, Result
 from .durability import Durability
+from .expiry import StatementExpiry
 from .opening import open
 from .statements import Statements
 
 __all__ = ["Database", "Result", "open"]
 
 
-class Database(AppCalls, GroupOfOne, Copies, Capture, Durability, Statements, DatabaseCore):
+class Database(AppCalls, GroupOfOne, Copies, Capture, Durability, Statements, StatementExpiry,
+               DatabaseCore):
     """An open datasync database. Create it with :func:`datasync.open`.
 
     It is the same whatever the store and wherever it runs; the multi-tab layer

@@ -221,6 +221,7 @@ class DatabaseCore:
             self._check_open()
             if self._store.generation != self._generation:
                 self._after_fork()
+            self._check_image()
             yield
         finally:
             self._lock.release()
@@ -260,6 +261,7 @@ class DatabaseCore:
         image (``BlockStore.install``: a replica's pull): reload the schema now, for
         the statements of this same turn (a later turn would do it itself)."""
         self._after_fork()
+        self.after_new_image()
 
     def _after_fork(self) -> None:
         """The store dropped unflushed commits and may have taken another writer's
@@ -269,6 +271,7 @@ class DatabaseCore:
         mode only, which hands out no other connection.)"""
         self._generation = self._store.generation
         sqlite3.Connection.execute(self._conn, "PRAGMA writable_schema = RESET")
+        self.expire_statements()  # (the cookie may be the same: see above)
 
     def run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Result:
         """Run one statement now, on the database's connection (inside :meth:`turn`).

@@ -45,6 +45,7 @@ class Statements:
             self._check_open()
             if self._store.generation != self._generation:
                 self._after_fork()
+            self._check_image()
             result, committed = self._run_counted(sql, params)
         else:
             async with self.turn():

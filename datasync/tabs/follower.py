@@ -58,6 +58,8 @@ class Following:
                 self._key_error = exc  # every call now says so (see _check_open)
                 raise
             self._key_error = None
+            if version > before:
+                self.db.after_new_image()  # cached EXPLAINs see a new schema
         if version > before:
             self._session.forget()  # another tab may have changed the schema
             self._saw(version)

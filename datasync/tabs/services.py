@@ -40,6 +40,9 @@ class LockService(Protocol):
     def release(self, lease: Lease) -> None:
         """Give the lock back (the next waiter gets it)."""
 
+    async def count(self, name: str) -> int:
+        """How many tabs hold or wait for ``name`` now (Web Locks: ``query()``)."""
+
 
 class Channel(Protocol):
     def post(self, message: Message) -> None:
@@ -115,6 +118,11 @@ class FakeLocks:
         lease = self._held.get(name)
         return None if lease is None else lease.owner
 
+    def count(self, name: str) -> int:
+        """Tabs holding or waiting for ``name``."""
+        waiting = [f for f, _ in self._waiting.get(name, ()) if not f.done()]
+        return (name in self._held) + len(waiting)
+
     async def _acquire(self, name: str, owner: str, steal: bool) -> Lease:
         lease = Lease(name, owner)
         if steal:
@@ -173,6 +181,9 @@ class _TabLocks:
 
     def release(self, lease: Lease) -> None:
         self.hub.release(lease)
+
+    async def count(self, name: str) -> int:
+        return self.hub.count(name)
 
 
 class FakeBroadcast:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,8 @@ def _table_written(action: int, arg1: Any, arg2: Any) -> str | None:
 class TabSession:
     """The per-connection state of one tab, kept on its own connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection,
+                 set_authorizer: Callable[[Any], None] | None = None) -> None:
         handle = getattr(conn, "handle", None)
         if not handle:
             raise NotSupportedError(
@@ -110,7 +112,8 @@ class TabSession:
         self._running: _Running | None = None
         self._temp_guard = False
         self._cache: OrderedDict[str, Kind | None] = OrderedDict()
-        conn.set_authorizer(self._authorize)
+        # (the database's own setter remembers it: expiring statements sets it again)
+        (set_authorizer or conn.set_authorizer)(self._authorize)
         conn.create_function("last_insert_rowid", 0, self._last_insert_rowid)
         conn.create_function("changes", 0, self._changes)
         conn.create_function("total_changes", 0, self._total_changes)

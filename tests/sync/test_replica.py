@@ -472,3 +472,18 @@ async def test_an_explain_of_a_write_runs_on_the_local_copy_and_sends_nothing(
     assert db.sync_status()["pulled_version"] == before
     assert await db.query("SELECT body FROM notes") == [{"body": "a"}]
     await db.close()
+
+
+async def test_a_cached_explain_on_a_replica_sees_an_index_it_pulled(sync_server, tmp_path):
+    await with_schema(sync_server, tmp_path)
+    r1 = await open_replica(sync_server, tmp_path / "r1.dsdb")
+    r2 = await open_replica(sync_server, tmp_path / "r2.dsdb")
+    await r2.execute("CREATE TABLE tags(note INTEGER, tag TEXT)")
+    await r1.pull()
+    sql = "EXPLAIN QUERY PLAN SELECT note FROM tags WHERE tag = 'a'"
+    assert "idx_tag" not in str(await r1.query(sql))
+    await r2.execute("CREATE INDEX idx_tag ON tags(tag)")
+    await r1.pull()
+    assert "idx_tag" in str(await r1.query(sql))  # the same text: the cached statement
+    await r1.close()
+    await r2.close()

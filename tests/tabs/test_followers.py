@@ -48,3 +48,29 @@ async def test_a_restore_in_the_leader_reaches_the_followers() -> None:
     assert await f.query("SELECT x FROM t") == [{"x": "kept"}]
     await b.close()
 
+
+
+@pytest.mark.parametrize("explain", ["EXPLAIN QUERY PLAN", "EXPLAIN"])
+async def test_a_cached_explain_in_a_follower_sees_the_schema_another_tab_changed(
+        explain: str) -> None:
+    # EXPLAIN opens no read transaction, so SQLite never compares the schema cookie:
+    # the statement cache kept describing the schema from before the catch-up.
+    b = Browser()
+    a, f = await b.leader_and_follower()
+    await a.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, done INT)")
+    await f.execute("INSERT INTO t(done) VALUES (0)")  # f has caught up
+    sql = f"{explain} SELECT id FROM t WHERE done = 0"
+
+    async def uses_index() -> bool:
+        rows = await f.query(sql)  # the same text each time: the cached statement
+        return any("idx_done" in str(r.get("detail")) or str(r.get("opcode")).startswith("Idx")
+                   for r in rows)
+
+    assert not await uses_index()
+    await a.execute("CREATE INDEX idx_done ON t(done)")
+    await f.execute("INSERT INTO t(done) VALUES (1)")  # f has caught up again
+    assert await uses_index()
+    await a.execute("DROP INDEX idx_done")
+    await f.execute("INSERT INTO t(done) VALUES (2)")
+    assert not await uses_index()
+    await b.close()
