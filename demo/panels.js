@@ -33,7 +33,8 @@ export function renderMetrics(db) {
   show("mt-cache", qc.hits + qc.misses ? `${pct(qc.hit_rate)} of ${qc.hits + qc.misses}` : "–",
     `db.cached(): ${qc.hits} hits, ${qc.misses} misses, ${qc.entries} entries`);
   show("mt-live", `${m.live_queries} · ${m.live_runs}`, "live queries open in this tab · how many times they ran");
-  show("mt-forwarded", String(m.forwarded_writes), "writes this tab sent to the leader tab (a follower's)");
+  show("mt-tabs", `${m.tabs ?? "–"} · ${m.forwarded_writes}`,
+    "tabs that have the database open · writes this tab sent to the leader tab (a follower's)");
   show("mt-errors", String(m.errors), Object.entries(m.errors_by_name).map(([k, v]) => `${k}: ${v}`).join(", "));
   $("mt-errors").classList.toggle("bad", m.errors > 0);
   return m;

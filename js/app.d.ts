@@ -64,7 +64,8 @@ export interface Metrics {
   live_queries: number;
   live_runs: number;
   connections: number;
-  /** 1 for a database open in one place; null for a tab of a shared one (tabs do not count each other). */
+  /** The tabs that have the database open (1: open in one place); for a tab of a shared
+   * database, as of the last look (each call looks again in the background), null before the first. */
   tabs: number | null;
   forwarded_writes: number;
   /** A replica's; null without a sync server. */

@@ -162,7 +162,7 @@ export class AppCalls {
    * This database's figures (keys as in Python): {statements: {read, write,
    * transaction}, errors, errors_by_name, latency_ms: {read|write|transaction:
    * {count, p50, p95, p99, max}}, flushes, block_cache, query_cache, live_queries,
-   * live_runs, connections, tabs (null: a tab of a shared database), forwarded_writes,
+   * live_runs, connections, tabs (as of the last look: null before it), forwarded_writes,
    * sync}. Times in ms. About 0.15 ms a call. In Worker mode, as the Worker last
    * reported (like stats()): the first call answers the report made at open and asks
    * the Worker to report them with every reply from then on.

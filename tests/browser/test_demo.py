@@ -81,7 +81,10 @@ def test_demo_a_task_added_in_one_tab_shows_up_in_the_other(context: Any, server
         open_live, runs = (int(n) for n in page.inner_text("#mt-live").split(" · "))
         assert open_live == 2 and runs >= 2  # the list and its counts, run at least once each
         assert page.inner_text("#mt-errors") == "0"
-    assert int(follower.inner_text("#mt-forwarded")) >= 1  # its add went to the leader
+    for page in (first, second):  # two tabs; the follower's add went to the leader
+        page.wait_for_function("document.getElementById('mt-tabs').textContent.startsWith('2 · ')",
+                               timeout=15_000)
+    assert int(follower.inner_text("#mt-tabs").split(" · ")[1]) >= 1
     # The query plan: a full scan flagged, its index suggested; created from one tab,
     # it serves the other's plan too.
     for page in (first, second):
