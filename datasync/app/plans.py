@@ -161,6 +161,10 @@ def tables_of(trial: Trial, rows: list[tuple[int, int, str]], reads: dict[str, l
              } - not_tables
     if all(n.lower() in table_of for n in names):
         return table_of
+    for name, table in _by_loop_order(trial, not_tables).items():
+        table_of.setdefault(name, table)
+    if all(n.lower() in table_of for n in names):
+        return table_of
     probes = {f"_datasync_alias_{next(_probe_names)}": (table, cols[:60])
               for table, cols in reads.items() if cols}
     for _, _, detail in trial.plan_with(probes) if probes else []:
@@ -173,3 +177,49 @@ def tables_of(trial: Trial, rows: list[tuple[int, int, str]], reads: dict[str, l
     if len(left) == 1 and len(rest) == 1:
         table_of[left.pop()] = rest.pop()
     return table_of
+
+
+#: Opcodes that start a loop over (or a lookup in) a cursor, one per plan level.
+_LOOP_STARTS = frozenset({"Rewind", "Last", "SeekGE", "SeekGT", "SeekLE", "SeekLT",
+                          "SeekRowid", "NotExists"})
+
+
+def _by_loop_order(trial: Trial, not_tables: set[str]) -> dict[str, str]:
+    """Plan names -> tables, as the statement's bytecode on the schema copy says:
+    the n-th SCAN/SEARCH row of the plan is the n-th cursor a loop starts on
+    (``Rewind``, ``Seek*``...), whose ``OpenRead`` root page names its table (an
+    index's, its ``tbl_name``). Empty when the counts differ (an OR over several
+    indexes, a construct this does not follow): then the probes decide.
+
+    Example: ``_by_loop_order(trial, set())`` -> ``{"x": "t", "y": "u"}`` for
+    ``SELECT * FROM t x JOIN u y ON y.t_id = x.id WHERE y.w = 3``"""
+    conn = trial.copy.conn
+    try:
+        program = conn.execute("EXPLAIN " + trial.sql, _trial_params(trial)).fetchall()
+        plan = trial.copy.plan(trial.sql, trial.params)
+        roots = dict(conn.execute(
+            "SELECT rootpage, tbl_name FROM sqlite_schema WHERE rootpage > 0").fetchall())
+    except (sqlite3.Error, ValueError, TypeError):
+        return {}
+    cursors: dict[int, str] = {}
+    order: list[str] = []
+    for _, opcode, p1, p2, p3, *_ in program:
+        if opcode in ("OpenRead", "OpenWrite") and p3 == 0 and p2 in roots:
+            cursors[p1] = roots[p2]
+        elif opcode in _LOOP_STARTS and p1 in cursors:
+            order.append(cursors.pop(p1))  # (popped: one level per cursor)
+    levels = [p["name"] for p in map(parse, (r[2] for r in plan))
+              if p and not p["name"].startswith("(") and p["name"] != "CONSTANT ROW"
+              and p["name"] not in not_tables]
+    if len(levels) != len(order):
+        return {}
+    found: dict[str, str] = {}
+    for name, table in zip(levels, order):
+        if found.setdefault(name.lower(), table) != table:
+            return {}  # one name, two tables: not what it seemed
+    return found
+
+
+def _trial_params(trial: Trial) -> Any:
+    params = trial.params if trial.params is not None else ()
+    return dict(params) if isinstance(params, dict) else tuple(params)
