@@ -287,3 +287,9 @@ class SchemaTooNewError(MigrationError):
     """The database has migrations this code does not know (it was migrated by a
     newer release, in another tab or on the server): reload the page or upgrade
     the code; nothing was changed."""
+
+
+class NotReadOnlyError(DatasyncError, ValueError):
+    """A call that runs its statement again and again (``db.live``, ``db.cached``)
+    was given one that writes: give it a query that only reads, and run the write
+    once with ``execute``."""

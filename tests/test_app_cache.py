@@ -211,3 +211,46 @@ async def test_a_miss_reads_the_schema_version_only_after_a_change() -> None:
     assert await db.cached("SELECT count(*) AS n FROM u") == [{"n": 0}]
     assert sum("schema_version" in s for s in seen) == 1
     await db.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_statement_that_writes_is_refused_before_it_runs(kind: str) -> None:
+    db, close = await _open(kind)
+    await db.executescript("CREATE TABLE w(x); INSERT INTO w VALUES (1);")
+    for sql in ("INSERT INTO w VALUES (2)", "UPDATE w SET x = x + 1 RETURNING x",
+                "DELETE FROM w", "CREATE TABLE z(y)"):
+        with pytest.raises(datasync.NotReadOnlyError, match="only reads"):
+            await db.cached(sql)
+    assert await db.query("SELECT x FROM w") == [{"x": 1}]  # none of them ran
+    for ttl in ("30", None, True):
+        with pytest.raises(datasync.InvalidOptionError, match="ttl"):
+            await db.cached("SELECT x FROM w", ttl=ttl)  # type: ignore[arg-type]
+    await close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_own_writes_to_a_temp_table_are_seen(kind: str) -> None:
+    # No change notice names a TEMP table and its writes move no commit count, so
+    # rows read from one are never kept.
+    db, close = await _open(kind)
+    await db.execute("CREATE TEMP TABLE scratch(x)")
+    assert await db.cached("SELECT count(*) AS n FROM scratch") == [{"n": 0}]
+    await db.execute("INSERT INTO scratch VALUES (1)")
+    assert await db.cached("SELECT count(*) AS n FROM scratch") == [{"n": 1}]
+    await close()
+
+
+async def test_a_view_redefined_in_another_tab_is_read_afresh() -> None:
+    # The change notice names the view, not the tables the entry read through it.
+    b = Browser(max_delay=0)
+    a, f = await b.leader_and_follower()
+    await a.executescript("CREATE TABLE u(x); INSERT INTO u VALUES (1), (2), (3); "
+                          "CREATE VIEW v AS SELECT x FROM u WHERE x = 1;")
+    await until(lambda: _version(f, a.version), "f catches up")
+    for tab in (a, f):
+        assert await tab.cached("SELECT x FROM v ORDER BY x") == [{"x": 1}]
+    await a.executescript("DROP VIEW v; CREATE VIEW v AS SELECT x FROM u WHERE x > 1;")
+    await until(lambda: _version(f, a.version), "f catches up")
+    for tab in (a, f):
+        assert await tab.cached("SELECT x FROM v ORDER BY x") == [{"x": 2}, {"x": 3}]
+    await b.close()

@@ -238,3 +238,16 @@ async def test_a_live_query_with_parameters_follows_its_rows() -> None:
     await _settled(db._app.live)
     assert calls == [[], [{"v": 2}]]
     await db.close()
+
+
+async def test_a_statement_that_writes_is_refused_and_nothing_stays_subscribed() -> None:
+    # It would run again after its own commit, for ever.
+    db = await datasync.open("live-writes", backend="memory")
+    await db.executescript("CREATE TABLE t(a); INSERT INTO t VALUES (1);")
+    calls: list[Any] = []
+    for sql in ("UPDATE t SET a = a + 1 RETURNING a", "INSERT INTO t VALUES (2) RETURNING a"):
+        with pytest.raises(datasync.NotReadOnlyError, match="only reads"):
+            await db.live(sql, [], calls.append)
+    assert calls == [] and len(db._app.live) == 0
+    assert await db.query("SELECT a FROM t") == [{"a": 1}]
+    await db.close()

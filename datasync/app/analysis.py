@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import NotReadOnlyError
 from .plans import Trial, parse, suggest, tables_of, tree, walk
 from .timing import unmeasured
 
@@ -233,6 +234,23 @@ async def tables_read(db: Any, sql: str, params: Any = None) -> frozenset[str] |
     """
     copy = await _copy_of(db)
     return copy.reads(sql, params)
+
+
+async def check_reads(db: Any, sql: str, params: Any, call: str) -> None:
+    """Raise :class:`~datasync.NotReadOnlyError` if ``sql`` writes, as SQLite
+    prepares it on the schema copy (a statement the copy cannot prepare passes:
+    the database then says what it does).
+
+    Example: ``await check_reads(db, "UPDATE t SET a = 1", [], "live")  # raises``"""
+    actions = (await _copy_of(db)).actions(sql, params)
+    if actions is not None and any(a[0] in _WRITES for a in actions):
+        why = {"live": "runs its statement again after every change",
+               "cached": "answers its statement again from the rows it kept"}.get(
+                   call, "runs its statement more than once")
+        raise NotReadOnlyError(
+            f"db.{call}() {why}, and this one "
+            f"writes ({sql.strip()[:80]!r}): give it a query that only reads, and run "
+            "the write once with execute()")
 
 
 async def explain(db: Any, sql: str, params: Sequence[Any] | dict[str, Any] = ()

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from ..errors import DatabaseClosedError
+from ..errors import DatabaseClosedError, InvalidOptionError
 from . import analysis
 from .live import _names, touches
 
@@ -65,6 +65,7 @@ class QueryCache:
         self._off: Callable[[], None] | None = None
         self._generation = 0  # moves at every change notice and every drop-all
         self._commits: int | None = None  # db.commits when entries were last known good
+        self._schema: int | None = None  # the schema version the entries were read at
         self.hits = 0
         self.misses = 0
 
@@ -82,10 +83,17 @@ class QueryCache:
         if self._db.closed:
             raise DatabaseClosedError(f"database {self._db.name!r} is closed; open it "
                                       "again to read through its cache")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise InvalidOptionError(f"ttl={ttl!r}: give the seconds rows stay fresh, a "
+                                     "number (0: never kept)")
         params = () if params is None else params
         key = _key(sql, params)
         self._subscribe()
         self._check_commits()
+        schema = await analysis.schema_key(self._db)
+        if schema != self._schema:  # a view redefined: a notice names only the view
+            self.clear()
+            self._schema = schema
         entry = self._entries.get(key) if key is not None else None
         now = time.monotonic()
         if entry is not None and now < entry.expires:
@@ -95,11 +103,15 @@ class QueryCache:
         if entry is not None:
             del self._entries[key]
         self.misses += 1
+        await analysis.check_reads(self._db, sql, params, "cached")
         generation, commits = self._generation, _commits(self._db)
         rows = await self._db.query(sql, params)
         if key is not None and ttl > 0:
             tables = await analysis.tables_read(self._db, sql, params)
-            if generation == self._generation and commits == _commits(self._db):
+            # None (TEMP tables, attached databases...): their writes make no change
+            # notice and move no commit count here, so such rows are never kept.
+            if tables is not None and generation == self._generation \
+                    and commits == _commits(self._db):
                 self._entries[key] = _Entry([dict(r) for r in rows], tables,
                                             time.monotonic() + float(ttl))
                 self._entries.move_to_end(key)

@@ -88,8 +88,9 @@ class LiveQueries:
         an awaitable) and return the unsubscriber (a plain callable, idempotent).
 
         Raises what ``db.query`` raises for the first run (nothing stays
-        subscribed then), what the first callback raises, and TypeError without a
-        callable ``callback``."""
+        subscribed then), what the first callback raises, TypeError without a
+        callable ``callback``, and :class:`~datasync.NotReadOnlyError` for a
+        statement that writes (it would run again after its own commit)."""
         if not callable(callback):
             raise TypeError("live() needs a callback: db.live(sql, params, callback), "
                             "called with the rows now and after every change to them")
@@ -101,6 +102,7 @@ class LiveQueries:
         if self._off is None:  # before the first run: no change can slip between
             self._off = self._db.on_change(self._on_change)
         try:
+            await analysis.check_reads(self._db, sql, q.params, "live")
             if self._schema is None:
                 self._schema = await analysis.schema_key(self._db)
             rows = await self._db.query(sql, q.params)
