@@ -98,7 +98,9 @@ def test_a_changed_file_is_a_checksum_error_with_status_2(
      "MigrationOrderError: migration version 3"),
     ({"0001_a.sql": "CREATE TABLE a(x)", "1_b.sql": "CREATE TABLE b(x)"},
      "MigrationOrderError"),
-    ({"first.sql": "CREATE TABLE a(x)"}, "MigrationError: ")])
+    ({"first.sql": "CREATE TABLE a(x)"}, "MigrationError: "),
+    ({"0000_init.sql": "CREATE TABLE a(x)"}, "0000_init.sql: versions start at 1"),
+    ({"README.txt": "not a migration"}, "no NNNN_name.sql files")])
 def test_a_bad_directory_is_refused_with_status_2_before_the_store_is_made(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str],
         message: str) -> None:
@@ -140,3 +142,12 @@ def test_python_m_datasync_migrate_runs_end_to_end(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "datasync", "migrations", store],
                             capture_output=True, text=True, env=env, timeout=120)
     assert [line.split()[1] for line in listed.stdout.splitlines()] == ["notes", "tags", "seen"]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_down_splits_the_file_whatever_its_line_endings(newline: str) -> None:
+    # A CRLF file once ran its down inside its up: "applied", and the table gone.
+    text = newline.join(["CREATE TABLE n(x);", "-- down", "DROP TABLE n;", ""])
+    m = parse_file("0001_n.sql", text)
+    assert "DROP" not in m["up"] and "CREATE TABLE n" in m["up"]
+    assert m["down"].strip() == "DROP TABLE n;"

@@ -55,12 +55,18 @@ def parse_file(filename: str, text: str) -> dict[str, Any]:
     """Example: ``parse_file("0002_tags.sql", text)`` ->
     ``{"version": 2, "name": "tags", "up": "...", "down": "..." | None}``
 
-    Raises MigrationError (a name not ``NNNN_name.sql``, an empty up)."""
+    Line endings are made LF first (CRLF, CR), so ``-- down`` splits whatever
+    wrote the file. Raises MigrationError (a name not ``NNNN_name.sql``, version
+    0, an empty up)."""
     found = _FILE.fullmatch(os.path.basename(filename))
     if found is None:
         raise MigrationError(f"{filename}: a migration file is named NNNN_name.sql "
                              "(e.g. 0001_create_notes.sql): rename it")
     version, name = int(found.group(1)), found.group(2)
+    if version < 1:
+        raise MigrationError(f"{filename}: versions start at 1: rename it NNNN_name.sql with NNNN >= 0001",
+                             version=version)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # '-- down' on any line end
     parts = _DOWN.split(text, maxsplit=1)
     up, down = parts[0], parts[1] if len(parts) > 1 else None
     if not up.strip():
@@ -74,8 +80,8 @@ def load_dir(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Example: ``await db.migrate(load_dir("migrations"))``
 
     The migrations of the ``*.sql`` files in ``path`` (see the module docstring),
-    by version. Raises MigrationError: not a directory, a file that cannot be read
-    as UTF-8, or one :func:`parse_file` refuses. Order (gaps, duplicates) is
+    by version. Raises MigrationError: not a directory, no ``.sql`` file in it, a
+    file that cannot be read as UTF-8, or one :func:`parse_file` refuses. Order (gaps, duplicates) is
     checked by ``migrate``/``status`` (MigrationOrderError)."""
     folder = os.fspath(path)
     try:
@@ -95,6 +101,9 @@ def load_dir(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise MigrationError(f"cannot read {file!r} as UTF-8 text ({exc}): fix or "
                                  "remove it") from exc
         out.append(parse_file(file, text))
+    if not out:
+        raise MigrationError(f"no NNNN_name.sql files in {folder!r}: give the directory "
+                             "that holds the migrations (0001_create_notes.sql...)")
     return sorted(out, key=lambda m: m["version"])
 
 
