@@ -360,3 +360,11 @@ async def test_two_followers_migrating_at_once_run_each_migration_once_at_the_le
         assert await leader.query("SELECT count(*) AS n FROM items") == [{"n": 0}]
     finally:
         await b.close()
+
+
+@pytest.mark.parametrize("given", ["CREATE TABLE a(x)", None, {"version": 1, "name": "a"}, 7])
+async def test_something_other_than_a_list_of_migrations_is_a_named_error(given: Any) -> None:
+    async with memory_db() as db:
+        with pytest.raises(datasync.MigrationError, match="give a list of"):
+            await db.migrate(given)
+        assert await db.migration_status() == []  # nothing ran, no table made

@@ -46,9 +46,9 @@ replica has no interactive transactions: after a pull, a SQL migration is ONE
 ``batch`` whose first statement inserts its row (another replica's copy of it fails
 atomically on the primary, which is then pulled and found applied); a ``down`` batch
 opens with a guard that fails unless the row is still there. There a callable, an
-offline replica or an unanswered pull is a MigrationError (a server that stops
-answering between the pull and the batch: the batch waits in the outbox like any
-write). Files: :func:`datasync.tools.migrate_cli.load_dir` (``NNNN_name.sql``).
+offline replica or an unanswered pull is a MigrationError (a server silent between
+the pull and the batch: the batch waits in the outbox like any write). Files:
+:func:`datasync.tools.migrate_cli.load_dir`. Bookkeeping reads run unmeasured.
 """
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ from ..errors import (
     SyncError,
     TransactionAbortedError,
 )
+from .timing import unmeasured
 
 __all__ = ["TABLE", "UNCHECKED", "Migration", "checksum_of", "migrate", "normalise",
            "rollback", "status"]
@@ -100,8 +101,7 @@ _NOT_THE_MIGRATION = (BusyTimeoutError, TransactionAbortedError, LeaderUnavailab
 
 
 def checksum_of(sql: str) -> str:
-    """Example: ``checksum_of("CREATE TABLE t(x)\\r\\n") == checksum_of("CREATE TABLE t(x)")``
-
+    """Example: ``checksum_of("CREATE TABLE t(x)\\r\\n") == checksum_of("CREATE TABLE t(x)")``;
     SHA-256 hex of ``sql`` with CRLF and CR made LF and trailing whitespace removed."""
     text = sql.replace("\r\n", "\n").replace("\r", "\n").rstrip()
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -144,6 +144,9 @@ def normalise(migrations: Iterable[Any]) -> list[Migration]:
 
     The migrations checked and ordered by version. Raises MigrationOrderError (not
     1..n each once, or a version not an int >= 1), MigrationError (no name or up)."""
+    if isinstance(migrations, (str, bytes, dict)) or not hasattr(migrations, "__iter__"):
+        raise MigrationError(f"migrations={type(migrations).__name__}: give a list of "
+                             "{'version', 'name', 'up'} migrations (or load_dir(DIR))")
     out: list[Migration] = []
     for m in migrations:
         v = _field(m, "version")
@@ -194,12 +197,14 @@ def _check(ms: list[Migration], applied: dict[int, dict[str, Any]]) -> None:
 
 
 async def _has_table(db: Any) -> bool:
-    return bool(await db.query(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [TABLE]))
+    with unmeasured():  # bookkeeping: metrics count the application's statements
+        return bool(await db.query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [TABLE]))
 
 
 async def _applied(q: Any) -> dict[int, dict[str, Any]]:
-    return {int(r["version"]): r for r in await q.query(_READ)}
+    with unmeasured():
+        return {int(r["version"]): r for r in await q.query(_READ)}
 
 
 async def _read(db: Any) -> dict[int, dict[str, Any]]:
