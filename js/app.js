@@ -136,11 +136,13 @@ export class AppCalls {
     if (typeof callback !== "function") {
       throw new TypeError(`db.liveQuery(sql, params, callback): callback is ${describe(callback)}: pass a function (rows) => ...`);
     }
+    const report = (error) => console.error("datasync: a liveQuery callback threw:", error);
     const call = (rows) => {
       try {
-        callback(rows);
+        const out = callback(rows);
+        if (out && typeof out.then === "function") out.then(undefined, report);  // async: its rejection too
       } catch (error) {
-        console.error("datasync: a liveQuery callback threw:", error);
+        report(error);
       }
     };
     return handle.live(checkSQL(sql, "db.liveQuery()"), checkParams(params ?? [], "db.liveQuery()"), call);

@@ -242,3 +242,21 @@ async def test_a_join_whose_every_table_has_an_alias_names_its_tables(
         await db.execute(s["sql"])
     assert scanned not in (await db.explain(sql))["full_scans"]
     await db.close()
+
+
+@pytest.mark.parametrize("index, sql, column", [
+    ("CREATE INDEX i_part ON q(a) WHERE b > 0", "SELECT * FROM q WHERE a = 1", "a"),
+    ("CREATE INDEX i_nocase ON q(b COLLATE NOCASE)", "SELECT * FROM q WHERE b = 'x'", "b"),
+])
+async def test_an_index_that_cannot_serve_the_filter_does_not_hide_the_suggestion(
+        index: str, sql: str, column: str) -> None:
+    # A partial index serves only its rows, one on another collation other
+    # comparisons: the scan stays, so the index that serves it is still suggested.
+    db = await datasync.open(f"explain-unusable-{next(_opened)}", backend="memory")
+    await db.executescript(f"CREATE TABLE q(a, b); {index};")
+    out = await db.explain(sql)
+    assert out["full_scans"] == ["q"]
+    assert [s["columns"] for s in out["suggestions"]] == [[column]]
+    await db.execute(out["suggestions"][0]["sql"])
+    assert (await db.explain(sql))["full_scans"] == []
+    await db.close()

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import NotReadOnlyError
-from .plans import Trial, parse, suggest, tables_of, tree, walk
+from .plans import Trial, collations, parse, suggest, tables_of, tree, walk
 from .timing import unmeasured
 
 __all__ = ["tables_read", "explain", "schema_key"]
@@ -91,6 +91,7 @@ class _Copy:
         self.names = {str(r["name"]).lower() for r in rows}  # (for new index names)
         self.views = {n.lower() for r in rows if r["type"] == "view" for n in [r["name"]]}
         self.indexes: dict[str, tuple[str, list[str]]] = {}  # lower name -> (table, cols)
+        self.collations: dict[str, list[str]] = {}  # lower name -> its key columns'
         self.statements: OrderedDict[str, frozenset[str] | None] = OrderedDict()
         for row in rows:
             kind, name, sql = row["type"], str(row["name"]), row["sql"]
@@ -108,7 +109,11 @@ class _Copy:
                 "SELECT name, tbl_name FROM sqlite_schema WHERE type = 'index'").fetchall():
             cols = [r[2] for r in self.conn.execute(
                 "SELECT * FROM pragma_index_info(?)", (name,)).fetchall()]
-            self.indexes[name.lower()] = (table, cols)
+            partial = self.conn.execute("SELECT 1 FROM pragma_index_list(?) WHERE name = ? "
+                                        "AND partial", (table, name)).fetchone()
+            if not partial:  # (a partial one serves only the rows it covers)
+                self.indexes[name.lower()] = (table, cols)
+                self.collations[name.lower()] = collations(self.conn, name)
         if stats:
             self.conn.execute("ANALYZE")  # makes sqlite_stat1; then the database's
             self.conn.execute("DELETE FROM sqlite_stat1")

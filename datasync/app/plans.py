@@ -96,6 +96,21 @@ class Trial:
             conn.execute("ROLLBACK TO datasync_probe")
             conn.execute("RELEASE datasync_probe")
 
+    def default_collations(self, table: str, cols: list[str]) -> list[str] | None:
+        """The collations an index on ``cols`` made without COLLATE gets (the
+        columns' own). Example: ``trial.default_collations("t", ["a"])  # ["BINARY"]``"""
+        conn = self.copy.conn
+        conn.execute("SAVEPOINT datasync_collations")
+        try:
+            conn.execute(f"CREATE INDEX _datasync_collations ON {_quote(table)}"
+                         f"({', '.join(_quote(c) for c in cols)})")
+            return collations(conn, "_datasync_collations")
+        except sqlite3.Error:
+            return None
+        finally:
+            conn.execute("ROLLBACK TO datasync_collations")
+            conn.execute("RELEASE datasync_collations")
+
     def search(self, table: str, cols: list[str]) -> list[tuple[str, str]]:
         """With an index on ``table(cols)``: the (column, "=" or "range") terms a
         SEARCH through it uses, in index order ([]: the planner does not search
@@ -134,9 +149,11 @@ def suggest(copy: Any, trial: Trial, table: str, columns: list[str]
         wanted = [c for c in wanted if c in used_cols] or wanted[:1]
     if not wanted:
         return None
-    for itable, icols in copy.indexes.values():  # one is there: the statistics decided
-        if itable.lower() == table.lower() and icols[:len(wanted)] == wanted:
-            return None
+    default = trial.default_collations(table, wanted)
+    for name, (itable, icols) in copy.indexes.items():  # one is there: statistics decided
+        if itable.lower() == table.lower() and icols[:len(wanted)] == wanted \
+                and copy.collations.get(name, [])[:len(wanted)] == default:
+            return None  # (one on other collations, NOCASE say, serves other comparisons)
     base = re.sub(r"\W", "_", f"idx_{table}_{'_'.join(wanted)}")
     name, n = base, 1
     while name.lower() in copy.names:
@@ -223,3 +240,11 @@ def _by_loop_order(trial: Trial, not_tables: set[str]) -> dict[str, str]:
 def _trial_params(trial: Trial) -> Any:
     params = trial.params if trial.params is not None else ()
     return dict(params) if isinstance(params, dict) else tuple(params)
+
+
+def collations(conn: sqlite3.Connection, index: str) -> list[str]:
+    """The collation of each key column of ``index``, in order.
+
+    Example: ``collations(conn, "t_a_nocase")  # ["NOCASE"]``"""
+    return [str(r[0]).upper() for r in conn.execute(
+        "SELECT coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno", (index,))]

@@ -158,6 +158,16 @@ METRICS = """async () => {
   while (good.length < 2) await new Promise((r) => setTimeout(r, 10));
   offBad();
   out.badCallback = good;
+  const later = [];  // an async callback whose promise rejects: logged too, not unhandled
+  const offAsync = await db.liveQuery('SELECT count(*) AS n FROM log', [], async (rows) => {
+    later.push(rows[0].n);
+    await null;
+    throw new Error('an async bad callback');
+  });
+  await db.execute("INSERT INTO log VALUES ('once more')");
+  while (later.length < 2) await new Promise((r) => setTimeout(r, 10));
+  offAsync();
+  out.asyncCallback = later;
   out.badTtl = await window.attempt(() => db.cached('SELECT 1', [], { ttl: '1 minute' }));
   await db.close();
   out.closed = await window.attempt(async () => db.metrics());
@@ -207,6 +217,9 @@ def test_metrics_match_the_work_counted_and_plans_suggest_the_missing_index(
     assert out["badTtl"].startswith("TypeError: db.cached(): ttl (seconds) is the string"), out
     assert out["closed"].startswith("DatabaseClosedError"), out["closed"]
     assert any("a bad callback" in line for line in console), console
+    assert out["asyncCallback"] == [3, 4]
+    assert any("an async bad callback" in line and "liveQuery callback" in line
+               for line in console), console
 
 
 #: Start a migration now; window.migrating resolves with its result (or error).
