@@ -57,8 +57,8 @@ class AppCalls(metrics.Measured):
         return state
 
     async def close(self) -> None:
-        """Close the database (see its own ``close``), then end its live queries:
-        no callback runs after ``close()`` returns."""
+        """Example: ``await db.close()``: the database's own ``close``, then its live
+        queries end (no callback runs after it returns) and its query cache empties."""
         await super().close()  # type: ignore[misc]
         state = self.__dict__.get("_app_state")
         if state is not None:
@@ -68,50 +68,61 @@ class AppCalls(metrics.Measured):
     # -- migrations ----------------------------------------------------------------
     async def migrate(self, migrations: Iterable[Any], target: int | None = None
                       ) -> dict[str, Any]:
-        """Apply ``migrations`` up to ``target`` (default: the last), or run the
-        ``down`` of each applied one above a lower ``target``, newest first.
-        See :func:`datasync.app.migrations.migrate`."""
+        """Example: ``await db.migrate(MIGRATIONS)`` -> ``{"from": 0, "to": 2,
+        "applied": [1, 2], "reverted": []}``; ``await db.migrate(MIGRATIONS, target=1)``
+        runs the ``down`` of each applied one above 1, newest first. Raises the
+        MigrationError family. See :func:`datasync.app.migrations.migrate`."""
         return await _migrations.migrate(self, migrations, target=target)
 
     async def rollback(self, migrations: Iterable[Any], steps: int = 1) -> dict[str, Any]:
-        """Roll back the last ``steps`` applied migrations (their ``down``s).
-        See :func:`datasync.app.migrations.rollback`."""
+        """Example: ``await db.rollback(MIGRATIONS)`` -> ``{"from": 2, "to": 1,
+        "applied": [], "reverted": [2]}``: the ``down``s of the last ``steps`` applied
+        migrations. See :func:`datasync.app.migrations.rollback`."""
         return await _migrations.rollback(self, migrations, steps=steps)
 
     async def migration_status(self, migrations: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        """Every migration applied, and those of ``migrations`` still pending.
-        See :func:`datasync.app.migrations.status`."""
+        """Example: ``await db.migration_status(MIGRATIONS)`` -> ``[{"version": 1,
+        "name": "notes", "checksum": "9f2c...", "applied_at": 1764561600.0, "state":
+        "applied"}, ...]`` (states: applied, pending, changed, unknown). See
+        :func:`datasync.app.migrations.status`."""
         return await _migrations.status(self, migrations)
 
     # -- live and cached queries ------------------------------------------------------
     async def live(self, sql: str, params: Sequence[Any] | dict[str, Any] = (),
                    callback: Callable[[list[dict[str, Any]]], Any] | None = None
                    ) -> Callable[[], None]:
-        """Call ``callback(rows)`` now and whenever a commit changes them; returns
-        the unsubscriber. See :meth:`datasync.app.live.LiveQueries.add`."""
+        """Example: ``off = await db.live("SELECT * FROM notes", [], render); off()``:
+        ``callback(rows)`` (a list of dicts) now and after each commit, in any tab,
+        that changes them. Raises what ``query`` raises and NotReadOnlyError. See
+        :meth:`datasync.app.live.LiveQueries.add`."""
         return await self._app.live.add(sql, params, callback)
 
     async def cached(self, sql: str, params: Sequence[Any] | dict[str, Any] = (),
                      ttl: float = 60.0) -> list[dict[str, Any]]:
-        """The rows of ``sql``, from the cache while fresh. See
-        :meth:`datasync.app.cache.QueryCache.get`."""
+        """Example: ``rows = await db.cached("SELECT * FROM tags", [], ttl=300)``: the
+        rows, kept ``ttl`` seconds or until a commit touches a table they read.
+        See :meth:`datasync.app.cache.QueryCache.get`."""
         return await self._app.cache.get(sql, params, ttl)
 
     # -- metrics and analysis ---------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        """Counters and latency percentiles of this database. See
+        """Example: ``db.metrics()["latency_ms"]["read"]["p95"]``: counters, latency
+        percentiles (ms), flushes, caches, tabs, sync lag. See
         :meth:`datasync.app.metrics.Metrics.snapshot`."""
         return self._app.metrics.snapshot(self, self._app)
 
     def slow_queries(self, threshold_ms: float = 100.0, limit: int = 20
                      ) -> list[dict[str, Any]]:
-        """The slowest statements seen. See :meth:`datasync.app.metrics.Metrics.slow`."""
+        """Example: ``db.slow_queries(threshold_ms=50, limit=5)`` -> ``[{"sql", "kind",
+        "count", "max_ms", "mean_ms", "last_ms"}, ...]``, slowest first. See
+        :meth:`datasync.app.metrics.Metrics.slow`."""
         return self._app.metrics.slow(threshold_ms, limit)
 
     async def explain(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
                       ) -> dict[str, Any]:
-        """The query plan as a tree, full scans flagged, index suggestions. See
-        :func:`datasync.app.analysis.explain`."""
+        """Example: ``(await db.explain("SELECT * FROM t WHERE a = ?", [1]))["suggestions"]``
+        -> ``[{"table": "t", "columns": ["a"], "sql": 'CREATE INDEX ...'}]``; also
+        ``plan`` (a tree) and ``full_scans``. See :func:`datasync.app.analysis.explain`."""
         return await analysis.explain(self, sql, params)
 
 
