@@ -63,7 +63,7 @@ class StatementExpiry:
         follower tab's catch-up, a replica's pull): if the schema cookie moved,
         every cached statement is prepared again at its next run."""
         cookie = self._schema_cookie()
-        if cookie != self._cookie:
+        if cookie is None or cookie != self._cookie:  # (None: cannot tell)
             self._cookie = cookie
             # The schema this connection parsed goes too: a statement prepared
             # again before any read transaction would still be built on it.
@@ -80,6 +80,12 @@ class StatementExpiry:
             self._conn.set_authorizer(_allow)
             self._conn.set_authorizer(None)
 
-    def _schema_cookie(self) -> bytes:
+    def _schema_cookie(self) -> bytes | None:
+        """The schema cookie if page 1 is in memory, else None. Never reads the
+        backend: on a shared one (PostgreSQL) a block read here could belong to a
+        later image (VersionConflictError) before the turn's catch-up runs."""
         store = self._store
-        return b"" if store.size < _COOKIE.stop else bytes(store.read_block(0)[_COOKIE])
+        if store.size < _COOKIE.stop:
+            return b""
+        block = store.cached_block(0)
+        return None if block is None else bytes(block[_COOKIE])
