@@ -15,7 +15,12 @@ transaction and runs, in order, each statement handed to it; other tasks wait
 for the database as they would for any transaction. The holder ends at
 :meth:`Transaction.commit` / :meth:`Transaction.rollback`, after ``idle_timeout``
 seconds without a call (the caller is presumed dead: rolled back), or at
-:meth:`Transaction.abort`.
+:meth:`Transaction.abort`. With ``clock_from_creation=True`` (a caller that can say
+it is alive while it waits, :meth:`Transaction.touch`: another tab resending its
+``begin``) the idle clock runs from creation, not from entering, so a caller that
+died while waiting for the database is refused the moment it gets it, instead of
+holding it for one more ``idle_timeout`` (several dead callers queued for the
+database would otherwise hold it one after the other).
 """
 from __future__ import annotations
 
@@ -54,9 +59,10 @@ class Transaction:
 
     def __init__(self, enter: Callable[[], AsyncContextManager[Any]], run: Runner, *,
                  name: str, idle_timeout: float | None = None, holding: Any = None,
-                 run_now: NowRunner | None = None) -> None:
+                 run_now: NowRunner | None = None, clock_from_creation: bool = False) -> None:
         self.name = name
         self.idle_timeout = idle_timeout
+        self._clock_from_creation = clock_from_creation
         self._enter = enter
         self._run = run
         #: ``run`` without awaiting (for :meth:`execute_now`), if the caller has one.
@@ -83,6 +89,8 @@ class Transaction:
         try:
             await asyncio.shield(ready)
         except asyncio.CancelledError:
+            # Nobody awaits ready now: its outcome must not be reported as lost.
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self.abort(TransactionAbortedError(f"begin() on {self.name!r} was cancelled"))
             raise
         return self
@@ -90,6 +98,15 @@ class Transaction:
     def touch(self) -> None:
         """The caller is alive (resets the idle timeout)."""
         self._last_call = time.monotonic()
+
+    def _idle_error(self) -> TransactionAbortedError:
+        return TransactionAbortedError(
+            f"the transaction on {self.name!r} was rolled back: its caller sent nothing "
+            f"for {self.idle_timeout:g} s (a closed or crashed tab); run it again")
+
+    def _silent_too_long(self) -> bool:
+        return (self.idle_timeout is not None
+                and time.monotonic() - self._last_call >= self.idle_timeout)
 
     async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``fn()`` inside the transaction, after the calls before it."""
@@ -165,22 +182,28 @@ class Transaction:
             try:
                 return await asyncio.wait_for(self._ops.get(), max(left, 0.001))
             except asyncio.TimeoutError:
-                if time.monotonic() - self._last_call >= self.idle_timeout:
-                    error = TransactionAbortedError(
-                        f"the transaction on {self.name!r} was rolled back: its caller "
-                        f"sent nothing for {self.idle_timeout:g} s (a closed or crashed "
-                        "tab); run it again")
-                    return ("abort", error, asyncio.get_running_loop().create_future())
+                if self._silent_too_long():
+                    return ("abort", self._idle_error(),
+                            asyncio.get_running_loop().create_future())
 
     async def _hold(self, ready: asyncio.Future[None]) -> None:
         ending: asyncio.Future[Any] | None = None
         result: Any = None
+        counted = False
         try:
             async with self._enter():
+                # Ended while it waited for the database (abort(), or its caller fell
+                # silent): give the database up at once, and start() raises.
+                if self._ended is not None:
+                    raise self._ended
+                if not self._clock_from_creation:
+                    self.touch()  # the idle clock starts once it holds the database
+                elif self._silent_too_long():
+                    raise self._idle_error()
                 self.state = "open"
-                self.touch()  # the idle clock starts once it holds the database
                 if self._holding is not None:
                     self._holding._explicit_open += 1
+                    counted = True
                 ready.set_result(None)
                 while True:
                     kind, payload, fut = await self._next()
@@ -219,7 +242,7 @@ class Transaction:
             if ending is not None and not ending.done():
                 ending.set_result(result)
         finally:
-            if self._holding is not None and self.state != "new":
+            if counted:
                 self._holding._explicit_open -= 1
             self._fail_waiting()
 
@@ -228,8 +251,12 @@ class Transaction:
         error = self._ended or TransactionAbortedError(
             f"the transaction on {self.name!r} is {self.state}: begin a new one")
         while not self._ops.empty():
-            _, _, fut = self._ops.get_nowait()
-            if not fut.done():
+            kind, _, fut = self._ops.get_nowait()
+            if fut.done():
+                continue
+            if kind == "abort":
+                fut.set_result(None)  # nobody awaits an abort: it is ended either way
+            else:
                 fut.set_exception(error)
 
     def add_done_callback(self, callback: Callable[["Transaction"], None]) -> None:

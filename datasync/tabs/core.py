@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
@@ -70,6 +71,8 @@ class TabCore:
         #: tab's, the last op run and its reply (see :mod:`.transactions`).
         self._holders: dict[str, Any] = {}
         self._served: dict[str, Any] = {}
+        #: This tab's transactions held by the leader (rolled back when it closes).
+        self._remote_txs: weakref.WeakSet[Any] = weakref.WeakSet()
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._leader_changed = asyncio.Event()
         self._became_leader = asyncio.Event()
@@ -148,6 +151,8 @@ class TabCore:
         except DeposedLeaderError:
             pass  # nothing of ours to keep: _close_database() drops it
         self._abort_transactions("its tab closed")
+        for remote in list(self._remote_txs):
+            remote.abandon()  # the leader rolls it back now, not a lease later
         self._closed = True
         self._session.close()  # no statement is classified on a closing connection
         for task in [*self._tasks, *self._background]:

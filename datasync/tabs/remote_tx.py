@@ -56,6 +56,7 @@ class RemoteTransaction:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(tab._leader_changed.wait(), tab.resend_interval)
         self._leader, self._epoch = tab.leader_id, tab.epoch
+        tab._remote_txs.add(self)  # from the begin on: closing the tab ends it there
         try:
             self._check(await self._send({"op": "begin", "mode": self.mode,
                                           "state": tab._session.state.to_wire(),
@@ -65,6 +66,19 @@ class RemoteTransaction:
         self.state = "open"
         self._alive = asyncio.ensure_future(self._keep_alive())
         return True
+
+    def abandon(self) -> None:
+        """This tab closes: tell the leader to roll the transaction back now, also
+        one whose begin is still waiting there for the connection (one message,
+        unanswered; if it is lost, the lease ends the transaction)."""
+        if self.state not in ("new", "open") or self._leader is None:
+            return
+        self.state = "aborted"
+        if self._alive is not None:
+            self._alive.cancel()
+        self._seq += 1  # after any op still in flight: it runs after that one
+        self._tab._post({"t": "tx", "op": "rollback", "id": self.id, "seq": self._seq,
+                         "tab": self._tab.tab_id, "to": self._leader})
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
         tab = self._tab

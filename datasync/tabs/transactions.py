@@ -27,8 +27,13 @@ applied). Protocol, on the app's channel:
   caught up on everything the old one made durable, and fenced off the rest).
 * A follower sends ``alive`` while its transaction is open; the leader rolls
   back one that stays silent for ``transaction_lease`` seconds (a crashed tab).
-  Leadership moving rolls back every open transaction:
-  :class:`~datasync.TransactionAbortedError`, nothing applied.
+  The lease counts from the tab's last message, also while its ``begin`` waits
+  for the connection (the begin is resent meanwhile): a tab that died waiting
+  never holds the connection, so dead tabs hold it at most one lease in all,
+  not one each. A tab that closes sends ``rollback`` for its transactions
+  (begun or still beginning). Leadership moving rolls back every transaction,
+  open or waiting to begin: :class:`~datasync.TransactionAbortedError`, nothing
+  applied.
 """
 from __future__ import annotations
 
@@ -233,10 +238,21 @@ class TabTransactions:
             finally:
                 session.ran(kind)
 
+        # Another tab's lease runs from its last message, also while its begin waits
+        # for the connection (it resends the begin meanwhile): a tab that died
+        # waiting is refused once the connection is free, not held a lease more.
         tx = Transaction(scope, run, name=self.name, holding=self.db, run_now=run_now,
-                         idle_timeout=None if sender is None else self.transaction_lease)
-        await tx.start()
+                         idle_timeout=None if sender is None else self.transaction_lease,
+                         clock_from_creation=sender is not None)
+        # Known before it holds the connection: stepping down or closing aborts it
+        # even then, and its tab's resent begins count as news (see _serve_tx).
         self._holders[tx_id] = tx
+        try:
+            await tx.start()
+        except BaseException:
+            if self._holders.get(tx_id) is tx:
+                del self._holders[tx_id]
+            raise
 
         def ended(done: Transaction) -> None:
             if self._holders.get(tx_id) is done:
@@ -343,6 +359,9 @@ class TabTransactions:
             if op == "rollback":
                 if held:
                     await served.tx.rollback()  # type: ignore[union-attr]
+                elif holder is not None:  # still waiting for the connection: never take it
+                    holder.abort(TransactionAbortedError(
+                        f"the transaction on {self.name!r} was rolled back by its tab"))
                 return {"ok": None}
             if not held:
                 raise TransactionAbortedError(

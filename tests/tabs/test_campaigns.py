@@ -130,6 +130,20 @@ async def test_interactive_transactions_from_every_tab_lose_no_update_through_ki
     row holding the value read) while others write, die, restart and take the lead.
     No update is lost or doubled: the rows' values are exactly 1..counter, each
     acknowledged transaction's row is there once, and nothing else is."""
+    await transactions_campaign(script, seed, suspending)
+
+
+async def test_transactions_of_killed_tabs_do_not_hold_the_leader_past_their_lease() -> None:
+    """A found example: t3 and t2 begin transactions at the leader t0 and are killed
+    mid-transaction; t0's own write and the final read must not time out busy."""
+    await transactions_campaign(
+        [("write", 3), ("restart", 1), ("steal", 0), ("kill", 1), ("txn", 3), ("txn", 2),
+         ("sleep", 1), ("kill", 2), ("kill", 3), ("write", 0), ("sleep", 1)],
+        seed=1283, suspending=True)
+
+
+async def transactions_campaign(script, seed, suspending) -> None:  # type: ignore[no-untyped-def]
+    """The body of the transaction campaign (one example)."""
     b = Browser(max_delay=0.003, seed=seed, suspending=suspending)
     rng = random.Random(seed)
     await open_writing_tabs(b, 5)
