@@ -59,8 +59,6 @@ class TabCore:
         self._drain_again = False
         self._store = db.store
         self._lock_name = f"datasync-leader:{name}"
-        self._tabs_seen: int | None = None  # see tab_count()
-        self._counting: asyncio.Future[None] | None = None
         self.is_leader = False
         self.leader_id: str | None = None
         self.epoch = self._store.meta.epoch
@@ -225,25 +223,6 @@ class TabCore:
     def __repr__(self) -> str:
         role = "leader" if self.is_leader else f"follower of {self.leader_id}"
         return f"<datasync.SharedDatabase {self.name!r} tab {self.tab_id} {role}>"
-
-    def tab_count(self) -> int | None:
-        """How many tabs have this database open, as of the last look (every tab holds
-        or waits for its leader lock); each call looks again in the background, at
-        most one look at a time. None until a look has ended, or if the lock
-        service cannot count. Example: ``db.tab_count()  # 3``"""
-        if self._counting is None and not self._closed:
-            self._counting = asyncio.ensure_future(self._count_tabs())
-        return self._tabs_seen
-
-    async def _count_tabs(self) -> None:
-        try:
-            count = getattr(self._locks, "count", None)
-            if count is not None:
-                self._tabs_seen = int(await count(self._lock_name))
-        except Exception:  # noqa: BLE001 (a figure for metrics: keep the last one)
-            pass
-        finally:
-            self._counting = None
 
     def leader_info(self) -> dict[str, Any]:
         return {"is_leader": self.is_leader, "leader_id": self.leader_id, "epoch": self.epoch,

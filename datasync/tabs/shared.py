@@ -10,8 +10,9 @@ Example (native simulation; in the browser: datasync.browser.tabs.open_shared)::
 
 Its parts, one concern each: :mod:`.core` (state, messages, leader-only work),
 :mod:`.election`, :mod:`.follower`, :mod:`.forwarding`, :mod:`.queued`,
-:mod:`.keys`, :mod:`.transactions`, on the wire format of :mod:`.wire`, the services of :mod:`.services`
-and the connection state of :mod:`.session`.
+:mod:`.keys`, :mod:`.transactions`, :mod:`.presence` (how many tabs), on the wire
+format of :mod:`.wire`, the services of :mod:`.services` and the connection state of
+:mod:`.session`.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from .follower import Following
 from .applying import Applying
 from .forwarding import Forwarding
 from .keys import KeyDistribution
+from .presence import TabPresence
 from .queued import QueuedWrites
 from .transactions import TabTransactions
 
 
-class SharedDatabase(AppCalls, KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Applying,
+class SharedDatabase(AppCalls, TabPresence, KeyDistribution, QueuedWrites, TabTransactions, Forwarding, Applying,
                      Following, Election, TabCore):
     """One tab's view of a database shared by every tab; see :mod:`datasync.tabs`."""
