@@ -125,11 +125,12 @@ export class AppCalls {
   rollback(migrations: Iterable<Migration>, options?: { steps?: number }): Promise<MigrationResult>;
   migrationStatus(migrations?: Iterable<Migration>): Promise<MigrationState[]>;
   /** callback(rows) now (before this resolves) and after every commit, in any tab,
-   * that changes them; resolves with the unsubscriber. */
-  liveQuery<R extends Row = Row>(sql: string, params: Params, callback: (rows: R[]) => void): Promise<() => void>;
-  liveQuery<R extends Row = Row>(sql: string, callback: (rows: R[]) => void): Promise<() => void>;
+   * that changes them; resolves with the unsubscriber. A statement that writes:
+   * NotReadOnlyError. A callback may be async; what it throws or rejects is logged. */
+  liveQuery<R extends Row = Row>(sql: string, params: Params, callback: (rows: R[]) => void | Promise<void>): Promise<() => void>;
+  liveQuery<R extends Row = Row>(sql: string, callback: (rows: R[]) => void | Promise<void>): Promise<() => void>;
   /** The rows of sql, cached until `ttl` SECONDS pass (default 60) or a commit in any
-   * tab touches a table they read. */
+   * tab touches a table they read. A statement that writes: NotReadOnlyError. */
   cached<R extends Row = Row>(sql: string, params?: Params, options?: { ttl?: number }): Promise<R[]>;
   /** This database's figures. With {worker: true}: as of the Worker's last report
    * (the first call answers the report made at open, and asks for one with every reply). */

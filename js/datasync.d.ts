@@ -280,7 +280,7 @@ export type DatasyncErrorName =
   | "SyncError" | "SyncUnavailableError" | "SyncAuthError" | "SyncForbiddenError"
   | "SyncRequestError" | "SyncProtocolError" | "ReplicaMismatchError" | "ReplicaWriteError"
   | "MigrationError" | "MigrationOrderError" | "MigrationChecksumError" | "MigrationFailedError"
-  | "IrreversibleMigrationError" | "SchemaTooNewError";
+  | "IrreversibleMigrationError" | "SchemaTooNewError" | "NotReadOnlyError";
 
 /** Python's sqlite3 exception classes. */
 export type SQLiteErrorName =
