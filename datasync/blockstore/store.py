@@ -256,27 +256,30 @@ class BlockStore(Committing, Flushing, Following, History):
     # -- reading -----------------------------------------------------------------
     def read_block(self, idx: int) -> bytes:
         """The current content of block ``idx`` (zeros if the file never had it)."""
-        for tier in (self._pending, self._committed, self._inflight):
-            data = tier.blocks.get(idx)
-            if data is not None:
-                return data
-            if tier.floor is not None and idx >= tier.floor:
-                return self._zero
-        return self._clean_block(idx)
+        data = self._dirty_block(idx)
+        return data if data is not None else self._clean_block(idx)
 
     def cached_block(self, idx: int) -> bytes | None:
         """Block ``idx`` if it is in memory (a dirty tier, resident, the clean
         cache), else None: never any I/O, so never an error of the backend's."""
+        data = self._dirty_block(idx)
+        if data is not None:
+            return data
+        if self._resident is not None:
+            return self._resident.get(idx, self._zero)
+        with self._lock:
+            return self._cache.get(idx)
+
+    def _dirty_block(self, idx: int) -> bytes | None:
+        """Block ``idx`` from the newest dirty tier that decides it (zeros past a
+        tier's truncation floor), else None: the clean block stands."""
         for tier in (self._pending, self._committed, self._inflight):
             data = tier.blocks.get(idx)
             if data is not None:
                 return data
             if tier.floor is not None and idx >= tier.floor:
                 return self._zero
-        if self._resident is not None:
-            return self._resident.get(idx, self._zero)
-        with self._lock:
-            return self._cache.get(idx)
+        return None
 
     def _clean_block(self, idx: int) -> bytes:
         if self._resident is not None:
