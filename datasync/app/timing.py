@@ -104,9 +104,11 @@ def _label(texts: Iterable[str]) -> str:
     return "; ".join(out)
 
 
-async def _measure(metrics: Any, label: str | None, kind: Any, call: Any, *args: Any) -> Any:
-    """``await call(*args)`` as one measured call: ``kind(value)`` names its kind."""
-    token = _inside.set(_task())
+async def _measure(metrics: Any, label: str | None, kind: Any, call: Any, *args: Any,
+                   task: Any = None) -> Any:
+    """``await call(*args)`` as one measured call: ``kind(value)`` names its kind;
+    ``task``: the current task when the caller found it already."""
+    token = _inside.set(task or _task())
     start = perf_counter()
     try:
         value = await call(*args)
