@@ -92,7 +92,8 @@ class _Copy:
         self.views = {n.lower() for r in rows if r["type"] == "view" for n in [r["name"]]}
         self.indexes: dict[str, tuple[str, list[str]]] = {}  # lower name -> (table, cols)
         self.collations: dict[str, list[str]] = {}  # lower name -> its key columns'
-        self.statements: OrderedDict[str, frozenset[str] | None] = OrderedDict()
+        #: SQL text -> (it writes, the tables it reads or None): one prepare each.
+        self.statements: OrderedDict[str, tuple[bool, frozenset[str] | None]] = OrderedDict()
         for row in rows:
             kind, name, sql = row["type"], str(row["name"]), row["sql"]
             if kind == "trigger":
@@ -147,6 +148,12 @@ class _Copy:
 
     def reads(self, sql: str, params: Any = None) -> frozenset[str] | None:
         """The real tables ``sql`` reads, or None (see :func:`tables_read`)."""
+        return self.facts(sql, params)[1]
+
+    def facts(self, sql: str, params: Any = None) -> tuple[bool, frozenset[str] | None]:
+        """Whether ``sql`` writes, and the tables it reads (None: cannot tell), from
+        one preparation, kept per SQL text (a statement the copy cannot prepare:
+        ``(False, None)``, the database then says what it does)."""
         if sql in self.statements:
             self.statements.move_to_end(sql)
             return self.statements[sql]
@@ -160,10 +167,11 @@ class _Copy:
                     t.lower().startswith(_UNANNOUNCED) or t.lower() in self.virtual
                     for t in tables if t):
                 result = frozenset(t for t in tables if t)
-        self.statements[sql] = result
+        writes = actions is not None and any(a[0] in _WRITES for a in actions)
+        self.statements[sql] = (writes, result)
         if len(self.statements) > _CACHED_STATEMENTS:
             self.statements.popitem(last=False)
-        return result
+        return writes, result
 
     def plan(self, sql: str, params: Any) -> list[tuple[int, int, str]]:
         return [(r[0], r[1], r[3]) for r in self.conn.execute(
@@ -247,8 +255,7 @@ async def check_reads(db: Any, sql: str, params: Any, call: str) -> None:
     the database then says what it does).
 
     Example: ``await check_reads(db, "UPDATE t SET a = 1", [], "live")  # raises``"""
-    actions = (await _copy_of(db)).actions(sql, params)
-    if actions is not None and any(a[0] in _WRITES for a in actions):
+    if (await _copy_of(db)).facts(sql, params)[0]:
         why = {"live": "runs its statement again after every change",
                "cached": "answers its statement again from the rows it kept"}.get(
                    call, "runs its statement more than once")
